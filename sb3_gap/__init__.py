@@ -1,0 +1,20 @@
+"""sb3_gap: scale pixel-based deep RL networks in Stable-Baselines3 by minding the bottleneck."""
+
+import sb3_gap.envs  # noqa: F401  (registers MinAtar/* ids)
+from sb3_gap.bottlenecks import BOTTLENECKS
+from sb3_gap.encoders import ImpalaEncoder, NatureEncoder
+from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
+from sb3_gap.report import ParameterReport, parameter_report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BOTTLENECKS",
+    "ENCODERS",
+    "ConvExtractor",
+    "ImpalaEncoder",
+    "NatureEncoder",
+    "ParameterReport",
+    "parameter_report",
+    "policy_kwargs",
+]

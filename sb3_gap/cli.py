@@ -1,0 +1,20 @@
+"""``sb3-gap`` command line: one entry point, one sub-command per job."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"demo": "sb3_gap.demo"}
+    if not argv or argv[0] not in commands:
+        print(f"usage: sb3-gap {{{','.join(commands)}}} [args...]", file=sys.stderr)
+        raise SystemExit(2)
+    import importlib
+
+    importlib.import_module(commands[argv[0]]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    main()

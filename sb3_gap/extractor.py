@@ -1,0 +1,187 @@
+"""``ConvExtractor``: encoder φ → bottleneck → ψ, as an SB3 features extractor, and
+:func:`policy_kwargs`, the one-line way to plug it into DQN, QR-DQN, PPO and Rainbow."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import gymnasium as gym
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space_channels_first
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+from sb3_gap.bottlenecks import BOTTLENECK_OPTIONS, BOTTLENECKS
+from sb3_gap.encoders import MIN_IMAGE_SIZE, ImpalaEncoder, NatureEncoder
+
+ENCODERS = {"impala": ImpalaEncoder, "nature": NatureEncoder}
+
+# Width of ψ's first layer at scale ×1 (Dopamine's Rainbow, paper Table 1).
+BASE_WIDTH = 512
+
+
+def _check_choice(name: str, value: Any, choices: dict) -> None:
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; valid choices: {sorted(choices)}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind} (e.g. 1, 2, 4, 8), got {value!r}")
+
+
+class ConvExtractor(BaseFeaturesExtractor):
+    """
+    Pixel features extractor with a pluggable bottleneck between φ and ψ (Sokar & Castro 2025).
+
+    ``features = ψ(bottleneck(φ(obs)))``; the algorithm's own head (Q-values, quantiles,
+    atoms, policy/value) follows. Use :func:`policy_kwargs` to build the ``policy_kwargs`` dict.
+
+    :param observation_space: A 3-D ``Box`` image space, channel-first (C, H, W) or channel-last (H, W, C)
+    :param encoder: φ, one of ``"impala"``, ``"nature"``
+    :param bottleneck: One of ``"flatten"``, ``"gap"``, ``"gmp"``, ``"sparse"``, ``"tokenize"``, ``"softmoe"``
+    :param width_scale: Width multiplier of ψ: dim(ψ) = 512 × ``width_scale``
+    :param encoder_scale: Channel multiplier of φ
+    :param psi_depth: Extra hidden layers of ψ (paper Fig. 8)
+    :param layer_norm: LayerNorm in ψ before each ReLU
+    :param extra_blocks: Extra residual blocks per Impala stack (paper Fig. 4); Impala only
+    :param sparsity: Fraction of zero connection weights for ``bottleneck="sparse"`` (default 0.9)
+    :param num_experts: Experts for ``bottleneck="softmoe"`` (default 4)
+    :param normalized_image: Accepted for parity with SB3's ``NatureCNN``; any 3-D Box is accepted
+        and SB3's ``normalize_images`` decides whether uint8 pixels are divided by 255
+    :param channels_last: Run the convolutions in ``torch.channels_last`` memory format
+        (measurably faster on CPU and on CUDA; see ``docs/benchmarks.md``)
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        encoder: str = "impala",
+        bottleneck: str = "gap",
+        width_scale: int = 1,
+        encoder_scale: int = 1,
+        psi_depth: int = 0,
+        layer_norm: bool = False,
+        extra_blocks: int = 0,
+        sparsity: float | None = None,
+        num_experts: int | None = None,
+        normalized_image: bool = False,
+        channels_last: bool = True,
+        **unknown: Any,
+    ) -> None:
+        self.validate(
+            **unknown,
+            encoder=encoder,
+            bottleneck=bottleneck,
+            width_scale=width_scale,
+            encoder_scale=encoder_scale,
+            psi_depth=psi_depth,
+            extra_blocks=extra_blocks,
+            sparsity=sparsity,
+            num_experts=num_experts,
+        )
+        options = {k: v for k, v in (("sparsity", sparsity), ("num_experts", num_experts)) if v is not None}
+        if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 3:
+            raise ValueError(
+                f"ConvExtractor needs an image observation space: a 3-D Box (C, H, W) or (H, W, C), "
+                f"got {observation_space!r}. For vector observations use MlpPolicy without sb3_gap."
+            )
+        self.channels_first = is_image_space_channels_first(observation_space)
+        shape = observation_space.shape
+        c, h, w = shape if self.channels_first else (shape[2], shape[0], shape[1])
+        if min(h, w) < MIN_IMAGE_SIZE[encoder]:
+            fits = [e for e, size in MIN_IMAGE_SIZE.items() if min(h, w) >= size]
+            raise ValueError(
+                f"Image {h}x{w} is too small for encoder {encoder!r} (needs at least "
+                f"{MIN_IMAGE_SIZE[encoder]}x{MIN_IMAGE_SIZE[encoder]}); encoders that fit: {fits}"
+            )
+
+        phi: th.nn.Module
+        if encoder == "impala":
+            phi = ImpalaEncoder(c, scale=encoder_scale, extra_blocks=extra_blocks)
+        else:
+            phi = NatureEncoder(c, scale=encoder_scale)
+        with th.no_grad():
+            phi_shape = tuple(phi(th.zeros(1, c, h, w)).shape[1:])
+        if num_experts is not None and num_experts > phi_shape[1] * phi_shape[2]:
+            raise ValueError(
+                f"num_experts={num_experts} exceeds the {phi_shape[1] * phi_shape[2]} tokens "
+                f"({phi_shape[1]}x{phi_shape[2]}) that encoder {encoder!r} makes from {h}x{w} images; "
+                f"choose 1..{phi_shape[1] * phi_shape[2]}"
+            )
+        width = BASE_WIDTH * width_scale
+        neck = BOTTLENECKS[bottleneck](phi_shape, width, psi_depth=psi_depth, layer_norm=layer_norm, **options)
+        super().__init__(observation_space, features_dim=neck.features_dim)
+
+        self.encoder = phi
+        self.bottleneck = neck
+        self.encoder_out_shape = phi_shape
+        self.channels_last = channels_last
+
+    @classmethod
+    def validate(cls, **kwargs: Any) -> None:
+        """Check extractor arguments without an observation space; raise ``ValueError`` naming the bad value."""
+        valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "observation_space", "unknown")]
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            raise ValueError(f"Unknown ConvExtractor argument(s) {unknown}; valid arguments: {valid}")
+        encoder, bottleneck = kwargs.get("encoder", "impala"), kwargs.get("bottleneck", "gap")
+        _check_choice("encoder", encoder, ENCODERS)
+        _check_choice("bottleneck", bottleneck, BOTTLENECKS)
+        for name, minimum in (("width_scale", 1), ("encoder_scale", 1), ("psi_depth", 0), ("extra_blocks", 0)):
+            if name in kwargs:
+                _check_int(name, kwargs[name], minimum)
+        if kwargs.get("extra_blocks") and encoder != "impala":
+            raise ValueError(f"extra_blocks={kwargs['extra_blocks']} needs encoder='impala' (residual blocks), got {encoder!r}")
+        for key in ("sparsity", "num_experts"):
+            if kwargs.get(key) is not None and key not in BOTTLENECK_OPTIONS.get(bottleneck, ()):
+                owners = [b for b, keys in BOTTLENECK_OPTIONS.items() if key in keys]
+                raise ValueError(f"{key}={kwargs[key]!r} only applies to bottleneck {owners}, not {bottleneck!r}")
+        sparsity = kwargs.get("sparsity")
+        if sparsity is not None and (isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < sparsity < 1.0):
+            raise ValueError(f"sparsity must be a float in (0, 1) (the paper uses 0.9), got {sparsity!r}")
+        if kwargs.get("num_experts") is not None:
+            _check_int("num_experts", kwargs["num_experts"], 1)
+
+    def encode(self, observations: th.Tensor) -> th.Tensor:
+        """φ(x): the (B, C, H, W) feature map, before the bottleneck."""
+        if not self.channels_first:
+            observations = observations.permute(0, 3, 1, 2)
+        if self.channels_last:
+            observations = observations.contiguous(memory_format=th.channels_last)
+        return self.encoder(observations)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.bottleneck(self.encode(observations))
+
+
+def policy_kwargs(
+    encoder: str = "impala",
+    bottleneck: str = "gap",
+    width_scale: int = 1,
+    net_arch: list[int] | dict[str, list[int]] | None = None,
+    **extractor_kwargs: Any,
+) -> dict[str, Any]:
+    """
+    ``policy_kwargs`` for DQN, QR-DQN, PPO or Rainbow with a :class:`ConvExtractor`.
+
+    ``net_arch`` defaults to ``[]`` so that ψ lives entirely in the extractor and the algorithm
+    only adds its output head (SB3's DQN/QR-DQN would otherwise add a hidden ``[64, 64]`` MLP).
+
+    :param encoder: ``"impala"`` or ``"nature"``
+    :param bottleneck: ``"flatten"``, ``"gap"``, ``"gmp"``, ``"sparse"``, ``"tokenize"`` or ``"softmoe"``
+    :param width_scale: dim(ψ) = 512 × ``width_scale`` (the paper uses 1, 2, 4, 8)
+    :param net_arch: Layers the algorithm adds after the extractor (default: none)
+    :param extractor_kwargs: Other :class:`ConvExtractor` arguments (``encoder_scale``, ``psi_depth``, ...)
+    :return: A plain dict with ``features_extractor_class``, ``features_extractor_kwargs`` and ``net_arch``
+    """
+    kwargs = dict(encoder=encoder, bottleneck=bottleneck, width_scale=width_scale, **extractor_kwargs)
+    # Validate now, with the user's call on the stack, rather than deep inside model construction.
+    ConvExtractor.validate(**kwargs)
+    return {
+        "features_extractor_class": ConvExtractor,
+        "features_extractor_kwargs": kwargs,
+        "net_arch": [] if net_arch is None else net_arch,
+    }
