@@ -255,7 +255,9 @@ class Rainbow(OffPolicyAlgorithm):
         self.exploration_rate = exploration_initial_eps
         self.frame_stack = 1
 
-        # The network switches live in the policy kwargs (so that the policy alone can be rebuilt).
+        # The network switches live in the policy kwargs (so that the policy alone can be rebuilt);
+        # a copy, so that the caller's dict is never changed.
+        self.policy_kwargs = dict(self.policy_kwargs)
         network_kwargs = dict(
             n_atoms=n_atoms, v_min=self.v_min, v_max=self.v_max, distributional=distributional,
             dueling=dueling, noisy=noisy, sigma0=sigma0,
