@@ -21,10 +21,7 @@ from torch.nn import functional as F
 from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy
 from sb3_gap.rainbow.projection import categorical_projection
 
-try:  # TODO(rainbow-replay merge): drop the interim stand-in
-    from sb3_gap.rainbow.buffers import RainbowReplayBuffer
-except ImportError:  # pragma: no cover
-    from sb3_gap.rainbow._interim_buffer import RainbowReplayBuffer  # type: ignore[assignment]
+from sb3_gap.rainbow.buffers import RainbowReplayBuffer
 
 SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
 
