@@ -328,6 +328,7 @@ def test_frame_stack_consistency_check_raises() -> None:
     wrong = RainbowReplayBuffer(100, stacked.observation_space, stacked.action_space, "cpu", frame_stack=4)
     with pytest.raises(ValueError, match="frame_stack=4"):
         run_frame_env(stacked, wrong, 3)
+    assert wrong.pos == 0 and wrong.tree.total == 0 and not wrong.frames.any()  # nothing written
     raw = DummyVecEnv([lambda: FrameEnv(0, channels_first=True, channels=4)])  # not stacked at all
     with pytest.raises(ValueError, match="frame_stack=2"):
         run_frame_env(raw, RainbowReplayBuffer(100, raw.observation_space, raw.action_space, "cpu", frame_stack=2), 3)
