@@ -414,3 +414,23 @@ def test_atari_scale_storage_fits_in_7_5_gb() -> None:
     # the plain layout would store 4 frames per slot, SB3's NStepReplayBuffer 8
     plain = RainbowReplayBuffer(1000, obs_space, spaces.Discrete(18), "cpu", frame_stack=1)
     assert plain.frames.nbytes == 1000 * 4 * 84 * 84
+
+
+def test_plugs_into_sb3_off_policy_algorithm(tmp_path) -> None:
+    """OffPolicyAlgorithm builds, fills, samples, saves and reloads it (SB3's DQN consumes `discounts`)."""
+    from stable_baselines3 import DQN
+
+    model = DQN("MlpPolicy", "CartPole-v1", buffer_size=500, learning_starts=200, train_freq=8, seed=0, device="cpu",
+                replay_buffer_class=RainbowReplayBuffer, replay_buffer_kwargs=dict(n_steps=3, gamma=0.99))  # fmt: skip
+    model.learn(300)
+    buffer = model.replay_buffer
+    n = model.num_timesteps  # 300 rounded up to train_freq
+    assert isinstance(buffer, RainbowReplayBuffer) and buffer.size() == n
+    assert buffer.dones[:n].sum() >= 5 and buffer.final_index[:n].max() >= 0  # CartPole episodes ended
+    model.save_replay_buffer(tmp_path / "replay")
+    model.load_replay_buffer(tmp_path / "replay")
+    assert isinstance(model.replay_buffer, RainbowReplayBuffer) and model.replay_buffer.size() == n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # learn() resets the env without a done: the last step is cut
+        model.learn(300, reset_num_timesteps=False)
+    assert model.replay_buffer.full and model.replay_buffer.sample(32).observations.shape == (32, 4)
