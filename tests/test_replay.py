@@ -14,7 +14,7 @@ from gymnasium import spaces
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTransposeImage
 
-from sb3_gap.rainbow.buffers import RainbowReplayBuffer, RainbowSamples
+from sb3_gap.rainbow.buffers import RainbowReplayBuffer, RainbowSamples, infer_frame_stack
 from sb3_gap.rainbow.sum_tree import SumTree
 
 # ----------------------------------------------------------------------------- sum tree
@@ -320,6 +320,16 @@ def test_frame_stack_rebuilds_what_vec_frame_stack_produced(channels_first: bool
     assert check_all_sampleable(records, buffer) > 15 * n_envs
     batch = buffer.sample(32)
     assert batch.observations.dtype == th.uint8 and batch.observations.shape == (32, 4 * channels, 14, 15)
+
+
+def test_infer_frame_stack_from_wrappers() -> None:
+    last = lambda: DummyVecEnv([lambda: FrameEnv(0, channels_first=False)])  # noqa: E731
+    first = lambda: DummyVecEnv([lambda: FrameEnv(0, channels_first=True)])  # noqa: E731
+    assert infer_frame_stack(VecTransposeImage(VecFrameStack(last(), n_stack=4))) == 4  # the Atari way
+    assert infer_frame_stack(VecFrameStack(first(), n_stack=3, channels_order="first")) == 3
+    assert infer_frame_stack(VecFrameStack(last(), n_stack=4)) == 1  # stacked channel-last: plain layout
+    assert infer_frame_stack(VecTransposeImage(last())) == 1 and infer_frame_stack(None) == 1
+    assert infer_frame_stack(VecFrameStack(DummyVecEnv([lambda: gym.make("CartPole-v1")]), n_stack=2)) == 2
 
 
 def test_frame_stack_consistency_check_raises() -> None:

@@ -29,9 +29,33 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack, VecNormalize, VecTransposeImage
 
 from sb3_gap.rainbow.sum_tree import SumTree
+
+
+def infer_frame_stack(env: VecEnv | None) -> int:
+    """
+    The ``frame_stack`` to give :class:`RainbowReplayBuffer` for an SB3 VecEnv: ``n_stack`` of its
+    ``VecFrameStack`` when the stacked frames end up along axis 0 of the observation (channel-first
+    stacking, channel-last stacking under a ``VecTransposeImage`` as ``make_atari_env`` + ``VecFrameStack``
+    + SB3's automatic transpose produce, or 1-D observations), else 1 (plain layout).
+
+    :param env: The (wrapped) VecEnv, or None
+    :return: The number of stacked frames, 1 when frames cannot be stored once
+    """
+    transposed_above = False
+    while isinstance(env, VecEnvWrapper):
+        if isinstance(env, VecTransposeImage):
+            transposed_above = True
+        if isinstance(env, VecFrameStack):
+            stacked = env.stacked_obs
+            if isinstance(env.observation_space, spaces.Dict) or not hasattr(stacked, "channels_first"):
+                return 1
+            one_dim = len(env.observation_space.shape) == 1  # type: ignore[arg-type]
+            return stacked.n_stack if (stacked.channels_first or transposed_above or one_dim) else 1
+        env = env.venv
+    return 1
 
 
 class RainbowSamples(NamedTuple):
@@ -72,7 +96,7 @@ class RainbowReplayBuffer(ReplayBuffer):
     step ended the episode (termination, time limit, or an observation that does not continue the
     previous ``next_obs``): then its final frame (SB3's ``terminal_observation``) is kept in a small
     side pool, referenced from that slot and freed when the slot is overwritten.
-    1M transitions of 4x84x84 uint8: 7.06 GB of frames + ~45 MB of the rest (``storage_nbytes()``).
+    1M transitions of 4x84x84 uint8: 7.06 GB of frames + ~42 MB of the rest (``storage_nbytes()``).
 
     **Which transitions can be sampled.** A transition ``t`` becomes sampleable (gets a priority) once its
     n-step window is complete: when the step ``t + n_steps`` has been added (its observation is the
