@@ -55,6 +55,11 @@ def test_sum_tree_find_matches_prefix_sums_and_edges() -> None:
     assert found[-3] == 35 and found[-2] == 35  # total and beyond: last positive leaf
     with pytest.raises(ValueError, match="all leaves are 0"):
         SumTree(4).find(np.array([0.0]))
+    # guard against round-off: a descent that ends on a zero leaf is moved to the nearest positive leaf
+    tree = SumTree(4)
+    tree.update(np.arange(4), np.array([1.0, 1.0, 0.0, 0.0]))
+    tree.nodes[1] = 3.0  # as if rounding had made the root larger than its children's sum
+    assert tree.find(np.array([2.5]))[0] == 1
     with pytest.raises(ValueError, match="capacity"):
         SumTree(0)
 
