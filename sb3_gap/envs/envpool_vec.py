@@ -5,7 +5,7 @@ autoreset: after an episode ends, the next ``step`` ignores that env's action an
 observation. SB3's ``VecEnv`` contract is *same-step* autoreset: the step that ends an episode
 returns the next episode's first observation and puts the last one in
 ``info["terminal_observation"]``. :class:`EnvPoolVecEnv` bridges the two by resetting the finished
-envs right away (envpool resets a subset of envs with ``reset(env_ids)``).
+envs right away (envpool steps a subset of envs with ``step(actions, env_ids)``).
 
 It also writes SB3's ``info["episode"]`` itself (instead of ``VecMonitor``): with envpool's
 ``episodic_life`` a life loss ends a *training* episode but not the game, and the score must be
@@ -111,10 +111,12 @@ class EnvPoolVecEnv(VecEnv):
                 self._returns[i] = 0.0
                 self._lengths[i] = 0
         if len(done_ids):
-            # Same-step autoreset (SB3) instead of envpool's next-step autoreset; with episodic_life
-            # envpool continues the game after a life loss, like SB3's EpisodicLifeEnv.
+            # Same-step autoreset (SB3): run envpool's next-step autoreset now, on the finished envs only
+            # (their action is ignored). Unlike pool.reset(ids), which restarts the whole game, this
+            # continues the game after an episodic_life life loss, like SB3's EpisodicLifeEnv.
             obs = obs.copy()
-            reset_obs, _ = self.pool.reset(done_ids.astype(np.int32))
+            ignored = np.zeros((len(done_ids), *self.action_space.shape), dtype=self.action_space.dtype)
+            reset_obs, *_ = self.pool.step(ignored, done_ids.astype(np.int32))
             obs[done_ids] = reset_obs
         return obs, rewards.astype(np.float32), dones, infos
 
