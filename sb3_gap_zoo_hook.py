@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
-from importlib.abc import Loader, MetaPathFinder
-from importlib.machinery import ModuleSpec
-from types import ModuleType
-from typing import Any
 
+# Only os and sys (already loaded at startup) are imported here: importlib.abc/typing would add ~10 ms
+# to every Python start, so the finder and loader follow the import protocols by duck typing.
 _TARGET = "rl_zoo3"
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from importlib.abc import Loader
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Any
 
 
 def _register() -> None:
@@ -31,11 +34,13 @@ def _register() -> None:
 
         register_with_zoo()
     except Exception as e:  # never break rl_zoo3 because of sb3_gap
+        import warnings
+
         warnings.warn(f"sb3_gap could not register with rl_zoo3 ({type(e).__name__}: {e}); "
                       "run `python -m sb3_gap.train` instead or fix the sb3_gap install", stacklevel=2)
 
 
-class _RegisteringLoader(Loader):
+class _RegisteringLoader:
     """Runs the real loader of ``rl_zoo3``, then registers sb3_gap."""
 
     def __init__(self, loader: Loader) -> None:
@@ -52,7 +57,7 @@ class _RegisteringLoader(Loader):
         return getattr(self._loader, name)
 
 
-class ZooHookFinder(MetaPathFinder):
+class ZooHookFinder:
     """One-shot finder: wraps the loader of ``rl_zoo3`` and removes itself."""
 
     def find_spec(self, fullname: str, path: Any = None, target: ModuleType | None = None) -> ModuleSpec | None:
