@@ -102,10 +102,12 @@ def test_zoo_configs_are_valid(config: Path) -> None:
         assert kwargs["features_extractor_kwargs"]["bottleneck"] == "gap"
         assert kwargs["features_extractor_kwargs"]["width_scale"] == 4
     assert hyperparams["atari"]["frame_stack"] == 4
-    life_loss = "stable_baselines3.common.atari_wrappers.EpisodicLifeEnv"
-    assert (life_loss in hyperparams["atari"]["env_wrapper"]) == (config.stem == "der")
+    # Training-only wrappers of the protocol (one source: sb3_gap.envs.atari.TRAIN_WRAPPERS).
+    from sb3_gap.envs.atari import TRAIN_WRAPPERS
+
+    assert hyperparams["atari"]["env_wrapper"] == TRAIN_WRAPPERS["Atari100k" if config.stem == "der" else "Dopamine"]
     if "Atari100k/Pong-v5" in hyperparams:
-        assert life_loss in hyperparams["Atari100k/Pong-v5"]["env_wrapper"]
+        assert hyperparams["Atari100k/Pong-v5"]["env_wrapper"] == TRAIN_WRAPPERS["Atari100k"]
 
 
 @pytest.mark.parametrize("algo", ["dqn", "qrdqn", "ppo"])
