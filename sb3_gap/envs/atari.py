@@ -35,6 +35,8 @@ from typing import Any
 
 import gymnasium as gym
 from stable_baselines3.common.atari_wrappers import ClipRewardEnv, EpisodicLifeEnv
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
 # Frames per agent step (AtariPreprocessing's frame_skip) and the per-episode frame cap.
 FRAME_SKIP = 4
@@ -205,7 +207,7 @@ def make_atari_vec_env(
     seed: int | None = None,
     backend: str = "gymnasium",
     **kwargs: Any,
-):
+) -> VecEnv:
     """
     A ready-to-train (or evaluate) Atari ``VecEnv``: protocol env, ``Monitor``, training wrappers, ``VecFrameStack``.
 
@@ -220,9 +222,6 @@ def make_atari_vec_env(
     :param kwargs: Passed to :func:`make_atari` (gymnasium) or envpool (envpool)
     :return: A ``VecEnv`` with ``(frame_stack, 84, 84)`` uint8 observations
     """
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecFrameStack
-
     spec = _check_protocol(protocol)
     if backend == "gymnasium":
         venv = make_vec_env(
@@ -240,7 +239,8 @@ def make_atari_vec_env(
         task = _game_name(rom) + "-v5"
         options = dict(
             repeat_action_probability=spec.repeat_action_probability,
-            noop_max=max(spec.noop_max, 1),  # envpool draws in [0, noop_max): 1 means no no-ops
+            # envpool draws 0..noop_max-1 no-ops (1: none; gymnasium's AtariPreprocessing draws 1..noop_max)
+            noop_max=max(spec.noop_max, 1),
             episodic_life=train and spec.terminal_on_life_loss,
             reward_clip=train and spec.clip_reward,
             use_fire_reset=False,  # neither Dopamine nor DER press FIRE at reset
