@@ -126,7 +126,13 @@ def test_policy_kwargs_net_arch_empty_adds_only_the_head(algo: str) -> None:
 
 def test_wheel_installs_the_startup_hook(tmp_path: Path) -> None:
     """A non-editable install puts sb3_gap_zoo.pth and the hook module at the root of site-packages."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+    import shutil
+
+    src = tmp_path / "src"  # build a copy: an in-tree build would leave build/ and *.egg-info in the checkout
+    shutil.copytree(ROOT / "sb3_gap", src / "sb3_gap", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "README.md", "MANIFEST.in", "sb3_gap_zoo.pth", "sb3_gap_zoo_hook.py"):
+        shutil.copy(ROOT / name, src / name)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     if proc.returncode != 0 and "No module named pip" in proc.stderr:
         pytest.skip("pip is not available in this interpreter")
