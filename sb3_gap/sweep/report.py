@@ -79,6 +79,7 @@ def compute_aggregates(
 def _grid_cells(study: optuna.Study, trials: Sequence[optuna.trial.FrozenTrial]) -> list[dict[str, Any]]:
     """Every cell of every grid ever run in the study (GridSampler search spaces + trials' own params)."""
     spaces = {json.dumps(t.system_attrs["search_space"], sort_keys=True) for t in trials if "search_space" in t.system_attrs}
+    spaces |= {json.dumps(space, sort_keys=True) for space in study.user_attrs.get("grids", [])}
     cells = {cell_key(t.params): t.params for t in trials if t.params}
     for space in map(json.loads, spaces):
         for values in itertools.product(*space.values()):

@@ -57,8 +57,8 @@ from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
 from sb3_gap.report import parameter_report
 from sb3_gap.sweep.protocols import protocol_for
 
-# Optuna's heartbeat API is marked experimental; it is the documented way to recover dead workers.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# Optuna's heartbeat API is marked experimental; it is the documented way to recover dead workers,
+# so its ExperimentalWarnings are silenced where it is used.
 
 GRID_AXES = ("algo", "encoder", "env", "bottleneck", "width_scale", "seed")
 HP_PREFIX = "hp:"  # grid parameters named "hp:<name>" are hyperparameters
@@ -338,6 +338,21 @@ def _init_params(cls: type) -> set[str]:
 
 
 # --------------------------------------------------------------------------------- storage
+class SweepGridSampler(optuna.samplers.GridSampler):
+    """
+    ``GridSampler`` whose ``after_trial`` tolerates cells queued with ``enqueue_trial``.
+
+    Optuna's ``after_trial`` reads the trial's ``grid_id`` system attribute, which only trials
+    the sampler itself assigned have; for a re-queued cell it raises ``KeyError`` when one grid
+    point is left. Its only effect is ``study.stop()`` once the grid is exhausted, which
+    :func:`run_worker` decides itself (it runs one trial per ``optimize`` call).
+    """
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        if "grid_id" in trial.system_attrs:
+            super().after_trial(study, trial, state, values)
+
+
 def make_storage(spec: SweepSpec, heartbeat: bool = True) -> RDBStorage:
     """
     Optuna RDB storage for ``spec.storage``; with ``heartbeat``, dead workers' trials are retried.
@@ -356,13 +371,15 @@ def make_storage(spec: SweepSpec, heartbeat: bool = True) -> RDBStorage:
         engine_kwargs = {"connect_args": {"timeout": 120}}
     if not heartbeat:
         return RDBStorage(spec.storage, engine_kwargs=engine_kwargs)
-    return RDBStorage(
-        spec.storage,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=spec.heartbeat_interval,
-        grace_period=spec.grace_period or 3 * spec.heartbeat_interval,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retry),
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            spec.storage,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=spec.heartbeat_interval,
+            grace_period=spec.grace_period or 3 * spec.heartbeat_interval,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retry),
+        )
 
 
 def open_study(spec: SweepSpec) -> optuna.Study:
@@ -370,10 +387,14 @@ def open_study(spec: SweepSpec) -> optuna.Study:
     study = optuna.create_study(
         storage=make_storage(spec),
         study_name=spec.study,
-        sampler=optuna.samplers.GridSampler(spec.search_space(), seed=0),
+        sampler=SweepGridSampler(spec.search_space(), seed=0),
         direction="maximize",
         load_if_exists=True,
     )
+    space = json.loads(json.dumps(spec.search_space()))
+    grids = study.user_attrs.get("grids", [])
+    if space not in grids:  # every grid ever run, so that reports can mark cells never started
+        study.set_user_attr("grids", [*grids, space])
     config = spec.training_config()
     stored = study.user_attrs.get("training_config")
     if stored is None:
@@ -561,15 +582,37 @@ class _Objective:
         self.space = spec.search_space()
         self.progress = progress
 
+    def duplicate_of(self, trial: optuna.Trial, key: str, patience: float = 5.0) -> optuna.trial.FrozenTrial | None:
+        """
+        A trial that owns this cell: ``COMPLETE``, or ``RUNNING`` with a lower number.
+
+        A lower-numbered ``RUNNING`` trial whose parameters are not stored yet (it was just asked
+        for and is still suggesting) is waited for, up to ``patience`` seconds.
+        """
+        deadline = time.monotonic() + patience
+        while True:
+            undecided = False
+            for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+                if other.number == trial.number or (other.state == TrialState.RUNNING and other.number > trial.number):
+                    continue
+                params = other.params if len(other.params) >= len(self.space) else other.system_attrs.get("fixed_params", other.params)
+                if len(params) < len(self.space):
+                    undecided = undecided or other.state == TrialState.RUNNING
+                elif cell_key(params) == key:
+                    return other
+            if not undecided or time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
+
     def __call__(self, trial: optuna.Trial) -> float:
-        params = {name: trial.suggest_categorical(name, values) for name, values in self.space.items()}
-        key = cell_key(params)
-        for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            if other.number == trial.number or cell_key(other.params) != key:
-                continue
-            if other.state == TrialState.COMPLETE or other.number < trial.number:
-                trial.set_user_attr("duplicate_of", other.number)
-                raise optuna.TrialPruned(f"cell {run_name(params)} is already {other.state.name} in trial {other.number}")
+        # A re-queued trial (dead worker's retry) already carries its params, possibly with the
+        # choices of an older grid, which suggest_categorical would reject as a changed distribution.
+        stored = trial.params
+        params = {name: stored[name] if name in stored else trial.suggest_categorical(name, values) for name, values in self.space.items()}
+        duplicate = self.duplicate_of(trial, cell_key(params))
+        if duplicate is not None:
+            trial.set_user_attr("duplicate_of", duplicate.number)
+            raise optuna.TrialPruned(f"cell {run_name(params)} is already {duplicate.state.name} in trial {duplicate.number}")
 
         def report(mean: float, step: int) -> None:
             trial.report(mean, step)
@@ -624,7 +667,9 @@ def run_worker(
     ran = 0
     try:
         while max_trials is None or ran < max_trials:
-            fail_stale_trials(study)  # a dead worker's trial → FAIL → re-queued as WAITING
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                fail_stale_trials(study)  # a dead worker's trial → FAIL → re-queued as WAITING
             trials = study.get_trials(deepcopy=False)
             states = cell_states(trials)
             done = sum(states.get(k) == TrialState.COMPLETE for k in cells)
