@@ -90,7 +90,14 @@ def _dqn_like(steps: int) -> dict[str, Any]:
 DEFAULT_HYPERPARAMS: dict[str, Callable[[int], dict[str, Any]]] = {
     "dqn": _dqn_like,
     "qrdqn": _dqn_like,
-    "rainbow": _dqn_like,
+    # Dopamine's Rainbow (the paper's agent) with replay, warm-up, target sync and ε decay scaled to the budget.
+    "rainbow": lambda steps: dict(
+        learning_rate=1e-4,
+        buffer_size=min(100_000, steps),
+        learning_starts=min(1_000, steps // 10),
+        target_update_interval=max(1, min(2_000, steps // 20)),
+        exploration_steps=max(1, steps // 4),
+    ),
     "ppo": lambda steps: dict(learning_rate=2.5e-4, n_steps=128, batch_size=64, n_epochs=4, ent_coef=0.01),
 }
 
