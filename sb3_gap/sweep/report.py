@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.lines
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -217,7 +218,7 @@ def _series_key(row: pd.Series, cols: list[str]) -> str:
     return " ".join(f"{c[len(HP_PREFIX):]}={row[c]}" if c.startswith(HP_PREFIX) else str(row[c]) for c in cols)
 
 
-def plot_scaling(agg: pd.DataFrame, path: Path, metric: str = "IQM") -> None:
+def plot_scaling(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label: str = "normalized score") -> None:
     """Aggregate score vs ψ width scale, one line per bottleneck (and other config axes), 95% CI shaded (Fig. 6 left)."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
     others = [c for c in agg.columns if c in ("algo", "encoder", "bottleneck", "steps") or c.startswith(HP_PREFIX)]
@@ -230,7 +231,7 @@ def plot_scaling(agg: pd.DataFrame, path: Path, metric: str = "IQM") -> None:
     scales = sorted(agg["width_scale"].unique())
     ax.set_xticks(scales, [f"×{s}" for s in scales])
     ax.set_xlabel("ψ width scale")
-    ax.set_ylabel(f"{metric} (normalized score)")
+    ax.set_ylabel(f"{metric} ({score_label})")
     ax.set_title(f"{metric} vs width (95% stratified bootstrap CI)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -238,7 +239,7 @@ def plot_scaling(agg: pd.DataFrame, path: Path, metric: str = "IQM") -> None:
     plt.close(fig)
 
 
-def plot_cost(agg: pd.DataFrame, path: Path, metric: str = "IQM") -> None:
+def plot_cost(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label: str = "normalized score") -> None:
     """Cost vs aggregate score: wall-clock hours per run and bottleneck parameters (Fig. 9)."""
     data = agg.dropna(subset=[metric])
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
@@ -249,7 +250,7 @@ def plot_cost(agg: pd.DataFrame, path: Path, metric: str = "IQM") -> None:
         ax.set_xlabel(xlabel)
         if col == "params_bottleneck" and len(data) and data[col].min() > 0:
             ax.set_xscale("log")
-    axes[0].set_ylabel(f"{metric} (normalized score)")
+    axes[0].set_ylabel(f"{metric} ({score_label})")
     axes[1].legend(fontsize=6)
     fig.suptitle("Cost vs performance")
     fig.tight_layout()
@@ -281,7 +282,7 @@ def plot_curves(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_profiles(matrices: dict[str, np.ndarray], path: Path, reps: int = 2000, seed: int = 0) -> None:
+def plot_profiles(matrices: dict[str, np.ndarray], path: Path, reps: int = 2000, seed: int = 0, score_label: str = "normalized score") -> None:
     """Performance profiles (fraction of runs above τ) with 95% CIs, via ``rliable``."""
     from rliable import plot_utils
 
@@ -292,8 +293,9 @@ def plot_profiles(matrices: dict[str, np.ndarray], path: Path, reps: int = 2000,
     profiles, cis = rly.create_performance_profile(matrices, taus, reps=reps)
     fig, ax = plt.subplots(figsize=(5, 3.6))
     colors = dict(zip(matrices, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10))
-    plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, colors=colors, xlabel="normalized score τ", ax=ax)
-    ax.legend(list(matrices), fontsize=6)
+    plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, colors=colors, xlabel=f"{score_label} τ", ax=ax)
+    handles = [matplotlib.lines.Line2D([], [], color=colors[k], label=k) for k in matrices]
+    ax.legend(handles=handles, fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -385,10 +387,11 @@ def build_report(
     df.drop(columns=["curve"]).to_csv(out / "runs.csv", index=False)
     agg.to_csv(out / "aggregates.csv", index=False)
     figures = []
+    label = "raw return" if (df["normalization"] == "raw return").all() else "normalized score"
     if agg["IQM"].notna().any():
-        plot_scaling(agg, out / "scaling.png")
-        plot_cost(agg, out / "cost.png")
-        plot_profiles(score_matrices(df)[0], out / "profiles.png", reps=min(reps, 1000), seed=seed)
+        plot_scaling(agg, out / "scaling.png", score_label=label)
+        plot_cost(agg, out / "cost.png", score_label=label)
+        plot_profiles(score_matrices(df)[0], out / "profiles.png", reps=min(reps, 1000), seed=seed, score_label=label)
         figures += ["scaling.png", "cost.png", "profiles.png"]
     if (df["state"] == "COMPLETE").any():
         plot_curves(df, out / "curves.png")
@@ -407,11 +410,11 @@ def _print_table(agg: pd.DataFrame) -> None:
 
     table = Table(title="Aggregates (95% stratified bootstrap CIs)")
     for col in ("configuration", "runs", "IQM", "Mean", "wall h/run", "bottleneck+ψ params"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="left" if col == "configuration" else "right", no_wrap=True)
     for _, row in agg.iterrows():
         table.add_row(row["config"], f"{row['runs_per_task']}×{row['tasks']}", _ci(row, "IQM"), _ci(row, "Mean"),
                       _fmt(row["wall_h"], ".4f"), _fmt(row["params_bottleneck"], ",.0f"))  # fmt: skip
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

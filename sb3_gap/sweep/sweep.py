@@ -771,13 +771,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         bottlenecks=["flatten", "gap"],
         width_scales=[1, 4],
         seeds=2,
-        steps=5_000,
-        eval_freq=1_000,
+        steps=3_000,
+        eval_freq=500,
         eval_episodes=5,
         final_evals=2,
         storage="sqlite:///runs/demo.db",
         study="demo",
         out_dir="runs",
+        workers=2,  # one torch thread each (see docs/benchmarks_sweeps.md)
     ),
 }
 
@@ -802,7 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/sweep.db)")
     p.add_argument("--study", help="study name (default sweep)")
     p.add_argument("--out", dest="out_dir", help="root of run folders (default runs)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--workers", type=int, help="local worker processes (default 1, or the preset's)")
     p.add_argument("--heartbeat-interval", type=int)
     p.add_argument("--grace-period", type=int)
     p.add_argument("--no-save-models", action="store_true")
@@ -815,6 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     fields: dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
+    fields.pop("workers", None)
     for name in ("algos", "envs", "bottlenecks", "width_scales", "encoders", "steps", "eval_freq", "eval_episodes", "final_evals",
                  "n_envs", "storage", "study", "out_dir", "heartbeat_interval", "grace_period", "device"):  # fmt: skip
         value = getattr(args, name)
@@ -845,7 +847,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         raise SystemExit(f"sb3-gap sweep: error: {e}") from None
     start = time.perf_counter()
-    run_sweep(spec, workers=args.workers, progress=not args.no_progress, wait=not args.no_wait)
+    workers = args.workers if args.workers is not None else PRESETS.get(args.preset or "", {}).get("workers", 1)
+    run_sweep(spec, workers=workers, progress=not args.no_progress, wait=not args.no_wait)
     wall = time.perf_counter() - start
     report_dir = args.report or (f"{spec.out_dir}/{spec.study}_report" if args.preset else None)
     print(f"sweep {spec.study}: {wall:.1f} s wall ({spec.storage})", file=sys.stderr)
