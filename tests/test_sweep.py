@@ -139,6 +139,8 @@ def test_sigkill_mid_trial_loses_nothing_and_resumes(tmp_path):
     proc.wait()
     finished = {t.number: (t.value, cell_key(t.params)) for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert finished
+    saved = {p: p.read_bytes() for t in study.get_trials(states=(TrialState.COMPLETE,)) for p in Path(t.user_attrs["run_dir"]).glob("*.json")}
+    assert len(saved) == 2 * len(finished)  # curve.json and result.json per finished run
 
     run_worker(spec, progress=False, poll_interval=0.5)  # the same command again
 
@@ -150,6 +152,9 @@ def test_sigkill_mid_trial_loses_nothing_and_resumes(tmp_path):
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == victim.params
     done = complete_by_cell(study)
     assert len(done) == len(spec.cells()) and all(len(v) == 1 for v in done.values())
+    assert all(p.read_bytes() == data for p, data in saved.items())  # finished runs' files untouched
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        json.loads((Path(t.user_attrs["run_dir"]) / "curve.json").read_text())  # whole, parseable files
 
 
 # ----------------------------------------------------------------------------- report

@@ -321,7 +321,8 @@ def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tupl
         "",
         "Normalization: "
         + "; ".join(f"`{e}`: {n}" for e, n in df.groupby("env")["normalization"].first().items())
-        + ". A run's score is the mean of its last evaluations. CIs: 95% stratified bootstrap (Agarwal et al. 2021, `rliable`).",
+        + ". A run's score is the mean of its last evaluations. CIs: 95% stratified bootstrap (Agarwal et al. 2021, `rliable`)."
+        + " The optimality gap is the mean shortfall below γ = 1, meaningful for normalized scores only.",
         "",
         "## Aggregates per configuration",
         "",
