@@ -244,3 +244,19 @@ def test_cell_states_prefers_complete():
 
     states = cell_states([trial(TrialState.FAIL, 0), trial(TrialState.COMPLETE, 1), trial(TrialState.PRUNED, 2)])
     assert states == {cell_key({"seed": 0}): TrialState.COMPLETE}
+
+
+def test_normalization_tables_by_protocol(tmp_path):
+    from sb3_gap.sweep.protocols import load_reference, protocol_for
+
+    assert protocol_for("ALE/Pong-v5").reference("ALE/Pong-v5") == (-20.7, 14.6)  # random, human
+    assert protocol_for("BreakoutNoFrameskip-v4").reference("BreakoutNoFrameskip-v4") == (1.7, 30.5)
+    assert protocol_for("procgen:procgen-starpilot-v0").reference("procgen:procgen-starpilot-v0") == (2.5, 64)  # easy
+    assert protocol_for("procgen/starpilot-hard").reference("procgen/starpilot-hard") == (1.5, 35)
+    assert protocol_for("MinAtar/Breakout-v1").reference("MinAtar/Breakout-v1") is None  # raw
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps({"MinAtar/Breakout-v1": [0, 10]}))
+    assert load_reference(path) == {"MinAtar/Breakout-v1": (0.0, 10.0)}
+    path.write_text(json.dumps({"MinAtar/Breakout-v1": [3, 3]}))
+    with pytest.raises(ValueError, match="MinAtar/Breakout-v1"):
+        load_reference(path)

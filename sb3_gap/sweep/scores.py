@@ -5,8 +5,8 @@
   reinforcement learning", Nature, Extended Data Table 2), extended to Defender, Phoenix,
   Pitfall, Skiing, Solaris, Surround, Yars' Revenge and Berzerk by van Hasselt et al. 2016
   ("Deep RL with Double Q-learning", Table S3) and Badia et al. 2020 (Agent57, Table H.4).
-  These are the tables that DeepMind's DQN Zoo (``dqn_zoo/atari_data.py``), Dopamine and
-  ``rliable``'s Atari-100k data use.
+  This is the table of DeepMind's DQN Zoo (``dqn_zoo/atari_data.py``); Dopamine's copy is the
+  same except Video Pinball's random score (0.0 there, 16256.9 in Mnih et al. 2015 and here).
 * **Procgen** (min-max normalized score ``(x - R_min) / (R_max - R_min)``): the per-game
   constants of Cobbe et al. 2020 ("Leveraging Procedural Generation to Benchmark Reinforcement
   Learning", ICML, Appendix C, Table 4), for the ``easy`` and ``hard`` distribution modes.
@@ -28,7 +28,7 @@ ATARI_RANDOM: dict[str, float] = {
     "PrivateEye": 24.9, "Qbert": 163.9, "Riverraid": 1338.5, "RoadRunner": 11.5, "Robotank": 2.2,
     "Seaquest": 68.4, "Skiing": -17098.1, "Solaris": 1236.3, "SpaceInvaders": 148.0,
     "StarGunner": 664.0, "Surround": -10.0, "Tennis": -23.8, "TimePilot": 3568.0, "Tutankham": 11.4,
-    "UpNDown": 533.4, "Venture": 0.0, "VideoPinball": 0.0, "WizardOfWor": 563.5,
+    "UpNDown": 533.4, "Venture": 0.0, "VideoPinball": 16256.9, "WizardOfWor": 563.5,
     "YarsRevenge": 3092.9, "Zaxxon": 32.5,
 }  # fmt: skip
 
