@@ -77,6 +77,8 @@ setup(
         "huggingface-hub>=0.30",
         "rl_zoo3>=2.7.0,<3",
         "rliable>=1.2",
+        "arch>=5.3.1,<8",  # rliable 1.2 passes random_state, which arch 8 rejects
+        "pandas>=2.2,<3",  # arch 7.x (for rliable) fails to import under pandas 3
         "tensorboard",
         "rich",
         "tqdm",

@@ -1,0 +1,862 @@
+"""Scaling sweeps on Optuna: a grid over bottleneck × width scale × env × seed (× algo, encoder and
+any listed hyperparameter), one training run per trial, many workers on one storage.
+
+Optuna is the distributed engine (one RDB storage, any number of worker processes on any number of
+machines). This module adds what a *grid of training runs* needs on top of it:
+
+* **No cell trained twice.** ``GridSampler`` alone can hand the same cell to two workers that ask
+  at the same moment. Each trial therefore checks the storage before training: if its cell is
+  already ``COMPLETE``, or ``RUNNING`` in a trial with a lower number, it is pruned as a duplicate
+  (``user_attrs["duplicate_of"]``) without training. Of two racing trials the lower-numbered one
+  always trains, so a cell is never dropped either.
+* **Nothing lost to a crash.** Workers record Optuna heartbeats; a trial whose worker died (even
+  by ``SIGKILL``) goes stale after ``grace_period`` seconds, is failed by
+  :func:`optuna.storages.fail_stale_trials` and re-queued by
+  :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`. Cells whose last trial failed are
+  re-queued (``enqueue_trial``) on the next run of the same command, so re-running resumes.
+  Curves and models are written per trial through a temp file and ``os.replace``.
+* **Workers finish the grid.** A worker that finds no cell to start waits while other workers'
+  trials run, so the last worker left also retries a stale trial of a worker that died.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import inspect
+import io
+import json
+import multiprocessing as mp
+import os
+import random
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import optuna
+import torch as th
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import TrialState
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import sync_envs_normalization
+from tqdm import tqdm
+
+import sb3_gap  # noqa: F401  (registers MinAtar/* ids)
+from sb3_gap.algos import ALGOS, get_algo
+from sb3_gap.bottlenecks import BOTTLENECKS
+from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
+from sb3_gap.report import parameter_report
+from sb3_gap.sweep.protocols import protocol_for
+
+# Optuna's heartbeat API is marked experimental; it is the documented way to recover dead workers,
+# so its ExperimentalWarnings are silenced where it is used.
+
+GRID_AXES = ("algo", "encoder", "env", "bottleneck", "width_scale", "seed")
+HP_PREFIX = "hp:"  # grid parameters named "hp:<name>" are hyperparameters
+# ConvExtractor arguments go to policy_kwargs; every other hyperparameter goes to the algorithm.
+EXTRACTOR_ARGS = frozenset(
+    p for p in inspect.signature(ConvExtractor.__init__).parameters if p not in ("self", "observation_space", "unknown")
+)
+EVAL_SEED_OFFSET = 10_000  # evaluation envs never share a seed with training envs
+STORAGE_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
+STORAGE_EXAMPLES = "sqlite:///runs/sweep.db, postgresql://user:password@host/db, mysql+pymysql://user:password@host/db"
+_STATE_RANK = {TrialState.COMPLETE: 5, TrialState.RUNNING: 4, TrialState.WAITING: 3, TrialState.FAIL: 2, TrialState.PRUNED: 1}
+
+
+def _dqn_like(steps: int) -> dict[str, Any]:
+    # The demo's QR-DQN settings, scaled to the run length so that tiny runs still learn.
+    return dict(
+        learning_rate=2.5e-4,
+        buffer_size=min(100_000, steps),
+        learning_starts=min(1_000, steps // 10),
+        batch_size=32,
+        train_freq=4,
+        target_update_interval=max(1, min(1_000, steps // 20)),
+        exploration_fraction=0.25,
+        exploration_final_eps=0.01,
+    )
+
+
+# Per-algorithm defaults as functions of the step budget; only keys the algorithm accepts are passed.
+DEFAULT_HYPERPARAMS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "dqn": _dqn_like,
+    "qrdqn": _dqn_like,
+    # Dopamine's Rainbow (the paper's agent) with replay, warm-up, target sync and ε decay scaled to the budget.
+    "rainbow": lambda steps: dict(
+        learning_rate=1e-4,
+        buffer_size=min(100_000, steps),
+        learning_starts=min(1_000, steps // 10),
+        target_update_interval=max(1, min(2_000, steps // 20)),
+        exploration_steps=max(1, steps // 4),
+    ),
+    "ppo": lambda steps: dict(learning_rate=2.5e-4, n_steps=128, batch_size=64, n_epochs=4, ent_coef=0.01),
+}
+
+
+def parse_value(text: str) -> Any:
+    """``"3"`` → 3, ``"1e-4"`` → 1e-4, ``"true"`` → True, ``"none"`` → None, anything else stays a string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def check_storage_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` is an SQLAlchemy database URL Optuna's RDBStorage can open."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except (ArgumentError, ValueError, TypeError) as e:
+        raise ValueError(f"Bad storage URL {url!r} ({e}); valid forms: {STORAGE_EXAMPLES}") from None
+    if backend not in STORAGE_BACKENDS:
+        raise ValueError(f"Unsupported storage backend {backend!r} in {url!r}; valid backends: {list(STORAGE_BACKENDS)}")
+
+
+def _check_env_id(env_id: str) -> None:
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as e:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
+        raise ValueError(f"Unknown env id {env_id!r} ({e}); close registered ids: {close}") from None
+
+
+def cell_key(params: dict[str, Any]) -> str:
+    """Canonical identity of a grid cell (its parameters as sorted JSON)."""
+    return json.dumps(params, sort_keys=True)
+
+
+def run_name(params: dict[str, Any]) -> str:
+    """``qrdqn-impala-gap-x4-s0`` (+ ``-name=value`` per hyperparameter): the run's folder name."""
+    hps = "".join(f"-{k[len(HP_PREFIX):]}={v}" for k, v in sorted(params.items()) if k.startswith(HP_PREFIX))
+    return f"{params['algo']}-{params['encoder']}-{params['bottleneck']}-x{params['width_scale']}{hps}-s{params['seed']}"
+
+
+def env_slug(env_id: str) -> str:
+    return env_id.replace("/", "_").replace(":", "_")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file and ``os.replace``: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+@dataclass
+class SweepSpec:
+    """
+    A scaling sweep: the grid, the training budget and where everything is stored.
+
+    :param envs: Env ids as given to ``gym.make`` (``"MinAtar/Breakout-v1"``, ``"ALE/Pong-v5"``)
+    :param algos: Algorithm names of :data:`sb3_gap.algos.ALGOS`
+    :param bottlenecks: Bottlenecks of :data:`sb3_gap.BOTTLENECKS`
+    :param width_scales: ψ width multipliers (dim(ψ) = 512 × scale)
+    :param seeds: Number of seeds (``0..n-1``) or an explicit list
+    :param encoders: Encoders φ of :data:`sb3_gap.ENCODERS`
+    :param hyperparams: Extra grid axes ``{name: [values]}``; ``ConvExtractor`` arguments
+        (``psi_depth``, ``layer_norm``, ...) go to the network, anything else to the algorithm
+    :param fixed: Hyperparameters fixed for every run (same routing as ``hyperparams``)
+    :param steps: Environment steps per run
+    :param eval_freq: Evaluate every this many environment steps (default: ``steps // 10``)
+    :param eval_episodes: Episodes per evaluation
+    :param final_evals: A run's final score is the mean of its last ``final_evals`` evaluations
+    :param n_envs: Parallel training envs per run
+    :param storage: Optuna storage URL (SQLite file, or a shared PostgreSQL/MySQL for many machines)
+    :param study: Optuna study name
+    :param out_dir: Root of per-trial folders (curves, models, TensorBoard logs): ``out_dir/study/env/run``
+    :param save_models: Save each run's final model (``model.zip``)
+    :param heartbeat_interval: Seconds between a running trial's heartbeats
+    :param grace_period: Seconds without heartbeat before a trial counts as dead (default 3 × interval)
+    :param max_retry: Times a dead worker's trial is retried (``None``: forever)
+    :param device: Torch device for training (``"auto"`` uses CUDA when present)
+    """
+
+    envs: list[str]
+    algos: list[str] = field(default_factory=lambda: ["qrdqn"])
+    bottlenecks: list[str] = field(default_factory=lambda: ["flatten", "gap"])
+    width_scales: list[int] = field(default_factory=lambda: [1])
+    seeds: int | list[int] = 1
+    encoders: list[str] = field(default_factory=lambda: ["impala"])
+    hyperparams: dict[str, list[Any]] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    steps: int = 100_000
+    eval_freq: int | None = None
+    eval_episodes: int = 10
+    final_evals: int = 3
+    n_envs: int = 1
+    storage: str = "sqlite:///runs/sweep.db"
+    study: str = "sweep"
+    out_dir: str = "runs"
+    save_models: bool = True
+    heartbeat_interval: int = 30
+    grace_period: int | None = None
+    max_retry: int | None = 3
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seeds, int) and not isinstance(self.seeds, bool):
+            self.seeds = list(range(self.seeds))
+        if self.eval_freq is None and isinstance(self.steps, int):
+            self.eval_freq = max(1, self.steps // 10)
+
+    # ----------------------------------------------------------------------------- checks
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad value and the valid choices."""
+        axes = dict(
+            envs=self.envs,
+            algos=self.algos,
+            bottlenecks=self.bottlenecks,
+            width_scales=self.width_scales,
+            seeds=self.seeds,
+            encoders=self.encoders,
+        )
+        for name, values in list(axes.items()) + [(f"hyperparams[{k!r}]", v) for k, v in self.hyperparams.items()]:
+            if not isinstance(values, (list, tuple)) or len(values) == 0:
+                raise ValueError(f"Empty grid: {name} has no values ({values!r}); give at least one value")
+            if len(set(map(repr, values))) != len(values):
+                raise ValueError(f"{name} lists a value twice: {values!r}")
+        for algo in self.algos:
+            if algo not in ALGOS:
+                raise ValueError(f"Unknown algorithm {algo!r}; valid choices: {sorted(ALGOS)}")
+            try:
+                get_algo(algo)
+            except ImportError as e:
+                raise ValueError(f"Algorithm {algo!r} is registered but cannot be imported ({e}); available: {sorted(ALGOS)}") from None
+        for encoder in self.encoders:
+            if encoder not in ENCODERS:
+                raise ValueError(f"Unknown encoder {encoder!r}; valid choices: {sorted(ENCODERS)}")
+        for bottleneck in self.bottlenecks:
+            if bottleneck not in BOTTLENECKS:
+                raise ValueError(f"Unknown bottleneck {bottleneck!r}; valid choices: {sorted(BOTTLENECKS)}")
+        for scale in self.width_scales:
+            ConvExtractor.validate(width_scale=scale)
+        for seed in self.seeds:  # type: ignore[union-attr]
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise ValueError(f"Seeds must be non-negative integers, got {seed!r}")
+        for env_id in self.envs:
+            _check_env_id(env_id)
+        for name, value in (("steps", self.steps), ("eval_freq", self.eval_freq), ("eval_episodes", self.eval_episodes),
+                            ("final_evals", self.final_evals), ("n_envs", self.n_envs), ("heartbeat_interval", self.heartbeat_interval)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            raise ValueError(f"grace_period ({self.grace_period}) must exceed heartbeat_interval ({self.heartbeat_interval})")
+        if not self.study:
+            raise ValueError("study name must be a non-empty string")
+        check_storage_url(self.storage)
+        names = list(self.hyperparams) + list(self.fixed)
+        overlap = sorted(set(self.hyperparams) & set(self.fixed))
+        if overlap:
+            raise ValueError(f"Hyperparameter(s) {overlap} are both a grid axis and fixed; choose one")
+        reserved = {"encoder", "bottleneck", "width_scale", "seed", "env", "policy", "policy_kwargs", "tensorboard_log", "device", "verbose"}
+        for name in names:
+            if name in reserved:
+                raise ValueError(f"Hyperparameter {name!r} is set by the sweep itself; reserved names: {sorted(reserved)}")
+            if name in EXTRACTOR_ARGS:
+                continue
+            for algo in self.algos:
+                accepted = _init_params(get_algo(algo))
+                if name not in accepted:
+                    raise ValueError(
+                        f"Unknown hyperparameter {name!r} for algorithm {algo!r}; valid choices: "
+                        f"{sorted(accepted - reserved)} or network arguments {sorted(EXTRACTOR_ARGS - reserved)}"
+                    )
+        for name, values in self.hyperparams.items():
+            for value in values:
+                if value is not None and not isinstance(value, (str, int, float, bool)):
+                    raise ValueError(f"Grid values must be str, int, float, bool or None; {name}={value!r}")
+        # Network arguments are checked together, with the user's call on the stack.
+        for encoder in self.encoders:
+            for bottleneck in self.bottlenecks:
+                ext = {k: v for k, v in self.fixed.items() if k in EXTRACTOR_ARGS}
+                for k, values in self.hyperparams.items():
+                    if k in EXTRACTOR_ARGS:
+                        for v in values:
+                            ConvExtractor.validate(encoder=encoder, bottleneck=bottleneck, **ext, **{k: v})
+                ConvExtractor.validate(encoder=encoder, bottleneck=bottleneck, **ext)
+
+    # ----------------------------------------------------------------------------- grid
+    def search_space(self) -> dict[str, list[Any]]:
+        """The ``GridSampler`` search space (keys sorted, as Optuna stores it)."""
+        space: dict[str, list[Any]] = dict(
+            algo=list(self.algos),
+            encoder=list(self.encoders),
+            env=list(self.envs),
+            bottleneck=list(self.bottlenecks),
+            width_scale=list(self.width_scales),
+            seed=list(self.seeds),  # type: ignore[arg-type]
+        )
+        space.update({HP_PREFIX + k: list(v) for k, v in self.hyperparams.items()})
+        return dict(sorted(space.items()))
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every grid cell as a parameter dict, in a stable order."""
+        import itertools
+
+        space = self.search_space()
+        return [dict(zip(space, values)) for values in itertools.product(*space.values())]
+
+    def training_config(self) -> dict[str, Any]:
+        """Settings every worker of a study must share (checked against the study's copy)."""
+        return dict(steps=self.steps, eval_freq=self.eval_freq, eval_episodes=self.eval_episodes,
+                    final_evals=self.final_evals, n_envs=self.n_envs, fixed=dict(sorted(self.fixed.items())))  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _init_params(cls: type) -> set[str]:
+    """Keyword arguments a class's constructor accepts (following ``**kwargs`` to the parent classes)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        names |= {p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)}
+        if not any(v.kind == v.VAR_KEYWORD for v in params.values()):
+            break
+    return names
+
+
+# --------------------------------------------------------------------------------- storage
+class SweepGridSampler(optuna.samplers.GridSampler):
+    """
+    ``GridSampler`` whose ``after_trial`` tolerates cells queued with ``enqueue_trial``.
+
+    Optuna's ``after_trial`` reads the trial's ``grid_id`` system attribute, which only trials
+    the sampler itself assigned have; for a re-queued cell it raises ``KeyError`` when one grid
+    point is left. Its only effect is ``study.stop()`` once the grid is exhausted, which
+    :func:`run_worker` decides itself (it runs one trial per ``optimize`` call).
+    """
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        if "grid_id" in trial.system_attrs:
+            super().after_trial(study, trial, state, values)
+
+
+def make_storage(spec: SweepSpec, heartbeat: bool = True) -> RDBStorage:
+    """
+    Optuna RDB storage for ``spec.storage``; with ``heartbeat``, dead workers' trials are retried.
+
+    SQLite files get their folder created and a long lock timeout (many local workers write to
+    one file); other URLs are used as given.
+    """
+    check_storage_url(spec.storage)
+    engine_kwargs: dict[str, Any] = {}
+    if spec.storage.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(spec.storage).database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    if not heartbeat:
+        return RDBStorage(spec.storage, engine_kwargs=engine_kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            spec.storage,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=spec.heartbeat_interval,
+            grace_period=spec.grace_period or 3 * spec.heartbeat_interval,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retry),
+        )
+
+
+def open_study(spec: SweepSpec) -> optuna.Study:
+    """Create or load the sweep's study and check that its training settings match ``spec``."""
+    study = optuna.create_study(
+        storage=make_storage(spec),
+        study_name=spec.study,
+        sampler=SweepGridSampler(spec.search_space(), seed=0),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    space = json.loads(json.dumps(spec.search_space()))
+    grids = study.user_attrs.get("grids", [])
+    if space not in grids:  # every grid ever run, so that reports can mark cells never started
+        study.set_user_attr("grids", [*grids, space])
+    config = spec.training_config()
+    stored = study.user_attrs.get("training_config")
+    if stored is None:
+        study.set_user_attr("training_config", config)
+        study.set_user_attr("out_dir", str(Path(spec.out_dir).resolve()))
+    elif stored != json.loads(json.dumps(config)):
+        diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != json.loads(json.dumps(config)).get(k))
+        raise ValueError(
+            f"Study {spec.study!r} in {spec.storage} was run with other training settings {diff}: "
+            f"stored {({k: stored.get(k) for k in diff})}, given {({k: config.get(k) for k in diff})}; "
+            f"use the same settings to resume, or a new --study name"
+        )
+    return study
+
+
+def cell_states(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, TrialState | None]:
+    """Best state per cell key over all trials: COMPLETE > RUNNING > WAITING > FAIL > PRUNED."""
+    best: dict[str, TrialState | None] = {}
+    for t in trials:
+        key = cell_key(t.params) if t.params else cell_key(t.system_attrs.get("fixed_params", {}))
+        if _STATE_RANK.get(t.state, 0) > _STATE_RANK.get(best.get(key), 0):  # type: ignore[arg-type]
+            best[key] = t.state
+    return best
+
+
+# --------------------------------------------------------------------------------- one run
+class SweepEvalCallback(EvalCallback):
+    """
+    Periodic evaluation that also keeps the learning curve on disk and reports it to Optuna.
+
+    SB3's ``EvalCallback`` keeps per-evaluation results only when it writes its own ``.npz``
+    (in place, not atomically) and never evaluates at the end of training, so :meth:`_on_step`
+    is re-written here around the same ``evaluate_policy`` call: every evaluation appends to the
+    curve, rewrites ``curve.json`` atomically, logs to TensorBoard and calls ``on_eval(mean, step)``.
+
+    :param eval_env: Evaluation env (the protocol's evaluation variant)
+    :param curve_path: Where to write ``{"timesteps", "mean", "std", "wall_s"}``
+    :param on_eval: Called with ``(mean_return, num_timesteps)`` after each evaluation
+    :param eval_freq: Evaluate every ``eval_freq`` calls (= env steps / n_envs)
+    :param n_eval_episodes: Episodes per evaluation
+    """
+
+    def __init__(
+        self,
+        eval_env: Any,
+        curve_path: Path,
+        on_eval: Callable[[float, int], None] | None = None,
+        eval_freq: int = 10_000,
+        n_eval_episodes: int = 10,
+    ) -> None:
+        super().__init__(eval_env, eval_freq=eval_freq, n_eval_episodes=n_eval_episodes, deterministic=True, verbose=0)
+        self.curve_path = Path(curve_path)
+        self.on_eval = on_eval
+        self.curve: dict[str, list[float]] = {"timesteps": [], "mean": [], "std": [], "wall_s": []}
+        self._start = time.perf_counter()
+
+    def _on_step(self) -> bool:
+        if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
+            self.evaluate()
+        return True
+
+    def _on_training_end(self) -> None:
+        if not self.curve["timesteps"] or self.curve["timesteps"][-1] != self.num_timesteps:
+            self.evaluate()
+
+    def evaluate(self) -> float:
+        """Evaluate now, record and report; returns the mean return."""
+        sync_envs_normalization(self.training_env, self.eval_env)
+        returns, _ = evaluate_policy(
+            self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes, deterministic=True, return_episode_rewards=True, warn=self.warn
+        )
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        self.last_mean_reward = mean
+        for key, value in (("timesteps", self.num_timesteps), ("mean", mean), ("std", std), ("wall_s", time.perf_counter() - self._start)):
+            self.curve[key].append(value)
+        atomic_write_json(self.curve_path, self.curve)
+        self.logger.record("eval/mean_reward", mean)
+        self.logger.record("eval/std_reward", std)
+        self.logger.dump(self.num_timesteps)
+        if self.on_eval is not None:
+            self.on_eval(mean, self.num_timesteps)
+        return mean
+
+
+class RunProgressCallback(BaseCallback):
+    """
+    Per-run progress bar with plain ``tqdm``: SB3's own ``progress_bar=True`` uses a rich live
+    display, which cannot nest under the sweep's grid bar.
+    """
+
+    def __init__(self, total: int, desc: str, position: int = 1) -> None:
+        super().__init__()
+        self.bar = tqdm(total=total, desc=desc, position=position, leave=False, unit="step", dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.model.num_timesteps - self.bar.n)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def build_model(spec: SweepSpec, params: dict[str, Any], env: Any, tensorboard_log: str | None = None) -> BaseAlgorithm:
+    """The algorithm of one grid cell: defaults for the step budget, then fixed and grid hyperparameters."""
+    algo_cls = get_algo(params["algo"])
+    hps = {**spec.fixed, **{k[len(HP_PREFIX):]: v for k, v in params.items() if k.startswith(HP_PREFIX)}}
+    net = {k: v for k, v in hps.items() if k in EXTRACTOR_ARGS}
+    accepted = _init_params(algo_cls)
+    defaults = DEFAULT_HYPERPARAMS.get(params["algo"], lambda steps: {})(spec.steps)
+    kwargs = {k: v for k, v in defaults.items() if k in accepted}
+    kwargs.update({k: v for k, v in hps.items() if k not in EXTRACTOR_ARGS})
+    return algo_cls(
+        "CnnPolicy",
+        env,
+        policy_kwargs=policy_kwargs(encoder=params["encoder"], bottleneck=params["bottleneck"], width_scale=params["width_scale"], **net),
+        seed=params["seed"],
+        tensorboard_log=tensorboard_log,
+        device=spec.device,
+        verbose=0,
+        **kwargs,
+    )
+
+
+def run_dir_for(spec: SweepSpec, params: dict[str, Any]) -> Path:
+    return Path(spec.out_dir) / spec.study / env_slug(params["env"]) / run_name(params)
+
+
+def train_cell(
+    spec: SweepSpec,
+    params: dict[str, Any],
+    on_eval: Callable[[float, int], None] | None = None,
+    tb_name: str = "run",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """
+    Train and evaluate one grid cell; write ``curve.json``, ``result.json`` and ``model.zip``
+    atomically into its run folder.
+
+    :return: The result: ``final_score`` (mean of the last ``final_evals`` evaluations),
+        ``wall_s``, ``fps``, ``n_evals``, parameter counts and the run folder
+    """
+    run_dir = run_dir_for(spec, params)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    protocol = protocol_for(params["env"])
+    env = protocol.make_env(params["env"], spec.n_envs, params["seed"], True)
+    eval_env = protocol.make_env(params["env"], 1, params["seed"] + EVAL_SEED_OFFSET, False)
+    model = build_model(spec, params, env, tensorboard_log=str(run_dir / "tb"))
+    assert spec.eval_freq is not None
+    evaluator = SweepEvalCallback(
+        eval_env, run_dir / "curve.json", on_eval, eval_freq=max(1, spec.eval_freq // spec.n_envs), n_eval_episodes=spec.eval_episodes
+    )
+    callbacks: list[BaseCallback] = [evaluator]
+    if progress:
+        callbacks.append(RunProgressCallback(spec.steps, run_name(params)))
+    start = time.perf_counter()
+    model.learn(spec.steps, callback=callbacks, tb_log_name=tb_name)
+    wall = time.perf_counter() - start
+    means = evaluator.curve["mean"]
+    counts = parameter_report(model).as_dict()
+    result = dict(
+        params=params,
+        final_score=float(np.mean(means[-spec.final_evals :])),
+        wall_s=wall,
+        fps=model.num_timesteps / wall,
+        n_evals=len(means),
+        run_dir=str(run_dir.resolve()),
+        host=socket.gethostname(),
+        device=str(model.device),
+        **{f"params_{k}": v for k, v in counts.items()},
+    )
+    if spec.save_models:
+        buffer = io.BytesIO()
+        model.save(buffer)
+        atomic_write_bytes(run_dir / "model.zip", buffer.getvalue())
+    atomic_write_json(run_dir / "result.json", result)
+    env.close()
+    eval_env.close()
+    return result
+
+
+# --------------------------------------------------------------------------------- workers
+class _Objective:
+    def __init__(self, spec: SweepSpec, progress: bool) -> None:
+        self.spec = spec
+        self.space = spec.search_space()
+        self.progress = progress
+
+    def duplicate_of(self, trial: optuna.Trial, key: str, patience: float = 5.0) -> optuna.trial.FrozenTrial | None:
+        """
+        A trial that owns this cell: ``COMPLETE``, or ``RUNNING`` with a lower number.
+
+        A lower-numbered ``RUNNING`` trial whose parameters are not stored yet (it was just asked
+        for and is still suggesting) is waited for, up to ``patience`` seconds.
+        """
+        deadline = time.monotonic() + patience
+        while True:
+            undecided = False
+            for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+                if other.number == trial.number or (other.state == TrialState.RUNNING and other.number > trial.number):
+                    continue
+                params = other.params if len(other.params) >= len(self.space) else other.system_attrs.get("fixed_params", other.params)
+                if len(params) < len(self.space):
+                    undecided = undecided or other.state == TrialState.RUNNING
+                elif cell_key(params) == key:
+                    return other
+            if not undecided or time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        # A re-queued trial (dead worker's retry) already carries its params, possibly with the
+        # choices of an older grid, which suggest_categorical would reject as a changed distribution.
+        stored = trial.params
+        params = {name: stored[name] if name in stored else trial.suggest_categorical(name, values) for name, values in self.space.items()}
+        duplicate = self.duplicate_of(trial, cell_key(params))
+        if duplicate is not None:
+            trial.set_user_attr("duplicate_of", duplicate.number)
+            raise optuna.TrialPruned(f"cell {run_name(params)} is already {duplicate.state.name} in trial {duplicate.number}")
+
+        def report(mean: float, step: int) -> None:
+            trial.report(mean, step)
+
+        result = train_cell(self.spec, params, on_eval=report, tb_name=f"trial_{trial.number}", progress=self.progress)
+        for name, value in result.items():
+            if name != "params":
+                trial.set_user_attr(name, value)
+        return result["final_score"]
+
+
+def _grid_bar(spec: SweepSpec, n_cells: int, enabled: bool) -> tqdm:
+    return tqdm(total=n_cells, desc=f"grid {spec.study}", unit="run", position=0, disable=not enabled, dynamic_ncols=True)
+
+
+def _n_complete(study: optuna.Study, keys: set[str]) -> int:
+    states = cell_states(study.get_trials(deepcopy=False))
+    return sum(states.get(k) == TrialState.COMPLETE for k in keys)
+
+
+def run_worker(
+    spec: SweepSpec,
+    progress: bool = True,
+    wait: bool = True,
+    max_trials: int | None = None,
+    poll_interval: float | None = None,
+    threads: int | None = None,
+) -> int:
+    """
+    One worker: run grid cells of ``spec``'s study until every cell is complete.
+
+    Start as many as you like, on this machine or on others sharing ``spec.storage``.
+
+    :param progress: Show the grid bar and a per-run bar
+    :param wait: When no cell is left to start, wait for other workers' running trials (and retry
+        them if their worker dies) instead of returning
+    :param max_trials: Stop after this many trials (``None``: until the grid is done)
+    :param poll_interval: Seconds between checks while waiting (default: the heartbeat interval)
+    :param threads: Torch CPU threads (default: leave as is)
+    :return: The number of trials this worker ran
+    """
+    spec.validate()
+    if threads is not None:
+        th.set_num_threads(threads)
+    study = open_study(spec)
+    cells = {cell_key(c): c for c in spec.cells()}
+    space = json.loads(json.dumps(spec.search_space()))
+    objective = _Objective(spec, progress)
+    rng = random.Random()
+    poll = poll_interval if poll_interval is not None else float(spec.heartbeat_interval)
+    bar = _grid_bar(spec, len(cells), progress)
+    ran = 0
+    try:
+        while max_trials is None or ran < max_trials:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                fail_stale_trials(study)  # a dead worker's trial → FAIL → re-queued as WAITING
+            trials = study.get_trials(deepcopy=False)
+            states = cell_states(trials)
+            done = sum(states.get(k) == TrialState.COMPLETE for k in cells)
+            bar.update(done - bar.n)
+            if done == len(cells):
+                break
+            waiting = [t for t in trials if t.state == TrialState.WAITING]
+            todo = [k for k in cells if states.get(k) not in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)]
+            if not waiting and not todo:
+                if not wait:
+                    break
+                time.sleep(poll)  # the rest is running elsewhere
+                continue
+            if not waiting:
+                fresh = [k for k in todo if k not in states]
+                other_grid = any("search_space" in t.system_attrs and t.system_attrs["search_space"] != space for t in trials)
+                if not fresh or other_grid:
+                    # GridSampler counts failed/pruned cells as visited and does not know cells of an
+                    # extended grid are done; queue the cell explicitly (random, to avoid collisions).
+                    study.enqueue_trial(cells[rng.choice(todo)])
+            study.optimize(objective, n_trials=1)
+            ran += 1
+        bar.update(_n_complete(study, set(cells)) - bar.n)
+    finally:
+        bar.close()
+    return ran
+
+
+def _worker_entry(spec: SweepSpec, threads: int, wait: bool) -> None:
+    run_worker(spec, progress=False, wait=wait, threads=threads)
+
+
+def run_sweep(spec: SweepSpec, workers: int = 1, progress: bool = True, wait: bool = True) -> optuna.Study:
+    """
+    Run (or resume) a sweep with ``workers`` local worker processes; returns the study.
+
+    With ``workers > 1`` the workers are spawned processes with ``cpu_count // workers`` torch
+    threads each, and this process shows the grid bar. Scripts that call this must guard their
+    entry point with ``if __name__ == "__main__":`` (spawned processes re-import ``__main__``).
+
+    :param spec: The sweep
+    :param workers: Local worker processes
+    :param progress: Show progress bars
+    :param wait: See :func:`run_worker`
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    spec.validate()
+    study = open_study(spec)
+    if workers == 1:
+        run_worker(spec, progress=progress, wait=wait)
+        return study
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker_entry, args=(spec, threads, wait), name=f"sweep-worker-{i}") for i in range(workers)]
+    for p in procs:
+        p.start()
+    keys = {cell_key(c) for c in spec.cells()}
+    bar = _grid_bar(spec, len(keys), progress)
+    try:
+        while any(p.is_alive() for p in procs):
+            bar.update(_n_complete(study, keys) - bar.n)
+            time.sleep(1.0)
+        bar.update(_n_complete(study, keys) - bar.n)
+    finally:
+        bar.close()
+        for p in procs:
+            p.join()
+    failed = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"Sweep workers failed (name, exit code): {failed}; re-run the same command to resume")
+    return study
+
+
+# --------------------------------------------------------------------------------- CLI
+def _parse_assignments(items: Sequence[str], grid: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            form = "name=v1,v2,..." if grid else "name=value"
+            raise ValueError(f"Expected {form}, got {item!r}")
+        name, values = item.split("=", 1)
+        out[name.strip()] = [parse_value(v) for v in values.split(",")] if grid else parse_value(values)
+    return out
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The README's main job: flatten vs GAP at ψ ×1 and ×4 on MinAtar Breakout, 2 seeds, 2 cores, minutes.
+    "demo": dict(
+        envs=["MinAtar/Breakout-v1"],
+        algos=["qrdqn"],
+        bottlenecks=["flatten", "gap"],
+        width_scales=[1, 4],
+        seeds=2,
+        steps=3_000,
+        eval_freq=500,
+        eval_episodes=5,
+        final_evals=2,
+        storage="sqlite:///runs/demo.db",
+        study="demo",
+        out_dir="runs",
+        workers=2,  # one torch thread each (see docs/benchmarks_sweeps.md)
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sb3-gap sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset (other flags override it)")
+    p.add_argument("--algo", "--algos", dest="algos", nargs="+", help=f"algorithms, of {sorted(ALGOS)} (default qrdqn)")
+    p.add_argument("--envs", nargs="+", help="env ids as given to gym.make")
+    p.add_argument("--bottlenecks", nargs="+", help=f"of {sorted(BOTTLENECKS)} (default flatten gap)")
+    p.add_argument("--width-scales", nargs="+", type=int, help="ψ width multipliers (default 1)")
+    p.add_argument("--encoders", nargs="+", help=f"of {sorted(ENCODERS)} (default impala)")
+    p.add_argument("--seeds", type=int, help="number of seeds 0..n-1 (default 1)")
+    p.add_argument("--seed-list", nargs="+", type=int, help="explicit seeds instead of --seeds")
+    p.add_argument("--hyperparams", nargs="+", default=[], metavar="NAME=V1,V2", help="extra grid axes")
+    p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", help="hyperparameters fixed for all runs")
+    p.add_argument("--steps", type=int, help="env steps per run (default 100000)")
+    p.add_argument("--eval-freq", type=int, help="env steps between evaluations (default steps/10)")
+    p.add_argument("--eval-episodes", type=int)
+    p.add_argument("--final-evals", type=int, help="final score = mean of the last N evaluations")
+    p.add_argument("--n-envs", type=int)
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/sweep.db)")
+    p.add_argument("--study", help="study name (default sweep)")
+    p.add_argument("--out", dest="out_dir", help="root of run folders (default runs)")
+    p.add_argument("--workers", type=int, help="local worker processes (default 1, or the preset's)")
+    p.add_argument("--heartbeat-interval", type=int)
+    p.add_argument("--grace-period", type=int)
+    p.add_argument("--no-save-models", action="store_true")
+    p.add_argument("--device", help="torch device (default auto)")
+    p.add_argument("--no-wait", action="store_true", help="exit when no cell is left to start instead of waiting for other workers")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--report", metavar="DIR", help="write the report to DIR when the sweep ends (default for presets: runs/<study>_report)")
+    return p
+
+
+def spec_from_args(args: argparse.Namespace) -> SweepSpec:
+    fields: dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
+    fields.pop("workers", None)
+    for name in ("algos", "envs", "bottlenecks", "width_scales", "encoders", "steps", "eval_freq", "eval_episodes", "final_evals",
+                 "n_envs", "storage", "study", "out_dir", "heartbeat_interval", "grace_period", "device"):  # fmt: skip
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = value
+    if args.seed_list is not None:
+        fields["seeds"] = args.seed_list
+    elif args.seeds is not None:
+        fields["seeds"] = args.seeds
+    if args.hyperparams:
+        fields["hyperparams"] = _parse_assignments(args.hyperparams, grid=True)
+    if args.set:
+        fields["fixed"] = _parse_assignments(args.set, grid=False)
+    if args.no_save_models:
+        fields["save_models"] = False
+    if "envs" not in fields:
+        raise ValueError("--envs is required (or a --preset), e.g. --envs MinAtar/Breakout-v1")
+    if "steps" in fields and "eval_freq" not in fields:
+        fields["eval_freq"] = max(1, fields["steps"] // 10)
+    return SweepSpec(**fields)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        spec = spec_from_args(args)
+        spec.validate()
+    except ValueError as e:
+        raise SystemExit(f"sb3-gap sweep: error: {e}") from None
+    start = time.perf_counter()
+    workers = args.workers if args.workers is not None else PRESETS.get(args.preset or "", {}).get("workers", 1)
+    run_sweep(spec, workers=workers, progress=not args.no_progress, wait=not args.no_wait)
+    wall = time.perf_counter() - start
+    report_dir = args.report or (f"{spec.out_dir}/{spec.study}_report" if args.preset else None)
+    print(f"sweep {spec.study}: {wall:.1f} s wall ({spec.storage})", file=sys.stderr)
+    if report_dir:
+        from sb3_gap.sweep.report import build_report
+
+        build_report([(spec.storage, spec.study)], report_dir, print_table=True)
+
+
+if __name__ == "__main__":
+    main()

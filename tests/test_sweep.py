@@ -1,0 +1,262 @@
+"""Sweeps (Optuna grid, workers, crash recovery) and their reports, on tiny MinAtar budgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import scipy.stats
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+from rliable import library as rly
+from rliable import metrics
+
+from sb3_gap.sweep import SweepSpec, open_study, run_sweep, run_worker
+from sb3_gap.sweep.report import build_report, compute_aggregates, load_runs, score_matrices
+from sb3_gap.sweep.sweep import SweepGridSampler, _Objective, cell_key, cell_states, main, make_storage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_spec(tmp_path: Path, **overrides) -> SweepSpec:
+    fields = dict(
+        envs=["MinAtar/Breakout-v1"],
+        algos=["qrdqn"],
+        bottlenecks=["flatten", "gap"],
+        width_scales=[1],
+        seeds=2,
+        steps=200,
+        eval_freq=100,
+        eval_episodes=1,
+        final_evals=1,
+        storage=f"sqlite:///{tmp_path / 'sweep.db'}",
+        study="tiny",
+        out_dir=str(tmp_path / "runs"),
+        heartbeat_interval=1,
+        grace_period=3,
+        save_models=False,
+    )
+    fields.update(overrides)
+    return SweepSpec(**fields)
+
+
+def complete_by_cell(study: optuna.Study) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        out.setdefault(cell_key(t.params), []).append(t.number)
+    return out
+
+
+# ----------------------------------------------------------------------------- aggregates
+def test_aggregates_equal_rliable_called_directly():
+    rng = np.random.default_rng(1)
+    scores = {"flatten": rng.normal(0.5, 0.3, (5, 3)), "gap": rng.normal(0.9, 0.3, (5, 3))}
+    ours = compute_aggregates(scores, reps=300, seed=7)
+
+    def func(x):
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_median(x), metrics.aggregate_mean(x), metrics.aggregate_optimality_gap(x)])
+
+    np.random.seed(7)
+    points, intervals = rly.get_interval_estimates(scores, func, reps=300)
+    for key in scores:
+        for i, metric in enumerate(("IQM", "Median", "Mean", "Optimality gap")):
+            assert ours[key][metric] == pytest.approx((points[key][i], intervals[key][0, i], intervals[key][1, i]))
+        # Point estimates against their definitions (Agarwal et al. 2021), computed independently.
+        x = scores[key]
+        assert ours[key]["IQM"][0] == pytest.approx(scipy.stats.trim_mean(x.ravel(), 0.25))
+        assert ours[key]["Median"][0] == pytest.approx(np.median(x.mean(axis=0)))
+        assert ours[key]["Mean"][0] == pytest.approx(x.mean())
+        assert ours[key]["Optimality gap"][0] == pytest.approx(np.mean(1.0 - np.minimum(x, 1.0)))
+        low, high = ours[key]["IQM"][1:]
+        assert low < ours[key]["IQM"][0] < high
+
+
+# ----------------------------------------------------------------------------- workers
+def test_duplicate_cell_is_pruned_not_trained(tmp_path):
+    """Two trials on one cell (GridSampler race): the higher-numbered one is pruned without training."""
+    spec = tiny_spec(tmp_path, bottlenecks=["gap"], seeds=1)
+    open_study(spec)
+    # Without heartbeats, so that the hand-made RUNNING trial is not failed as stale.
+    study = optuna.load_study(study_name=spec.study, storage=make_storage(spec, heartbeat=False), sampler=SweepGridSampler(spec.search_space()))
+    cell = spec.cells()[0]
+    study.enqueue_trial(cell)
+    first = study.ask()  # RUNNING in "another worker"
+    study.enqueue_trial(cell)
+    study.optimize(_Objective(spec, progress=False), n_trials=1)
+    second = study.trials[-1]
+    assert second.state == TrialState.PRUNED and second.user_attrs["duplicate_of"] == first.number
+    assert not (Path(spec.out_dir) / spec.study).exists()  # nothing trained
+
+
+def test_two_workers_complete_grid_without_duplicates(tmp_path):
+    spec = tiny_spec(tmp_path)
+    study = run_sweep(spec, workers=2, progress=False)
+    done = complete_by_cell(study)
+    assert sorted(done) == sorted(cell_key(c) for c in spec.cells())
+    assert all(len(numbers) == 1 for numbers in done.values()), done
+    results = sorted((Path(spec.out_dir) / spec.study).rglob("result.json"))
+    assert len(results) == len(spec.cells())
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert sorted(t.intermediate_values) == [100, 200]  # the curve, reported per evaluation
+        curve = json.loads((Path(t.user_attrs["run_dir"]) / "curve.json").read_text())
+        assert curve["timesteps"] == [100, 200] and curve["mean"] == [t.intermediate_values[100], t.intermediate_values[200]]
+        assert list((Path(t.user_attrs["run_dir"]) / "tb").rglob("events.out.tfevents.*"))
+    # Re-running the finished sweep trains nothing.
+    assert run_worker(spec, progress=False) == 0
+
+
+def test_sigkill_mid_trial_loses_nothing_and_resumes(tmp_path):
+    spec = tiny_spec(tmp_path, bottlenecks=["gap"], seeds=3, steps=600, eval_freq=100)
+    open_study(spec)
+    code = (
+        "import json, sys, torch; torch.set_num_threads(1);"
+        "from sb3_gap.sweep import SweepSpec, run_worker;"
+        "run_worker(SweepSpec(**json.loads(sys.argv[1])), progress=False)"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(asdict(spec))], env=env, stderr=subprocess.DEVNULL)
+    study = optuna.load_study(study_name=spec.study, storage=spec.storage)
+    victim = None
+    deadline = time.time() + 120
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        trials = study.get_trials(deepcopy=False)
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+        if any(t.state == TrialState.COMPLETE for t in trials) and running:
+            victim = running[0]
+        else:
+            time.sleep(0.1)
+    assert victim is not None, "worker never reached a second trial"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {t.number: (t.value, cell_key(t.params)) for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert finished
+    saved = {p: p.read_bytes() for t in study.get_trials(states=(TrialState.COMPLETE,)) for p in Path(t.user_attrs["run_dir"]).glob("*.json")}
+    assert len(saved) == 2 * len(finished)  # curve.json and result.json per finished run
+
+    run_worker(spec, progress=False, poll_interval=0.5)  # the same command again
+
+    trials = {t.number: t for t in study.get_trials()}
+    for number, (value, key) in finished.items():  # finished trials untouched and not rerun
+        assert trials[number].state == TrialState.COMPLETE and trials[number].value == value
+    assert trials[victim.number].state == TrialState.FAIL
+    retry = [t for t in trials.values() if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == victim.params
+    done = complete_by_cell(study)
+    assert len(done) == len(spec.cells()) and all(len(v) == 1 for v in done.values())
+    assert all(p.read_bytes() == data for p, data in saved.items())  # finished runs' files untouched
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        json.loads((Path(t.user_attrs["run_dir"]) / "curve.json").read_text())  # whole, parseable files
+
+
+# ----------------------------------------------------------------------------- report
+def _fake_complete(study: optuna.Study, spec: SweepSpec, params: dict, value: float) -> None:
+    dists = {k: CategoricalDistribution(v) for k, v in spec.search_space().items()}
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=params, distributions=dists, value=value, intermediate_values={100: value / 2, 200: value},
+            user_attrs=dict(wall_s=36.0, params_connection=1000 * params["width_scale"], params_psi=10, params_total=5000),
+        )
+    )  # fmt: skip
+
+
+def test_report_renders_partial_merged_studies(tmp_path):
+    spec = tiny_spec(tmp_path, envs=["MinAtar/Breakout-v1", "MinAtar/Asterix-v1"], width_scales=[1, 4], seeds=2)
+    study = open_study(spec)
+    cells = spec.cells()
+    for i, params in enumerate(cells):
+        if params["bottleneck"] == "flatten" and params["width_scale"] == 4 and params["env"] == "MinAtar/Asterix-v1":
+            continue  # this configuration never ran on Asterix: its aggregate is missing
+        if params["seed"] == 1 and params["bottleneck"] == "gap" and params["width_scale"] == 1:
+            continue  # partial: one seed only
+        _fake_complete(study, spec, params, float(i))
+    # A second study adds a seed of one configuration.
+    spec2 = tiny_spec(tmp_path, study="more", bottlenecks=["gap"], width_scales=[1], seeds=[2], envs=spec.envs)
+    study2 = open_study(spec2)
+    for params in spec2.cells():
+        _fake_complete(study2, spec2, params, 3.0)
+
+    sources = [(spec.storage, "tiny"), (spec.storage, "more")]
+    df = load_runs(sources)
+    assert len(df) == len(cells) + 2 and (df["state"] == "missing").sum() == 4
+    matrices, missing = score_matrices(df)
+    assert "qrdqn impala flatten ×4" in missing and "Asterix" in missing["qrdqn impala flatten ×4"]
+    assert matrices["qrdqn impala gap ×1"].shape == (2, 2)  # seed 0 (tiny) + seed 2 (more) on both games
+
+    summary = build_report(sources, tmp_path / "report", reps=200)
+    text = summary.read_text()
+    for name in ("scaling.png", "cost.png", "curves.png", "profiles.png", "runs.csv", "aggregates.csv"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    flatten4 = next(line for line in text.splitlines() if line.startswith("| qrdqn impala flatten ×4 |"))
+    assert "missing" in flatten4
+    assert "missing (missing: 2)" in text  # the per-game table marks the cells never run
+    assert "[" in next(line for line in text.splitlines() if line.startswith("| qrdqn impala gap ×4 |"))  # a CI
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (dict(bottlenecks=["gap", "nope"]), ["'nope'", "flatten", "gap"]),
+        (dict(algos=["a2c"]), ["'a2c'", "qrdqn", "rainbow"]),
+        (dict(encoders=["resnet"]), ["'resnet'", "impala", "nature"]),
+        (dict(storage="runs/sweep.db"), ["'runs/sweep.db'", "sqlite:///"]),
+        (dict(storage="redis://localhost/0"), ["'redis'", "postgresql", "sqlite"]),
+        (dict(bottlenecks=[]), ["Empty grid", "bottlenecks"]),
+        (dict(seeds=0), ["Empty grid", "seeds"]),
+        (dict(envs=["MinAtar/Breakout-v9"]), ["'MinAtar/Breakout-v9'", "MinAtar/Breakout-v1"]),
+        (dict(hyperparams={"learning_rat": [1e-4]}), ["'learning_rat'", "learning_rate"]),
+        (dict(width_scales=[0]), ["width_scale", "0"]),
+    ],
+)
+def test_bad_input_names_value_and_choices(tmp_path, overrides, words):
+    with pytest.raises(ValueError) as info:
+        tiny_spec(tmp_path, **overrides).validate()
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_bad_input_cli_and_report(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="Unknown bottleneck 'nope'"):
+        main(["--envs", "MinAtar/Breakout-v1", "--bottlenecks", "nope", "--storage", f"sqlite:///{tmp_path}/x.db"])
+    spec = tiny_spec(tmp_path)
+    open_study(spec)
+    with pytest.raises(ValueError, match="No study 'other'.*tiny"):
+        build_report([(spec.storage, "other")], tmp_path / "r")
+    with pytest.raises(ValueError, match="other training settings"):
+        open_study(tiny_spec(tmp_path, steps=300))
+
+
+def test_cell_states_prefers_complete():
+    def trial(state, number):
+        t = optuna.trial.create_trial(state=state, params={"seed": 0}, distributions={"seed": CategoricalDistribution([0])},
+                                      value=1.0 if state == TrialState.COMPLETE else None)  # fmt: skip
+        t.number = number
+        return t
+
+    states = cell_states([trial(TrialState.FAIL, 0), trial(TrialState.COMPLETE, 1), trial(TrialState.PRUNED, 2)])
+    assert states == {cell_key({"seed": 0}): TrialState.COMPLETE}
+
+
+def test_normalization_tables_by_protocol(tmp_path):
+    from sb3_gap.sweep.protocols import load_reference, protocol_for
+
+    assert protocol_for("ALE/Pong-v5").reference("ALE/Pong-v5") == (-20.7, 14.6)  # random, human
+    assert protocol_for("BreakoutNoFrameskip-v4").reference("BreakoutNoFrameskip-v4") == (1.7, 30.5)
+    assert protocol_for("procgen:procgen-starpilot-v0").reference("procgen:procgen-starpilot-v0") == (2.5, 64)  # easy
+    assert protocol_for("procgen/starpilot-hard").reference("procgen/starpilot-hard") == (1.5, 35)
+    assert protocol_for("MinAtar/Breakout-v1").reference("MinAtar/Breakout-v1") is None  # raw
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps({"MinAtar/Breakout-v1": [0, 10]}))
+    assert load_reference(path) == {"MinAtar/Breakout-v1": (0.0, 10.0)}
+    path.write_text(json.dumps({"MinAtar/Breakout-v1": [3, 3]}))
+    with pytest.raises(ValueError, match="MinAtar/Breakout-v1"):
+        load_reference(path)
