@@ -18,7 +18,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m sb3_gap.demo
+	$(PY) -m sb3_gap.sweep.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

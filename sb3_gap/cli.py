@@ -8,7 +8,7 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     commands = {
-        "demo": "sb3_gap.demo",
+        "demo": "sb3_gap.sweep.demo",
         "train": "sb3_gap.train",
         "sweep": "sb3_gap.sweep.sweep",
         "report": "sb3_gap.sweep.report",

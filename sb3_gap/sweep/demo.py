@@ -1,9 +1,9 @@
 """The proposed main job: ``python -m sb3_gap.sweep.demo`` (= ``sb3-gap sweep --preset demo``).
 
-QR-DQN on MinAtar Breakout, Impala φ with a flatten or GAP bottleneck at ψ widths ×1 and ×4,
-2 seeds, 5k steps each: 8 runs through the full sweep machinery (Optuna study in
+Rainbow on MinAtar Breakout, Impala φ with a flatten or GAP bottleneck at ψ widths ×1 and ×4,
+2 seeds, 3k steps each: 8 runs through the full sweep machinery (Optuna study in
 ``runs/demo.db``, run folders in ``runs/demo/``), then the report in ``runs/demo_report/`` and
-its table printed. Extra flags are passed on, e.g. ``--algo rainbow --study demo_rainbow``.
+its table printed. Extra flags are passed on, e.g. ``--algo qrdqn --study demo_qrdqn``.
 """
 
 from __future__ import annotations

@@ -764,10 +764,10 @@ def _parse_assignments(items: Sequence[str], grid: bool) -> dict[str, Any]:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The README's main job: flatten vs GAP at ψ ×1 and ×4 on MinAtar Breakout, 2 seeds, 2 cores, minutes.
+    # The README's main job: Rainbow, flatten vs GAP at ψ ×1 and ×4 on MinAtar Breakout, 2 seeds, 2 cores, minutes.
     "demo": dict(
         envs=["MinAtar/Breakout-v1"],
-        algos=["qrdqn"],
+        algos=["rainbow"],
         bottlenecks=["flatten", "gap"],
         width_scales=[1, 4],
         seeds=2,
