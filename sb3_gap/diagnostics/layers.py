@@ -30,6 +30,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch as th
 from torch import nn
 
@@ -316,10 +317,15 @@ def find_head_consumers(policy: nn.Module, extractor: ConvExtractor) -> list[nn.
         if m not in ext_modules and not list(m.children()) and any(p.dim() == 2 for p in m.parameters(recurse=False)):
             handles.append(m.register_forward_pre_hook(check))
     try:
+        # A blank observation and a deterministic forward: no RNG (torch's or the space's) is
+        # consumed, so attaching a callback does not change the training run.
         space = policy.observation_space
-        obs = th.as_tensor(space.sample()[None], device=next(policy.parameters()).device)
+        obs = th.zeros((1, *space.shape), dtype=th.as_tensor(np.zeros(1, space.dtype)).dtype, device=next(policy.parameters()).device)
         with th.no_grad():
-            policy(obs)
+            try:
+                policy(obs, deterministic=True)
+            except TypeError:
+                policy(obs)
     finally:
         for h in handles:
             h.remove()
