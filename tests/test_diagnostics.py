@@ -10,6 +10,7 @@ from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.logger import configure
 
 from sb3_gap import ConvExtractor, policy_kwargs
+from sb3_gap.rainbow import Rainbow
 from sb3_gap.diagnostics import (
     DiagnosticsCallback,
     ReDoCallback,
@@ -357,6 +358,9 @@ def test_gradcam_cli_from_env(tmp_path):
 def make_model(algo, bottleneck="gap"):
     env = FakeImageEnv(screen_height=40, screen_width=40, n_channels=2, channel_first=False)
     kw = policy_kwargs(encoder="nature", bottleneck=bottleneck, psi_depth=1)
+    if algo is Rainbow:  # full Rainbow: C51, dueling, noisy, double, 3-step, prioritized replay
+        return Rainbow("CnnPolicy", env, buffer_size=200, learning_starts=8, batch_size=8, train_freq=1, n_steps=3,
+                       target_update_interval=10, dueling=True, noisy=True, double_q=True, policy_kwargs=kw, seed=0)  # fmt: skip
     if algo is PPO:
         return PPO("CnnPolicy", env, n_steps=32, batch_size=8, n_epochs=2, policy_kwargs=kw, seed=0)
     return algo("CnnPolicy", env, buffer_size=200, learning_starts=0, batch_size=8, train_freq=1, target_update_interval=10, policy_kwargs=kw, seed=0)
@@ -365,14 +369,14 @@ def make_model(algo, bottleneck="gap"):
 def expected_updates(model, steps):
     if isinstance(model, PPO):
         return (steps // model.n_steps) * model.n_epochs * (model.n_steps // model.batch_size)
-    return steps
+    return model._n_updates  # off-policy: one optimizer step per gradient step
 
 
 def forward_hooks(module):
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
 
 
-@pytest.mark.parametrize("algo", [DQN, QRDQN, PPO], ids=lambda a: a.__name__)
+@pytest.mark.parametrize("algo", [DQN, QRDQN, PPO, Rainbow], ids=lambda a: a.__name__)
 def test_callbacks_run_inside_learn(tmp_path, algo):
     model = make_model(algo, bottleneck="flatten")
     ext = find_extractor(model)
@@ -384,7 +388,7 @@ def test_callbacks_run_inside_learn(tmp_path, algo):
     model.learn(steps, callback=[diag, redo, regrama])
 
     n = expected_updates(model, steps)
-    assert diag.n_updates == redo.n_updates == n
+    assert diag.n_updates == redo.n_updates == n and n >= 16
     assert len(diag.history) == n // 4 and len(redo.resets) == n // 8 == len(regrama.resets)
     last = diag.history[-1]
     for key in ("dormant@0/phi", "dormant@0.025/bottleneck", "grama@0.025/psi", "dormant@0/layer/bottleneck.connection",
@@ -468,3 +472,26 @@ def test_models_without_sb3_gap_extractor_are_refused():
     model = DQN("CnnPolicy", FakeImageEnv(screen_height=40, screen_width=40, n_channels=1), buffer_size=10)
     with pytest.raises(ValueError, match=r"No sb3_gap ConvExtractor found in DQN"):
         model.learn(4, callback=ReDoCallback(every=2))
+
+
+@pytest.mark.parametrize("algo", [DQN, QRDQN, PPO, Rainbow], ids=lambda a: a.__name__)
+def test_grad_cam_explains_the_greedy_action_of_every_algorithm(algo):
+    model = make_model(algo)
+    obs = np.stack([model.observation_space.sample() for _ in range(3)])
+    with th.no_grad():
+        values = decision_values(model.policy, model.policy.obs_to_tensor(obs)[0])
+    if algo is not PPO:  # value-based: the greedy action is what predict() plays
+        assert np.array_equal(values.argmax(-1).cpu().numpy(), model.predict(obs, deterministic=True)[0])
+    greedy = grad_cam(model, obs)
+    chosen = grad_cam(model, obs, action=values.argmax(-1).cpu().numpy())
+    assert greedy.shape == (3, 40, 40) and np.allclose(greedy, chosen)
+
+
+def test_rainbow_noisy_dueling_head_outgoing_weights():
+    model = make_model(Rainbow)
+    ext = find_extractor(model)
+    heads = find_head_consumers(model.policy, ext)
+    assert heads == [model.policy.q_net.head.advantage[0], model.policy.q_net.head.value[0]]
+    last = [layer for layer in neuron_layers(ext, heads) if layer.resettable][-1]
+    assert last.name == "bottleneck.psi.1"
+    assert {id(s.param) for s in last.outgoing} == {id(h.weight_mu) for h in heads} | {id(h.weight_sigma) for h in heads}

@@ -243,14 +243,16 @@ def _policy(model_or_policy: object) -> nn.Module | None:
 def decision_values(policy: nn.Module, obs: th.Tensor) -> th.Tensor:
     """
     Per-action scores whose argmax is the greedy action, shape ``(B, n_actions)``:
-    Q-values (DQN), mean over quantiles (QR-DQN), expected Q over atoms (Rainbow, via its
-    ``q_values`` method if it has one), action logits (PPO/A2C with a ``Categorical``).
+    Q-values (DQN), mean over quantiles (QR-DQN), expected Q over atoms with the noisy layers'
+    mean weights (Rainbow, through its ``q_net.q_values``), action logits (PPO/A2C with a
+    ``Categorical``).
 
     :param policy: An SB3 policy
     :param obs: Observations as a tensor on the policy's device (raw: the policy preprocesses)
     """
-    if hasattr(policy, "q_values"):  # e.g. distributional Rainbow: E_z[Z(s, a)]
-        return policy.q_values(obs)
+    q_net = getattr(policy, "q_net", None)
+    if hasattr(q_net, "q_values"):  # Rainbow: E_z[Z(s, a)] = Σ_i z_i p_i(s, a), without exploration noise
+        return q_net.q_values(obs, noise=False)  # type: ignore[union-attr]
     if hasattr(policy, "quantile_net"):  # QR-DQN: Q(s, a) = mean_j θ_j(s, a)
         return policy.quantile_net(obs).mean(dim=1)
     if hasattr(policy, "q_net"):  # DQN
