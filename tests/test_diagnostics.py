@@ -403,7 +403,7 @@ def test_callbacks_run_inside_learn(tmp_path, algo):
     # Hooks are gone after learn(), the target network is still the algorithm's business.
     assert forward_hooks(model.policy) == 0 and not model.policy.optimizer._optimizer_step_post_hooks
     if target is not None:
-        model.learn(10)  # a target sync still works
+        model.learn(10, reset_num_timesteps=False)  # a target sync still works
     # Save / load round trip keeps the (reset) weights.
     model.save(tmp_path / "m")
     loaded = type(model).load(tmp_path / "m")

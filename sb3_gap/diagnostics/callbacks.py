@@ -5,8 +5,8 @@ All three count *gradient updates* exactly, with a post-step hook on the policy'
 forward hooks just before that update's forward pass, so activations and gradients come from the
 algorithm's own training batch and its own loss (TD/Huber for DQN, quantile Huber for QR-DQN,
 clipped surrogate + value + entropy for PPO, the distributional loss for Rainbow) — no extra forward
-pass and no surrogate loss. Between checks the hooks return at once, which keeps the overhead small
-(measured in ``docs/diagnostics.md``).
+pass and no surrogate loss. The forward hooks are attached only around the measured update, so between
+checks the cost is one counter increment per update (measured in ``docs/benchmarks_diagnostics.md``).
 
 Target networks (DQN, QR-DQN, Rainbow) are *not* reset: they keep following the online network
 through the algorithm's own target updates (hard copy every ``target_update_interval`` or Polyak
@@ -79,13 +79,19 @@ class UpdateScheduledCallback(BaseCallback):
         self.layers = neuron_layers(self.extractor, find_head_consumers(policy, self.extractor))
         self.recorder = ActivityRecorder(
             self.extractor, self.layers, activations=self.needs_activations, gradients=self.needs_gradients
-        ).attach()
+        )
         self._step_hook = self.optimizer.register_step_post_hook(self._after_step)
         self._arm()
 
     def _arm(self) -> None:
+        # Forward hooks exist only around the measured update: between checks the only cost is
+        # the optimizer's post-step hook (one counter increment per update).
         assert self.recorder is not None
         self.recorder.armed = (self.n_updates + 1) % self.every == 0
+        if self.recorder.armed:
+            self.recorder.attach()
+        else:
+            self.recorder.detach()
 
     def _after_step(self, _optimizer: th.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
         self.n_updates += 1

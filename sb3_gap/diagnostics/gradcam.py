@@ -16,7 +16,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_gap.diagnostics.metrics import _as_input, decision_values
+from sb3_gap.diagnostics.metrics import prepare_input, decision_values
 
 
 def grad_cam(model: object, obs: np.ndarray | th.Tensor, action: int | np.ndarray | None = None) -> np.ndarray:
@@ -35,7 +35,7 @@ def grad_cam(model: object, obs: np.ndarray | th.Tensor, action: int | np.ndarra
     :param action: Action(s) to explain; default the greedy action of each observation
     :return: ``(B, H, W)`` float array in [0, 1]
     """
-    extractor, policy, obs_t = _as_input(model, obs)
+    extractor, policy, obs_t = prepare_input(model, obs)
     if policy is None:
         raise ValueError("grad_cam needs an SB3 model or policy (it explains an action), got a bare ConvExtractor")
     maps: list[th.Tensor] = []

@@ -44,7 +44,7 @@ GROUPS = ("phi", "bottleneck", "psi")
 
 NEURON_LAYER_TYPES = (nn.Conv2d, nn.Linear, ExpertLinear)
 
-# A mask function maps a boolean neuron mask (shape ``NeuronLayer.neuron_shape``) to a boolean
+# A mask function maps a boolean neuron mask (one entry per neuron of the layer) to a boolean
 # tensor that broadcasts to one parameter's shape.
 MaskFn = Callable[[th.Tensor], th.Tensor]
 

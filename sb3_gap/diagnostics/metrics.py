@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
 
 from sb3_gap.diagnostics.layers import GROUPS, NeuronLayer, neuron_layers
@@ -270,8 +269,13 @@ def greedy_value_loss(outputs: th.Tensor) -> th.Tensor:
     return outputs.max(dim=-1).values.sum()
 
 
-def _as_input(model_or_policy: object, obs: np.ndarray | th.Tensor) -> tuple[ConvExtractor, nn.Module | None, th.Tensor]:
-    """(extractor, policy or None, observations as a tensor on the right device)."""
+def prepare_input(model_or_policy: object, obs: np.ndarray | th.Tensor) -> tuple[ConvExtractor, nn.Module | None, th.Tensor]:
+    """
+    ``(extractor, policy or None, observations as a tensor on the extractor's device)``.
+
+    :param model_or_policy: An SB3 model, its policy, or a bare :class:`~sb3_gap.ConvExtractor`
+    :param obs: A batch of observations; numpy arrays go through the policy's ``obs_to_tensor``
+    """
     extractor = find_extractor(model_or_policy)
     policy = _policy(model_or_policy)
     device = next(extractor.parameters()).device
@@ -306,7 +310,7 @@ def neuron_magnitudes(
     :return: ``(layers, E|h| per layer, E|∂L/∂z| per layer, feature norms)``; parameters' ``.grad``
         are left untouched
     """
-    extractor, policy, obs_t = _as_input(model, obs)
+    extractor, policy, obs_t = prepare_input(model, obs)
     layers = neuron_layers(extractor)
     rec = ActivityRecorder(extractor, layers, gradients=False, training_only=False)
     outputs: dict[str, th.Tensor] = {}
@@ -387,8 +391,3 @@ def feature_norms(model: object, obs: np.ndarray | th.Tensor) -> dict[str, float
 def effective_connection_params(model: object) -> int:
     """Non-zero weights of the φ→ψ connection (:func:`sb3_gap.parameter_report`)."""
     return parameter_report(model).effective_connection
-
-
-def preprocess(policy: nn.Module, obs: th.Tensor) -> th.Tensor:
-    """The policy's own preprocessing (uint8 images / 255) of a raw observation tensor."""
-    return preprocess_obs(obs, policy.observation_space, normalize_images=policy.normalize_images)  # type: ignore[return-value]

@@ -59,7 +59,7 @@ def reset_neurons(
     Re-initialise the flagged neurons of resettable layers.
 
     :param layers: Neuron layers of the online network
-    :param flagged: Boolean neuron mask per layer name (shape ``NeuronLayer.neuron_shape``);
+    :param flagged: Boolean neuron mask per layer name (shape: the layer's neurons, e.g. ``(C,)`` or ``(n_experts, units)``);
         layers that are missing or not ``resettable`` are skipped
     :param optimizer: The optimizer whose per-entry state is zeroed for every changed entry
     :param outgoing_scale: Factor on the outgoing weights of reset neurons (0 = ReDo)
