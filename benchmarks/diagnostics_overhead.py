@@ -5,11 +5,11 @@
 End-to-end wall-clock comparisons of short trainings on a shared 2-core machine are dominated by
 noise (±10 % between identical runs), so this measures the two costs that make up the overhead:
 
-1. *per update*: ``model.train(gradient_steps=U)`` of QR-DQN (Impala φ, GAP, ψ ×``--width-scale``,
-   batch 32, MinAtar Breakout, replay filled by ``--fill`` random-ish steps) with no callback, with
-   a callback measuring **every** update (``every=1``, the worst case: each update pays one check),
-   and with ``every=1000`` (the default). Configurations are interleaved over ``--repeats`` rounds
-   and the best time of each is kept.
+1. *per update*: one ``model.train(gradient_steps=1)`` of QR-DQN (Impala φ, GAP, ψ ×``--width-scale``,
+   batch 32, MinAtar Breakout, replay filled by ``--fill`` steps) with no callback, with a callback
+   measuring **every** update (``every=1``, the worst case: each update pays one full check), and
+   with ``every=1000`` (the default: no check in the window, only the step counter). The
+   configurations alternate update by update and the median of each is kept.
 2. *per call*: the pure functions on 256 observations.
 
 Overhead of ``every=N`` on training ≈ (check cost) / (N × time per update + env time between updates).
@@ -42,8 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="MinAtar/Breakout-v1")
     parser.add_argument("--fill", type=int, default=1000, help="env steps to fill the replay buffer")
-    parser.add_argument("--updates", type=int, default=200, help="gradient updates timed per configuration")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--updates", type=int, default=100, help="gradient updates timed per configuration")
     parser.add_argument("--width-scale", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
@@ -61,25 +60,32 @@ def main() -> None:
         device=args.device,
     )
     model.learn(args.fill)
+    # Interleave the configurations update by update and keep the median: drift and other
+    # processes on a shared machine then hit every configuration alike.
+    callbacks = {name: make() if make else None for name, make in CALLBACKS.items()}
     times: dict[str, list[float]] = {k: [] for k in CALLBACKS}
-    for _ in range(args.repeats):
-        for name, make in CALLBACKS.items():
-            cb = make() if make else None
+    for cb in callbacks.values():
+        if cb is not None:
+            cb.init_callback(model)
+            cb._remove_hooks()  # attached below, one configuration at a time
+    for _ in range(args.updates):
+        for name, cb in callbacks.items():
             if cb is not None:
-                cb.init_callback(model)
+                cb._init_callback()  # re-attach (not timed)
             start = time.perf_counter()
-            model.train(gradient_steps=args.updates, batch_size=32)
+            model.train(gradient_steps=1, batch_size=32)
             times[name].append(time.perf_counter() - start)
             if cb is not None:
                 cb.on_training_end()
-                assert cb.n_updates == args.updates
-    base = min(times["none"]) / args.updates
+    base = float(np.median(times["none"]))
     print(f"QR-DQN impala/gap ×{args.width_scale} on {args.env}, batch 32, device {model.device}, "
-          f"{args.updates} updates, best of {args.repeats}")
-    print("| callback | ms / update | extra ms / update | extra per update |\n|---|---:|---:|---:|")
+          f"median of {args.updates} interleaved updates per configuration")
+    print("| callback | ms / update (median) | extra ms / update | extra |\n|---|---:|---:|---:|")
     for name, ts in times.items():
-        per = min(ts) / args.updates
+        per = float(np.median(ts))
         print(f"| {name} | {1000 * per:.2f} | {1000 * (per - base):+.2f} | {100 * (per - base) / base:+.1f}% |")
+    checks = {name: cb.n_updates // cb.every for name, cb in callbacks.items() if cb is not None}
+    print(f"checks run: {checks}")
 
     obs = np.stack([model.observation_space.sample() for _ in range(256)])
     for fn in (dormant_fractions, grama_fractions, feature_norms):
