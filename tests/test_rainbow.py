@@ -220,6 +220,28 @@ def test_frame_stack_is_detected():
     assert plain.frame_stack == 1
 
 
+def test_several_envs():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    model = Rainbow("MlpPolicy", make_vec_env("CartPole-v1", n_envs=3, seed=0), buffer_size=600, learning_starts=30,
+                    batch_size=8, train_freq=2, target_update_interval=10, seed=0)  # fmt: skip
+    model.learn(90)
+    assert model.num_timesteps == 90 and model._n_updates > 0
+
+
+def test_dict_observations_use_sb3_dict_buffer():
+    from stable_baselines3.common.buffers import DictReplayBuffer
+    from stable_baselines3.common.envs import SimpleMultiObsEnv
+
+    with pytest.raises(ValueError, match="n_steps=1 and prioritized_replay=False"):
+        Rainbow("MultiInputPolicy", SimpleMultiObsEnv(), buffer_size=100)
+    model = Rainbow("MultiInputPolicy", SimpleMultiObsEnv(), n_steps=1, prioritized_replay=False, double_q=True,
+                    buffer_size=100, learning_starts=10, batch_size=8, seed=0)  # fmt: skip
+    assert isinstance(model.replay_buffer, DictReplayBuffer)
+    model.learn(30)
+    assert model._n_updates > 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Priorities, logging, exploration schedule
 

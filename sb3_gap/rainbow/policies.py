@@ -383,9 +383,17 @@ class RainbowPolicy(BasePolicy):
         )
         return data
 
+    def predict(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:  # type: ignore[override]
+        """SB3's ``BasePolicy.predict`` under ``torch.inference_mode`` (cheaper than ``no_grad`` when acting)."""
+        with th.inference_mode():
+            return super().predict(*args, **kwargs)
+
     def set_training_mode(self, mode: bool) -> None:
         """Train/eval mode (batch norm, dropout). Has no effect on the noise of noisy layers."""
-        self.q_net.set_training_mode(mode)
+        # SB3 calls this at every predict() and every rollout; walking all modules each time is a
+        # measurable share of a small network's step, so only walk them when the mode changes.
+        if self.q_net.training != mode or self.training != mode:
+            self.q_net.set_training_mode(mode)
         self.training = mode
 
 

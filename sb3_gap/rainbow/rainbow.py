@@ -12,16 +12,13 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
-from stable_baselines3.common.vec_env import VecFrameStack, unwrap_vec_wrapper
 from torch.nn import functional as F
 
+from sb3_gap.rainbow.buffers import RainbowReplayBuffer, infer_frame_stack
 from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy
 from sb3_gap.rainbow.projection import categorical_projection
-
-from sb3_gap.rainbow.buffers import RainbowReplayBuffer
 
 SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
 
@@ -323,21 +320,8 @@ class Rainbow(OffPolicyAlgorithm):
         )
 
     def _detect_frame_stack(self) -> int:
-        """``n_stack`` of an SB3 ``VecFrameStack`` around uint8 channel-first images, else 1."""
-        if self.env is None:
-            return self.frame_stack
-        stacker = unwrap_vec_wrapper(self.env, VecFrameStack)
-        space = self.observation_space
-        if (
-            stacker is None
-            or not isinstance(space, spaces.Box)
-            or space.dtype != np.uint8
-            or len(space.shape) != 3
-            or not is_image_space_channels_first(space)
-        ):
-            return 1
-        n_stack = int(stacker.stacked_obs.n_stack)
-        return n_stack if space.shape[0] % n_stack == 0 else 1
+        """``n_stack`` of an SB3 ``VecFrameStack`` whose frames the replay can store once, else 1."""
+        return self.frame_stack if self.env is None else infer_frame_stack(self.env)
 
     def _make_replay_buffer(self) -> ReplayBuffer:
         extra = dict(self.replay_buffer_kwargs)

@@ -59,11 +59,28 @@ class SumTree:
         :param indices: Leaf indices in ``[0, capacity)``
         :param values: Non-negative values (scalar or one per index)
         """
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if indices.size == 0:
+        self.set_leaves(indices, values)
+        self.propagate(indices)
+
+    def set_leaves(self, indices: np.ndarray, values: np.ndarray | float) -> None:
+        """
+        Set leaves *without* updating their ancestors: several cheap writes can then share one
+        :meth:`propagate`. The tree is inconsistent until :meth:`propagate` is called on these indices.
+
+        :param indices: Leaf indices in ``[0, capacity)``
+        :param values: Non-negative values (scalar or one per index)
+        """
+        self.nodes[np.asarray(indices, dtype=np.int64) + self.n_leaves] = values
+
+    def propagate(self, indices: np.ndarray) -> None:
+        """
+        Recompute the ancestors of the given leaves from their children, bottom-up.
+
+        :param indices: Leaf indices in ``[0, capacity)``
+        """
+        nodes = np.unique(np.asarray(indices, dtype=np.int64).reshape(-1)) + self.n_leaves
+        if nodes.size == 0:
             return
-        nodes = indices + self.n_leaves
-        self.nodes[nodes] = values
         for _ in range(self.depth):
             nodes = nodes // 2
             self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
