@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> None:
         "train": "sb3_gap.train",
         "sweep": "sb3_gap.sweep.sweep",
         "report": "sb3_gap.sweep.report",
+        "gradcam": "sb3_gap.diagnostics.gradcam",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: sb3-gap {{{','.join(commands)}}} [args...]", file=sys.stderr)

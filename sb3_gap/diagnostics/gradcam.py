@@ -1,0 +1,197 @@
+"""Grad-CAM saliency (Selvaraju et al. 2017) on φ's last convolutional feature map, for the
+greedy action, rendered as a PNG overlay on the frame (Sokar & Castro 2025, Fig. 3).
+
+``sb3-gap gradcam MODEL.zip --algo qrdqn --env MinAtar/Breakout-v1 --out cam.png``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from torch import nn
+
+from sb3_gap.diagnostics.metrics import prepare_input, decision_values
+
+
+def grad_cam(model: object, obs: np.ndarray | th.Tensor, action: int | np.ndarray | None = None) -> np.ndarray:
+    """
+    Grad-CAM maps for a batch of observations.
+
+    With ``A^k`` the k-th channel of φ's output (the last conv layer's rectified feature map) and
+    ``y`` the decision value of the chosen action (Q-value for DQN, quantile mean for QR-DQN,
+    expected Q for Rainbow, logit for PPO; see :func:`~sb3_gap.diagnostics.metrics.decision_values`):
+    ``α_k = 1/Z Σ_ij ∂y/∂A^k_ij`` (Selvaraju et al. 2017, Eq. 1) and
+    ``L = ReLU(Σ_k α_k A^k)`` (Eq. 2), bilinearly upsampled to the input size and scaled to [0, 1]
+    per observation.
+
+    :param model: An SB3 model or policy built with :func:`sb3_gap.policy_kwargs`
+    :param obs: A batch of raw observations, shape ``(B, *observation_space.shape)``
+    :param action: Action(s) to explain; default the greedy action of each observation
+    :return: ``(B, H, W)`` float array in [0, 1]
+    """
+    extractor, policy, obs_t = prepare_input(model, obs)
+    if policy is None:
+        raise ValueError("grad_cam needs an SB3 model or policy (it explains an action), got a bare ConvExtractor")
+    maps: list[th.Tensor] = []
+
+    def keep(_m: nn.Module, _inp: tuple, out: th.Tensor) -> None:
+        maps.append(out)
+
+    handle = extractor.encoder.register_forward_hook(keep)
+    was_training = policy.training
+    policy.train(False)
+    try:
+        with th.enable_grad():
+            values = decision_values(policy, obs_t)
+            if action is None:
+                chosen = values.argmax(dim=-1)
+            else:
+                chosen = th.as_tensor(np.broadcast_to(np.asarray(action), (values.shape[0],)).copy(), device=values.device).long()
+            y = values.gather(1, chosen[:, None]).sum()
+            feature_map = maps[-1]
+            (grads,) = th.autograd.grad(y, feature_map)
+    finally:
+        handle.remove()
+        policy.train(was_training)
+    alpha = grads.mean(dim=(2, 3), keepdim=True)  # Eq. 1: global-average-pooled gradients
+    cam = th.relu((alpha * feature_map).sum(dim=1, keepdim=True)).detach()  # Eq. 2
+    shape = obs_t.shape[2:] if extractor.channels_first else obs_t.shape[1:3]
+    cam = F.interpolate(cam.float(), size=tuple(shape), mode="bilinear", align_corners=False)[:, 0]
+    peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+    return (cam / peak).cpu().numpy()
+
+
+def frame_image(obs: np.ndarray, channels_first: bool = True, reduce: str = "max") -> np.ndarray:
+    """
+    A displayable 2-D (grey) or RGB frame from one observation.
+
+    :param obs: One observation, ``(C, H, W)`` or ``(H, W, C)``
+    :param channels_first: Layout of ``obs``
+    :param reduce: For C ≠ 3: ``"max"`` over channels (all MinAtar object layers, or a frame stack's
+        trail) or ``"last"`` (the newest frame of a stack)
+    """
+    if reduce not in ("max", "last"):
+        raise ValueError(f"Unknown frame reduce {reduce!r}; valid choices: ['last', 'max']")
+    img = np.asarray(obs, dtype=np.float32)
+    img = img if channels_first else np.moveaxis(img, -1, 0)
+    if img.shape[0] == 3:
+        img = np.moveaxis(img, 0, -1)
+        return img / max(float(img.max()), 1e-12)
+    img = img.max(axis=0) if reduce == "max" else img[-1]
+    return img / max(float(img.max()), 1e-12)
+
+
+def save_overlay(frame: np.ndarray, cam: np.ndarray, path: str | os.PathLike, title: str = "", alpha: float = 0.5) -> Path:
+    """
+    Render ``cam`` over ``frame`` with matplotlib and write a PNG atomically (temp file, then
+    ``os.replace``), so an interrupted run never leaves a truncated image.
+
+    :return: The written path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
+    cmap = None if frame.ndim == 3 else "gray"
+    axes[0].imshow(frame, cmap=cmap, interpolation="nearest")
+    axes[0].set_title("frame")
+    axes[1].imshow(frame, cmap=cmap, interpolation="nearest")
+    im = axes[1].imshow(cam, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0, interpolation="bilinear")
+    axes[1].set_title("Grad-CAM")
+    for ax in axes:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _observation_from_env(model: object, env_id: str, steps: int, seed: int) -> np.ndarray:
+    """Play ``steps`` greedy steps in ``env_id`` and return the last observation, shaped like the model's."""
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTransposeImage, is_vecenv_wrapped
+
+    import sb3_gap  # noqa: F401  (registers MinAtar/*)
+
+    space = model.observation_space  # type: ignore[attr-defined]
+    is_atari = env_id.startswith("ALE/") or "NoFrameskip" in env_id
+    if is_atari:
+        venv = make_atari_env(env_id, n_envs=1, seed=seed)
+        n_stack = min(space.shape) if len(space.shape) == 3 else 1
+        venv = VecFrameStack(venv, n_stack=n_stack)
+    else:
+        venv = DummyVecEnv([lambda: gym.make(env_id)])
+        venv.seed(seed)
+    if venv.observation_space.shape != space.shape and not is_vecenv_wrapped(venv, VecTransposeImage):
+        venv = VecTransposeImage(venv)
+    if venv.observation_space.shape != space.shape:
+        raise ValueError(f"Env {env_id!r} gives observations of shape {venv.observation_space.shape}, the model expects {space.shape}")
+    obs = venv.reset()
+    for _ in range(steps):
+        action, _ = model.predict(obs, deterministic=True)  # type: ignore[attr-defined]
+        obs = venv.step(action)[0]
+    venv.close()
+    return obs[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``sb3-gap gradcam``: write a Grad-CAM PNG for a saved model."""
+    from sb3_gap.algos import ALGOS, get_algo
+    from sb3_gap.report import find_extractor
+
+    parser = argparse.ArgumentParser(prog="sb3-gap gradcam", description=main.__doc__)
+    parser.add_argument("model", help="path of a model saved with model.save() (.zip)")
+    parser.add_argument("--algo", required=True, choices=sorted(ALGOS), help="algorithm that saved the model")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--env", help="env id to take a frame from (e.g. MinAtar/Breakout-v1, ALE/Pong-v5)")
+    src.add_argument("--obs", help=".npy file with one observation (or a batch; the first is used)")
+    parser.add_argument("--steps", type=int, default=50, help="greedy steps played before the frame (with --env)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--action", type=int, default=None, help="action to explain (default: the greedy one)")
+    parser.add_argument("--frame", choices=["max", "last"], default="max", help="how to show a multi-channel observation")
+    parser.add_argument("--out", default="gradcam.png", help="PNG path to write")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.steps < 0:
+        parser.error(f"--steps must be >= 0, got {args.steps}")
+    th.set_num_threads(max(1, min(th.get_num_threads(), 2)))
+
+    model = get_algo(args.algo).load(args.model, device=args.device)
+    if args.env:
+        obs = _observation_from_env(model, args.env, args.steps, args.seed)
+    else:
+        obs = np.load(args.obs)
+        if obs.shape == model.observation_space.shape:
+            pass
+        elif obs.shape[1:] == model.observation_space.shape:
+            obs = obs[0]
+        else:
+            parser.error(f"--obs has shape {obs.shape}, the model expects {model.observation_space.shape}")
+    cam = grad_cam(model, obs[None], action=args.action)[0]
+    with th.no_grad():
+        values = decision_values(model.policy, model.policy.obs_to_tensor(obs[None])[0])[0]
+    action = int(values.argmax()) if args.action is None else args.action
+    frame = frame_image(obs, channels_first=find_extractor(model).channels_first, reduce=args.frame)
+    title = f"{Path(args.model).name} · {args.algo} · action {action}"
+    out = save_overlay(frame, cam, args.out, title=title)
+    print(f"wrote {out}")
