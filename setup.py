@@ -31,6 +31,7 @@ setup(
         "matplotlib",
         "pyyaml",
         "safetensors>=0.4",
+        "requests>=2.28,<3",  # rl_zoo3.enjoy / load_from_hub import it; huggingface_hub 1.x+ no longer pulls it in
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout"]},
     entry_points={"console_scripts": ["sb3-gap=sb3_gap.cli:main"]},
