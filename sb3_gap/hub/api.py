@@ -202,6 +202,20 @@ def _default_buffer_size(cls: type[BaseAlgorithm]) -> int | None:
     return None if param is None else param.default
 
 
+# Run state rather than hyperparameters: left out of a model's config.yml.
+_RUN_STATE = {"ep_info_buffer", "ep_success_buffer", "start_time", "exploration_rate", "verbose", "tensorboard_log", "num_timesteps", "seed", "n_envs"}
+
+
+def _hyperparams(config: dict[str, Any]) -> dict[str, Any]:
+    """A Zoo-style ``config.yml`` for a model pushed as an object: its plain hyperparameters."""
+    attrs = config["model_attrs"]
+    # Class references stay out: the Zoo expects its own string syntax for those.
+    out = {k: v for k, v in attrs.items() if not k.startswith("_") and k not in _RUN_STATE and not (isinstance(v, dict) and "__class__" in v)}
+    out["policy"] = config["policy"]
+    out["n_timesteps"] = attrs.get("num_timesteps", 0)
+    return dict(sorted(out.items()))
+
+
 def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_best: bool, device: str) -> _Source:
     """Read a Zoo run folder ``<folder>/<algo>/<env>_<exp_id>/`` the way rl_zoo3's enjoy / push_to_hub do."""
     from rl_zoo3.utils import get_model_path, get_saved_hyperparams
@@ -368,9 +382,7 @@ def push_to_hub(
             model=source,
             algo=name,
             env_id=env_id,
-            hyperparams=hyperparams
-            if hyperparams is not None
-            else {"policy": config["policy"], **{k: v for k, v in config["model_attrs"].items() if not k.startswith("_")}},
+            hyperparams=hyperparams if hyperparams is not None else _hyperparams(config),
             raw_config=None,
             raw_args=None,
             env_kwargs=dict(env_kwargs or {}),
@@ -424,7 +436,8 @@ def push_to_hub(
         if video:
             _record_video(src.model, lambda: make_env(render=True), stage / VIDEO, video_length, deterministic)
         files = sorted(p.name for p in stage.iterdir()) + [README]
-        card = build_card(src.model, src.algo, env_id, repo_id, results, src.hyperparams, src.env_kwargs, files, dropped)
+        plain_kwargs = safe.read_config(stage / safe.CONFIG_FILE)["policy_kwargs"]
+        card = build_card(src.model, src.algo, env_id, repo_id, results, src.hyperparams, src.env_kwargs, files, dropped, plain_kwargs)
         card.save(stage / README)
 
         api = HfApi(endpoint=endpoint, token=token)

@@ -44,6 +44,7 @@ def build_card(
     env_kwargs: dict[str, Any],
     files: list[str],
     dropped_attrs: list[str],
+    policy_kwargs: dict[str, Any],
 ) -> ModelCard:
     """
     The model card: YAML metadata + evaluation protocol, parameter report, usage and hyperparameters.
@@ -57,6 +58,7 @@ def build_card(
     :param env_kwargs: Environment keyword arguments
     :param files: Files in the commit
     :param dropped_attrs: Attributes not carried by the pickle-free files
+    :param policy_kwargs: The model's ``policy_kwargs`` as plain data (classes by name)
     """
     algo_class = type(model).__name__
     settings, arch_tags = extractor_tags(model)
@@ -104,8 +106,9 @@ def build_card(
     body = f"""
 # **{algo_class}** agent ({arch}) playing **{env_id}**
 
-A [sb3_gap](https://github.com/) agent: Stable-Baselines3 `{algo_class}` with the pixel encoder and
-bottleneck of *Mind the GAP!* (Sokar & Castro, 2025).
+An sb3_gap agent: Stable-Baselines3 `{algo_class}` with the pixel encoder φ, bottleneck and dense
+layers ψ of *Mind the GAP! The Challenges of Scale in Pixel-based Deep Reinforcement Learning*
+(Sokar & Castro, 2025).
 
 ## Evaluation
 
@@ -143,6 +146,12 @@ python -m rl_zoo3.enjoy --algo {algo} --env {env_id} -f downloads/ --gym-package
 and `sb3-gap pull` use them by default. The `.zip` is the Stable-Baselines3 save file; loading it
 unpickles code, so sb3_gap only does that with `allow_pickle=True` / `--allow-pickle`.
 {"Not carried by the pickle-free files (defaults are used when training continues): " + ", ".join(f"`{a}`" for a in dropped_attrs) if dropped_attrs else ""}
+
+## Network (`policy_kwargs`)
+
+```python
+{pformat(policy_kwargs)}
+```
 
 ## Hyperparameters
 

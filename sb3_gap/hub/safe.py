@@ -37,6 +37,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFreq
+from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
 import sb3_gap
 from sb3_gap.algos import ALGOS, get_algo
@@ -70,11 +71,16 @@ def register_safe_class(cls: type) -> str:
 
 
 def safe_classes() -> dict[str, type]:
-    """Classes allowed by name in ``policy_kwargs``: sb3_gap / SB3 extractors, torch activations and optimizers."""
+    """Classes allowed by name: sb3_gap / SB3 extractors and buffers, torch activations and optimizers."""
     if not _SAFE_CLASSES:
-        from stable_baselines3.common import torch_layers
+        from stable_baselines3.common import buffers, torch_layers
 
         for cls in (
+            buffers.ReplayBuffer,
+            buffers.DictReplayBuffer,
+            buffers.NStepReplayBuffer,
+            buffers.RolloutBuffer,
+            buffers.DictRolloutBuffer,
             sb3_gap.ConvExtractor,
             torch_layers.NatureCNN,
             torch_layers.FlattenExtractor,
@@ -121,6 +127,13 @@ def encode_plain(value: Any, where: str = "value") -> Any:
         return value
     if isinstance(value, np.generic) and np.ndim(value) == 0 and value.dtype.kind in "biuf":
         return encode_plain(value.item(), where)
+    # SB3's schedule objects (learning_rate, clip_range, ...) as numbers / plain parameters.
+    if isinstance(value, FloatSchedule):
+        return encode_plain(value.value_schedule, where)
+    if isinstance(value, ConstantSchedule):
+        return encode_plain(float(value.val), where)
+    if isinstance(value, LinearSchedule):
+        return {"__schedule__": "linear", "start": float(value.start), "end": float(value.end), "end_fraction": float(value.end_fraction)}
     if isinstance(value, TrainFreq):  # (frequency, unit) as SB3's train_freq=(4, "step") accepts it
         return [int(value.frequency), value.unit.value]
     if isinstance(value, (list, tuple)):
@@ -155,6 +168,8 @@ def decode_plain(value: Any, where: str = "value") -> Any:
                     "sb3_gap.hub.register_safe_class(cls)."
                 )
             return safe_classes()[name]
+        if value.get("__schedule__") == "linear" and set(value) == {"__schedule__", "start", "end", "end_fraction"}:
+            return LinearSchedule(float(value["start"]), float(value["end"]), float(value["end_fraction"]))
         if set(value) == {"__float__"}:
             text = value["__float__"]
             if text not in ("inf", "-inf", "nan"):
@@ -216,6 +231,8 @@ def space_from_plain(data: dict[str, Any]) -> spaces.Space:
 
 # Set separately (spaces, policy_kwargs) or rebuilt by ``_setup_model`` (schedules).
 _SPECIAL_ATTRS = {"observation_space", "action_space", "policy_kwargs", "policy_class", "lr_schedule"}
+# Rollout state of a training run: not part of the model.
+_RUN_STATE_ATTRS = {"_last_obs", "_last_original_obs", "_last_episode_starts", "ep_info_buffer", "ep_success_buffer"}
 # Set by BaseAlgorithm.__init__ only when an env is given (the rebuilt model has none).
 _ENV_ATTRS = {"n_envs"}
 
@@ -253,7 +270,7 @@ def model_to_plain(model: BaseAlgorithm, env_id: str | None = None) -> tuple[dic
     :param model: A trained model
     :param env_id: The environment id, recorded for the card and for ``sb3-gap pull``
     """
-    excluded = set(model._excluded_save_params()) | _SPECIAL_ATTRS
+    excluded = set(model._excluded_save_params()) | _SPECIAL_ATTRS | _RUN_STATE_ATTRS
     # Only what the constructor sets is restored; _setup_model() rebuilds the rest (schedules, aliases).
     constructed = set(_unbuilt(type(model), model.policy_class, "cpu").__dict__) | _ENV_ATTRS
     attrs: dict[str, Any] = {}
