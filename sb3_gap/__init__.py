@@ -4,6 +4,7 @@ import sb3_gap.envs  # noqa: F401  (registers MinAtar/* ids)
 from sb3_gap.bottlenecks import BOTTLENECKS
 from sb3_gap.encoders import ImpalaEncoder, NatureEncoder
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
+from sb3_gap.rainbow import Rainbow
 from sb3_gap.report import ParameterReport, parameter_report
 
 __version__ = "0.1.0"
@@ -15,6 +16,7 @@ __all__ = [
     "ImpalaEncoder",
     "NatureEncoder",
     "ParameterReport",
+    "Rainbow",
     "parameter_report",
     "policy_kwargs",
 ]

@@ -1,0 +1,416 @@
+"""Networks for :class:`~sb3_gap.rainbow.Rainbow`: a C51 (or scalar-Q) head with optional dueling
+streams and factorised noisy layers, on any SB3 features extractor."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, Callable
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+from torch.nn import functional as F
+
+
+class NoisyLinear(nn.Module):
+    """
+    Linear layer with factorised Gaussian noise (Fortunato et al. 2018, "Noisy Networks for
+    Exploration", Sec. 3.2): ``y = (μ_w + σ_w ⊙ ε_w) x + μ_b + σ_b ⊙ ε_b`` with
+    ``ε_w = f(ε_out) f(ε_in)ᵀ``, ``ε_b = f(ε_out)`` and ``f(x) = sgn(x) √|x|``.
+
+    The noise is resampled only by :meth:`reset_noise` and used only when ``forward(x, noise=True)``:
+    it never depends on ``nn.Module.training`` (SB3 switches policies to eval mode when acting, so
+    noise keyed on ``.training`` would silently never explore). The current ε is a buffer, so it is
+    saved with the model and a loaded model acts exactly like the saved one.
+
+    :param in_features: Input size p
+    :param out_features: Output size q
+    :param sigma0: σ₀; σ is initialised to σ₀/√p (the paper uses 0.5)
+    """
+
+    def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.sigma0 = sigma0
+        self.weight_mu = nn.Parameter(th.empty(out_features, in_features))
+        self.weight_sigma = nn.Parameter(th.empty(out_features, in_features))
+        self.bias_mu = nn.Parameter(th.empty(out_features))
+        self.bias_sigma = nn.Parameter(th.empty(out_features))
+        self.register_buffer("eps_in", th.zeros(in_features))
+        self.register_buffer("eps_out", th.zeros(out_features))
+        self.reset_parameters()
+        self.reset_noise()
+
+    def reset_parameters(self) -> None:
+        """μ ~ U[-1/√p, 1/√p], σ = σ₀/√p (Fortunato et al. 2018, Sec. 3.2)."""
+        bound = 1.0 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.weight_mu, -bound, bound)
+        nn.init.uniform_(self.bias_mu, -bound, bound)
+        nn.init.constant_(self.weight_sigma, self.sigma0 * bound)
+        nn.init.constant_(self.bias_sigma, self.sigma0 * bound)
+
+    @staticmethod
+    def _scaled_noise(size: int, device: th.device) -> th.Tensor:
+        x = th.randn(size, device=device)
+        return x.sign() * x.abs().sqrt()
+
+    @th.no_grad()
+    def reset_noise(self) -> None:
+        """Draw new ε_in, ε_out."""
+        self.eps_in.copy_(self._scaled_noise(self.in_features, self.eps_in.device))
+        self.eps_out.copy_(self._scaled_noise(self.out_features, self.eps_out.device))
+
+    def forward(self, x: th.Tensor, noise: bool = True) -> th.Tensor:  # type: ignore[override]
+        if not noise:
+            return F.linear(x, self.weight_mu, self.bias_mu)
+        weight = self.weight_mu + self.weight_sigma * th.outer(self.eps_out, self.eps_in)
+        bias = self.bias_mu + self.bias_sigma * self.eps_out
+        return F.linear(x, weight, bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, sigma0={self.sigma0}"
+
+
+class _NoiseSequential(nn.Sequential):
+    """``nn.Sequential`` that forwards the explicit ``noise`` flag to its :class:`NoisyLinear` layers.
+
+    Its state-dict keys are those of a plain ``nn.Sequential`` (``0.weight``, ...), so that with noisy
+    nets off the head is layer-for-layer SB3's DQN ``q_net``."""
+
+    def forward(self, x: th.Tensor, noise: bool = True) -> th.Tensor:  # type: ignore[override]
+        for module in self:
+            x = module(x, noise) if isinstance(module, NoisyLinear) else module(x)
+        return x
+
+
+def _mlp(
+    input_dim: int,
+    output_dim: int,
+    net_arch: list[int],
+    activation_fn: type[nn.Module],
+    linear: Callable[[int, int], nn.Module],
+) -> _NoiseSequential:
+    # SB3's create_mlp only builds nn.Linear layers; this is the same layout with a pluggable layer class.
+    layers: list[nn.Module] = []
+    last = input_dim
+    for width in net_arch:
+        layers += [linear(last, width), activation_fn()]
+        last = width
+    layers.append(linear(last, output_dim))
+    return _NoiseSequential(*layers)
+
+
+class RainbowHead(nn.Module):
+    """
+    The output head: per action either ``n_atoms`` logits of a categorical distribution (C51) or a
+    single Q-value, optionally as dueling value and advantage streams over atoms (Wang et al. 2016,
+    Eq. 9, applied to logits as in Hessel et al. 2018, Sec. 3 "Dueling networks").
+
+    :param features_dim: Size of the features from the extractor
+    :param n_actions: Number of discrete actions
+    :param n_outputs: Outputs per action: ``n_atoms`` (distributional) or 1 (scalar Q)
+    :param net_arch: Hidden layers of each stream
+    :param activation_fn: Activation between hidden layers
+    :param dueling: Separate value and advantage streams
+    :param noisy: Use :class:`NoisyLinear` layers instead of ``nn.Linear``
+    :param sigma0: σ₀ of the noisy layers
+    """
+
+    def __init__(
+        self,
+        features_dim: int,
+        n_actions: int,
+        n_outputs: int,
+        net_arch: list[int],
+        activation_fn: type[nn.Module],
+        dueling: bool,
+        noisy: bool,
+        sigma0: float,
+    ) -> None:
+        super().__init__()
+        self.n_actions = n_actions
+        self.n_outputs = n_outputs
+        linear: Callable[[int, int], nn.Module] = partial(NoisyLinear, sigma0=sigma0) if noisy else nn.Linear
+        self.advantage = _mlp(features_dim, n_actions * n_outputs, net_arch, activation_fn, linear)
+        self.value = _mlp(features_dim, n_outputs, net_arch, activation_fn, linear) if dueling else None
+
+    def forward(self, features: th.Tensor, noise: bool = True) -> th.Tensor:  # type: ignore[override]
+        out = self.advantage(features, noise).view(-1, self.n_actions, self.n_outputs)
+        if self.value is not None:
+            value = self.value(features, noise).view(-1, 1, self.n_outputs)
+            out = value + out - out.mean(dim=1, keepdim=True)
+        return out
+
+
+class RainbowNetwork(BasePolicy):
+    """
+    Online or target network of Rainbow: features extractor followed by a :class:`RainbowHead`.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param features_extractor: The features extractor
+    :param features_dim: Its output size
+    :param n_atoms: Atoms of the categorical distribution (ignored when not ``distributional``)
+    :param v_min: Smallest atom
+    :param v_max: Largest atom
+    :param distributional: C51 head (else one Q-value per action, as DQN)
+    :param dueling: Dueling value/advantage streams
+    :param noisy: Factorised noisy linear layers in the head
+    :param sigma0: σ₀ of the noisy layers
+    :param net_arch: Hidden layers of the head
+    :param activation_fn: Activation function
+    :param normalize_images: Whether to divide uint8 images by 255
+    """
+
+    action_space: spaces.Discrete
+    support: th.Tensor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        n_atoms: int = 51,
+        v_min: float = -10.0,
+        v_max: float = 10.0,
+        distributional: bool = True,
+        dueling: bool = False,
+        noisy: bool = False,
+        sigma0: float = 0.5,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+    ) -> None:
+        super().__init__(observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images)
+        self.net_arch = [64, 64] if net_arch is None else net_arch
+        self.activation_fn = activation_fn
+        self.features_dim = features_dim
+        self.n_atoms = n_atoms
+        self.v_min, self.v_max = v_min, v_max
+        self.distributional = distributional
+        self.dueling = dueling
+        self.noisy = noisy
+        self.sigma0 = sigma0
+        n_outputs = n_atoms if distributional else 1
+        self.head = RainbowHead(
+            features_dim, int(action_space.n), n_outputs, self.net_arch, activation_fn, dueling, noisy, sigma0
+        )
+        # The atoms z_i = v_min + i Δz (Bellemare et al. 2017, Sec. 4).
+        self.register_buffer("support", th.linspace(v_min, v_max, n_atoms) if distributional else th.zeros(1))
+
+    def forward(self, obs: PyTorchObs, noise: bool = True) -> th.Tensor:  # type: ignore[override]
+        """
+        :param obs: Observation
+        :param noise: Use the current noise of the noisy layers (no effect without noisy nets)
+        :return: (B, A, n_atoms) logits if distributional, else (B, A) Q-values
+        """
+        out = self.head(self.extract_features(obs, self.features_extractor), noise)
+        return out if self.distributional else out.squeeze(-1)
+
+    def q_from_output(self, out: th.Tensor) -> th.Tensor:
+        """Q-values (B, A) from :meth:`forward`'s output: ``Σ_i z_i p_i`` for C51."""
+        if not self.distributional:
+            return out
+        return (F.softmax(out, dim=-1) * self.support).sum(dim=-1)
+
+    def q_values(self, obs: PyTorchObs, noise: bool = True) -> th.Tensor:
+        """Expected Q-values (B, A)."""
+        return self.q_from_output(self(obs, noise))
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = True) -> th.Tensor:
+        # Greedy action; noisy nets act with their current noise unless deterministic.
+        return self.q_values(observation, noise=not deterministic).argmax(dim=1).reshape(-1)
+
+    def reset_noise(self) -> None:
+        """Resample the noise of every noisy layer (no-op without noisy nets)."""
+        for module in self.modules():
+            if isinstance(module, NoisyLinear):
+                module.reset_noise()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                net_arch=self.net_arch,
+                features_dim=self.features_dim,
+                n_atoms=self.n_atoms,
+                v_min=self.v_min,
+                v_max=self.v_max,
+                distributional=self.distributional,
+                dueling=self.dueling,
+                noisy=self.noisy,
+                sigma0=self.sigma0,
+                activation_fn=self.activation_fn,
+                features_extractor=self.features_extractor,
+            )
+        )
+        return data
+
+
+class RainbowPolicy(BasePolicy):
+    """
+    Policy with online and target :class:`RainbowNetwork` for :class:`~sb3_gap.rainbow.Rainbow`.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param n_atoms: Atoms of the C51 distribution
+    :param v_min: Smallest atom
+    :param v_max: Largest atom
+    :param distributional: C51 head (else scalar Q as in DQN)
+    :param dueling: Dueling value/advantage streams
+    :param noisy: Factorised noisy linear layers in the head
+    :param sigma0: σ₀ of the noisy layers (Fortunato et al. use 0.5)
+    :param net_arch: Hidden layers of the head; ``[]`` puts the head directly on the features
+        (what :func:`sb3_gap.policy_kwargs` passes); default ``[64, 64]``, or ``[]`` on ``NatureCNN``
+    :param activation_fn: Activation function
+    :param features_extractor_class: Features extractor to use
+    :param features_extractor_kwargs: Keyword arguments to pass to the features extractor
+    :param normalize_images: Whether to divide uint8 images by 255
+    :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, for the optimizer
+    """
+
+    q_net: RainbowNetwork
+    q_net_target: RainbowNetwork
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        n_atoms: int = 51,
+        v_min: float = -10.0,
+        v_max: float = 10.0,
+        distributional: bool = True,
+        dueling: bool = False,
+        noisy: bool = False,
+        sigma0: float = 0.5,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class,
+            features_extractor_kwargs,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            normalize_images=normalize_images,
+        )
+        if net_arch is None:
+            net_arch = [] if features_extractor_class == NatureCNN else [64, 64]
+        self.net_arch = net_arch
+        self.activation_fn = activation_fn
+        self.net_args = {
+            "observation_space": self.observation_space,
+            "action_space": self.action_space,
+            "n_atoms": n_atoms,
+            "v_min": v_min,
+            "v_max": v_max,
+            "distributional": distributional,
+            "dueling": dueling,
+            "noisy": noisy,
+            "sigma0": sigma0,
+            "net_arch": self.net_arch,
+            "activation_fn": self.activation_fn,
+            "normalize_images": normalize_images,
+        }
+        self._build(lr_schedule)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.q_net = self.make_q_net()
+        self.q_net_target = self.make_q_net()
+        self.q_net_target.load_state_dict(self.q_net.state_dict())
+        self.q_net_target.set_training_mode(False)
+        # Independent noise for the target network (Hessel et al. 2018, Sec. 3 "Noisy Nets").
+        self.q_net_target.reset_noise()
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            self.q_net.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+    def make_q_net(self) -> RainbowNetwork:
+        # Separate features extractors for online and target networks.
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return RainbowNetwork(**net_args).to(self.device)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:  # type: ignore[override]
+        return self._predict(obs, deterministic=deterministic)
+
+    def _predict(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
+        return self.q_net._predict(obs, deterministic=deterministic)
+
+    def reset_noise(self) -> None:
+        """Resample the noise of the online and the target network (independently)."""
+        self.q_net.reset_noise()
+        self.q_net_target.reset_noise()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                n_atoms=self.net_args["n_atoms"],
+                v_min=self.net_args["v_min"],
+                v_max=self.net_args["v_max"],
+                distributional=self.net_args["distributional"],
+                dueling=self.net_args["dueling"],
+                noisy=self.net_args["noisy"],
+                sigma0=self.net_args["sigma0"],
+                net_arch=self.net_args["net_arch"],
+                activation_fn=self.net_args["activation_fn"],
+                lr_schedule=self._dummy_schedule,
+                optimizer_class=self.optimizer_class,
+                optimizer_kwargs=self.optimizer_kwargs,
+                features_extractor_class=self.features_extractor_class,
+                features_extractor_kwargs=self.features_extractor_kwargs,
+            )
+        )
+        return data
+
+    def predict(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:  # type: ignore[override]
+        """SB3's ``BasePolicy.predict`` under ``torch.inference_mode`` (cheaper than ``no_grad`` when acting)."""
+        with th.inference_mode():
+            return super().predict(*args, **kwargs)
+
+    def set_training_mode(self, mode: bool) -> None:
+        """Train/eval mode (batch norm, dropout). Has no effect on the noise of noisy layers."""
+        # SB3 calls this at every predict() and every rollout; walking all modules each time is a
+        # measurable share of a small network's step, so only walk them when the mode changes.
+        if self.q_net.training != mode or self.training != mode:
+            self.q_net.set_training_mode(mode)
+        self.training = mode
+
+
+MlpPolicy = RainbowPolicy
+
+
+class CnnPolicy(RainbowPolicy):
+    """:class:`RainbowPolicy` with SB3's ``NatureCNN`` extractor by default (images)."""
+
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs: Any) -> None:
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+class MultiInputPolicy(RainbowPolicy):
+    """:class:`RainbowPolicy` with SB3's ``CombinedExtractor`` by default (dict observations)."""
+
+    def __init__(
+        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)

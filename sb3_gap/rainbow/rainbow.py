@@ -1,0 +1,567 @@
+"""Rainbow (Hessel et al. 2018) as an SB3 off-policy algorithm, every component a constructor switch."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
+from torch.nn import functional as F
+
+from sb3_gap.rainbow.buffers import RainbowReplayBuffer, infer_frame_stack
+from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy
+from sb3_gap.rainbow.projection import categorical_projection
+
+SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
+
+LOSSES = ("huber", "mse")
+
+# Ready-made hyperparameters, as plain kwargs dicts (usable from Python and from RL Zoo YAML files).
+PRESETS: dict[str, dict[str, Any]] = {
+    # Dopamine's Rainbow as used by Sokar & Castro 2025 (their Table 1): the class defaults.
+    "dopamine": {},
+    # Data-efficient Rainbow for Atari-100k (van Hasselt et al. 2019), Dopamine's DER configuration.
+    "der": dict(
+        n_steps=10,
+        train_freq=1,
+        gradient_steps=1,
+        learning_starts=1_600,
+        learning_rate=1e-4,
+        target_update_interval=2_000,
+        exploration_steps=2_000,
+        double_q=True,
+        dueling=True,
+        noisy=True,
+    ),
+    # All six components of Hessel et al. 2018 on top of Dopamine's defaults.
+    "full": dict(double_q=True, dueling=True, noisy=True),
+}
+
+
+def rainbow_preset(name: str) -> dict[str, Any]:
+    """
+    A copy of the keyword arguments of a named preset: ``Rainbow("CnnPolicy", env, **rainbow_preset("der"))``.
+
+    :param name: ``"dopamine"`` (the defaults), ``"der"`` (Atari-100k) or ``"full"`` (all components)
+    :return: A new kwargs dict
+    """
+    if name not in PRESETS:
+        raise ValueError(f"Unknown Rainbow preset {name!r}; valid choices: {sorted(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+class Rainbow(OffPolicyAlgorithm):
+    """
+    Rainbow: Combining Improvements in Deep Reinforcement Learning (Hessel et al. 2018).
+    Paper: https://arxiv.org/abs/1710.02298
+
+    Each component is a switch: distributional C51 (``distributional``, ``n_atoms``, ``v_min``,
+    ``v_max``), n-step returns (``n_steps``), prioritized replay (``prioritized_replay``,
+    ``priority_alpha``, ``priority_beta``), double Q (``double_q``), dueling heads (``dueling``) and
+    noisy nets (``noisy``). Defaults reproduce Dopamine's Rainbow (C51 + 3-step + PER, the agent of
+    Sokar & Castro 2025); :data:`PRESETS` holds ``"der"`` and ``"full"``. With every component off
+    (``distributional=False, n_steps=1, prioritized_replay=False``) the update is DQN's.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, ...)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
+    :param buffer_size: Size of the replay buffer
+    :param learning_starts: How many steps of the model to collect transitions for before learning starts
+    :param batch_size: Minibatch size for each gradient update
+    :param tau: The soft update coefficient ("Polyak update", between 0 and 1), default 1 for hard update
+    :param gamma: The discount factor
+    :param train_freq: Update the model every ``train_freq`` steps, or a tuple like ``(5, "step")``
+    :param gradient_steps: How many gradient steps to do after each rollout (-1: as many as env steps)
+    :param n_steps: Length n of the n-step return (Sutton 1988; Hessel et al. 2018 Eq. 2)
+    :param distributional: Learn a categorical return distribution (C51, Bellemare et al. 2017) with
+        the cross-entropy to the projected target; if False, a scalar Q-value with ``loss``
+    :param n_atoms: Number of atoms N of the categorical distribution (>= 2)
+    :param v_min: Smallest atom
+    :param v_max: Largest atom
+    :param loss: Loss of the scalar head when ``distributional=False``: ``"huber"`` (DQN's) or ``"mse"``
+    :param prioritized_replay: Sample transitions with probability ∝ priority^α (Schaul et al. 2016)
+    :param priority_alpha: Priority exponent α
+    :param priority_beta: Importance-sampling exponent β: a float, or a schedule of the progress
+        remaining (1 → 0), e.g. ``stable_baselines3.common.utils.LinearSchedule(0.4, 1.0, 1.0)``
+    :param priority_eps: Added to every priority so that no transition becomes unsampleable
+    :param double_q: The online network picks the next action, the target network evaluates it (van Hasselt et al. 2016)
+    :param dueling: Dueling value and advantage streams (Wang et al. 2016)
+    :param noisy: Factorised noisy linear layers in the head (Fortunato et al. 2018); combine with
+        ``exploration_initial_eps=exploration_final_eps=0`` for noise-only exploration
+    :param sigma0: σ₀ of the noisy layers
+    :param target_update_interval: Update the target network every ``target_update_interval`` environment steps
+    :param exploration_steps: ε decays linearly from ``exploration_initial_eps`` to
+        ``exploration_final_eps`` over this many steps after ``learning_starts`` (Dopamine's schedule)
+    :param exploration_fraction: If set, use SB3's schedule instead: ε decays over this fraction of
+        ``total_timesteps`` (``exploration_steps`` is then ignored)
+    :param exploration_initial_eps: Initial value of random action probability
+    :param exploration_final_eps: Final value of random action probability
+    :param max_grad_norm: The maximum value for gradient clipping (None: no clipping, as Dopamine)
+    :param replay_buffer_class: A subclass of :class:`~sb3_gap.rainbow.buffers.RainbowReplayBuffer`
+        (None: that class); Rainbow always passes it ``n_steps``, ``gamma`` and the priority settings
+    :param replay_buffer_kwargs: Other keyword arguments for the replay buffer
+    :param optimize_memory_usage: Not supported (the replay stores each frame once anyway)
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: The log location for tensorboard (if None, no logging)
+    :param policy_kwargs: Additional arguments to be passed to the policy on creation, e.g.
+        :func:`sb3_gap.policy_kwargs`
+    :param verbose: The verbosity level: 0 no output, 1 info, 2 debug
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run ("auto": CUDA if available)
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    q_net: RainbowNetwork
+    q_net_target: RainbowNetwork
+    policy: RainbowPolicy
+    replay_buffer: ReplayBuffer  # RainbowReplayBuffer, or DictReplayBuffer for dict observations
+
+    def __init__(
+        self,
+        policy: str | type[RainbowPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 6.25e-5,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 20_000,
+        batch_size: int = 32,
+        tau: float = 1.0,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 4,
+        gradient_steps: int = 1,
+        n_steps: int = 3,
+        distributional: bool = True,
+        n_atoms: int = 51,
+        v_min: float = -10.0,
+        v_max: float = 10.0,
+        loss: str = "huber",
+        prioritized_replay: bool = True,
+        priority_alpha: float = 0.5,
+        priority_beta: float | Schedule = 0.5,
+        priority_eps: float = 1e-6,
+        double_q: bool = False,
+        dueling: bool = False,
+        noisy: bool = False,
+        sigma0: float = 0.5,
+        target_update_interval: int = 8_000,
+        exploration_steps: int = 250_000,
+        exploration_fraction: float | None = None,
+        exploration_initial_eps: float = 1.0,
+        exploration_final_eps: float = 0.01,
+        max_grad_norm: float | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        self._validate(
+            n_steps=n_steps,
+            distributional=distributional,
+            n_atoms=n_atoms,
+            v_min=v_min,
+            v_max=v_max,
+            loss=loss,
+            priority_alpha=priority_alpha,
+            priority_beta=priority_beta,
+            sigma0=sigma0,
+            exploration_steps=exploration_steps,
+            exploration_fraction=exploration_fraction,
+            exploration_initial_eps=exploration_initial_eps,
+            exploration_final_eps=exploration_final_eps,
+            target_update_interval=target_update_interval,
+            replay_buffer_class=replay_buffer_class,
+            optimize_memory_usage=optimize_memory_usage,
+        )
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=None,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Discrete,),
+            support_multi_env=True,
+        )
+        self.distributional = distributional
+        self.n_atoms = n_atoms
+        self.v_min = float(v_min)
+        self.v_max = float(v_max)
+        self.loss = loss
+        self.prioritized_replay = prioritized_replay
+        self.priority_alpha = priority_alpha
+        self.priority_beta = priority_beta
+        self.priority_eps = priority_eps
+        self.double_q = double_q
+        self.dueling = dueling
+        self.noisy = noisy
+        self.sigma0 = sigma0
+        self.target_update_interval = target_update_interval
+        self.exploration_steps = exploration_steps
+        self.exploration_fraction = exploration_fraction
+        self.exploration_initial_eps = exploration_initial_eps
+        self.exploration_final_eps = exploration_final_eps
+        self.max_grad_norm = max_grad_norm
+        self._n_calls = 0
+        # "epsilon" of the epsilon-greedy exploration
+        self.exploration_rate = exploration_initial_eps
+        self.frame_stack = 1
+
+        # The network switches live in the policy kwargs (so that the policy alone can be rebuilt);
+        # a copy, so that the caller's dict is never changed.
+        self.policy_kwargs = dict(self.policy_kwargs)
+        network_kwargs = dict(
+            n_atoms=n_atoms, v_min=self.v_min, v_max=self.v_max, distributional=distributional,
+            dueling=dueling, noisy=noisy, sigma0=sigma0,
+        )  # fmt: skip
+        for key, value in network_kwargs.items():
+            if key in self.policy_kwargs and self.policy_kwargs[key] != value:
+                raise ValueError(
+                    f"policy_kwargs[{key!r}]={self.policy_kwargs[key]!r} conflicts with Rainbow({key}={value!r}); "
+                    f"set {key} on Rainbow only"
+                )
+        self.policy_kwargs.update(network_kwargs)
+        if "optimizer_class" not in self.policy_kwargs:
+            # Dopamine's Rainbow: Adam with eps = 1.5e-4 (= 0.01 / 32 / 2, Hessel et al. 2018 Table 1).
+            self.policy_kwargs["optimizer_class"] = th.optim.Adam
+            self.policy_kwargs.setdefault("optimizer_kwargs", dict(eps=1.5e-4))
+
+        if _init_setup_model:
+            self._setup_model()
+
+    @staticmethod
+    def _validate(**kw: Any) -> None:
+        """Raise ``ValueError`` naming the bad value and the valid choices."""
+        _check(_is_int(kw["n_steps"]) and kw["n_steps"] >= 1, f"n_steps must be an integer >= 1 (e.g. 1, 3, 10), got {kw['n_steps']!r}")
+        if kw["distributional"]:
+            _check(
+                _is_int(kw["n_atoms"]) and kw["n_atoms"] >= 2,
+                f"n_atoms must be an integer >= 2 for the distributional head (C51 uses 51), got {kw['n_atoms']!r}; "
+                "for a scalar Q head pass distributional=False",
+            )
+        else:
+            _check(_is_int(kw["n_atoms"]) and kw["n_atoms"] >= 1, f"n_atoms must be an integer >= 1, got {kw['n_atoms']!r}")
+        _check(
+            isinstance(kw["v_min"], (int, float)) and isinstance(kw["v_max"], (int, float)) and kw["v_min"] < kw["v_max"],
+            f"v_min must be smaller than v_max (e.g. v_min=-10, v_max=10), got v_min={kw['v_min']!r}, v_max={kw['v_max']!r}",
+        )
+        _check(kw["loss"] in LOSSES, f"Unknown loss {kw['loss']!r}; valid choices: {list(LOSSES)}")
+        _check(kw["priority_alpha"] >= 0, f"priority_alpha must be >= 0 (Rainbow uses 0.5), got {kw['priority_alpha']!r}")
+        beta = kw["priority_beta"]
+        _check(
+            callable(beta) or (isinstance(beta, (int, float)) and 0 <= beta <= 1),
+            f"priority_beta must be a float in [0, 1] (Rainbow uses 0.5) or a schedule, got {beta!r}",
+        )
+        _check(kw["sigma0"] > 0, f"sigma0 must be > 0 (noisy nets use 0.5), got {kw['sigma0']!r}")
+        _check(
+            _is_int(kw["exploration_steps"]) and kw["exploration_steps"] >= 0,
+            f"exploration_steps must be an integer >= 0, got {kw['exploration_steps']!r}",
+        )
+        fraction = kw["exploration_fraction"]
+        _check(fraction is None or 0 < fraction <= 1, f"exploration_fraction must be None or in (0, 1], got {fraction!r}")
+        for name in ("exploration_initial_eps", "exploration_final_eps"):
+            _check(0 <= kw[name] <= 1, f"{name} must be in [0, 1], got {kw[name]!r}")
+        _check(
+            _is_int(kw["target_update_interval"]) and kw["target_update_interval"] >= 1,
+            f"target_update_interval must be an integer >= 1, got {kw['target_update_interval']!r}",
+        )
+        cls = kw["replay_buffer_class"]
+        _check(
+            cls is None or (isinstance(cls, type) and issubclass(cls, RainbowReplayBuffer)),
+            f"replay_buffer_class must be None or a subclass of RainbowReplayBuffer (which gets n_steps, gamma and "
+            f"priorities from Rainbow), got {cls!r}",
+        )
+        _check(
+            not kw["optimize_memory_usage"],
+            "optimize_memory_usage=True is not supported: RainbowReplayBuffer stores each frame once already; "
+            "valid choices: [False]",
+        )
+
+    def _detect_frame_stack(self) -> int:
+        """``n_stack`` of an SB3 ``VecFrameStack`` whose frames the replay can store once, else 1."""
+        return self.frame_stack if self.env is None else infer_frame_stack(self.env)
+
+    def _make_replay_buffer(self) -> ReplayBuffer:
+        extra = dict(self.replay_buffer_kwargs)
+        if isinstance(self.observation_space, spaces.Dict):
+            # RainbowReplayBuffer holds array observations only; SB3's DictReplayBuffer covers the plain case.
+            _check(
+                self.n_steps == 1 and not self.prioritized_replay,
+                "Dict observations need n_steps=1 and prioritized_replay=False (SB3's DictReplayBuffer), got "
+                f"n_steps={self.n_steps}, prioritized_replay={self.prioritized_replay}",
+            )
+            return DictReplayBuffer(
+                self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs, **extra
+            )
+        owned = dict(
+            n_steps=self.n_steps,
+            gamma=self.gamma,
+            frame_stack=self.frame_stack,
+            prioritized=self.prioritized_replay,
+            alpha=self.priority_alpha,
+            priority_eps=self.priority_eps,
+        )
+        clash = sorted(set(owned) & set(extra))
+        _check(not clash, f"replay_buffer_kwargs {clash} are set by Rainbow's own arguments; pass them to Rainbow instead")
+        buffer_class = self.replay_buffer_class or RainbowReplayBuffer
+        return buffer_class(
+            self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs, **owned, **extra
+        )
+
+    def _setup_model(self) -> None:
+        # Not OffPolicyAlgorithm._setup_model: that one swaps in NStepReplayBuffer or silently drops n_steps
+        # when a replay_buffer_class is set; Rainbow builds its own buffer from its own arguments.
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.frame_stack = self._detect_frame_stack()
+        if self.replay_buffer is None:
+            self.replay_buffer = self._make_replay_buffer()
+            self.replay_buffer_class = type(self.replay_buffer)
+        self.policy = self.policy_class(  # type: ignore[assignment]
+            self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
+        )
+        self.policy = self.policy.to(self.device)
+        self._convert_train_freq()
+        self._create_aliases()
+        # Copy running stats, see https://github.com/DLR-RM/stable-baselines3/issues/996
+        self.batch_norm_stats = get_parameters_by_name(self.q_net, ["running_"])
+        self.batch_norm_stats_target = get_parameters_by_name(self.q_net_target, ["running_"])
+        if self.n_envs > self.target_update_interval:
+            warnings.warn(
+                f"The number of environments ({self.n_envs}) is greater than target_update_interval "
+                f"({self.target_update_interval}): the target network is updated at every env.step()."
+            )
+
+    def _create_aliases(self) -> None:
+        self.q_net = self.policy.q_net
+        self.q_net_target = self.policy.q_net_target
+
+    def _exploration_eps(self) -> float:
+        if self.exploration_fraction is not None:
+            schedule = LinearSchedule(self.exploration_initial_eps, self.exploration_final_eps, self.exploration_fraction)
+            return float(schedule(self._current_progress_remaining))
+        # Dopamine's linearly_decaying_epsilon: constant during warm-up, then linear over exploration_steps.
+        done = max(0, self.num_timesteps - self.learning_starts)
+        frac = 1.0 if self.exploration_steps == 0 else min(1.0, done / self.exploration_steps)
+        return self.exploration_initial_eps + frac * (self.exploration_final_eps - self.exploration_initial_eps)
+
+    def _current_beta(self) -> float:
+        beta = self.priority_beta
+        return float(beta(self._current_progress_remaining)) if callable(beta) else float(beta)
+
+    def _on_step(self) -> None:
+        """Update the exploration rate and the target network; called after each ``env.step()``."""
+        self._n_calls += 1
+        # Each call to step() corresponds to n_envs transitions.
+        if self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
+            polyak_update(self.q_net.parameters(), self.q_net_target.parameters(), self.tau)
+            polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+        self.exploration_rate = self._exploration_eps()
+        self.logger.record("rollout/exploration_rate", self.exploration_rate)
+
+    def _forward_pair(self, obs: Any, next_obs: Any) -> tuple[th.Tensor, th.Tensor]:
+        """Online network on s_t (with grad) and on s_{t+n} (detached), in one batched call when possible."""
+        if isinstance(obs, th.Tensor):
+            out = self.q_net(th.cat([obs, next_obs]))
+            return out[: obs.shape[0]], out[obs.shape[0] :].detach()
+        with th.no_grad():
+            out_next = self.q_net(next_obs)
+        return self.q_net(obs), out_next
+
+    def per_sample_loss(self, replay_data: Any) -> tuple[th.Tensor, th.Tensor]:
+        """
+        The per-transition loss of a replay batch, and Q(s, a) of the taken actions.
+
+        Target: ``G = Σ_{i<k} γ^i r_{t+i} + γ^k (1 - done) Z(s_{t+k}, a*)``, with
+        ``a* = argmax_a Q_online(s_{t+k}, a)`` if ``double_q`` else ``argmax_a Q_target(s_{t+k}, a)``.
+        C51: cross-entropy between the projection of G on the support (Bellemare et al. 2017, Eq. 7)
+        and the predicted distribution (Hessel et al. 2018, Eq. 3, in the CE form of Dopamine);
+        scalar head: Huber or squared error to ``G`` as SB3's DQN.
+
+        :param replay_data: A ``RainbowSamples`` (or SB3 ``ReplayBufferSamples``) batch
+        :return: (loss per sample (B,), Q of the taken actions (B,), detached)
+        """
+        actions = replay_data.actions.long().reshape(-1)
+        rewards = replay_data.rewards.reshape(-1)
+        dones = replay_data.dones.reshape(-1)
+        discounts = replay_data.discounts.reshape(-1) if replay_data.discounts is not None else th.full_like(rewards, self.gamma)
+        batch = th.arange(actions.shape[0], device=actions.device)
+
+        if self.double_q:
+            out, out_next_online = self._forward_pair(replay_data.observations, replay_data.next_observations)
+        else:
+            out = self.q_net(replay_data.observations)
+        with th.no_grad():
+            out_next = self.q_net_target(replay_data.next_observations)
+            if self.double_q:
+                next_actions = self.q_net.q_from_output(out_next_online).argmax(dim=1)
+            else:
+                next_actions = self.q_net_target.q_from_output(out_next).argmax(dim=1)
+            if self.distributional:
+                next_probs = F.softmax(out_next[batch, next_actions], dim=-1)
+                target = categorical_projection(next_probs, rewards, discounts, dones, self.q_net.support)
+            else:
+                next_q = out_next[batch, next_actions]
+                target = rewards + (1 - dones) * discounts * next_q
+
+        if self.distributional:
+            log_probs = F.log_softmax(out[batch, actions], dim=-1)
+            loss = -(target * log_probs).sum(dim=-1)
+            q_taken = (log_probs.detach().exp() * self.q_net.support).sum(dim=-1)
+        else:
+            current = out[batch, actions]
+            if self.loss == "huber":
+                loss = F.smooth_l1_loss(current, target, reduction="none")
+            else:
+                loss = F.mse_loss(current, target, reduction="none")
+            q_taken = current.detach()
+        return loss, q_taken
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        # Switch to train mode (this affects batch norm / dropout, never the noise of noisy layers)
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        beta = self._current_beta()
+        rainbow_buffer = isinstance(self.replay_buffer, RainbowReplayBuffer)
+
+        # Statistics stay on the device until the end: no host sync per gradient step
+        # (except the priorities, which the replay needs on the host).
+        losses, mean_qs, mean_weights = [], [], []
+        for _ in range(gradient_steps):
+            if rainbow_buffer:
+                replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env, beta=beta)  # type: ignore[call-arg]
+                weights = replay_data.weights.reshape(-1)
+            else:
+                replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+                weights = None
+            if self.noisy:
+                # New noise for every update, independent for online and target (Fortunato et al. 2018, Alg. 1).
+                self.policy.reset_noise()
+            per_sample, q_taken = self.per_sample_loss(replay_data)
+            # Importance-sampling correction of prioritized replay (Schaul et al. 2016, Alg. 1).
+            loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
+
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            if self.max_grad_norm is not None:
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+
+            if rainbow_buffer and self.prioritized_replay:
+                self.replay_buffer.update_priorities(replay_data.indices, per_sample.detach().cpu().numpy())  # type: ignore[attr-defined]
+            losses.append(loss.detach())
+            mean_qs.append(q_taken.mean())
+            if weights is not None:
+                mean_weights.append(weights.mean())
+
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        if losses:
+            self.logger.record("train/loss", th.stack(losses).mean().item())
+            self.logger.record("train/mean_q", th.stack(mean_qs).mean().item())
+            self.logger.record("train/is_weight_mean", th.stack(mean_weights).mean().item() if mean_weights else 1.0)
+        if self.prioritized_replay:
+            self.logger.record("train/priority_beta", beta)
+
+    def reset_noise(self) -> None:
+        """Resample the noise of the online and target networks (no-op without noisy nets)."""
+        self.policy.reset_noise()
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """
+        ε-greedy action, as DQN: random with probability ``exploration_rate`` unless ``deterministic``.
+        With noisy nets the greedy action uses the current noise unless ``deterministic`` (then μ only).
+
+        :param observation: the input observation
+        :param state: The last hidden states (unused)
+        :param episode_start: The last masks (unused)
+        :param deterministic: Greedy actions of the noise-free network
+        :return: the model's action and the next hidden state (unused)
+        """
+        if not deterministic and np.random.rand() < self.exploration_rate:
+            if self.policy.is_vectorized_observation(observation):
+                if isinstance(observation, dict):
+                    n_batch = observation[next(iter(observation.keys()))].shape[0]
+                else:
+                    n_batch = observation.shape[0]
+                action = np.array([self.action_space.sample() for _ in range(n_batch)])
+            else:
+                action = np.array(self.action_space.sample())
+        else:
+            action, state = self.policy.predict(observation, state, episode_start, deterministic)
+        return action, state
+
+    def learn(
+        self: SelfRainbow,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "Rainbow",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfRainbow:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "q_net", "q_net_target"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer"], []
+
+
+__all__ = ["LOSSES", "PRESETS", "Rainbow", "rainbow_preset"]
