@@ -35,6 +35,7 @@ import sb3_gap
 from sb3_gap.cli import main as cli_main
 from sb3_gap.hub import HubError, load_from_hub, model_file_name, pull_from_hub, push_to_hub
 from sb3_gap.hub import safe
+from sb3_gap.rainbow import Rainbow
 from fake_hub import FakeHub  # tests/ is on sys.path (pytest's rootdir-relative import)
 
 TOKEN = "hf_SecretTestToken0123456789abcdef"
@@ -56,6 +57,9 @@ def small_model(cls, seed: int = 0):
     env = gym.make(ENV_ID)
     if cls is PPO:
         model = PPO("CnnPolicy", env, n_steps=16, batch_size=8, n_epochs=1, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=seed)
+    elif cls is Rainbow:  # all Rainbow parts on, so every head / noisy layer is in the state dict
+        model = Rainbow("CnnPolicy", env, buffer_size=64, learning_starts=0, batch_size=8, train_freq=4, exploration_steps=100,
+                        dueling=True, noisy=True, double_q=True, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=seed)
     else:
         model = cls("CnnPolicy", env, buffer_size=64, learning_starts=0, batch_size=8, train_freq=4, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=seed)
     model.learn(32)
@@ -216,7 +220,7 @@ def test_no_unpickling_fixture_bites(no_unpickling, zoo_run):
         DQN.load(logs / "dqn" / f"{ENV_NAME}_1" / f"{ENV_NAME}.zip")
 
 
-@pytest.mark.parametrize("cls", [DQN, QRDQN, PPO], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [DQN, QRDQN, PPO, Rainbow], ids=lambda c: c.__name__)
 def test_safe_load_predicts_like_original_and_never_unpickles(hub, cls, tmp_path, caplog, request):
     model = small_model(cls)
     repo_id = f"bob/{cls.__name__.lower()}-gap"
@@ -285,6 +289,7 @@ def test_pull_builds_zoo_run_that_rl_zoo3_loads(hub, zoo_run, tmp_path, capsys):
     hyper, _ = get_saved_hyperparams(os.path.join(log_path, ENV_NAME), test_mode=True)
     assert hyper["policy"] == "CnnPolicy"
     assert_same_policy(model, DQN.load(model_path, buffer_size=1))
+    assert DQN.load(model_path, buffer_size=1).exploration_initial_eps == model.exploration_initial_eps
 
     # A second pull never touches the first: it creates run 2.
     first = tree_hash(run)

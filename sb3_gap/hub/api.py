@@ -237,11 +237,11 @@ def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_be
         with open(args_path) as f:
             loaded = yaml.load(f, Loader=yaml.UnsafeLoader)  # the user's own run, as rl_zoo3 reads it
         env_kwargs = dict(loaded.get("env_kwargs") or {})
-    # The user's own checkpoint (not a download): SB3's loader is the right tool. buffer_size=1 as in
+    # The user's own checkpoint (not a download): SB3's loader is the right tool. a small buffer as in
     # the Zoo's enjoy, so no replay buffer is allocated; the configured size is restored for the card.
     load_kwargs: dict[str, Any] = {}
     if issubclass(cls, OffPolicyAlgorithm):
-        load_kwargs["buffer_size"] = 1
+        load_kwargs["buffer_size"] = safe.INFERENCE_BUFFER_SIZE
     model = cls.load(model_path, device=device, **load_kwargs)
     if "buffer_size" in load_kwargs:
         model.buffer_size = hyperparams.get("buffer_size", _default_buffer_size(cls))
@@ -542,6 +542,12 @@ def load_from_hub(
         weights = dl.get(safe.WEIGHTS_FILE)
         model = safe.build_model(config, weights, device=device, **overrides)
         info = LoadInfo(repo_id, dl.revision, "safetensors", config["algo"], config.get("env_id"), {safe.WEIGHTS_FILE: weights})
+        if VEC_NORMALIZE_HUB in dl.files:
+            logger.warning(
+                "%s was trained with VecNormalize: its statistics (%s) are published only pickled and were NOT loaded; "
+                "wrap your env in VecNormalize with the right statistics, or pull with --allow-pickle if you trust the author",
+                repo_id, VEC_NORMALIZE_HUB,
+            )
         logger.info("Loaded %s from %s@%s via the pickle-free path (safetensors + %s)", type(model).__name__, repo_id, dl.revision[:8], safe.CONFIG_FILE)
     else:
         if not allow_pickle:
@@ -551,7 +557,7 @@ def load_from_hub(
         cls = get_algo(algo)
         name = _zip_name(dl, algo.lower(), env_id)
         path = dl.get(name)
-        kwargs: dict[str, Any] = {"buffer_size": 1} if issubclass(cls, OffPolicyAlgorithm) else {}
+        kwargs: dict[str, Any] = {"buffer_size": safe.INFERENCE_BUFFER_SIZE} if issubclass(cls, OffPolicyAlgorithm) else {}
         kwargs.update(overrides)
         model = cls.load(path, device=device, **kwargs)
         info = LoadInfo(repo_id, dl.revision, "pickle", algo.lower(), env_id, {name: path})
@@ -667,7 +673,10 @@ def pull_from_hub(
             weights = dl.get(safe.WEIGHTS_FILE)
             files[safe.WEIGHTS_FILE] = weights
             # The zip the Zoo will unpickle is written here, by this code, from plain data.
-            safe.build_model(config, weights, device="cpu").save(zip_out)  # type: ignore[arg-type]
+            rebuilt = safe.build_model(config, weights, device="cpu")  # type: ignore[arg-type]
+            if "buffer_size" in config["model_attrs"]:
+                rebuilt.buffer_size = config["model_attrs"]["buffer_size"]  # the trained value, not the inference one
+            rebuilt.save(zip_out)
         else:
             name = _zip_name(dl, algo, env_id)
             files[name] = dl.get(name)

@@ -43,6 +43,9 @@ import sb3_gap
 from sb3_gap.algos import ALGOS, get_algo
 
 FORMAT = "sb3_gap.hub/1"
+# Replay buffer size for a loaded off-policy model (the Zoo's enjoy uses 1; Rainbow's n-step /
+# frame-stack buffer needs a few more slots). Pass buffer_size=... to continue training.
+INFERENCE_BUFFER_SIZE = 64
 CONFIG_FILE = "sb3_gap.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -333,8 +336,9 @@ def build_model(config: dict[str, Any], weights: str | Path, device: th.device |
     :param config: The content of ``sb3_gap.json``
     :param weights: Path to ``model.safetensors``
     :param device: Torch device (``"auto"``: CUDA when available)
-    :param overrides: Attributes to set instead of the stored ones (``buffer_size=1`` is the default
-        for off-policy algorithms, as in the Zoo's ``enjoy``, so no large replay buffer is allocated)
+    :param overrides: Attributes to set instead of the stored ones (``buffer_size`` defaults to at most
+        :data:`INFERENCE_BUFFER_SIZE` for off-policy algorithms, as the Zoo's ``enjoy`` does, so no
+        large replay buffer is allocated)
     """
     cls = get_algo(config["algo"])
     policy = config["policy"]
@@ -343,7 +347,7 @@ def build_model(config: dict[str, Any], weights: str | Path, device: th.device |
     model = _unbuilt(cls, cls.policy_aliases[policy], device)
     attrs = decode_plain(config.get("model_attrs", {}), "model_attrs")
     if issubclass(cls, OffPolicyAlgorithm):
-        attrs["buffer_size"] = 1
+        attrs["buffer_size"] = min(int(attrs.get("buffer_size") or INFERENCE_BUFFER_SIZE), INFERENCE_BUFFER_SIZE)
     if isinstance(attrs.get("train_freq"), list):
         attrs["train_freq"] = tuple(attrs["train_freq"])  # SB3 only converts tuples to TrainFreq
     attrs.update(overrides)
