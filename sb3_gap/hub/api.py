@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import huggingface_hub
 import yaml
 from huggingface_hub import CommitOperationAdd, HfApi
@@ -50,6 +49,18 @@ from sb3_gap.hub import safe
 from sb3_gap.hub.card import build_card
 
 logger = logging.getLogger("sb3_gap.hub")
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Network exceptions of whichever HTTP library this huggingface_hub uses (httpx2 in 2.x, httpx in 1.x, requests before)."""
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
+        with contextlib.suppress(ImportError):
+            errors.append(getattr(__import__(module), name))
+    return tuple(errors)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
 
 # rl_zoo3's names on the Hub (push_to_hub.py / load_from_hub.py).
 CONFIG_YML, ARGS_YML, ENV_KWARGS_YML, RESULTS_JSON = "config.yml", "args.yml", "env_kwargs.yml", "results.json"
@@ -147,7 +158,7 @@ def _hub_errors(action: str, repo_id: str, endpoint: str, token: str | None) -> 
             )
         else:
             msg = f"The Hub answered HTTP {status} while {action}: {_first_line(e)}. Nothing was changed locally; retry later."
-    except (httpx2.TransportError, OSError) as e:
+    except _TRANSPORT_ERRORS as e:
         msg = (
             f"Cannot complete {action}: the connection to {endpoint} failed or was interrupted ({type(e).__name__}). "
             "Check your network (and HF_ENDPOINT); nothing local was modified. A Hub commit is all-or-nothing, "
