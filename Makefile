@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.sb3_gap-installed
 
 .PHONY: demo test install clean
 
+# envpool's Procgen needs the system Qt5 runtime (docs/environments.md); CI runs as root on Debian.
 $(STAMP): setup.py
+	dpkg -s libqt5gui5 >/dev/null 2>&1 || { apt-get update && apt-get install -y libqt5gui5; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

@@ -7,7 +7,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"demo": "sb3_gap.demo", "push": "sb3_gap.hub.push", "pull": "sb3_gap.hub.pull"}
+    commands = {"demo": "sb3_gap.demo", "train": "sb3_gap.train", "push": "sb3_gap.hub.push", "pull": "sb3_gap.hub.pull"}
     if not argv or argv[0] not in commands:
         print(f"usage: sb3-gap {{{','.join(commands)}}} [args...]", file=sys.stderr)
         raise SystemExit(2)

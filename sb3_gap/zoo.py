@@ -1,0 +1,108 @@
+"""RL Zoo (rl_zoo3) integration: ``--algo rainbow``, sb3_gap names in YAML, an Optuna sampler, Atari ids.
+
+:func:`register_with_zoo` is called by the installed startup hook (``sb3_gap_zoo_hook``) as soon as
+``rl_zoo3`` is imported, and by ``python -m sb3_gap.train``. It is idempotent and:
+
+1. adds sb3_gap's algorithms missing from ``rl_zoo3.utils.ALGOS`` (``"rainbow"``), so that
+   ``--algo rainbow`` is a valid choice and ``enjoy`` can load the model;
+2. registers :func:`sample_rainbow_params` in ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER``
+   (and a converter in ``HYPERPARAMS_CONVERTER``) so that ``-optimize`` works;
+3. puts :data:`YAML_NAMES` (``policy_kwargs``, ``ConvExtractor``, ``sb3_gap``) in the namespace where
+   ``rl_zoo3.exp_manager`` ``eval``s string ``policy_kwargs``, so a YAML can say
+   ``policy_kwargs: "policy_kwargs(encoder='impala', bottleneck='gap', width_scale=4)"``;
+4. makes ``ExperimentManager.is_atari`` (and so the YAML ``atari`` section, stochastic evaluation and
+   ``enjoy``'s score printing) recognise ``Dopamine/*`` and ``Atari100k/*`` ids;
+5. imports :mod:`sb3_gap`, which registers the MinAtar, Atari and Procgen ids.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import sb3_gap
+from sb3_gap.algos import ALGOS as SB3_GAP_ALGOS
+from sb3_gap.algos import get_algo
+from sb3_gap.envs.atari import is_sb3_gap_atari
+from sb3_gap.extractor import ConvExtractor, policy_kwargs
+
+# Names usable inside string hyperparameters that rl_zoo3 eval()s (policy_kwargs, replay_buffer_kwargs).
+YAML_NAMES: dict[str, Any] = {"policy_kwargs": policy_kwargs, "ConvExtractor": ConvExtractor, "sb3_gap": sb3_gap}
+
+_registered = False
+
+
+def sample_rainbow_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict[str, Any]) -> dict[str, Any]:
+    """
+    Optuna sampler for Rainbow (``-optimize``), around Dopamine's values (paper Table 1).
+
+    Samples the optimiser and update settings plus the paper's two network axes, the bottleneck
+    (flatten vs GAP) and ψ's width scale, with an Impala encoder.
+
+    :param trial: The Optuna trial
+    :param n_actions: Number of actions (unused; rl_zoo3's sampler signature)
+    :param n_envs: Number of envs (unused)
+    :param additional_args: rl_zoo3's extra arguments (unused)
+    :return: Rainbow keyword arguments
+    """
+    sampled = {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True),
+        "one_minus_gamma": trial.suggest_float("one_minus_gamma", 0.001, 0.03, log=True),
+        "n_steps": trial.suggest_categorical("n_steps", [1, 3, 5, 10]),
+        "target_update_interval": trial.suggest_int("target_update_interval", 100, 10_000, log=True),
+        "exploration_final_eps": trial.suggest_float("exploration_final_eps", 0.0, 0.1),
+        "bottleneck": trial.suggest_categorical("bottleneck", ["flatten", "gap"]),
+        "width_scale": trial.suggest_categorical("width_scale", [1, 2, 4]),
+    }
+    return convert_rainbow_params(sampled)
+
+
+def convert_rainbow_params(sampled: dict[str, Any]) -> dict[str, Any]:
+    """Turn sampled (or best-trial) parameters into Rainbow keyword arguments (``HYPERPARAMS_CONVERTER``)."""
+    params = dict(sampled)
+    if "one_minus_gamma" in params:
+        params["gamma"] = 1.0 - params.pop("one_minus_gamma")
+    bottleneck, width_scale = params.pop("bottleneck", None), params.pop("width_scale", None)
+    if bottleneck is not None or width_scale is not None:
+        params["policy_kwargs"] = policy_kwargs(encoder="impala", bottleneck=bottleneck or "gap", width_scale=width_scale or 1)
+    return params
+
+
+def _is_atari_or_sb3_gap_atari(original: Any) -> Any:
+    def is_atari(env_id: str) -> bool:
+        return original(env_id) or is_sb3_gap_atari(env_id)
+
+    is_atari._sb3_gap = True  # type: ignore[attr-defined]
+    return staticmethod(is_atari)
+
+
+def register_with_zoo() -> list[str]:
+    """
+    Register sb3_gap's algorithms, sampler, YAML names and Atari ids with rl_zoo3 (idempotent).
+
+    :return: The algorithm names added to ``rl_zoo3.utils.ALGOS`` (those whose class imports)
+    """
+    global _registered
+    zoo_utils = importlib.import_module("rl_zoo3.utils")
+    hyperparams_opt = importlib.import_module("rl_zoo3.hyperparams_opt")
+    exp_manager = importlib.import_module("rl_zoo3.exp_manager")
+
+    added = []
+    for name in SB3_GAP_ALGOS:
+        if name in zoo_utils.ALGOS:
+            continue
+        try:
+            zoo_utils.ALGOS[name] = get_algo(name)
+        except ImportError:  # e.g. an install without that algorithm: leave the Zoo as it is
+            continue
+        added.append(name)
+    # exp_manager and enjoy import ALGOS by name: same dict object, nothing else to update.
+    hyperparams_opt.HYPERPARAMS_SAMPLER.setdefault("rainbow", sample_rainbow_params)
+    hyperparams_opt.HYPERPARAMS_CONVERTER.setdefault("rainbow", convert_rainbow_params)
+    for key, value in YAML_NAMES.items():
+        vars(exp_manager).setdefault(key, value)
+    manager = exp_manager.ExperimentManager
+    if not getattr(manager.is_atari, "_sb3_gap", False):
+        manager.is_atari = _is_atari_or_sb3_gap_atari(manager.is_atari)
+    _registered = True
+    return added

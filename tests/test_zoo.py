@@ -1,0 +1,206 @@
+"""RL Zoo integration: the startup hook, YAML names, the Rainbow sampler, and the literal
+``python -m rl_zoo3.train`` / ``rl_zoo3.enjoy`` commands with tiny budgets (subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import yaml
+
+import sb3_gap
+from sb3_gap.extractor import ConvExtractor
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "zoo_configs").glob("*.yml"))
+SECTIONS = {"atari", "atari100k", "procgen", "minatar"}  # rl_zoo3's `atari` + anchor-holding blocks
+HOOK_HINT = "the sb3_gap_zoo.pth startup hook is not installed: `pip install -e .` (or see docs/zoo.md)"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    # Use this checkout's sb3_gap (and hook module) even where another copy is pip-installed.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra)
+    return env
+
+
+def _run(args: list[str], cwd: Path, **extra: str) -> str:
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=_env(**extra), capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{out[-4000:]}"
+    return out
+
+
+# --------------------------------------------------------------------------- hook, in-process registration
+
+
+def test_startup_hook_is_lazy() -> None:
+    """Every Python start gets the finder, but neither sb3_gap nor rl_zoo3 is imported until rl_zoo3 is."""
+    code = "import sys; print(any(type(f).__name__ == 'ZooHookFinder' for f in sys.meta_path), 'sb3_gap' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", "False"], HOOK_HINT
+    code = "import rl_zoo3.utils as u, sys; print('rainbow' in u.ALGOS, u.ALGOS['rainbow'].__module__, sys.modules['sb3_gap'].__file__)"
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["True", "sb3_gap.rainbow.rainbow"], HOOK_HINT
+    assert out[2] == sb3_gap.__file__  # the checkout's sb3_gap, not another install
+    off = subprocess.run([sys.executable, "-c", "import rl_zoo3.utils as u; print('rainbow' in u.ALGOS)"],
+                         env=_env(SB3_GAP_NO_ZOO_HOOK="1"), capture_output=True, text=True, check=True).stdout
+    assert off.strip() == "False"
+
+
+def test_register_with_zoo() -> None:
+    import optuna
+    import rl_zoo3.exp_manager as exp_manager
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+    from rl_zoo3.utils import ALGOS
+
+    from sb3_gap.algos import get_algo
+    from sb3_gap.zoo import register_with_zoo
+
+    register_with_zoo()
+    register_with_zoo()  # idempotent
+    assert ALGOS["rainbow"] is get_algo("rainbow")
+    # YAML strings are eval()ed in rl_zoo3.exp_manager's namespace:
+    kwargs = eval("policy_kwargs(encoder='impala', bottleneck='gap', width_scale=4)", vars(exp_manager))
+    assert kwargs["features_extractor_class"] is ConvExtractor and kwargs["net_arch"] == []
+    assert kwargs["features_extractor_kwargs"]["width_scale"] == 4
+    # Atari ids get the YAML `atari` section (and stochastic evaluation), other ids do not.
+    is_atari = exp_manager.ExperimentManager.is_atari
+    assert is_atari("Dopamine/Pong-v5") and is_atari("Atari100k/Pong-v5") and is_atari("ALE/Pong-v5")
+    assert not is_atari("MinAtar/Breakout-v1") and not is_atari("Procgen/Bigfish-v0")
+    # -optimize: the sampler returns valid Rainbow kwargs, the converter rebuilds them from a best trial.
+    trial = optuna.trial.FixedTrial({"learning_rate": 1e-4, "one_minus_gamma": 0.01, "n_steps": 3, "target_update_interval": 1000,
+                                     "exploration_final_eps": 0.01, "bottleneck": "flatten", "width_scale": 2})
+    params = HYPERPARAMS_SAMPLER["rainbow"](trial, 4, 1, {})
+    assert params["gamma"] == pytest.approx(0.99) and params["n_steps"] == 3
+    assert params["policy_kwargs"]["features_extractor_kwargs"]["bottleneck"] == "flatten"
+    assert HYPERPARAMS_CONVERTER["rainbow"]({"bottleneck": "gap", "width_scale": 4})["policy_kwargs"]["net_arch"] == []
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_zoo_configs_are_valid(config: Path) -> None:
+    """Every key is a registered env id (or a shared block); every policy_kwargs string builds ConvExtractor, net_arch=[]."""
+    import rl_zoo3.exp_manager as exp_manager
+
+    from sb3_gap.zoo import register_with_zoo
+
+    register_with_zoo()
+    text = config.read_text()
+    assert "Table 1" in text or config.stem == "ppo"  # hyperparameters cite their source
+    hyperparams = yaml.safe_load(text)
+    assert {"atari", "procgen", "minatar"} <= set(hyperparams)
+    for key, section in hyperparams.items():
+        assert key in SECTIONS or key in gym.envs.registry, f"{config.name}: {key!r} is not a registered env id"
+        kwargs = eval(section["policy_kwargs"], vars(exp_manager))
+        assert kwargs["features_extractor_class"] is ConvExtractor and kwargs["net_arch"] == []
+        assert kwargs["features_extractor_kwargs"]["bottleneck"] == "gap"
+        assert kwargs["features_extractor_kwargs"]["width_scale"] == 4
+    assert hyperparams["atari"]["frame_stack"] == 4
+    # Training-only wrappers of the protocol (one source: sb3_gap.envs.atari.TRAIN_WRAPPERS).
+    from sb3_gap.envs.atari import TRAIN_WRAPPERS
+
+    assert hyperparams["atari"]["env_wrapper"] == TRAIN_WRAPPERS["Atari100k" if config.stem == "der" else "Dopamine"]
+    if "Atari100k/Pong-v5" in hyperparams:
+        assert hyperparams["Atari100k/Pong-v5"]["env_wrapper"] == TRAIN_WRAPPERS["Atari100k"]
+
+
+@pytest.mark.parametrize("algo", ["dqn", "qrdqn", "ppo"])
+def test_policy_kwargs_net_arch_empty_adds_only_the_head(algo: str) -> None:
+    """sb3_gap's policy_kwargs (net_arch=[]) in dqn/qrdqn/ppo: ψ is the extractor, then only the output layer(s)."""
+    import torch as th
+
+    from sb3_gap.algos import get_algo
+
+    env = gym.make("MinAtar/Breakout-v1")
+    model = get_algo(algo)("CnnPolicy", env, policy_kwargs=sb3_gap.policy_kwargs(bottleneck="gap", width_scale=1),
+                           device="cpu", **({"n_steps": 8, "batch_size": 8} if algo == "ppo" else {"buffer_size": 100}))
+    heads = [m for name, m in model.policy.named_modules() if isinstance(m, th.nn.Linear) and "features_extractor" not in name]
+    assert heads and all(h.in_features == 512 for h in heads)  # no hidden [64, 64] MLP after ψ
+
+
+def test_wheel_installs_the_startup_hook(tmp_path: Path) -> None:
+    """A non-editable install puts sb3_gap_zoo.pth and the hook module at the root of site-packages."""
+    import shutil
+
+    src = tmp_path / "src"  # build a copy: an in-tree build would leave build/ and *.egg-info in the checkout
+    shutil.copytree(ROOT / "sb3_gap", src / "sb3_gap", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "README.md", "MANIFEST.in", "sb3_gap_zoo.pth", "sb3_gap_zoo_hook.py"):
+        shutil.copy(ROOT / name, src / name)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    if proc.returncode != 0 and "No module named pip" in proc.stderr:
+        pytest.skip("pip is not available in this interpreter")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("sb3_gap-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "sb3_gap_zoo.pth" in names and "sb3_gap_zoo_hook.py" in names
+
+
+# --------------------------------------------------------------------------- the literal commands
+
+
+TINY_DQN = ["learning_starts:50", "buffer_size:500", "target_update_interval:50", "train_freq:4"]
+TINY_NET = "policy_kwargs:\"policy_kwargs(encoder='impala', bottleneck='gap', width_scale=1)\""
+COMMON = ["--eval-freq", "-1", "--seed", "0", "--device", "cpu", "-f", "logs", "--log-interval", "-1"]
+
+
+def _train(tmp_path: Path, algo: str, env_id: str, config: str, extra: list[str], n: int = 200, module: str = "rl_zoo3.train", **env: str) -> Path:
+    conf = str(ROOT / "zoo_configs" / config)
+    _run(["-m", module, "--algo", algo, "--env", env_id, "--conf-file", conf, "-n", str(n), *COMMON, "--hyperparams", *extra], tmp_path, **env)
+    (model,) = (tmp_path / "logs" / algo).glob(f"{env_id.replace('/', '-')}_*/{env_id.replace('/', '-')}.zip")
+    return model
+
+
+def _enjoy(tmp_path: Path, algo: str, env_id: str) -> str:
+    return _run(["-m", "rl_zoo3.enjoy", "--algo", algo, "--env", env_id, "-f", "logs/", "-n", "60", "--no-render", "--device", "cpu"], tmp_path)
+
+
+def test_zoo_rainbow_minatar_train_and_enjoy(tmp_path: Path) -> None:
+    _train(tmp_path, "rainbow", "MinAtar/Breakout-v1", "rainbow.yml", [*TINY_DQN, "exploration_steps:100", "n_atoms:11", TINY_NET])
+    config = yaml.load(next((tmp_path / "logs" / "rainbow").glob("*/MinAtar-Breakout-v1/config.yml")).read_text(), Loader=yaml.UnsafeLoader)  # rl_zoo3 writes OrderedDict tags
+    assert dict(config)["policy_kwargs"] == "policy_kwargs(encoder='impala', bottleneck='gap', width_scale=1)"
+    _enjoy(tmp_path, "rainbow", "MinAtar/Breakout-v1")
+
+
+def test_zoo_qrdqn_minatar_flatten_override(tmp_path: Path) -> None:
+    """GAP is the YAML's; flatten x1 comes from --hyperparams (the paper's baseline, side by side)."""
+    from sb3_contrib import QRDQN
+
+    net = "policy_kwargs:\"dict(policy_kwargs(encoder='impala', bottleneck='flatten', width_scale=1), n_quantiles=10)\""
+    model = QRDQN.load(_train(tmp_path, "qrdqn", "MinAtar/Breakout-v1", "qrdqn.yml", [*TINY_DQN, net]), device="cpu")
+    from sb3_gap.bottlenecks import Flatten
+
+    assert type(model.quantile_net.features_extractor.bottleneck) is Flatten
+    assert model.quantile_net.n_quantiles == 10
+
+
+def test_sb3_gap_train_ppo_minatar_without_hook(tmp_path: Path) -> None:
+    """`python -m sb3_gap.train` registers by itself (hook disabled) and takes rl_zoo3.train's CLI."""
+    _train(tmp_path, "ppo", "MinAtar/Breakout-v1", "ppo.yml", ["n_envs:2", "n_steps:32", "batch_size:32", "n_epochs:1", TINY_NET],
+           n=128, module="sb3_gap.train", SB3_GAP_NO_ZOO_HOOK="1")
+    _enjoy(tmp_path, "ppo", "MinAtar/Breakout-v1")
+
+
+def test_zoo_rainbow_atari_dopamine_train_and_enjoy(tmp_path: Path) -> None:
+    """`Dopamine/Pong-v5` picks the YAML's `atari` section: ClipRewardEnv and VecFrameStack(4)."""
+    from sb3_gap.rainbow import Rainbow
+
+    model = Rainbow.load(_train(tmp_path, "rainbow", "Dopamine/Pong-v5", "rainbow.yml",
+                                [*TINY_DQN, "exploration_steps:100", "n_atoms:11", "buffer_size:300", TINY_NET], n=100), device="cpu")
+    assert model.observation_space.shape == (4, 84, 84)
+    _enjoy(tmp_path, "rainbow", "Dopamine/Pong-v5")
+
+
+def test_zoo_ppo_procgen_train_and_enjoy(tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    model = PPO.load(_train(tmp_path, "ppo", "Procgen/Bigfish-v0", "ppo.yml",
+                            ["n_envs:2", "n_steps:32", "batch_size:32", "n_epochs:1", TINY_NET], n=64), device="cpu")
+    assert model.observation_space.shape == (3, 64, 64)
+    _enjoy(tmp_path, "ppo", "Procgen/Bigfish-v0")
