@@ -445,3 +445,18 @@ def test_bad_input_is_a_value_error(zoo_run):
         push_to_hub(model, "a/b", algo="qrdqn", env_id=ENV_ID)
     with pytest.raises(FileNotFoundError, match="No Zoo run"):
         push_to_hub(logs, "a/b", algo="ppo", env_id=ENV_ID)
+
+
+def test_pull_rainbow_then_zoo_enjoy(hub, tmp_path):
+    model = small_model(Rainbow)
+    push_to_hub(model, "dave/rainbow-gap", env_id=ENV_ID, n_eval_episodes=1, video=False)
+    downloads = tmp_path / "downloads"
+    cli_main(["pull", "--repo-id", "dave/rainbow-gap", "-f", str(downloads)])
+    run = downloads / "rainbow" / f"{ENV_NAME}_1"
+    assert_same_policy(model, Rainbow.load(run / f"{ENV_NAME}.zip"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl_zoo3.enjoy", "--algo", "rainbow", "--env", ENV_ID, "-f", str(downloads),
+         "-n", "20", "--no-render", "--gym-packages", "sb3_gap", "--device", "cpu"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
