@@ -87,6 +87,7 @@ setup(
         "safetensors>=0.4",
         "opencv-python-headless>=4.8,<5",  # gymnasium's AtariPreprocessing resizes with cv2
         "envpool>=1.2,<2; platform_system == 'Linux'",  # Procgen + fast Atari (needs system libqt5gui5 for Procgen)
+        "requests>=2.28,<3",  # rl_zoo3.enjoy / load_from_hub import it; huggingface_hub 1.x+ no longer pulls it in
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout"]},
     entry_points={"console_scripts": ["sb3-gap=sb3_gap.cli:main"]},

@@ -13,10 +13,13 @@ def main(argv: list[str] | None = None) -> None:
         "sweep": "sb3_gap.sweep.sweep",
         "report": "sb3_gap.sweep.report",
         "gradcam": "sb3_gap.diagnostics.gradcam",
+        "push": "sb3_gap.hub.push",
+        "pull": "sb3_gap.hub.pull",
     }
     if not argv or argv[0] not in commands:
-        print(f"usage: sb3-gap {{{','.join(commands)}}} [args...]", file=sys.stderr)
-        raise SystemExit(2)
+        bad = f"unknown command {argv[0]!r}; " if argv and argv[0] not in ("-h", "--help") else ""
+        print(f"{bad}usage: sb3-gap {{{','.join(commands)}}} [args...]", file=sys.stderr)
+        raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
     import importlib
 
     importlib.import_module(commands[argv[0]]).main(argv[1:])

@@ -1,0 +1,460 @@
+"""Pickle-free model files: ``model.safetensors`` (policy ``state_dict``) + ``sb3_gap.json`` (plain data).
+
+An SB3 ``.zip`` stores its ``data`` with ``cloudpickle``: loading one from a stranger runs the
+stranger's code. This module writes, next to the zip, a copy that carries no code at all:
+
+* ``model.safetensors``: the policy's tensors (safetensors cannot hold code);
+* ``sb3_gap.json``: the algorithm by its registered Zoo name, the policy by its alias
+  (``"CnnPolicy"``), observation / action spaces as plain numbers, ``policy_kwargs`` with every
+  class replaced by a registered *name*, and the model's plain hyperparameters.
+
+:func:`build_model` rebuilds the model from these two files by looking names up in
+:data:`sb3_gap.algos.ALGOS` and :func:`safe_classes` only: nothing from the download is imported,
+evaluated or unpickled. Written by hand because neither SB3 nor huggingface_hub offers a
+code-free serialisation of an SB3 model (SB3's zip, huggingface_sb3 and rl_zoo3 all use pickle).
+
+The module also reads the Zoo's YAML files with :class:`ZooYamlLoader`, a ``yaml.SafeLoader``
+that additionally understands the two Python tags the Zoo writes (``OrderedDict``, ``tuple``),
+and :func:`check_zoo_config` rejects strings that the Zoo would ``eval`` or import unless they
+are plain literals / names from trusted packages.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import stable_baselines3
+import torch as th
+import yaml
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.type_aliases import TrainFreq
+from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
+
+import sb3_gap
+from sb3_gap.algos import ALGOS, get_algo
+
+FORMAT = "sb3_gap.hub/1"
+# Replay buffer size for a loaded off-policy model (the Zoo's enjoy uses 1; Rainbow's n-step /
+# frame-stack buffer needs a few more slots). Pass buffer_size=... to continue training.
+INFERENCE_BUFFER_SIZE = 64
+CONFIG_FILE = "sb3_gap.json"
+WEIGHTS_FILE = "model.safetensors"
+
+_CLASS_KEY = "__class__"
+_SAFE_CLASSES: dict[str, type] = {}
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def register_safe_class(cls: type) -> str:
+    """
+    Allow ``cls`` inside ``policy_kwargs`` of pickle-free Hub files (e.g. your own features extractor).
+
+    The class is written as its name ``"module:QualName"`` and, on load, looked up in this
+    registry only (never imported), so the loading side must register it too.
+
+    :param cls: The class to allow
+    :return: The name it is written under
+    """
+    if not isinstance(cls, type):
+        raise ValueError(f"register_safe_class expects a class, got {cls!r}")
+    _SAFE_CLASSES[_class_name(cls)] = cls
+    return _class_name(cls)
+
+
+def safe_classes() -> dict[str, type]:
+    """Classes allowed by name: sb3_gap / SB3 extractors and buffers, torch activations and optimizers."""
+    if not _SAFE_CLASSES:
+        from stable_baselines3.common import buffers, torch_layers
+
+        for cls in (
+            buffers.ReplayBuffer,
+            buffers.DictReplayBuffer,
+            buffers.NStepReplayBuffer,
+            buffers.RolloutBuffer,
+            buffers.DictRolloutBuffer,
+            sb3_gap.ConvExtractor,
+            torch_layers.NatureCNN,
+            torch_layers.FlattenExtractor,
+            torch_layers.CombinedExtractor,
+            th.nn.ReLU,
+            th.nn.Tanh,
+            th.nn.ELU,
+            th.nn.GELU,
+            th.nn.SiLU,
+            th.nn.LeakyReLU,
+            th.nn.Sigmoid,
+            th.nn.Identity,
+            th.optim.Adam,
+            th.optim.AdamW,
+            th.optim.RMSprop,
+            th.optim.SGD,
+        ):
+            register_safe_class(cls)
+    return _SAFE_CLASSES
+
+
+# ----------------------------------------------------------------------------------------------
+# Plain-data encoding
+# ----------------------------------------------------------------------------------------------
+
+
+class NotPlainData(ValueError):
+    """A value that cannot be written as plain data (it would need pickle)."""
+
+
+def encode_plain(value: Any, where: str = "value") -> Any:
+    """
+    ``value`` as JSON-ready plain data; registered classes become ``{"__class__": name}``.
+
+    :param value: Nested dicts / lists / tuples of numbers, strings, bools, None and registered classes
+    :param where: Name of the value, for the error message
+    :raises NotPlainData: For anything else (callables, arrays, unregistered classes)
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return {"__float__": repr(value)}
+        return value
+    if isinstance(value, np.generic) and np.ndim(value) == 0 and value.dtype.kind in "biuf":
+        return encode_plain(value.item(), where)
+    # SB3's schedule objects (learning_rate, clip_range, ...) as numbers / plain parameters.
+    if isinstance(value, FloatSchedule):
+        return encode_plain(value.value_schedule, where)
+    if isinstance(value, ConstantSchedule):
+        return encode_plain(float(value.val), where)
+    if isinstance(value, LinearSchedule):
+        return {"__schedule__": "linear", "start": float(value.start), "end": float(value.end), "end_fraction": float(value.end_fraction)}
+    if isinstance(value, TrainFreq):  # (frequency, unit) as SB3's train_freq=(4, "step") accepts it
+        return [int(value.frequency), value.unit.value]
+    if isinstance(value, (list, tuple)):
+        return [encode_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise NotPlainData(f"{where} has non-string keys: {list(value)!r}")
+        return {k: encode_plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, type):
+        name = _class_name(value)
+        if name not in safe_classes():
+            raise NotPlainData(
+                f"{where} is the class {name}, which is not registered for pickle-free files; "
+                f"call sb3_gap.hub.register_safe_class({value.__qualname__}) before pushing and loading "
+                f"(registered: {sorted(safe_classes())})"
+            )
+        return {_CLASS_KEY: name}
+    raise NotPlainData(f"{where} = {value!r} ({type(value).__name__}) is not plain data")
+
+
+def decode_plain(value: Any, where: str = "value") -> Any:
+    """Inverse of :func:`encode_plain`; class names are looked up in :func:`safe_classes` only."""
+    if isinstance(value, list):
+        return [decode_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if set(value) == {_CLASS_KEY}:
+            name = value[_CLASS_KEY]
+            if name not in safe_classes():
+                raise ValueError(
+                    f"{where} names the class {name!r}, which is not registered for pickle-free loading; "
+                    f"registered: {sorted(safe_classes())}. If you trust it, register it with "
+                    "sb3_gap.hub.register_safe_class(cls)."
+                )
+            return safe_classes()[name]
+        if value.get("__schedule__") == "linear" and set(value) == {"__schedule__", "start", "end", "end_fraction"}:
+            return LinearSchedule(float(value["start"]), float(value["end"]), float(value["end_fraction"]))
+        if set(value) == {"__float__"}:
+            text = value["__float__"]
+            if text not in ("inf", "-inf", "nan"):
+                raise ValueError(f"{where}: bad float {text!r}; valid: 'inf', '-inf', 'nan'")
+            return float(text)
+        return {k: decode_plain(v, f"{where}.{k}") for k, v in value.items()}
+    return value
+
+
+def _bound(array: np.ndarray) -> Any:
+    flat = np.unique(array)
+    if flat.size == 1:  # the common case: one bound for every element
+        return encode_plain(flat[0].item())
+    return encode_plain(array.tolist())
+
+
+def space_to_plain(space: spaces.Space) -> dict[str, Any]:
+    """A ``Box`` / ``Discrete`` / ``MultiDiscrete`` / ``MultiBinary`` space as plain data."""
+    if isinstance(space, spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": np.dtype(space.dtype).name,
+            "low": _bound(space.low),
+            "high": _bound(space.high),
+        }
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": space.start.tolist()}
+    if isinstance(space, spaces.MultiBinary):
+        return {"type": "MultiBinary", "n": encode_plain(space.n)}
+    raise NotPlainData(f"Space {space!r} is not supported by pickle-free files; supported: Box, Discrete, MultiDiscrete, MultiBinary")
+
+
+def space_from_plain(data: dict[str, Any]) -> spaces.Space:
+    """Inverse of :func:`space_to_plain`."""
+    kind = data.get("type")
+    if kind == "Box":
+        dtype = np.dtype(data["dtype"])
+        if dtype.kind not in "biuf":
+            raise ValueError(f"Box dtype {data['dtype']!r} is not numeric")
+        shape = tuple(int(s) for s in data["shape"])
+        low = np.broadcast_to(np.asarray(decode_plain(data["low"]), dtype=dtype), shape)
+        high = np.broadcast_to(np.asarray(decode_plain(data["high"]), dtype=dtype), shape)
+        return spaces.Box(low=low.copy(), high=high.copy(), shape=shape, dtype=dtype)
+    if kind == "Discrete":
+        return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+    if kind == "MultiDiscrete":
+        return spaces.MultiDiscrete(np.asarray(data["nvec"], dtype=np.int64), start=np.asarray(data.get("start", 0), dtype=np.int64))
+    if kind == "MultiBinary":
+        return spaces.MultiBinary(data["n"])
+    raise ValueError(f"Unknown space type {kind!r}; valid: ['Box', 'Discrete', 'MultiBinary', 'MultiDiscrete']")
+
+
+# ----------------------------------------------------------------------------------------------
+# Model <-> (config, safetensors)
+# ----------------------------------------------------------------------------------------------
+
+# Set separately (spaces, policy_kwargs) or rebuilt by ``_setup_model`` (schedules).
+_SPECIAL_ATTRS = {"observation_space", "action_space", "policy_kwargs", "policy_class", "lr_schedule"}
+# Rollout state of a training run: not part of the model.
+_RUN_STATE_ATTRS = {"_last_obs", "_last_original_obs", "_last_episode_starts", "ep_info_buffer", "ep_success_buffer"}
+# Set by BaseAlgorithm.__init__ only when an env is given (the rebuilt model has none).
+_ENV_ATTRS = {"n_envs"}
+
+
+def algo_name(model: BaseAlgorithm) -> str:
+    """The Zoo name (``"dqn"``) of ``model``'s class in :data:`sb3_gap.algos.ALGOS`."""
+    for name, target in ALGOS.items():
+        module, cls = target.split(":")
+        if type(model).__module__.startswith(module) and type(model).__name__ == cls:
+            return name
+    raise ValueError(f"{type(model).__name__} is not a registered algorithm; valid choices: {sorted(ALGOS)}")
+
+
+def policy_alias(model: BaseAlgorithm) -> str:
+    """The alias (``"CnnPolicy"``) under which ``model.policy_class`` is registered by its algorithm."""
+    for alias, cls in type(model).policy_aliases.items():
+        if cls is model.policy_class:
+            return alias
+    raise NotPlainData(
+        f"Policy class {model.policy_class.__name__} is not one of {type(model).__name__}'s policy aliases "
+        f"{sorted(type(model).policy_aliases)}; pickle-free files need an aliased policy"
+    )
+
+
+def _unbuilt(cls: type[BaseAlgorithm], policy_class: type, device: th.device | str) -> BaseAlgorithm:
+    """An instance with hyperparameters set but no networks (what ``BaseAlgorithm.load`` starts from)."""
+    return cls(policy=policy_class, env=None, device=device, _init_setup_model=False)  # type: ignore[call-arg]
+
+
+def model_to_plain(model: BaseAlgorithm, env_id: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """
+    The plain-data config of ``model`` and the names of attributes left out because they are not plain data
+    (e.g. a learning-rate *schedule*: the rebuilt model gets the algorithm's default; weights are unaffected).
+
+    :param model: A trained model
+    :param env_id: The environment id, recorded for the card and for ``sb3-gap pull``
+    """
+    excluded = set(model._excluded_save_params()) | _SPECIAL_ATTRS | _RUN_STATE_ATTRS
+    # Only what the constructor sets is restored; _setup_model() rebuilds the rest (schedules, aliases).
+    constructed = set(_unbuilt(type(model), model.policy_class, "cpu").__dict__) | _ENV_ATTRS
+    attrs: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in model.__dict__.items():
+        if key in excluded or key not in constructed:
+            continue
+        try:
+            attrs[key] = encode_plain(value, key)
+        except NotPlainData:
+            dropped.append(key)
+    config = {
+        "format": FORMAT,
+        "algo": algo_name(model),
+        "algo_class": type(model).__name__,
+        "policy": policy_alias(model),
+        "env_id": env_id,
+        "observation_space": space_to_plain(model.observation_space),
+        "action_space": space_to_plain(model.action_space),
+        "policy_kwargs": encode_plain(model.policy_kwargs, "policy_kwargs"),
+        "model_attrs": attrs,
+        "weights": WEIGHTS_FILE,
+        "versions": {"sb3_gap": sb3_gap.__version__, "stable_baselines3": stable_baselines3.__version__, "torch": th.__version__},
+    }
+    return config, sorted(dropped)
+
+
+def save_safe(model: BaseAlgorithm, folder: str | Path, env_id: str | None = None) -> list[str]:
+    """
+    Write ``sb3_gap.json`` and ``model.safetensors`` for ``model`` into ``folder``.
+
+    :return: Attributes left out of the config (see :func:`model_to_plain`)
+    """
+    folder = Path(folder)
+    config, dropped = model_to_plain(model, env_id)
+    config["dropped_attrs"] = dropped
+    # force_contiguous: ConvExtractor keeps conv weights in channels_last memory format.
+    safetensors.torch.save_model(model.policy, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "sb3_gap": FORMAT})
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+    return dropped
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """Read and check ``sb3_gap.json`` (plain JSON; nothing is evaluated)."""
+    config = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"{path} is not an sb3_gap Hub config: format {found!r}, expected {FORMAT!r}")
+    return config
+
+
+def build_model(config: dict[str, Any], weights: str | Path, device: th.device | str = "auto", **overrides: Any) -> BaseAlgorithm:
+    """
+    Rebuild a model from a plain config and safetensors weights, executing nothing from either file.
+
+    Mirrors what ``BaseAlgorithm.load`` does (construct with ``_init_setup_model=False``, restore
+    attributes, ``_setup_model()``, load the policy weights), with every class found by name in
+    :data:`sb3_gap.algos.ALGOS`, the algorithm's ``policy_aliases`` or :func:`safe_classes`.
+
+    :param config: The content of ``sb3_gap.json``
+    :param weights: Path to ``model.safetensors``
+    :param device: Torch device (``"auto"``: CUDA when available)
+    :param overrides: Attributes to set instead of the stored ones (``buffer_size`` defaults to at most
+        :data:`INFERENCE_BUFFER_SIZE` for off-policy algorithms, as the Zoo's ``enjoy`` does, so no
+        large replay buffer is allocated)
+    """
+    cls = get_algo(config["algo"])
+    policy = config["policy"]
+    if policy not in cls.policy_aliases:
+        raise ValueError(f"Unknown policy {policy!r} for {cls.__name__}; valid choices: {sorted(cls.policy_aliases)}")
+    model = _unbuilt(cls, cls.policy_aliases[policy], device)
+    attrs = decode_plain(config.get("model_attrs", {}), "model_attrs")
+    if issubclass(cls, OffPolicyAlgorithm):
+        attrs["buffer_size"] = min(int(attrs.get("buffer_size") or INFERENCE_BUFFER_SIZE), INFERENCE_BUFFER_SIZE)
+    if isinstance(attrs.get("train_freq"), list):
+        attrs["train_freq"] = tuple(attrs["train_freq"])  # SB3 only converts tuples to TrainFreq
+    attrs.update(overrides)
+    for key, value in attrs.items():
+        # Only restore attributes the algorithm itself defines: a config cannot add new ones.
+        if key.startswith("__") or key in _SPECIAL_ATTRS or not (hasattr(model, key) or key in _ENV_ATTRS):
+            raise ValueError(f"model_attrs has unexpected attribute {key!r} for {cls.__name__}")
+        setattr(model, key, value)
+    model.observation_space = space_from_plain(config["observation_space"])
+    model.action_space = space_from_plain(config["action_space"])
+    model.policy_kwargs = decode_plain(config["policy_kwargs"], "policy_kwargs")
+    model._setup_model()
+    missing, unexpected = safetensors.torch.load_model(model.policy, str(weights), strict=True, device=str(model.device))
+    assert not missing and not unexpected  # strict=True raises before this
+    return model
+
+
+# ----------------------------------------------------------------------------------------------
+# The Zoo's YAML files
+# ----------------------------------------------------------------------------------------------
+
+
+class ZooYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` plus the two Python tags the RL Zoo writes: ``OrderedDict`` and ``tuple``."""
+
+
+def _construct_ordered_dict(loader: ZooYamlLoader, node: yaml.Node) -> OrderedDict:
+    if isinstance(node, yaml.SequenceNode):
+        args = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        args = loader.construct_mapping(node, deep=True).get("args", [])
+    else:
+        raise yaml.constructor.ConstructorError(None, None, "bad OrderedDict node", node.start_mark)
+    pairs = args[0] if args else []
+    return OrderedDict((k, v) for k, v in pairs)
+
+
+def _construct_tuple(loader: ZooYamlLoader, node: yaml.Node) -> tuple:
+    return tuple(loader.construct_sequence(node, deep=True))
+
+
+ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _construct_ordered_dict)
+ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
+
+
+def load_zoo_yaml(path: str | Path) -> Any:
+    """Read a Zoo YAML file without constructing arbitrary Python objects (``ValueError`` otherwise)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.load(f, Loader=ZooYamlLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ValueError(f"{Path(path).name} holds YAML that is not plain data (refused without --allow-pickle): {e}") from None
+
+
+# Keys of config.yml whose strings the Zoo evaluates (``eval``) or imports by name.
+_ZOO_EVAL_KEYS = ("normalize", "policy_kwargs", "replay_buffer_kwargs", "frame_stack")
+_ZOO_IMPORT_KEYS = ("env_wrapper", "vec_env_wrapper", "callback")
+TRUSTED_PACKAGES = ("gymnasium.", "stable_baselines3.", "sb3_contrib.", "rl_zoo3.", "sb3_gap.")
+def _check_expression(text: str, where: str) -> None:
+    """
+    Accept what Zoo configs contain (``dict(net_arch=[64], activation_fn=nn.ReLU)``): literals, names,
+    attributes and ``dict(...)`` calls. Refuse any other call and any dunder name: without calls,
+    evaluating the expression only looks names up.
+    """
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise ValueError(f"{where} = {text!r} is not a Python expression") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id == "dict"):
+            raise ValueError(f"{where} = {text!r} calls something other than dict(); refused without --allow-pickle")
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+        if name.startswith("_"):
+            raise ValueError(f"{where} = {text!r} uses the private name {name!r}; refused without --allow-pickle")
+        if not isinstance(
+            node,
+            (ast.Expression, ast.Call, ast.Name, ast.Load, ast.keyword, ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Attribute, ast.UnaryOp, ast.USub),
+        ):
+            raise ValueError(f"{where} = {text!r} contains {type(node).__name__}; refused without --allow-pickle")
+
+
+def _wrapper_names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [str(k) for k in value]
+    if isinstance(value, list):
+        return [n for v in value for n in _wrapper_names(v)]
+    raise ValueError(f"unexpected wrapper specification {value!r}")
+
+
+def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
+    """
+    Refuse a downloaded ``config.yml`` whose strings the Zoo's ``enjoy`` would ``eval`` or import
+    from outside :data:`TRUSTED_PACKAGES`.
+    """
+    if not isinstance(hyperparams, dict):
+        raise ValueError(f"{name} must hold a mapping, got {type(hyperparams).__name__}")
+    for key in _ZOO_EVAL_KEYS:
+        if isinstance(hyperparams.get(key), str):
+            _check_expression(hyperparams[key], f"{name}: {key}")
+    for key in _ZOO_IMPORT_KEYS:
+        for wrapper in _wrapper_names(hyperparams.get(key)):
+            if not wrapper.startswith(TRUSTED_PACKAGES):
+                raise ValueError(
+                    f"{name}: {key} imports {wrapper!r}, outside the trusted packages {list(TRUSTED_PACKAGES)}; "
+                    "refused without --allow-pickle"
+                )

@@ -1,0 +1,462 @@
+"""sb3_gap.hub end to end with the REAL huggingface_hub client against a loopback fake Hub (tests/fake_hub.py).
+
+Covers: the pushed file set and model card metadata, pull -> load -> predict equality on the
+pickle-free path (proved pickle-free by making every unpickler raise) and on the opt-in pickle
+path, the Zoo layout after ``sb3-gap pull`` (and rl_zoo3's enjoy on it), and the failure modes
+(no token, no network, missing repo, rejected token, interrupted upload, unsafe downloads) with
+the local run folder byte-for-byte untouched and the token never shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import cloudpickle
+import gymnasium as gym
+import huggingface_hub
+import numpy as np
+import pytest
+import torch as th
+import yaml
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, metadata_load
+from sb3_contrib import QRDQN
+from stable_baselines3 import DQN, PPO
+
+import sb3_gap
+from sb3_gap.cli import main as cli_main
+from sb3_gap.hub import HubError, load_from_hub, model_file_name, pull_from_hub, push_to_hub
+from sb3_gap.hub import safe
+from sb3_gap.rainbow import Rainbow
+from fake_hub import FakeHub  # tests/ is on sys.path (pytest's rootdir-relative import)
+
+TOKEN = "hf_SecretTestToken0123456789abcdef"
+ENV_ID = "MinAtar/Breakout-v1"
+ENV_NAME = "MinAtar-Breakout-v1"
+PKW = dict(encoder="impala", bottleneck="gap", width_scale=1)
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    """sha256 of every file (and the set of directories) under ``root``."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "<dir>"
+    return out
+
+
+def small_model(cls, seed: int = 0):
+    env = gym.make(ENV_ID)
+    if cls is PPO:
+        model = PPO("CnnPolicy", env, n_steps=16, batch_size=8, n_epochs=1, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=seed)
+    elif cls is Rainbow:  # all Rainbow parts on, so every head / noisy layer is in the state dict
+        model = Rainbow("CnnPolicy", env, buffer_size=64, learning_starts=0, batch_size=8, train_freq=4, exploration_steps=100,
+                        dueling=True, noisy=True, double_q=True, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=seed)
+    else:
+        model = cls("CnnPolicy", env, buffer_size=64, learning_starts=0, batch_size=8, train_freq=4, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=seed)
+    model.learn(32)
+    return model
+
+
+def sample_obs(n: int = 16) -> np.ndarray:
+    space = gym.make(ENV_ID).observation_space
+    space.seed(1)
+    return np.stack([space.sample() for _ in range(n)])
+
+
+def assert_same_policy(a, b) -> None:
+    obs = sample_obs()
+    assert np.array_equal(a.predict(obs, deterministic=True)[0], b.predict(obs, deterministic=True)[0])
+    sa, sb = a.policy.state_dict(), b.policy.state_dict()
+    assert sa.keys() == sb.keys() and all(th.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with FakeHub(TOKEN) as fake:
+        yield fake
+
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host, *args, **kwargs):
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise OSError(f"test tried to reach {host!r}: only loopback is allowed")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _hub_env(hub, monkeypatch, tmp_path):
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only)  # no request can leave the machine
+    # The CLI reads the endpoint and token the way huggingface_hub does (HF_ENDPOINT / HF_TOKEN).
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="module")
+def zoo_run(tmp_path_factory):
+    """A run folder exactly as rl_zoo3's ExperimentManager writes it (logs/dqn/<env>_1/...)."""
+    logs = tmp_path_factory.mktemp("zoo") / "logs"
+    run = logs / "dqn" / f"{ENV_NAME}_1"
+    params = run / ENV_NAME
+    params.mkdir(parents=True)
+    model = small_model(DQN)
+    model.save(run / ENV_NAME)  # <env>.zip, as save_trained_model
+    model.save(run / "best_model")
+    hyper = OrderedDict(
+        [("batch_size", 8), ("buffer_size", 64), ("learning_starts", 0), ("n_timesteps", 32), ("policy", "CnnPolicy"),
+         ("policy_kwargs", "dict(features_extractor_class=ConvExtractor, net_arch=[])"), ("train_freq", 4)]
+    )
+    with open(params / "config.yml", "w") as f:
+        yaml.dump(hyper, f)  # the Zoo dumps an OrderedDict (a python/object/apply tag)
+    with open(params / "args.yml", "w") as f:
+        yaml.dump(OrderedDict([("algo", "dqn"), ("env", ENV_ID), ("env_kwargs", None), ("seed", 0)]), f)
+    (params / "command.txt").write_text("python -m rl_zoo3.train --algo dqn --env MinAtar/Breakout-v1")
+    np.savez(run / "evaluations.npz", timesteps=np.array([32]), results=np.zeros((1, 2)), ep_lengths=np.ones((1, 2)))
+    (run / "0.monitor.csv").write_text('#{"t_start": 0, "env_id": "MinAtar/Breakout-v1"}\nr,l,t\n0.0,10,0.1\n')
+    return logs, model
+
+
+def push_cli(logs: Path, repo_id: str, *extra: str) -> None:
+    cli_main(["push", "--algo", "dqn", "--env", ENV_ID, "-f", str(logs), "--repo-id", repo_id, "--n-eval-episodes", "2", "--no-video", *extra])
+
+
+# ------------------------------------------------------------------------------------------------
+# push: file set, one commit, card metadata
+# ------------------------------------------------------------------------------------------------
+
+
+def test_push_zoo_run_uploads_zoo_files_and_card_in_one_commit(hub, zoo_run, tmp_path):
+    logs, model = zoo_run
+    before = tree_hash(logs)
+    push_cli(logs, "alice/dqn-gap-breakout")
+    assert tree_hash(logs) == before  # the run folder is only read
+
+    repo = hub.repos["alice/dqn-gap-breakout"]
+    assert len(repo.commits) == 1
+    assert [p for m, p in hub.requests if m == "POST" and "/commit/" in p and "alice/dqn-gap-breakout" in p].__len__() == 1
+    assert set(repo.files) == {
+        f"dqn-{ENV_NAME}.zip", "model.safetensors", "sb3_gap.json", "config.yml", "args.yml", "env_kwargs.yml",
+        "results.json", "train_eval_metrics.zip", "README.md",
+    }
+    run = logs / "dqn" / f"{ENV_NAME}_1"
+    assert repo.files[f"dqn-{ENV_NAME}.zip"] == (run / f"{ENV_NAME}.zip").read_bytes()
+    assert repo.files["config.yml"] == (run / ENV_NAME / "config.yml").read_bytes()
+    assert repo.files["args.yml"] == (run / ENV_NAME / "args.yml").read_bytes()
+    with zipfile_from(repo.files["train_eval_metrics.zip"]) as z:
+        assert sorted(z.namelist()) == ["0.monitor.csv", "evaluations.npz"]
+
+    results = json.loads(repo.files["results.json"])
+    assert results["n_eval_episodes"] == 2 and results["is_deterministic"] is True
+    assert len(results["episode_rewards"]) == 2
+    assert results["mean_reward"] == pytest.approx(np.mean(results["episode_rewards"]))
+
+    readme = hub.repos["alice/dqn-gap-breakout"].files["README.md"].decode()
+    path = tmp_path / "README.md"
+    path.write_text(readme, encoding="utf-8")
+    meta = metadata_load(path)
+    assert meta["library_name"] == "stable-baselines3"
+    for tag in ("sb3_gap", "deep-reinforcement-learning", "reinforcement-learning", "dqn", ENV_ID, "encoder-impala", "bottleneck-gap", "width-scale-1"):
+        assert tag in meta["tags"]
+    result = meta["model-index"][0]["results"][0]
+    assert meta["model-index"][0]["name"] == "DQN"
+    assert result["task"]["type"] == "reinforcement-learning" and result["dataset"]["name"] == ENV_ID
+    metric = result["metrics"][0]
+    assert metric["type"] == "mean_reward"
+    assert metric["value"] == f"{results['mean_reward']:.2f} +/- {results['std_reward']:.2f}"
+    card = ModelCard(readme)
+    assert card.data.eval_results[0].metric_type == "mean_reward"
+    rep = sb3_gap.parameter_report(model)
+    assert f"| φ (encoder) | {rep.phi:,} |" in card.text and f"| connection φ→ψ | {rep.connection:,} |" in card.text
+    assert "2** episodes" in card.text and "deterministic" in card.text
+    assert 'load_from_hub("alice/dqn-gap-breakout")' in card.text
+
+
+def zipfile_from(data: bytes):
+    import zipfile
+
+    return zipfile.ZipFile(io.BytesIO(data))
+
+
+# ------------------------------------------------------------------------------------------------
+# load: pickle-free path and opt-in pickle path
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_unpickling(monkeypatch):
+    """Every way to unpickle raises: pickle, cloudpickle, torch.load (which uses pickle)."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("unpickling was attempted on the pickle-free path")
+
+    class ForbiddenUnpickler:
+        def __init__(self, *args, **kwargs):
+            forbidden()
+
+    for mod in (pickle, cloudpickle):
+        monkeypatch.setattr(mod, "loads", forbidden)
+        monkeypatch.setattr(mod, "load", forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", ForbiddenUnpickler)
+    monkeypatch.setattr(th, "load", forbidden)
+    monkeypatch.setattr(np, "load", forbidden)
+
+
+def test_no_unpickling_fixture_bites(no_unpickling, zoo_run):
+    logs, _ = zoo_run
+    with pytest.raises(AssertionError, match="unpickling"):
+        DQN.load(logs / "dqn" / f"{ENV_NAME}_1" / f"{ENV_NAME}.zip")
+
+
+@pytest.mark.parametrize("cls", [DQN, QRDQN, PPO, Rainbow], ids=lambda c: c.__name__)
+def test_safe_load_predicts_like_original_and_never_unpickles(hub, cls, tmp_path, caplog, request):
+    model = small_model(cls)
+    repo_id = f"bob/{cls.__name__.lower()}-gap"
+    info = push_to_hub(model, repo_id, env_id=ENV_ID, n_eval_episodes=1, video=False)
+    assert "model.safetensors" in info.files and model_file_name(safe.algo_name(model), ENV_ID) in info.files
+
+    request.getfixturevalue("no_unpickling")  # from here on, any unpickling fails the test
+    with caplog.at_level("INFO", logger="sb3_gap.hub"):
+        loaded, load_info = load_from_hub(repo_id, return_info=True, cache_dir=tmp_path / "cache")
+    assert load_info.path == "safetensors" and load_info.algo == safe.algo_name(model)
+    assert "pickle-free path" in caplog.text
+    assert type(loaded) is cls
+    assert_same_policy(model, loaded)
+
+
+def zoo_style_repo(hub, repo_id: str, model) -> None:
+    """A repository as rl_zoo3 / huggingface_sb3 publish it: only the pickled SB3 zip, no safetensors."""
+    buf = io.BytesIO()
+    model.save(buf)
+    api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+    api.create_repo(repo_id)
+    api.create_commit(
+        repo_id,
+        operations=[
+            CommitOperationAdd(f"dqn-{ENV_NAME}.zip", buf.getvalue()),
+            CommitOperationAdd("config.yml", yaml.dump(OrderedDict([("policy", "CnnPolicy")])).encode()),
+            CommitOperationAdd("args.yml", yaml.dump({"env_kwargs": None}).encode()),
+            CommitOperationAdd("env_kwargs.yml", b"{}\n"),
+        ],
+        commit_message="zoo push",
+    )
+
+
+def test_pickle_path_needs_explicit_opt_in(hub, zoo_run, tmp_path, caplog):
+    _, model = zoo_run
+    zoo_style_repo(hub, "carol/dqn-zoo", model)
+    with pytest.raises(HubError, match="allow_pickle=True"):
+        load_from_hub("carol/dqn-zoo", algo="dqn", cache_dir=tmp_path / "c")
+    with caplog.at_level("INFO", logger="sb3_gap.hub"):
+        loaded, info = load_from_hub("carol/dqn-zoo", algo="dqn", env_id=ENV_ID, allow_pickle=True, return_info=True, cache_dir=tmp_path / "c")
+    assert info.path == "pickle" and "UNPICKLING" in caplog.text
+    assert_same_policy(model, loaded)
+
+
+# ------------------------------------------------------------------------------------------------
+# pull: Zoo layout, enjoy
+# ------------------------------------------------------------------------------------------------
+
+
+def test_pull_builds_zoo_run_that_rl_zoo3_loads(hub, zoo_run, tmp_path, capsys):
+    logs, model = zoo_run
+    if "alice/dqn-gap-breakout" not in hub.repos:
+        push_cli(logs, "alice/dqn-gap-breakout")
+    downloads = tmp_path / "downloads"
+    cli_main(["pull", "--repo-id", "alice/dqn-gap-breakout", "-f", str(downloads)])
+    out = capsys.readouterr().out
+    assert "safetensors path" in out
+    run = downloads / "dqn" / f"{ENV_NAME}_1"
+    assert {p.name for p in (run / ENV_NAME).iterdir()} == {"config.yml", "args.yml", "env_kwargs.yml"}
+    assert (run / f"{ENV_NAME}.zip").is_file() and (run / "evaluations.npz").is_file() and (run / "0.monitor.csv").is_file()
+    assert not [p for p in (downloads / "dqn").iterdir() if p.name.startswith(".")]  # no staging leftovers
+
+    from rl_zoo3.utils import get_model_path, get_saved_hyperparams
+
+    _, model_path, log_path = get_model_path(0, str(downloads), "dqn", ENV_NAME)
+    hyper, _ = get_saved_hyperparams(os.path.join(log_path, ENV_NAME), test_mode=True)
+    assert hyper["policy"] == "CnnPolicy"
+    assert_same_policy(model, DQN.load(model_path, buffer_size=1))
+    assert DQN.load(model_path, buffer_size=1).exploration_initial_eps == model.exploration_initial_eps
+
+    # A second pull never touches the first: it creates run 2.
+    first = tree_hash(run)
+    info = pull_from_hub("alice/dqn-gap-breakout", downloads, cache_dir=tmp_path / "c2")
+    assert info.log_path.endswith(f"{ENV_NAME}_2") and tree_hash(run) == first
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        pull_from_hub("alice/dqn-gap-breakout", downloads, exp_id=1, cache_dir=tmp_path / "c2")
+    assert tree_hash(run) == first
+
+    # The Zoo's own enjoy runs on the pulled folder.
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl_zoo3.enjoy", "--algo", "dqn", "--env", ENV_ID, "-f", str(downloads), "--exp-id", "1",
+         "-n", "30", "--no-render", "--gym-packages", "sb3_gap", "--device", "cpu"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_pull_zip_only_repo_needs_allow_pickle(hub, zoo_run, tmp_path):
+    _, model = zoo_run
+    if "carol/dqn-zoo" not in hub.repos:
+        zoo_style_repo(hub, "carol/dqn-zoo", model)
+    downloads = tmp_path / "dl"
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["pull", "--repo-id", "carol/dqn-zoo", "-f", str(downloads), "--algo", "dqn", "--env", ENV_ID])
+    assert exit_info.value.code == 1 and not downloads.exists()
+    cli_main(["pull", "--repo-id", "carol/dqn-zoo", "-f", str(downloads), "--algo", "dqn", "--env", ENV_ID, "--allow-pickle"])
+    run = downloads / "dqn" / f"{ENV_NAME}_1"
+    assert_same_policy(model, DQN.load(run / f"{ENV_NAME}.zip", buffer_size=1))
+
+
+def test_pull_refuses_executable_yaml(hub, zoo_run, tmp_path):
+    logs, model = zoo_run
+    repo_id = "mallory/dqn-evil"
+    push_to_hub(model, repo_id, env_id=ENV_ID, n_eval_episodes=1, video=False)
+    api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+    evil = b"!!python/object/apply:os.system ['echo pwned']\n"
+    api.create_commit(repo_id, operations=[CommitOperationAdd("config.yml", evil)], commit_message="evil")
+    with pytest.raises(ValueError, match="not plain data"):
+        pull_from_hub(repo_id, tmp_path / "dl", cache_dir=tmp_path / "c")
+    api.create_commit(repo_id, operations=[CommitOperationAdd("config.yml", b"normalize: \"__import__('os').system('x')\"\n")], commit_message="evil 2")
+    with pytest.raises(HubError, match="refused without --allow-pickle"):
+        pull_from_hub(repo_id, tmp_path / "dl", cache_dir=tmp_path / "c")
+    api.create_commit(repo_id, operations=[CommitOperationAdd("config.yml", b"env_wrapper: builtins.exec\n")], commit_message="evil 3")
+    with pytest.raises(HubError, match="outside the trusted packages"):
+        pull_from_hub(repo_id, tmp_path / "dl", cache_dir=tmp_path / "c")
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+
+
+def test_safe_config_refuses_unknown_classes_and_attributes(tmp_path):
+    model = small_model(DQN)
+    safe.save_safe(model, tmp_path)
+    config = safe.read_config(tmp_path / safe.CONFIG_FILE)
+    bad = json.loads(json.dumps(config))
+    bad["policy_kwargs"]["features_extractor_class"] = {"__class__": "os:system"}
+    with pytest.raises(ValueError, match="not registered"):
+        safe.build_model(bad, tmp_path / safe.WEIGHTS_FILE)
+    bad = json.loads(json.dumps(config))
+    bad["model_attrs"]["__class__"] = "x"
+    with pytest.raises(ValueError, match="unexpected attribute"):
+        safe.build_model(bad, tmp_path / safe.WEIGHTS_FILE)
+    bad = json.loads(json.dumps(config))
+    bad["policy"] = "EvilPolicy"
+    with pytest.raises(ValueError, match="valid choices"):
+        safe.build_model(bad, tmp_path / safe.WEIGHTS_FILE)
+    with pytest.raises(safe.NotPlainData, match="not plain data"):
+        safe.encode_plain({"f": lambda x: x})
+
+
+# ------------------------------------------------------------------------------------------------
+# failures: clear errors, nothing local changed, no token shown
+# ------------------------------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_no_token(*texts: str) -> None:
+    for text in texts:
+        assert TOKEN not in text
+
+
+def test_push_without_token(hub, zoo_run, monkeypatch, capsys):
+    logs, _ = zoo_run
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    before, n_requests = tree_hash(logs), len(hub.requests)
+    with pytest.raises(SystemExit):
+        push_cli(logs, "alice/no-token")
+    err = capsys.readouterr().err
+    assert "No Hugging Face token" in err and "hf auth login" in err and "HF_TOKEN" in err
+    assert len(hub.requests) == n_requests and tree_hash(logs) == before
+
+
+@pytest.mark.parametrize("failure", ["no-network", "bad-token", "interrupted"])
+def test_push_failures_are_clear_and_leave_run_untouched(hub, zoo_run, monkeypatch, capsys, failure):
+    logs, _ = zoo_run
+    before = tree_hash(logs)
+    repo_id = f"alice/fail-{failure}"
+    expected = {"no-network": "connection", "bad-token": "refused the token", "interrupted": "interrupted"}[failure]
+    if failure == "no-network":
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    elif failure == "bad-token":
+        monkeypatch.setenv("HF_TOKEN", TOKEN[:-4] + "XXXX")
+    else:
+        hub.fail_commit = "drop"
+    try:
+        with pytest.raises(SystemExit):
+            push_cli(logs, repo_id)
+    finally:
+        hub.fail_commit = None
+    out = capsys.readouterr()
+    assert expected in out.err and "error:" in out.err
+    assert_no_token(out.out, out.err, TOKEN[:-4])
+    assert tree_hash(logs) == before
+    assert not hub.repos.get(repo_id) or not hub.repos[repo_id].commits  # nothing half-committed
+
+
+def test_hub_error_never_contains_token(hub, zoo_run):
+    logs, _ = zoo_run
+    with pytest.raises(HubError) as e:
+        push_to_hub(logs, "alice/x", algo="dqn", env_id=ENV_ID, token=TOKEN, endpoint=f"http://127.0.0.1:{_closed_port()}", n_eval_episodes=1, video=False)
+    import traceback
+
+    assert_no_token(str(e.value), "".join(traceback.format_exception(e.value)))
+
+
+def test_missing_repo_is_a_clear_error(hub, tmp_path):
+    with pytest.raises(HubError, match="'nobody/missing' was not found"):
+        load_from_hub("nobody/missing", cache_dir=tmp_path)
+    with pytest.raises(HubError, match="was not found"):
+        pull_from_hub("nobody/missing", tmp_path / "dl", cache_dir=tmp_path)
+    assert not (tmp_path / "dl").exists()
+
+
+def test_no_network_on_pull(tmp_path):
+    with pytest.raises(HubError, match="connection"):
+        load_from_hub("alice/x", endpoint=f"http://127.0.0.1:{_closed_port()}", cache_dir=tmp_path)
+
+
+def test_bad_input_is_a_value_error(zoo_run):
+    logs, model = zoo_run
+    with pytest.raises(ValueError, match="repo_id must look like"):
+        push_to_hub(model, "no-slash", env_id=ENV_ID)
+    with pytest.raises(ValueError, match="valid choices"):
+        push_to_hub(logs, "a/b", algo="sac2", env_id=ENV_ID)
+    with pytest.raises(ValueError, match="n_eval_episodes"):
+        push_to_hub(model, "a/b", env_id=ENV_ID, n_eval_episodes=0)
+    with pytest.raises(ValueError, match="does not match"):
+        push_to_hub(model, "a/b", algo="qrdqn", env_id=ENV_ID)
+    with pytest.raises(FileNotFoundError, match="No Zoo run"):
+        push_to_hub(logs, "a/b", algo="ppo", env_id=ENV_ID)
+
+
+def test_pull_rainbow_then_zoo_enjoy(hub, tmp_path):
+    model = small_model(Rainbow)
+    push_to_hub(model, "dave/rainbow-gap", env_id=ENV_ID, n_eval_episodes=1, video=False)
+    downloads = tmp_path / "downloads"
+    cli_main(["pull", "--repo-id", "dave/rainbow-gap", "-f", str(downloads)])
+    run = downloads / "rainbow" / f"{ENV_NAME}_1"
+    assert_same_policy(model, Rainbow.load(run / f"{ENV_NAME}.zip"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl_zoo3.enjoy", "--algo", "rainbow", "--env", ENV_ID, "-f", str(downloads),
+         "-n", "20", "--no-render", "--gym-packages", "sb3_gap", "--device", "cpu"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
