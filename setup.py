@@ -74,7 +74,7 @@ setup(
         "minatar>=1.0.15",
         "seaborn",  # minatar's gym module imports it
         "optuna>=4.0",
-        "huggingface-hub>=0.30",
+        "huggingface-hub>=1.0,<3",  # sb3_gap.hub targets the 1.x/2.x client API
         "rl_zoo3>=2.7.0,<3",
         "rliable>=1.2",
         "arch>=5.3.1,<8",  # rliable 1.2 passes random_state, which arch 8 rejects
