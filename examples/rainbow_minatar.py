@@ -1,0 +1,22 @@
+"""Rainbow (Dopamine defaults: C51 + 3-step + PER) with an Impala encoder and a GAP bottleneck at ψ ×4 on MinAtar Breakout."""
+
+import gymnasium as gym
+
+import sb3_gap  # noqa: F401  (registers MinAtar/* image envs)
+from sb3_gap import Rainbow, parameter_report, policy_kwargs
+
+if __name__ == "__main__":
+    env = gym.make("MinAtar/Breakout-v1")
+    model = Rainbow(
+        "CnnPolicy",
+        env,
+        policy_kwargs=policy_kwargs(encoder="impala", bottleneck="gap", width_scale=4),
+        buffer_size=100_000,
+        learning_starts=1_000,
+        target_update_interval=1_000,
+        exploration_steps=2_500,
+        verbose=1,
+    )
+    print(parameter_report(model))
+    model.learn(5_000, progress_bar=True)
+    model.save("rainbow_minatar_breakout_gap4")
