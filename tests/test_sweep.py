@@ -260,3 +260,19 @@ def test_normalization_tables_by_protocol(tmp_path):
     path.write_text(json.dumps({"MinAtar/Breakout-v1": [3, 3]}))
     with pytest.raises(ValueError, match="MinAtar/Breakout-v1"):
         load_reference(path)
+
+
+def test_sb3_gap_atari_ids_use_the_papers_protocol():
+    """Dopamine/* and Atari100k/* ids get the env module's protocol: training wrappers, VecFrameStack(4), human-normalized."""
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from sb3_gap.sweep.protocols import protocol_for
+
+    proto = protocol_for("Dopamine/Pong-v5")
+    assert proto.make_env.__name__ == "make_sb3_gap_atari_env"
+    assert proto.reference("Atari100k/Pong-v5") == proto.reference("ALE/Pong-v5") is not None
+    venv = proto.make_env("Atari100k/Pong-v5", 1, 0, True)
+    try:
+        assert isinstance(venv, VecFrameStack) and venv.observation_space.shape == (4, 84, 84)
+    finally:
+        venv.close()

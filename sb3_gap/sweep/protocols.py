@@ -44,9 +44,27 @@ def make_atari_protocol_env(env_id: str, n_envs: int, seed: int, training: bool)
     return VecFrameStack(make_atari_env(env_id, n_envs=n_envs, seed=seed, wrapper_kwargs=wrapper_kwargs), n_stack=4)
 
 
+def make_sb3_gap_atari_env(env_id: str, n_envs: int, seed: int, training: bool) -> VecEnv:
+    """
+    ``Dopamine/<Game>-v5`` and ``Atari100k/<Game>-v5`` (:mod:`sb3_gap.envs.atari`): the protocol env,
+    its training-only wrappers when ``training`` (reward clipping; life-loss terminal for Atari-100k)
+    and SB3's ``VecFrameStack(4)``, which Rainbow's replay detects.
+    """
+    from sb3_gap.envs.atari import make_atari_vec_env
+
+    protocol, game = env_id.split("/", 1)
+    return make_atari_vec_env(game.rsplit("-v", 1)[0], protocol=protocol, n_envs=n_envs, train=training, seed=seed)
+
+
+def is_sb3_gap_atari_id(env_id: str) -> bool:
+    from sb3_gap.envs.atari import is_sb3_gap_atari
+
+    return is_sb3_gap_atari(env_id)
+
+
 def atari_game(env_id: str) -> str | None:
-    """``"ALE/Pong-v5"``, ``"PongNoFrameskip-v4"`` → ``"Pong"`` (``None`` if not an Atari id)."""
-    m = re.fullmatch(r"(?:ALE/)?([A-Za-z]+?)(?:NoFrameskip|Deterministic)?-v\d+", env_id)
+    """``"ALE/Pong-v5"``, ``"Dopamine/Pong-v5"``, ``"PongNoFrameskip-v4"`` → ``"Pong"`` (``None`` if not an Atari id)."""
+    m = re.fullmatch(r"(?:ALE/|Dopamine/|Atari100k/)?([A-Za-z]+?)(?:NoFrameskip|Deterministic)?-v\d+", env_id)
     if m is None:
         return None
     key = {k.lower(): k for k in ATARI_RANDOM}.get(m.group(1).lower())
@@ -98,6 +116,13 @@ class EnvProtocol:
 
 
 PROTOCOLS: list[EnvProtocol] = [
+    EnvProtocol(
+        "atari",
+        is_sb3_gap_atari_id,
+        make_sb3_gap_atari_env,
+        atari_reference,
+        "human-normalized (random/human scores of Mnih et al. 2015; Badia et al. 2020)",
+    ),
     EnvProtocol(
         "atari",
         lambda env_id: atari_game(env_id) is not None,
