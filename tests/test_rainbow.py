@@ -389,3 +389,11 @@ def test_dueling_combines_streams():
     v = head.value(f).view(3, 1, 5)
     th.testing.assert_close(head(f), v + a - a.mean(1, keepdim=True))
     assert head.value[-1].out_features == 5 and head.advantage[-1].out_features == 2 * 5
+
+
+def test_default_adam_epsilon_is_dopamines():
+    """Paper Table 1: Adam's epsilon 1.5e-4 by default; an explicit optimizer_kwargs wins."""
+    model = Rainbow("MlpPolicy", "CartPole-v1", learning_starts=0, buffer_size=100)
+    assert model.policy.optimizer.defaults["eps"] == 1.5e-4
+    model = Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, policy_kwargs=dict(optimizer_kwargs=dict(eps=1e-8)))
+    assert model.policy.optimizer.defaults["eps"] == 1e-8

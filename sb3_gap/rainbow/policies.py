@@ -280,6 +280,7 @@ class RainbowPolicy(BasePolicy):
     :param normalize_images: Whether to divide uint8 images by 255
     :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
     :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, for the optimizer
+        (default for Adam: ``{"eps": 1.5e-4}``, Dopamine's Rainbow)
     """
 
     q_net: RainbowNetwork
@@ -305,6 +306,9 @@ class RainbowPolicy(BasePolicy):
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        if optimizer_kwargs is None and optimizer_class is th.optim.Adam:
+            # Dopamine's Rainbow Adam epsilon (Sokar & Castro 2025, Table 1)
+            optimizer_kwargs = {"eps": 1.5e-4}
         super().__init__(
             observation_space,
             action_space,
