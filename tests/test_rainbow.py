@@ -397,3 +397,16 @@ def test_default_adam_epsilon_is_dopamines():
     assert model.policy.optimizer.defaults["eps"] == 1.5e-4
     model = Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, policy_kwargs=dict(optimizer_kwargs=dict(eps=1e-8)))
     assert model.policy.optimizer.defaults["eps"] == 1e-8
+
+
+@pytest.mark.parametrize("channel_first", [True, False])
+def test_uint8_batches_reordered_channels_last_give_the_same_values(channel_first):
+    """The uint8 -> channels-last reorder before SB3's float conversion is a pure memory-layout change."""
+    env = FakeImageEnv(screen_height=40, screen_width=40, n_channels=3, channel_first=channel_first)
+    fast = Rainbow("CnnPolicy", env, buffer_size=100, policy_kwargs=policy_kwargs(bottleneck="flatten"))
+    plain = Rainbow("CnnPolicy", env, buffer_size=100, policy_kwargs=policy_kwargs(bottleneck="flatten", channels_last=False))
+    plain.q_net.load_state_dict(fast.q_net.state_dict())
+    obs = th.as_tensor(np.stack([fast.observation_space.sample() for _ in range(5)]))
+    assert obs.dtype == th.uint8 and fast.q_net.features_extractor.channels_last
+    with th.no_grad():
+        th.testing.assert_close(fast.q_net(obs), plain.q_net(obs), rtol=1e-5, atol=1e-5)

@@ -209,6 +209,19 @@ class RainbowNetwork(BasePolicy):
         # The atoms z_i = v_min + i Δz (Bellemare et al. 2017, Sec. 4).
         self.register_buffer("support", th.linspace(v_min, v_max, n_atoms) if distributional else th.zeros(1))
 
+    def extract_features(self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor) -> th.Tensor:  # type: ignore[override]
+        """SB3's preprocessing + extractor; a channels-last extractor gets its uint8 batch reordered before the
+        float conversion (a quarter of the bytes to move; the float copy then keeps that memory format)."""
+        if (
+            isinstance(obs, th.Tensor)
+            and obs.dtype == th.uint8
+            and obs.dim() == 4
+            and getattr(features_extractor, "channels_last", False)
+            and getattr(features_extractor, "channels_first", False)
+        ):
+            obs = obs.contiguous(memory_format=th.channels_last)
+        return super().extract_features(obs, features_extractor)
+
     def forward(self, obs: PyTorchObs, noise: bool = True) -> th.Tensor:  # type: ignore[override]
         """
         :param obs: Observation
