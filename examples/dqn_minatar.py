@@ -1,5 +1,7 @@
 """DQN with an Impala encoder and a GAP bottleneck at ψ ×4 on MinAtar Breakout."""
 
+import argparse
+
 import gymnasium as gym
 from stable_baselines3 import DQN
 
@@ -7,6 +9,9 @@ import sb3_gap  # noqa: F401  (registers MinAtar/* image envs)
 from sb3_gap import parameter_report, policy_kwargs
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=5_000, help="training steps")
+    steps = parser.parse_args().steps
     env = gym.make("MinAtar/Breakout-v1")
     model = DQN(
         "CnnPolicy",
@@ -18,5 +23,5 @@ if __name__ == "__main__":
         verbose=1,
     )
     print(parameter_report(model))
-    model.learn(5_000, progress_bar=True)
+    model.learn(steps, progress_bar=True)
     model.save("dqn_minatar_breakout_gap4")

@@ -1,11 +1,16 @@
 """Rainbow (Dopamine defaults: C51 + 3-step + PER) with an Impala encoder and a GAP bottleneck at ψ ×4 on MinAtar Breakout."""
 
+import argparse
+
 import gymnasium as gym
 
 import sb3_gap  # noqa: F401  (registers MinAtar/* image envs)
 from sb3_gap import Rainbow, parameter_report, policy_kwargs
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=5_000, help="training steps")
+    steps = parser.parse_args().steps
     env = gym.make("MinAtar/Breakout-v1")
     model = Rainbow(
         "CnnPolicy",
@@ -18,5 +23,5 @@ if __name__ == "__main__":
         verbose=1,
     )
     print(parameter_report(model))
-    model.learn(5_000, progress_bar=True)
+    model.learn(steps, progress_bar=True)
     model.save("rainbow_minatar_breakout_gap4")
