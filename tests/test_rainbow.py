@@ -399,6 +399,17 @@ def test_default_adam_epsilon_is_dopamines():
     assert model.policy.optimizer.defaults["eps"] == 1e-8
 
 
+def test_adam_is_fused_by_default_unless_told_otherwise():
+    """Fused Adam (one kernel for all parameters) by default, also when only Adam's eps is given (Zoo configs)."""
+    fused = lambda **kw: Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, device="cpu", **kw).policy.optimizer.defaults["fused"]  # noqa: E731
+    assert fused() is True
+    assert fused(policy_kwargs=dict(optimizer_kwargs=dict(eps=3.125e-4))) is True
+    assert not fused(policy_kwargs=dict(optimizer_kwargs=dict(fused=False)))
+    assert not fused(policy_kwargs=dict(optimizer_kwargs=dict(foreach=True)))
+    model = Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, policy_kwargs=dict(optimizer_class=th.optim.RMSprop))
+    assert isinstance(model.policy.optimizer, th.optim.RMSprop)
+
+
 @pytest.mark.parametrize("channel_first", [True, False])
 def test_uint8_batches_reordered_channels_last_give_the_same_values(channel_first):
     """The uint8 -> channels-last reorder before SB3's float conversion is a pure memory-layout change."""

@@ -274,13 +274,15 @@ class Rainbow(OffPolicyAlgorithm):
         if "optimizer_class" not in self.policy_kwargs:
             # Dopamine's Rainbow: Adam with eps = 1.5e-4 (= 0.01 / 32 / 2, Hessel et al. 2018 Table 1).
             self.policy_kwargs["optimizer_class"] = th.optim.Adam
-            optimizer_kwargs: dict[str, Any] = dict(eps=1.5e-4)
-            if _fused_adam_available(self.device):
+            given = self.policy_kwargs.get("optimizer_kwargs")
+            optimizer_kwargs: dict[str, Any] = dict(eps=1.5e-4) if given is None else dict(given)
+            if _fused_adam_available(self.device) and "foreach" not in optimizer_kwargs:
                 # Same update rule in one kernel over all parameters instead of a Python loop of ~10 small ops
                 # per tensor: Adam's step fell from 9.7 to ~1 ms per update for the Nature network (1.7M
                 # parameters) and from ~2.5 to ~1 ms for Impala x1 on 2 CPU threads (benchmarks_rainbow.md).
-                optimizer_kwargs["fused"] = True
-            self.policy_kwargs.setdefault("optimizer_kwargs", optimizer_kwargs)
+                # Also when only Adam's settings are given (the Zoo configs give eps); fused=False opts out.
+                optimizer_kwargs.setdefault("fused", True)
+            self.policy_kwargs["optimizer_kwargs"] = optimizer_kwargs
 
         if _init_setup_model:
             self._setup_model()
