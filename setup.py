@@ -89,7 +89,12 @@ setup(
         "envpool>=1.2,<2; platform_system == 'Linux'",  # Procgen + fast Atari (needs system libqt5gui5 for Procgen)
         "requests>=2.28,<3",  # rl_zoo3.enjoy / load_from_hub import it; huggingface_hub 1.x+ no longer pulls it in
     ],
-    extras_require={"test": ["pytest>=8", "pytest-timeout"]},
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout"],
+        # database drivers for sweeps shared across machines (docs/sweeps.md): postgresql://, mysql+pymysql://
+        "postgres": ["psycopg[binary]>=3.1"],
+        "mysql": ["pymysql>=1.0"],
+    },
     entry_points={"console_scripts": ["sb3-gap=sb3_gap.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"],
 )

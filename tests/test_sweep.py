@@ -276,3 +276,52 @@ def test_sb3_gap_atari_ids_use_the_papers_protocol():
         assert isinstance(venv, VecFrameStack) and venv.observation_space.shape == (4, 84, 84)
     finally:
         venv.close()
+
+
+# ---------------------------------------------------------------------------------------- storages
+def test_storage_urls_never_show_passwords():
+    from sb3_gap.sweep.sweep import check_storage_url, display_url
+
+    assert display_url("postgresql://sweeper:s3cret@db-host/sweeps") == "postgresql://sweeper:***@db-host/sweeps"
+    assert display_url("sqlite:///runs/x.db") == "sqlite:///runs/x.db"
+    with pytest.raises(ValueError, match="Unsupported storage backend 'firebird'") as info:
+        check_storage_url("firebird://u:s3cret@host/db")
+    assert "s3cret" not in str(info.value)
+
+
+def test_missing_database_driver_says_what_to_install():
+    from sb3_gap.sweep.sweep import rdb_storage
+
+    with pytest.raises(ImportError, match="No database driver") as info:
+        rdb_storage("postgresql+pg8000://sweeper:s3cret@localhost/sweeps")  # pg8000 is not installed
+    assert "pip install" in str(info.value) and "s3cret" not in str(info.value)
+
+
+def test_storage_creation_race_is_retried(monkeypatch):
+    """Workers starting together on an empty PostgreSQL race to create Optuna's tables; the loser retries."""
+    import sqlalchemy.exc
+
+    import sb3_gap.sweep.sweep as sweep_module
+
+    calls = []
+
+    class RacyStorage:
+        def __init__(self, url, **kwargs):
+            calls.append(url)
+            if len(calls) == 1:
+                raise sqlalchemy.exc.IntegrityError("CREATE TABLE alembic_version", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(sweep_module, "RDBStorage", RacyStorage)
+    monkeypatch.setattr(sweep_module.time, "sleep", lambda s: None)
+    assert isinstance(sweep_module.rdb_storage("postgresql://u:p@h/db"), RacyStorage) and len(calls) == 2
+
+    class DownStorage:  # a database that never answers: the error comes out after the attempts
+        def __init__(self, url, **kwargs):
+            calls.append(url)
+            raise sqlalchemy.exc.OperationalError("connect", {}, Exception("connection refused"))
+
+    calls.clear()
+    monkeypatch.setattr(sweep_module, "RDBStorage", DownStorage)
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        sweep_module.rdb_storage("postgresql://u:p@h/db", attempts=3)
+    assert len(calls) == 3

@@ -38,7 +38,7 @@ from rliable import library as rly  # noqa: E402
 from rliable import metrics  # noqa: E402
 
 from sb3_gap.sweep.protocols import load_reference, protocol_for  # noqa: E402
-from sb3_gap.sweep.sweep import _STATE_RANK, HP_PREFIX, cell_key, check_storage_url  # noqa: E402
+from sb3_gap.sweep.sweep import _STATE_RANK, HP_PREFIX, cell_key, check_storage_url, display_url, rdb_storage  # noqa: E402
 
 METRICS = ("IQM", "Median", "Mean", "Optimality gap")
 RUN_AXES = ("env", "seed")  # a configuration is every grid parameter but these
@@ -102,11 +102,12 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
     rows: dict[str, dict[str, Any]] = {}
     for storage, name in sources:
         check_storage_url(storage)
+        rdb = rdb_storage(storage)
         try:
-            study = optuna.load_study(study_name=name, storage=storage)
+            study = optuna.load_study(study_name=name, storage=rdb)
         except KeyError:
-            names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-            raise ValueError(f"No study {name!r} in {storage}; studies there: {names}") from None
+            names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
+            raise ValueError(f"No study {name!r} in {display_url(storage)}; studies there: {names}") from None
         trials = study.get_trials(deepcopy=False)
         best: dict[str, optuna.trial.FrozenTrial] = {}
         for t in trials:
@@ -317,7 +318,7 @@ def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tupl
     lines = [
         "# Sweep report",
         "",
-        f"Studies: {', '.join(f'`{n}` ({s})' for s, n in sources)}. Complete runs: {done}/{len(df)}.",
+        f"Studies: {', '.join(f'`{n}` ({display_url(s)})' for s, n in sources)}. Complete runs: {done}/{len(df)}.",
         "",
         "Normalization: "
         + "; ".join(f"`{e}`: {n}" for e, n in df.groupby("env")["normalization"].first().items())

@@ -117,6 +117,52 @@ def parse_value(text: str) -> Any:
     return text
 
 
+# The driver each backend needs, for the error when it is missing. SQLAlchemy >= 2.1 opens postgresql:// with
+# psycopg 3; psycopg2 needs postgresql+psycopg2:// (checked against PostgreSQL 15, docs/sweeps.md).
+DB_DRIVERS = {
+    "postgresql": 'pip install "psycopg[binary]" (for postgresql://; with psycopg2-binary write postgresql+psycopg2://)',
+    "mysql": "pip install pymysql, and write mysql+pymysql://",
+    "mariadb": "pip install pymysql, and write mariadb+pymysql://",
+}
+
+
+def display_url(url: str) -> str:
+    """``url`` with its password masked (``***``), for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: nothing to mask that make_url could find
+        return url
+
+
+def rdb_storage(url: str, attempts: int = 4, **kwargs: Any) -> RDBStorage:
+    """
+    ``optuna.storages.RDBStorage(url, **kwargs)``, with a clear error when the database driver is missing,
+    and retried when workers that start together on an empty database race to create Optuna's tables
+    (seen with PostgreSQL: one worker fails on a duplicate ``alembic_version`` type; a retry finds the tables).
+
+    :param url: SQLAlchemy database URL
+    :param attempts: Tries before a database error is raised
+    :param kwargs: Passed to ``RDBStorage``
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, **kwargs)
+        except ImportError as e:
+            backend = make_url(url).get_backend_name()
+            hint = DB_DRIVERS.get(backend, f"install the SQLAlchemy driver for {backend!r}")
+            raise ImportError(f"No database driver for the storage {display_url(url)}: {hint} ({e})") from None
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1) + random.random())
+    raise AssertionError("unreachable")
+
+
 def check_storage_url(url: str) -> None:
     """Raise ``ValueError`` unless ``url`` is an SQLAlchemy database URL Optuna's RDBStorage can open."""
     from sqlalchemy.engine import make_url
@@ -125,9 +171,11 @@ def check_storage_url(url: str) -> None:
     try:
         backend = make_url(url).get_backend_name()
     except (ArgumentError, ValueError, TypeError) as e:
-        raise ValueError(f"Bad storage URL {url!r} ({e}); valid forms: {STORAGE_EXAMPLES}") from None
+        raise ValueError(f"Bad storage URL {display_url(url)!r} ({e}); valid forms: {STORAGE_EXAMPLES}") from None
     if backend not in STORAGE_BACKENDS:
-        raise ValueError(f"Unsupported storage backend {backend!r} in {url!r}; valid backends: {list(STORAGE_BACKENDS)}")
+        raise ValueError(
+            f"Unsupported storage backend {backend!r} in {display_url(url)!r}; valid backends: {list(STORAGE_BACKENDS)}"
+        )
 
 
 def _check_env_id(env_id: str) -> None:
@@ -377,10 +425,10 @@ def make_storage(spec: SweepSpec, heartbeat: bool = True) -> RDBStorage:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 120}}
     if not heartbeat:
-        return RDBStorage(spec.storage, engine_kwargs=engine_kwargs)
+        return rdb_storage(spec.storage, engine_kwargs=engine_kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
+        return rdb_storage(
             spec.storage,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=spec.heartbeat_interval,
@@ -410,7 +458,7 @@ def open_study(spec: SweepSpec) -> optuna.Study:
     elif stored != json.loads(json.dumps(config)):
         diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != json.loads(json.dumps(config)).get(k))
         raise ValueError(
-            f"Study {spec.study!r} in {spec.storage} was run with other training settings {diff}: "
+            f"Study {spec.study!r} in {display_url(spec.storage)} was run with other training settings {diff}: "
             f"stored {({k: stored.get(k) for k in diff})}, given {({k: config.get(k) for k in diff})}; "
             f"use the same settings to resume, or a new --study name"
         )
@@ -851,7 +899,7 @@ def main(argv: list[str] | None = None) -> None:
     run_sweep(spec, workers=workers, progress=not args.no_progress, wait=not args.no_wait)
     wall = time.perf_counter() - start
     report_dir = args.report or (f"{spec.out_dir}/{spec.study}_report" if args.preset else None)
-    print(f"sweep {spec.study}: {wall:.1f} s wall ({spec.storage})", file=sys.stderr)
+    print(f"sweep {spec.study}: {wall:.1f} s wall ({display_url(spec.storage)})", file=sys.stderr)
     if report_dir:
         from sb3_gap.sweep.report import build_report
 
