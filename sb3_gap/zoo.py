@@ -29,8 +29,6 @@ from sb3_gap.extractor import ConvExtractor, policy_kwargs
 # Names usable inside string hyperparameters that rl_zoo3 eval()s (policy_kwargs, replay_buffer_kwargs).
 YAML_NAMES: dict[str, Any] = {"policy_kwargs": policy_kwargs, "ConvExtractor": ConvExtractor, "sb3_gap": sb3_gap}
 
-_registered = False
-
 
 def sample_rainbow_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict[str, Any]) -> dict[str, Any]:
     """
@@ -82,7 +80,6 @@ def register_with_zoo() -> list[str]:
 
     :return: The algorithm names added to ``rl_zoo3.utils.ALGOS`` (those whose class imports)
     """
-    global _registered
     zoo_utils = importlib.import_module("rl_zoo3.utils")
     hyperparams_opt = importlib.import_module("rl_zoo3.hyperparams_opt")
     exp_manager = importlib.import_module("rl_zoo3.exp_manager")
@@ -104,5 +101,4 @@ def register_with_zoo() -> list[str]:
     manager = exp_manager.ExperimentManager
     if not getattr(manager.is_atari, "_sb3_gap", False):
         manager.is_atari = _is_atari_or_sb3_gap_atari(manager.is_atari)
-    _registered = True
     return added

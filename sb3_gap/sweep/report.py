@@ -41,7 +41,6 @@ from sb3_gap.sweep.protocols import load_reference, protocol_for  # noqa: E402
 from sb3_gap.sweep.sweep import _STATE_RANK, HP_PREFIX, cell_key, check_storage_url, display_url, rdb_storage  # noqa: E402
 
 METRICS = ("IQM", "Median", "Mean", "Optimality gap")
-RUN_AXES = ("env", "seed")  # a configuration is every grid parameter but these
 
 
 def aggregate_metrics(scores: np.ndarray, gamma: float = 1.0) -> np.ndarray:

@@ -34,7 +34,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ from sb3_gap.sweep.protocols import protocol_for
 # Optuna's heartbeat API is marked experimental; it is the documented way to recover dead workers,
 # so its ExperimentalWarnings are silenced where it is used.
 
-GRID_AXES = ("algo", "encoder", "env", "bottleneck", "width_scale", "seed")
 HP_PREFIX = "hp:"  # grid parameters named "hp:<name>" are hyperparameters
 # ConvExtractor arguments go to policy_kwargs; every other hyperparameter goes to the algorithm.
 EXTRACTOR_ARGS = frozenset(
@@ -374,9 +373,6 @@ class SweepSpec:
         """Settings every worker of a study must share (checked against the study's copy)."""
         return dict(steps=self.steps, eval_freq=self.eval_freq, eval_episodes=self.eval_episodes,
                     final_evals=self.final_evals, n_envs=self.n_envs, fixed=dict(sorted(self.fixed.items())))  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _init_params(cls: type) -> set[str]:
@@ -882,8 +878,6 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         fields["save_models"] = False
     if "envs" not in fields:
         raise ValueError("--envs is required (or a --preset), e.g. --envs MinAtar/Breakout-v1")
-    if "steps" in fields and "eval_freq" not in fields:
-        fields["eval_freq"] = max(1, fields["steps"] // 10)
     return SweepSpec(**fields)
 
 
