@@ -38,7 +38,7 @@ from rliable import library as rly  # noqa: E402
 from rliable import metrics  # noqa: E402
 
 from sb3_gap.sweep.protocols import load_reference, protocol_for  # noqa: E402
-from sb3_gap.sweep.sweep import _STATE_RANK, HP_PREFIX, cell_key, check_storage_url, display_url, rdb_storage  # noqa: E402
+from sb3_gap.sweep.sweep import HP_PREFIX, best_trials, cell_key, check_storage_url, display_url, rdb_storage  # noqa: E402
 
 METRICS = ("IQM", "Median", "Mean", "Optimality gap")
 
@@ -108,13 +108,7 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
             names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
             raise ValueError(f"No study {name!r} in {display_url(storage)}; studies there: {names}") from None
         trials = study.get_trials(deepcopy=False)
-        best: dict[str, optuna.trial.FrozenTrial] = {}
-        for t in trials:
-            if not t.params:
-                continue
-            key = cell_key(t.params)
-            if key not in best or _STATE_RANK.get(t.state, 0) > _STATE_RANK.get(best[key].state, 0):
-                best[key] = t
+        best = best_trials([t for t in trials if t.params])  # queued trials without params: cells still "missing"
         steps = study.user_attrs.get("training_config", {}).get("steps")
         for params in _grid_cells(study, trials):
             key = cell_key(params)

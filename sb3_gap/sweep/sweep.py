@@ -461,14 +461,20 @@ def open_study(spec: SweepSpec) -> optuna.Study:
     return study
 
 
-def cell_states(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, TrialState | None]:
-    """Best state per cell key over all trials: COMPLETE > RUNNING > WAITING > FAIL > PRUNED."""
-    best: dict[str, TrialState | None] = {}
+def best_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, optuna.trial.FrozenTrial]:
+    """The best trial per cell key (COMPLETE > RUNNING > WAITING > FAIL > PRUNED; the first of equals).
+    A queued trial without params yet counts for the cell of its ``fixed_params``."""
+    best: dict[str, optuna.trial.FrozenTrial] = {}
     for t in trials:
         key = cell_key(t.params) if t.params else cell_key(t.system_attrs.get("fixed_params", {}))
-        if _STATE_RANK.get(t.state, 0) > _STATE_RANK.get(best.get(key), 0):  # type: ignore[arg-type]
-            best[key] = t.state
+        if key not in best or _STATE_RANK.get(t.state, 0) > _STATE_RANK.get(best[key].state, 0):
+            best[key] = t
     return best
+
+
+def cell_states(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, TrialState | None]:
+    """Best state per cell key over all trials (see :func:`best_trials`)."""
+    return {key: t.state for key, t in best_trials(trials).items()}
 
 
 # --------------------------------------------------------------------------------- one run
