@@ -350,6 +350,18 @@ def test_gradcam_cli_from_env(tmp_path):
     assert out.stat().st_size > 1000
 
 
+def test_gradcam_cli_from_a_dopamine_atari_id(tmp_path):
+    """Atari ids get their protocol's env (4 stacked 84x84 frames), as the sweeps build it."""
+    from sb3_gap.cli import main
+    from sb3_gap.envs import make_atari_vec_env
+
+    env = make_atari_vec_env("Pong", protocol="Dopamine", n_envs=1, seed=0)
+    Rainbow("CnnPolicy", env, buffer_size=100, policy_kwargs=policy_kwargs(encoder="nature", bottleneck="gap"), seed=0).save(tmp_path / "rb.zip")
+    out = tmp_path / "cam.png"
+    main(["gradcam", str(tmp_path / "rb.zip"), "--algo", "rainbow", "--env", "Dopamine/Pong-v5", "--steps", "3", "--out", str(out)])
+    assert out.stat().st_size > 1000
+
+
 # --------------------------------------------------------------------------------------------
 # Callbacks inside learn()
 # --------------------------------------------------------------------------------------------

@@ -127,21 +127,12 @@ def save_overlay(frame: np.ndarray, cam: np.ndarray, path: str | os.PathLike, ti
 
 def _observation_from_env(model: object, env_id: str, steps: int, seed: int) -> np.ndarray:
     """Play ``steps`` greedy steps in ``env_id`` and return the last observation, shaped like the model's."""
-    import gymnasium as gym
-    from stable_baselines3.common.env_util import make_atari_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTransposeImage, is_vecenv_wrapped
+    from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
 
-    import sb3_gap  # noqa: F401  (registers MinAtar/*)
+    from sb3_gap.sweep.protocols import protocol_for  # the evaluation env of each id's protocol, as the sweeps use
 
     space = model.observation_space  # type: ignore[attr-defined]
-    is_atari = env_id.startswith("ALE/") or "NoFrameskip" in env_id
-    if is_atari:
-        venv = make_atari_env(env_id, n_envs=1, seed=seed)
-        n_stack = min(space.shape) if len(space.shape) == 3 else 1
-        venv = VecFrameStack(venv, n_stack=n_stack)
-    else:
-        venv = DummyVecEnv([lambda: gym.make(env_id)])
-        venv.seed(seed)
+    venv = protocol_for(env_id).make_env(env_id, 1, seed, False)
     if venv.observation_space.shape != space.shape and not is_vecenv_wrapped(venv, VecTransposeImage):
         venv = VecTransposeImage(venv)
     if venv.observation_space.shape != space.shape:
