@@ -19,6 +19,7 @@ from pathlib import Path
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
+from sb3_gap.envs.atari import is_sb3_gap_atari, make_atari_vec_env
 from sb3_gap.sweep.scores import ATARI_HUMAN, ATARI_RANDOM, PROCGEN_MIN_MAX
 
 # (env_id, n_envs, seed, training) -> VecEnv
@@ -50,16 +51,8 @@ def make_sb3_gap_atari_env(env_id: str, n_envs: int, seed: int, training: bool) 
     its training-only wrappers when ``training`` (reward clipping; life-loss terminal for Atari-100k)
     and SB3's ``VecFrameStack(4)``, which Rainbow's replay detects.
     """
-    from sb3_gap.envs.atari import make_atari_vec_env
-
     protocol, game = env_id.split("/", 1)
     return make_atari_vec_env(game.rsplit("-v", 1)[0], protocol=protocol, n_envs=n_envs, train=training, seed=seed)
-
-
-def is_sb3_gap_atari_id(env_id: str) -> bool:
-    from sb3_gap.envs.atari import is_sb3_gap_atari
-
-    return is_sb3_gap_atari(env_id)
 
 
 def atari_game(env_id: str) -> str | None:
@@ -118,7 +111,7 @@ class EnvProtocol:
 PROTOCOLS: list[EnvProtocol] = [
     EnvProtocol(
         "atari",
-        is_sb3_gap_atari_id,
+        is_sb3_gap_atari,
         make_sb3_gap_atari_env,
         atari_reference,
         "human-normalized (random/human scores of Mnih et al. 2015; Badia et al. 2020)",
