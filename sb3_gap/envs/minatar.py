@@ -26,7 +26,9 @@ class MinAtarImage(gym.ObservationWrapper):
         self.observation_space = spaces.Box(0, 255, shape=(k, h, w), dtype=np.uint8)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.moveaxis(observation, -1, 0)).astype(np.uint8) * 255
+        frame = np.moveaxis(observation, -1, 0).astype(np.uint8, order="C")  # one copy per step, C-contiguous
+        frame *= 255
+        return frame
 
 
 def make_minatar(game: str, use_minimal_action_set: bool = True, **kwargs: Any) -> gym.Env:
