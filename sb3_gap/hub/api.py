@@ -384,16 +384,17 @@ def push_to_hub(
             "(or set the HF_TOKEN environment variable) with a token that has write access."
         )
 
+    plain: tuple[dict[str, Any], list[str]] | None = None  # model_to_plain(model), computed once
     if isinstance(source, BaseAlgorithm):
         name = safe.algo_name(source)
         if algo is not None and algo.lower() != name:
             raise ValueError(f"algo={algo!r} does not match the model's class {type(source).__name__} ({name!r})")
-        config, _ = safe.model_to_plain(source, env_id)
+        plain = safe.model_to_plain(source, env_id)
         src = _Source(
             model=source,
             algo=name,
             env_id=env_id,
-            hyperparams=hyperparams if hyperparams is not None else _hyperparams(config),
+            hyperparams=hyperparams if hyperparams is not None else _hyperparams(plain[0]),
             raw_config=None,
             raw_args=None,
             env_kwargs=dict(env_kwargs or {}),
@@ -429,7 +430,7 @@ def push_to_hub(
             shutil.copyfile(src.model_zip, stage / zip_name)
         else:
             src.model.save(stage / zip_name)
-        dropped = safe.save_safe(src.model, stage, env_id)
+        written = safe.save_safe(src.model, stage, env_id, plain)
         if src.raw_config is not None:
             shutil.copyfile(src.raw_config, stage / CONFIG_YML)
         else:
@@ -447,8 +448,10 @@ def push_to_hub(
         if video:
             _record_video(src.model, lambda: make_env(render=True), stage / VIDEO, video_length, deterministic)
         files = sorted(p.name for p in stage.iterdir()) + [README]
-        plain_kwargs = safe.read_config(stage / safe.CONFIG_FILE)["policy_kwargs"]
-        card = build_card(src.model, src.algo, env_id, repo_id, results, src.hyperparams, src.env_kwargs, files, dropped, plain_kwargs)
+        card = build_card(
+            src.model, src.algo, env_id, repo_id, results, src.hyperparams, src.env_kwargs, files,
+            written["dropped_attrs"], written["policy_kwargs"],
+        )  # fmt: skip
         card.save(stage / README)
 
         api = HfApi(endpoint=endpoint, token=token)
@@ -477,7 +480,7 @@ class _Download:
         with self._errors("reading the repository"):
             info = self.api.model_info(repo_id, revision=revision)
             self.revision: str = info.sha or (revision or "main")
-            self.files = set(self.api.list_repo_files(repo_id, revision=self.revision))
+            self.files = {sibling.rfilename for sibling in info.siblings or []}
 
     def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
         return _hub_errors(action, self.repo_id, self.endpoint, self.token)

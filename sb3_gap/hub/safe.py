@@ -301,19 +301,25 @@ def model_to_plain(model: BaseAlgorithm, env_id: str | None = None) -> tuple[dic
     return config, sorted(dropped)
 
 
-def save_safe(model: BaseAlgorithm, folder: str | Path, env_id: str | None = None) -> list[str]:
+def save_safe(
+    model: BaseAlgorithm,
+    folder: str | Path,
+    env_id: str | None = None,
+    plain: tuple[dict[str, Any], list[str]] | None = None,
+) -> dict[str, Any]:
     """
     Write ``sb3_gap.json`` and ``model.safetensors`` for ``model`` into ``folder``.
 
-    :return: Attributes left out of the config (see :func:`model_to_plain`)
+    :param plain: :func:`model_to_plain`'s result for ``model`` if the caller already has it
+    :return: The config written, with ``dropped_attrs``: attributes left out (see :func:`model_to_plain`)
     """
     folder = Path(folder)
-    config, dropped = model_to_plain(model, env_id)
-    config["dropped_attrs"] = dropped
+    config, dropped = plain if plain is not None else model_to_plain(model, env_id)
+    config = dict(config, dropped_attrs=dropped)
     # force_contiguous: ConvExtractor keeps conv weights in channels_last memory format.
     safetensors.torch.save_model(model.policy, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "sb3_gap": FORMAT})
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-    return dropped
+    return config
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
