@@ -2,8 +2,8 @@
 
 import sb3_gap.envs  # noqa: F401  (registers MinAtar/* ids)
 from sb3_gap.bottlenecks import BOTTLENECKS
-from sb3_gap.encoders import ImpalaEncoder, NatureEncoder
-from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
+from sb3_gap.encoders import ENCODERS, ImpalaEncoder, MinAtarEncoder, MinAtarImpalaEncoder, NatureEncoder
+from sb3_gap.extractor import ConvExtractor, policy_kwargs
 from sb3_gap.rainbow import Rainbow
 from sb3_gap.report import ParameterReport, parameter_report
 
@@ -14,6 +14,8 @@ __all__ = [
     "ENCODERS",
     "ConvExtractor",
     "ImpalaEncoder",
+    "MinAtarEncoder",
+    "MinAtarImpalaEncoder",
     "NatureEncoder",
     "ParameterReport",
     "Rainbow",

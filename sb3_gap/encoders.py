@@ -1,12 +1,17 @@
-"""Convolutional encoders φ (the part of a pixel network *before* the bottleneck).
+"""Convolutional encoders φ (the part of a pixel network *before* the bottleneck), and their registry.
 
-Both encoders return the raw feature map ``F ∈ R^{B×C×H×W}``; what happens to it
+Every encoder returns the raw feature map ``F ∈ R^{B×C×H×W}``; what happens to it
 (flatten, pooling, tokens) is the job of :mod:`sb3_gap.bottlenecks`.
+
+Adding an encoder is a one-file change: write an ``nn.Module`` whose constructor takes
+``(in_channels, scale=1, ...)`` and sets ``out_channels``, give it a ``min_image_size`` class
+attribute, and add it to :data:`ENCODERS`. Its extra constructor arguments (such as Impala's
+``extra_blocks``) become valid ``ConvExtractor`` arguments for that encoder only.
 
 Written by hand rather than reusing SB3's ``NatureCNN`` because ``NatureCNN`` fuses
 ``Flatten + Linear`` into the extractor (exactly the connection this project replaces)
 and hard-codes the channel counts, so it cannot be scaled. ``NatureEncoder(scale=1)``
-keeps the layer spec of ``NatureCNN.cnn`` (tested in ``tests/test_encoders.py``).
+keeps the layer spec of ``NatureCNN.cnn`` (tested in ``tests/test_extractor.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +47,10 @@ class ImpalaEncoder(nn.Module):
     :param channels: Base channel count of each stack
     :param num_blocks: Residual blocks per stack (2 in Impala)
     :param extra_blocks: Extra residual blocks per stack to deepen φ (paper Fig. 4 / Appendix A)
+    :param pool: Per stack, whether it down-samples with the 3×3/2 max-pool (default: every stack)
     """
+
+    min_image_size = 1
 
     def __init__(
         self,
@@ -51,16 +59,19 @@ class ImpalaEncoder(nn.Module):
         channels: tuple[int, ...] = (16, 32, 32),
         num_blocks: int = 2,
         extra_blocks: int = 0,
+        pool: tuple[bool, ...] | None = None,
     ) -> None:
         super().__init__()
+        pool = (True,) * len(channels) if pool is None else tuple(pool)
+        if len(pool) != len(channels):
+            raise ValueError(f"pool must give one flag per stack ({len(channels)} stacks), got {pool!r}")
         layers: list[nn.Module] = []
         prev = in_channels
-        for base in channels:
+        for base, down in zip(channels, pool):
             out = base * scale
-            layers += [
-                nn.Conv2d(prev, out, kernel_size=3, padding=1),
-                nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-            ]
+            layers.append(nn.Conv2d(prev, out, kernel_size=3, padding=1))
+            if down:
+                layers.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
             layers += [ResidualBlock(out) for _ in range(num_blocks + extra_blocks)]
             prev = out
         layers.append(nn.ReLU())
@@ -81,6 +92,8 @@ class NatureEncoder(nn.Module):
     :param scale: Multiplier on every layer's channel count (scales φ)
     """
 
+    min_image_size = 36
+
     def __init__(self, in_channels: int, scale: int = 1) -> None:
         super().__init__()
         c1, c2, c3 = 32 * scale, 64 * scale, 64 * scale
@@ -98,5 +111,55 @@ class NatureEncoder(nn.Module):
         return self.net(x)
 
 
-# Smallest square input each encoder accepts, used for the "image too small" error.
-MIN_IMAGE_SIZE = {"impala": 1, "nature": 36}
+
+class MinAtarEncoder(nn.Module):
+    """
+    Dopamine's MinAtar torso (``MinatarRainbowNetwork`` / ``MinatarDQNNetwork`` in
+    google/dopamine ``dopamine/labs/environments/minatar/minatar_env.py``): one 3×3 convolution,
+    16 channels × ``scale``, stride 1, SAME padding, ReLU, Xavier-uniform kernel and zero bias
+    (flax's defaults there). A 10×10 map gives a 16×10×10 feature map, so ``flatten`` has
+    1,600·dim(ψ) connection weights and ``gap`` 16·dim(ψ). Its receptive field is 3×3.
+
+    :param in_channels: Number of input channels (the game's object channels)
+    :param scale: Multiplier on the channel count
+    """
+
+    min_image_size = 1
+
+    def __init__(self, in_channels: int, scale: int = 1) -> None:
+        super().__init__()
+        conv = nn.Conv2d(in_channels, 16 * scale, kernel_size=3, stride=1, padding=1)
+        nn.init.xavier_uniform_(conv.weight)
+        nn.init.zeros_(conv.bias)
+        self.net = nn.Sequential(conv, nn.ReLU())
+        self.out_channels = 16 * scale
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return self.net(x)
+
+
+class MinAtarImpalaEncoder(ImpalaEncoder):
+    """
+    The MinAtar scaling study's encoder (``results/minatar_scaling/``, chosen by
+    ``benchmarks/minatar_encoder_pilot.py``): one Impala stack, ``conv3×3(16) → max-pool 3×3/2 →
+    1 residual block → ReLU``. A 10×10 map gives 16×5×5 features, so ``flatten`` has 25× the
+    connection weights of ``gap`` (400·dim(ψ) vs 16·dim(ψ)), and the receptive field (13×13) covers
+    the map, so channel means can still encode where objects are — unlike Dopamine's one-conv
+    :class:`MinAtarEncoder` (3×3 receptive field).
+
+    :param in_channels: Number of input channels
+    :param scale: Multiplier on the channel count
+    :param extra_blocks: Extra residual blocks
+    """
+
+    def __init__(self, in_channels: int, scale: int = 1, extra_blocks: int = 0) -> None:
+        super().__init__(in_channels, scale=scale, channels=(16,), num_blocks=1, extra_blocks=extra_blocks, pool=(True,))
+
+
+#: Encoders φ by name: what ``policy_kwargs(encoder=...)``, the sweep and the Zoo YAML accept.
+ENCODERS: dict[str, type[nn.Module]] = {
+    "impala": ImpalaEncoder,
+    "nature": NatureEncoder,
+    "minatar": MinAtarEncoder,
+    "minatar_impala": MinAtarImpalaEncoder,
+}

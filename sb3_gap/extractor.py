@@ -13,9 +13,7 @@ from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from sb3_gap.bottlenecks import BOTTLENECK_OPTIONS, BOTTLENECKS
-from sb3_gap.encoders import MIN_IMAGE_SIZE, ImpalaEncoder, NatureEncoder
-
-ENCODERS = {"impala": ImpalaEncoder, "nature": NatureEncoder}
+from sb3_gap.encoders import ENCODERS
 
 # Width of ψ's first layer at scale ×1 (Dopamine's Rainbow, paper Table 1).
 BASE_WIDTH = 512
@@ -40,13 +38,13 @@ class ConvExtractor(BaseFeaturesExtractor):
     atoms, policy/value) follows. Use :func:`policy_kwargs` to build the ``policy_kwargs`` dict.
 
     :param observation_space: A 3-D ``Box`` image space, channel-first (C, H, W) or channel-last (H, W, C)
-    :param encoder: φ, one of ``"impala"``, ``"nature"``
+    :param encoder: φ, a name of :data:`sb3_gap.encoders.ENCODERS` (``"impala"``, ``"nature"``, ``"minatar"``, ``"minatar_impala"``)
     :param bottleneck: One of ``"flatten"``, ``"gap"``, ``"gmp"``, ``"sparse"``, ``"tokenize"``, ``"softmoe"``
     :param width_scale: Width multiplier of ψ: dim(ψ) = 512 × ``width_scale``
     :param encoder_scale: Channel multiplier of φ
     :param psi_depth: Extra hidden layers of ψ (paper Fig. 8)
     :param layer_norm: LayerNorm in ψ before each ReLU
-    :param extra_blocks: Extra residual blocks per Impala stack (paper Fig. 4); Impala only
+    :param extra_blocks: Extra residual blocks per stack (paper Fig. 4); residual encoders only
     :param sparsity: Fraction of zero connection weights for ``bottleneck="sparse"`` (default 0.9)
     :param num_experts: Experts for ``bottleneck="softmoe"`` (default 4)
     :param normalized_image: Accepted for parity with SB3's ``NatureCNN``; any 3-D Box is accepted
@@ -91,18 +89,16 @@ class ConvExtractor(BaseFeaturesExtractor):
         self.channels_first = is_image_space_channels_first(observation_space)
         shape = observation_space.shape
         c, h, w = shape if self.channels_first else (shape[2], shape[0], shape[1])
-        if min(h, w) < MIN_IMAGE_SIZE[encoder]:
-            fits = [e for e, size in MIN_IMAGE_SIZE.items() if min(h, w) >= size]
+        encoder_cls = ENCODERS[encoder]
+        if min(h, w) < encoder_cls.min_image_size:
+            fits = [e for e, cls in ENCODERS.items() if min(h, w) >= cls.min_image_size]
             raise ValueError(
                 f"Image {h}x{w} is too small for encoder {encoder!r} (needs at least "
-                f"{MIN_IMAGE_SIZE[encoder]}x{MIN_IMAGE_SIZE[encoder]}); encoders that fit: {fits}"
+                f"{encoder_cls.min_image_size}x{encoder_cls.min_image_size}); encoders that fit: {fits}"
             )
 
-        phi: th.nn.Module
-        if encoder == "impala":
-            phi = ImpalaEncoder(c, scale=encoder_scale, extra_blocks=extra_blocks)
-        else:
-            phi = NatureEncoder(c, scale=encoder_scale)
+        encoder_options = {"extra_blocks": extra_blocks} if extra_blocks else {}
+        phi = encoder_cls(c, scale=encoder_scale, **encoder_options)
         with th.no_grad():
             phi_shape = tuple(phi(th.zeros(1, c, h, w)).shape[1:])
         if num_experts is not None and num_experts > phi_shape[1] * phi_shape[2]:
@@ -133,8 +129,9 @@ class ConvExtractor(BaseFeaturesExtractor):
         for name, minimum in (("width_scale", 1), ("encoder_scale", 1), ("psi_depth", 0), ("extra_blocks", 0)):
             if name in kwargs:
                 _check_int(name, kwargs[name], minimum)
-        if kwargs.get("extra_blocks") and encoder != "impala":
-            raise ValueError(f"extra_blocks={kwargs['extra_blocks']} needs encoder='impala' (residual blocks), got {encoder!r}")
+        if kwargs.get("extra_blocks") and "extra_blocks" not in inspect.signature(ENCODERS[encoder]).parameters:
+            owners = [e for e, cls in ENCODERS.items() if "extra_blocks" in inspect.signature(cls).parameters]
+            raise ValueError(f"extra_blocks={kwargs['extra_blocks']} needs a residual encoder {owners}, got {encoder!r}")
         for key in ("sparsity", "num_experts"):
             if kwargs.get(key) is not None and key not in BOTTLENECK_OPTIONS.get(bottleneck, ()):
                 owners = [b for b, keys in BOTTLENECK_OPTIONS.items() if key in keys]
@@ -170,7 +167,7 @@ def policy_kwargs(
     ``net_arch`` defaults to ``[]`` so that ψ lives entirely in the extractor and the algorithm
     only adds its output head (SB3's DQN/QR-DQN would otherwise add a hidden ``[64, 64]`` MLP).
 
-    :param encoder: ``"impala"`` or ``"nature"``
+    :param encoder: A name of :data:`sb3_gap.encoders.ENCODERS` (``"impala"``, ``"nature"``, ``"minatar"``, ``"minatar_impala"``)
     :param bottleneck: ``"flatten"``, ``"gap"``, ``"gmp"``, ``"sparse"``, ``"tokenize"`` or ``"softmoe"``
     :param width_scale: dim(ψ) = 512 × ``width_scale`` (the paper uses 1, 2, 4, 8)
     :param net_arch: Layers the algorithm adds after the extractor (default: none)

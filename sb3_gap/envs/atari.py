@@ -9,7 +9,9 @@ Two families of ids are registered on ``import sb3_gap`` (one per ALE game, e.g.
     (27,000 agent steps) at most per episode.
 
 ``Atari100k/<Game>-v5`` (DER, van Hasselt et al. 2019; Kaiser et al. 2020)
-    No sticky actions, up to 30 random no-ops at reset, the same frame processing and cap.
+    No sticky actions, no no-op starts (as Dopamine's Atari-100k: ``labs/atari_100k`` runs
+    ``atari_lib.create_atari_environment`` with ``sticky_actions=False`` and no no-ops), the same
+    frame processing and cap.
     Training ends an episode on life loss (see :data:`TRAIN_WRAPPERS`); evaluation plays whole games.
 
 The ids return the *evaluation* env: one channel-first ``uint8`` frame ``(1, 84, 84)``, raw game
@@ -65,8 +67,9 @@ class AtariProtocol:
 PROTOCOLS: dict[str, AtariProtocol] = {
     # Paper Table 1, "Rainbow" column: sticky actions True, reward clipping True; 200M frames.
     "Dopamine": AtariProtocol(0.25, 0, False, True, 50_000_000),
-    # Paper Table 1, "DER" column: sticky actions False, reward clipping True; 100k agent steps.
-    "Atari100k": AtariProtocol(0.0, 30, True, True, 100_000),
+    # Paper Table 1, "DER" column: sticky actions False, reward clipping True; 100k agent steps. No no-op
+    # starts: Dopamine's Atari-100k (labs/atari_100k/configs/DER.gin, discrete_domains/atari_lib.py) has none.
+    "Atari100k": AtariProtocol(0.0, 0, True, True, 100_000),
 }
 
 # The 26 games of the Atari-100k benchmark (paper appendix A).
@@ -131,7 +134,7 @@ def make_atari(
     An Atari game preprocessed for one protocol (the evaluation env: raw rewards, whole games).
 
     :param game: ALE game name, e.g. ``"Pong"`` or ``"space_invaders"``
-    :param protocol: ``"Dopamine"`` (sticky actions, no no-ops) or ``"Atari100k"`` (no sticky actions, 30 no-ops)
+    :param protocol: ``"Dopamine"`` (sticky actions, no no-ops) or ``"Atari100k"`` (no sticky actions, no no-ops)
     :param frame_stack: Frames stacked inside the env; keep 1 when SB3's ``VecFrameStack`` stacks (Zoo, Rainbow)
     :param noop_max: Override the protocol's random no-ops at reset
     :param repeat_action_probability: Override the protocol's sticky-action probability

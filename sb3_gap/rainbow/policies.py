@@ -27,14 +27,20 @@ class NoisyLinear(nn.Module):
     Exploration", Sec. 3.2): ``y = (μ_w + σ_w ⊙ ε_w) x + μ_b + σ_b ⊙ ε_b`` with
     ``ε_w = f(ε_out) f(ε_in)ᵀ``, ``ε_b = f(ε_out)`` and ``f(x) = sgn(x) √|x|``.
 
-    The noise is resampled only by :meth:`reset_noise` and used only when ``forward(x, noise=True)``:
-    it never depends on ``nn.Module.training`` (SB3 switches policies to eval mode when acting, so
-    noise keyed on ``.training`` would silently never explore). The current ε is a buffer, so it is
-    saved with the model and a loaded model acts exactly like the saved one.
+    The noise is resampled only by :meth:`reset_noise` and used only when ``forward(x, noise=True)``
+    (or, called without ``noise``, while :attr:`use_noise` is set, which is how :class:`RainbowNetwork`
+    switches the noisy layers inside a features extractor): it never depends on ``nn.Module.training``
+    (SB3 switches policies to eval mode when acting, so noise keyed on ``.training`` would silently never
+    explore). The current ε is a buffer, so it is saved with the model and a loaded model acts exactly
+    like the saved one.
+
+    σ₀: Fortunato et al. (2018, Sec. 3.2) use 0.5; Dopamine's ``NoisyNetwork`` (google/dopamine
+    ``dopamine/jax/networks.py``), used by its full Rainbow and DER, initialises σ to 0.1/√p, which is
+    what :data:`sb3_gap.rainbow.PRESETS` ``"der"`` and ``"full"`` set.
 
     :param in_features: Input size p
     :param out_features: Output size q
-    :param sigma0: σ₀; σ is initialised to σ₀/√p (the paper uses 0.5)
+    :param sigma0: σ₀; σ is initialised to σ₀/√p
     """
 
     def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
@@ -48,8 +54,19 @@ class NoisyLinear(nn.Module):
         self.bias_sigma = nn.Parameter(th.empty(out_features))
         self.register_buffer("eps_in", th.zeros(in_features))
         self.register_buffer("eps_out", th.zeros(out_features))
+        self.use_noise = True
         self.reset_parameters()
         self.reset_noise()
+
+    @property
+    def weight(self) -> th.Tensor:
+        """μ_w: the weights the noise-free layer applies (what parameter reports count)."""
+        return self.weight_mu
+
+    @property
+    def bias(self) -> th.Tensor:
+        """μ_b."""
+        return self.bias_mu
 
     def reset_parameters(self) -> None:
         """μ ~ U[-1/√p, 1/√p], σ = σ₀/√p (Fortunato et al. 2018, Sec. 3.2)."""
@@ -70,8 +87,8 @@ class NoisyLinear(nn.Module):
         self.eps_in.copy_(self._scaled_noise(self.in_features, self.eps_in.device))
         self.eps_out.copy_(self._scaled_noise(self.out_features, self.eps_out.device))
 
-    def forward(self, x: th.Tensor, noise: bool = True) -> th.Tensor:  # type: ignore[override]
-        if not noise:
+    def forward(self, x: th.Tensor, noise: bool | None = None) -> th.Tensor:  # type: ignore[override]
+        if not (self.use_noise if noise is None else noise):
             return F.linear(x, self.weight_mu, self.bias_mu)
         weight = self.weight_mu + self.weight_sigma * th.outer(self.eps_out, self.eps_in)
         bias = self.bias_mu + self.bias_sigma * self.eps_out
@@ -79,6 +96,27 @@ class NoisyLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, sigma0={self.sigma0}"
+
+
+def make_noisy(module: nn.Module, sigma0: float) -> int:
+    """
+    Replace every plain ``nn.Linear`` inside ``module`` by a :class:`NoisyLinear` of the same shape, in
+    place: with noisy nets, ψ's dense layers in the features extractor are noisy too, as in Dopamine's
+    ``FullRainbowNetwork`` (google/dopamine ``dopamine/jax/networks.py``: the 512-unit layer after the
+    torso is a ``NoisyNetwork``). Convolutions, masked (sparse) and expert layers stay as they are.
+
+    :param module: A features extractor (``ConvExtractor``, SB3's ``NatureCNN``, ...)
+    :param sigma0: σ₀ of the new layers
+    :return: The number of layers replaced
+    """
+    replaced = 0
+    for name, child in list(module.named_children()):
+        if type(child) is nn.Linear:
+            setattr(module, name, NoisyLinear(child.in_features, child.out_features, sigma0=sigma0).to(child.weight.device))
+            replaced += 1
+        else:
+            replaced += make_noisy(child, sigma0)
+    return replaced
 
 
 class _NoiseSequential(nn.Sequential):
@@ -165,7 +203,7 @@ class RainbowNetwork(BasePolicy):
     :param v_max: Largest atom
     :param distributional: C51 head (else one Q-value per action, as DQN)
     :param dueling: Dueling value/advantage streams
-    :param noisy: Factorised noisy linear layers in the head
+    :param noisy: Factorised noisy linear layers in the head and in the extractor's dense layers (ψ)
     :param sigma0: σ₀ of the noisy layers
     :param net_arch: Hidden layers of the head
     :param activation_fn: Activation function
@@ -202,6 +240,10 @@ class RainbowNetwork(BasePolicy):
         self.dueling = dueling
         self.noisy = noisy
         self.sigma0 = sigma0
+        if noisy:
+            make_noisy(self.features_extractor, sigma0)
+        # A plain list (not submodules): the extractor's noisy layers, switched per forward call.
+        self._extractor_noisy = [m for m in self.features_extractor.modules() if isinstance(m, NoisyLinear)]
         n_outputs = n_atoms if distributional else 1
         self.head = RainbowHead(
             features_dim, int(action_space.n), n_outputs, self.net_arch, activation_fn, dueling, noisy, sigma0
@@ -228,6 +270,8 @@ class RainbowNetwork(BasePolicy):
         :param noise: Use the current noise of the noisy layers (no effect without noisy nets)
         :return: (B, A, n_atoms) logits if distributional, else (B, A) Q-values
         """
+        for layer in self._extractor_noisy:
+            layer.use_noise = noise
         out = self.head(self.extract_features(obs, self.features_extractor), noise)
         return out if self.distributional else out.squeeze(-1)
 
@@ -283,8 +327,8 @@ class RainbowPolicy(BasePolicy):
     :param v_max: Largest atom
     :param distributional: C51 head (else scalar Q as in DQN)
     :param dueling: Dueling value/advantage streams
-    :param noisy: Factorised noisy linear layers in the head
-    :param sigma0: σ₀ of the noisy layers (Fortunato et al. use 0.5)
+    :param noisy: Factorised noisy linear layers in the head and in the extractor's dense layers (ψ)
+    :param sigma0: σ₀ of the noisy layers (Fortunato et al. use 0.5, Dopamine 0.1)
     :param net_arch: Hidden layers of the head; ``[]`` puts the head directly on the features
         (what :func:`sb3_gap.policy_kwargs` passes); default ``[64, 64]``, or ``[]`` on ``NatureCNN``
     :param activation_fn: Activation function

@@ -15,22 +15,89 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack
 
 from sb3_gap.envs.atari import is_sb3_gap_atari, make_atari_vec_env
 from sb3_gap.sweep.scores import ATARI_HUMAN, ATARI_RANDOM, PROCGEN_MIN_MAX
 
-# (env_id, n_envs, seed, training) -> VecEnv
-EnvFactory = Callable[[str, int, int, bool], VecEnv]
+# (env_id, n_envs, seed, training, env_kwargs=None, env_wrapper=None) -> VecEnv
+EnvFactory = Callable[..., VecEnv]
 # env_id -> (low, high) for (x - low) / (high - low), or None for raw scores
 Reference = Callable[[str], "tuple[float, float] | None"]
 
+#: Dopamine's evaluation ε (``epsilon_eval=0.001`` in ``dopamine/jax/agents/dqn/dqn_agent.py`` and the Rainbow agents).
+DOPAMINE_EVAL_EPSILON = 0.001
 
-def make_plain_env(env_id: str, n_envs: int, seed: int, training: bool) -> VecEnv:
-    """``gym.make(env_id)`` in a Monitor-wrapped ``DummyVecEnv`` (MinAtar and any other id)."""
-    return make_vec_env(env_id, n_envs=n_envs, seed=seed)
+
+class EpsilonGreedyActions(VecEnvWrapper):
+    """
+    Replace each env's action by a uniformly random one with probability ``epsilon``: ε-greedy
+    evaluation (Dopamine's ``epsilon_eval``) for any SB3 algorithm that evaluates greedily
+    (``deterministic=True``), without touching the model.
+
+    :param venv: The evaluation VecEnv (discrete actions)
+    :param epsilon: Probability of a random action per env step
+    :param seed: Seed of the wrapper's own random stream
+    """
+
+    def __init__(self, venv: VecEnv, epsilon: float, seed: int | None = None) -> None:
+        super().__init__(venv)
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
+        self.epsilon = epsilon
+        self.rng = np.random.default_rng(seed)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        actions = np.array(actions, copy=True)
+        explore = self.rng.random(self.num_envs) < self.epsilon
+        if explore.any():
+            n = int(self.action_space.n)  # type: ignore[attr-defined]
+            actions[explore] = self.rng.integers(0, n, size=int(explore.sum()))
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> Any:
+        return self.venv.step_wait()
+
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+
+def zoo_wrapper_class(env_wrapper: Any) -> Any:
+    """The wrapper class (or chain) of a Zoo ``env_wrapper`` entry, built by rl_zoo3's own ``get_wrapper_class``."""
+    if not env_wrapper:
+        return None
+    from rl_zoo3.utils import get_wrapper_class
+
+    return get_wrapper_class({"env_wrapper": env_wrapper})
+
+
+def make_plain_env(
+    env_id: str, n_envs: int, seed: int, training: bool, env_kwargs: dict[str, Any] | None = None, env_wrapper: Any = None
+) -> VecEnv:
+    """
+    ``gym.make(env_id, **env_kwargs)`` in a Monitor-wrapped ``DummyVecEnv`` (MinAtar and any other id).
+    A Zoo ``env_wrapper`` is applied outside the Monitor, in training only, as rl_zoo3 does (so logged
+    and evaluated returns stay raw game scores).
+    """
+    wrapper = zoo_wrapper_class(env_wrapper) if training else None
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper)
+
+
+def _no_zoo_env_settings(factory: Callable[[str, int, int, bool], VecEnv]) -> EnvFactory:
+    # Atari protocols build their own wrappers (reward clipping, life loss, 4-frame stack), which are what
+    # the Zoo's atari sections list in env_wrapper/frame_stack; other env kwargs have no place there.
+    def make(env_id: str, n_envs: int, seed: int, training: bool, env_kwargs: dict[str, Any] | None = None, env_wrapper: Any = None) -> VecEnv:
+        if env_kwargs:
+            raise ValueError(f"env_kwargs {env_kwargs!r} are not supported for the Atari id {env_id!r} (its protocol fixes the env)")
+        return factory(env_id, n_envs, seed, training)
+
+    make.__name__ = factory.__name__
+    make.__doc__ = factory.__doc__
+    return make
 
 
 def make_atari_protocol_env(env_id: str, n_envs: int, seed: int, training: bool) -> VecEnv:
@@ -96,9 +163,10 @@ class EnvProtocol:
 
     :param name: Short name shown in reports (``"atari"``, ``"procgen"``, ``"default"``)
     :param matches: Whether this protocol handles an env id
-    :param make_env: ``(env_id, n_envs, seed, training) -> VecEnv``
+    :param make_env: ``(env_id, n_envs, seed, training, env_kwargs=None, env_wrapper=None) -> VecEnv``
     :param reference: ``env_id -> (low, high)`` for normalized scores, or ``None`` for raw scores
     :param normalization: One line saying what the normalized score means, for reports
+    :param eval_epsilon: ε of the evaluation policy (0: greedy; Dopamine's protocols use 0.001)
     """
 
     name: str
@@ -106,23 +174,33 @@ class EnvProtocol:
     make_env: EnvFactory = make_plain_env
     reference: Callable[[str], tuple[float, float] | None] = field(default=lambda env_id: None)
     normalization: str = "raw return"
+    eval_epsilon: float = 0.0
+
+    def make_eval_env(self, env_id: str, seed: int, env_kwargs: dict[str, Any] | None = None) -> VecEnv:
+        """One evaluation env, with ε-greedy actions when :attr:`eval_epsilon` > 0."""
+        venv = self.make_env(env_id, 1, seed, False, env_kwargs=env_kwargs)
+        return EpsilonGreedyActions(venv, self.eval_epsilon, seed=seed) if self.eval_epsilon > 0 else venv
 
 
 PROTOCOLS: list[EnvProtocol] = [
     EnvProtocol(
         "atari",
         is_sb3_gap_atari,
-        make_sb3_gap_atari_env,
+        _no_zoo_env_settings(make_sb3_gap_atari_env),
         atari_reference,
         "human-normalized (random/human scores of Mnih et al. 2015; Badia et al. 2020)",
+        eval_epsilon=DOPAMINE_EVAL_EPSILON,
     ),
     EnvProtocol(
         "atari",
         lambda env_id: atari_game(env_id) is not None,
-        make_atari_protocol_env,
+        _no_zoo_env_settings(make_atari_protocol_env),
         atari_reference,
         "human-normalized (random/human scores of Mnih et al. 2015; Badia et al. 2020)",
     ),
+    # MinAtar as Dopamine runs it (dopamine/labs/environments/minatar): evaluation ε 0.001; the zoo's
+    # minatar section adds the full action set (env_kwargs) and reward clipping (env_wrapper).
+    EnvProtocol("minatar", lambda env_id: env_id.startswith("MinAtar/"), make_plain_env, eval_epsilon=DOPAMINE_EVAL_EPSILON),
     EnvProtocol(
         "procgen",
         lambda env_id: procgen_game(env_id) is not None,

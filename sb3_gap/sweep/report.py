@@ -125,14 +125,15 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
                     params_bottleneck=(attrs.get("params_connection") or 0) + (attrs.get("params_psi") or 0),
                     params_connection=attrs.get("params_connection"),
                     curve=dict(sorted(t.intermediate_values.items())),
+                    settings=attrs.get("settings"),
                 )
             rows[key] = row
     df = pd.DataFrame(list(rows.values()))
     if df.empty:
         return df
-    for col in ("score", "wall_h", "params_total", "params_bottleneck", "params_connection", "curve"):
+    for col in ("score", "wall_h", "params_total", "params_bottleneck", "params_connection", "curve", "settings"):
         if col not in df:
-            df[col] = None if col == "curve" else np.nan
+            df[col] = None if col in ("curve", "settings") else np.nan
     df["score"] = df["score"].astype(float)
     normalized, notes = [], []
     for env_id, score in zip(df["env"], df["score"]):
@@ -347,7 +348,47 @@ def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tupl
                 cells.append(f"{ok['score'].mean():.3g} (n={len(ok)}/{len(g)})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
+    lines += settings_section(df, sources)
     return "\n".join(lines) + "\n"
+
+
+def _settings_key(settings: dict[str, Any]) -> str:
+    # What a configuration trains with, without what differs per run (env, seed) by construction.
+    # (The Zoo section's name differs per env even when its content is shared through a YAML anchor.)
+    return json.dumps({k: v for k, v in settings.items() if k not in ("env", "seed", "zoo_source")}, sort_keys=True)
+
+
+def settings_section(df: pd.DataFrame, sources: Sequence[tuple[str, str]]) -> list[str]:
+    """
+    Markdown listing what each configuration ran with: the Zoo section the hyperparameters came
+    from, the overrides, and the resolved hyperparameters and network (from each run's ``settings.json``,
+    stored with its trial). Runs of one configuration that differ are listed separately.
+    """
+    lines = ["", "## Settings per configuration", ""]
+    done = df[(df["state"] == "COMPLETE") & df["settings"].notna()]
+    if done.empty:
+        return lines + ["No complete run recorded its settings."]
+    for label, group in done.groupby("config", sort=False):
+        variants: dict[str, list[str]] = {}
+        sources: dict[str, set[str]] = {}
+        for _, row in group.iterrows():
+            key = _settings_key(row["settings"])
+            variants.setdefault(key, []).append(f"{row['env']} s{row['seed']}")
+            sources.setdefault(key, set()).add(str(row["settings"].get("zoo_source")))
+        for key, runs in variants.items():
+            settings = json.loads(key)
+            scope = "all its runs" if len(variants) == 1 else ", ".join(runs)
+            lines += [
+                f"**{label}** ({scope}): hyperparameters from `{'`, `'.join(sorted(sources[key]))}`, "
+                f"overrides `{json.dumps(settings.get('overrides', {}), sort_keys=True)}`, {settings.get('steps')} steps, "
+                f"evaluation {json.dumps(settings.get('eval', {}), sort_keys=True)}.",
+                "",
+                "```json",
+                json.dumps({k: settings.get(k) for k in ("hyperparameters", "policy_kwargs", "env_settings")}, indent=1, sort_keys=True),
+                "```",
+                "",
+            ]
+    return lines
 
 
 def build_report(
@@ -379,7 +420,7 @@ def build_report(
     if df.empty:
         raise ValueError(f"The studies {[n for _, n in sources]} have no trials yet; run `sb3-gap sweep` first")
     agg = aggregate_table(df, reps=reps, seed=seed, gamma=gamma)
-    df.drop(columns=["curve"]).to_csv(out / "runs.csv", index=False)
+    df.drop(columns=["curve", "settings"]).to_csv(out / "runs.csv", index=False)
     agg.to_csv(out / "aggregates.csv", index=False)
     figures = []
     label = "raw return" if (df["normalization"] == "raw return").all() else "normalized score"

@@ -56,6 +56,7 @@ from sb3_gap.bottlenecks import BOTTLENECKS
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
 from sb3_gap.report import parameter_report
 from sb3_gap.sweep.protocols import protocol_for
+from sb3_gap.zoo_config import ZooSettings, materialize, resolve_section
 
 # Optuna's heartbeat API is marked experimental; it is the documented way to recover dead workers,
 # so its ExperimentalWarnings are silenced where it is used.
@@ -69,36 +70,6 @@ EVAL_SEED_OFFSET = 10_000  # evaluation envs never share a seed with training en
 STORAGE_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
 STORAGE_EXAMPLES = "sqlite:///runs/sweep.db, postgresql://user:password@host/db, mysql+pymysql://user:password@host/db"
 _STATE_RANK = {TrialState.COMPLETE: 5, TrialState.RUNNING: 4, TrialState.WAITING: 3, TrialState.FAIL: 2, TrialState.PRUNED: 1}
-
-
-def _dqn_like(steps: int) -> dict[str, Any]:
-    # The demo's QR-DQN settings, scaled to the run length so that tiny runs still learn.
-    return dict(
-        learning_rate=2.5e-4,
-        buffer_size=min(100_000, steps),
-        learning_starts=min(1_000, steps // 10),
-        batch_size=32,
-        train_freq=4,
-        target_update_interval=max(1, min(1_000, steps // 20)),
-        exploration_fraction=0.25,
-        exploration_final_eps=0.01,
-    )
-
-
-# Per-algorithm defaults as functions of the step budget; only keys the algorithm accepts are passed.
-DEFAULT_HYPERPARAMS: dict[str, Callable[[int], dict[str, Any]]] = {
-    "dqn": _dqn_like,
-    "qrdqn": _dqn_like,
-    # Dopamine's Rainbow (the paper's agent) with replay, warm-up, target sync and ε decay scaled to the budget.
-    "rainbow": lambda steps: dict(
-        learning_rate=1e-4,
-        buffer_size=min(100_000, steps),
-        learning_starts=min(1_000, steps // 10),
-        target_update_interval=max(1, min(2_000, steps // 20)),
-        exploration_steps=max(1, steps // 4),
-    ),
-    "ppo": lambda steps: dict(learning_rate=2.5e-4, n_steps=128, batch_size=64, n_epochs=4, ent_coef=0.01),
-}
 
 
 def parse_value(text: str) -> Any:
@@ -242,6 +213,8 @@ class SweepSpec:
     :param grace_period: Seconds without heartbeat before a trial counts as dead (default 3 × interval)
     :param max_retry: Times a dead worker's trial is retried (``None``: forever)
     :param device: Torch device for training (``"auto"`` uses CUDA when present)
+    :param conf_dir: Folder of the Zoo configs ``<algo>.yml`` each run's hyperparameters come from
+        (default: the repository's ``zoo_configs/``); ``fixed`` and ``hyperparams`` override them
     """
 
     envs: list[str]
@@ -265,6 +238,7 @@ class SweepSpec:
     grace_period: int | None = None
     max_retry: int | None = 3
     device: str = "auto"
+    conf_dir: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, int) and not isinstance(self.seeds, bool):
@@ -308,6 +282,8 @@ class SweepSpec:
                 raise ValueError(f"Seeds must be non-negative integers, got {seed!r}")
         for env_id in self.envs:
             _check_env_id(env_id)
+            for algo in self.algos:
+                resolve_section(algo, env_id, self.conf_dir)  # every run has its Zoo section
         for name, value in (("steps", self.steps), ("eval_freq", self.eval_freq), ("eval_episodes", self.eval_episodes),
                             ("final_evals", self.final_evals), ("n_envs", self.n_envs), ("heartbeat_interval", self.heartbeat_interval)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -363,16 +339,24 @@ class SweepSpec:
         return dict(sorted(space.items()))
 
     def cells(self) -> list[dict[str, Any]]:
-        """Every grid cell as a parameter dict, in a stable order."""
+        """
+        Every grid cell as a parameter dict, in the order workers start them: the widest ψ first, then
+        seed by seed, so that a study cut off early has every seed of the scaled networks (the paper's claim).
+        """
         import itertools
 
         space = self.search_space()
-        return [dict(zip(space, values)) for values in itertools.product(*space.values())]
+        cells = [dict(zip(space, values)) for values in itertools.product(*space.values())]
+        seeds = {seed: i for i, seed in enumerate(space["seed"])}
+        return sorted(cells, key=lambda c: (-c["width_scale"], seeds[c["seed"]]))  # stable: the rest keeps grid order
 
     def training_config(self) -> dict[str, Any]:
         """Settings every worker of a study must share (checked against the study's copy)."""
-        return dict(steps=self.steps, eval_freq=self.eval_freq, eval_episodes=self.eval_episodes,
-                    final_evals=self.final_evals, n_envs=self.n_envs, fixed=dict(sorted(self.fixed.items())))  # fmt: skip
+        config = dict(steps=self.steps, eval_freq=self.eval_freq, eval_episodes=self.eval_episodes,
+                      final_evals=self.final_evals, n_envs=self.n_envs, fixed=dict(sorted(self.fixed.items())))  # fmt: skip
+        if self.conf_dir is not None:
+            config["conf_dir"] = self.conf_dir
+        return config
 
 
 def _init_params(cls: type) -> set[str]:
@@ -554,24 +538,76 @@ class RunProgressCallback(BaseCallback):
         self.bar.close()
 
 
+def _jsonable(value: Any) -> Any:
+    """A JSON-friendly copy of a settings value (classes and schedules by name)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def resolve_run(spec: SweepSpec, params: dict[str, Any]) -> tuple[ZooSettings, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """
+    Everything one grid cell trains with: the Zoo section for its (algo, env) as rl_zoo3 reads it,
+    then ``spec.fixed``, then the cell's grid hyperparameters. Nothing is rescaled.
+
+    :return: ``(zoo settings, algorithm kwargs, policy_kwargs, overrides)``, where ``overrides`` are the
+        values that differ from the Zoo section (``fixed`` and grid hyperparameters)
+    """
+    settings = resolve_section(params["algo"], params["env"], spec.conf_dir)
+    overrides = {**spec.fixed, **{k[len(HP_PREFIX):]: v for k, v in params.items() if k.startswith(HP_PREFIX)}}
+    net = {k: v for k, v in overrides.items() if k in EXTRACTOR_ARGS}
+    kwargs = {**settings.algo_kwargs, **{k: v for k, v in overrides.items() if k not in EXTRACTOR_ARGS}}
+    accepted = _init_params(get_algo(params["algo"]))
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(f"{settings.source} gives {unknown}, which {params['algo']} does not accept; valid: {sorted(accepted)}")
+    # The section's own network arguments other than the grid's axes carry over (e.g. layer_norm).
+    network = {k: v for k, v in settings.network.items() if k not in ("encoder", "bottleneck", "width_scale")}
+    network.update(net)
+    pk = {**settings.policy_extra, **policy_kwargs(encoder=params["encoder"], bottleneck=params["bottleneck"], width_scale=params["width_scale"], **network)}
+    return settings, kwargs, pk, overrides
+
+
+def run_settings(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """The resolved settings of one run as plain JSON (written to ``settings.json`` and listed by the report)."""
+    settings, kwargs, pk, overrides = resolve_run(spec, params)
+    return _jsonable(
+        dict(
+            zoo_source=settings.source,
+            algo=params["algo"],
+            env=params["env"],
+            policy="CnnPolicy",
+            hyperparameters=dict(sorted(kwargs.items())),
+            policy_kwargs=pk,
+            env_settings=settings.env,
+            overrides=dict(sorted(overrides.items())),
+            steps=spec.steps,
+            eval=dict(freq=spec.eval_freq, episodes=spec.eval_episodes, final_evals=spec.final_evals,
+                      epsilon=protocol_for(params["env"]).eval_epsilon, protocol=protocol_for(params["env"]).name),  # fmt: skip
+            n_envs=spec.n_envs,
+            seed=params["seed"],
+        )
+    )
+
+
 def build_model(spec: SweepSpec, params: dict[str, Any], env: Any, tensorboard_log: str | None = None) -> BaseAlgorithm:
-    """The algorithm of one grid cell: defaults for the step budget, then fixed and grid hyperparameters."""
-    algo_cls = get_algo(params["algo"])
-    hps = {**spec.fixed, **{k[len(HP_PREFIX):]: v for k, v in params.items() if k.startswith(HP_PREFIX)}}
-    net = {k: v for k, v in hps.items() if k in EXTRACTOR_ARGS}
-    accepted = _init_params(algo_cls)
-    defaults = DEFAULT_HYPERPARAMS.get(params["algo"], lambda steps: {})(spec.steps)
-    kwargs = {k: v for k, v in defaults.items() if k in accepted}
-    kwargs.update({k: v for k, v in hps.items() if k not in EXTRACTOR_ARGS})
-    return algo_cls(
+    """The algorithm of one grid cell with the hyperparameters of :func:`resolve_run`."""
+    _, kwargs, pk, _ = resolve_run(spec, params)
+    return get_algo(params["algo"])(
         "CnnPolicy",
         env,
-        policy_kwargs=policy_kwargs(encoder=params["encoder"], bottleneck=params["bottleneck"], width_scale=params["width_scale"], **net),
+        policy_kwargs=pk,
         seed=params["seed"],
         tensorboard_log=tensorboard_log,
         device=spec.device,
         verbose=0,
-        **kwargs,
+        **materialize(kwargs),
     )
 
 
@@ -596,8 +632,12 @@ def train_cell(
     run_dir = run_dir_for(spec, params)
     run_dir.mkdir(parents=True, exist_ok=True)
     protocol = protocol_for(params["env"])
-    env = protocol.make_env(params["env"], spec.n_envs, params["seed"], True)
-    eval_env = protocol.make_env(params["env"], 1, params["seed"] + EVAL_SEED_OFFSET, False)
+    settings = run_settings(spec, params)
+    atomic_write_json(run_dir / "settings.json", settings)
+    zoo_env = resolve_section(params["algo"], params["env"], spec.conf_dir).env
+    env_kwargs = zoo_env.get("env_kwargs")
+    env = protocol.make_env(params["env"], spec.n_envs, params["seed"], True, env_kwargs=env_kwargs, env_wrapper=zoo_env.get("env_wrapper"))
+    eval_env = protocol.make_eval_env(params["env"], params["seed"] + EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
     model = build_model(spec, params, env, tensorboard_log=str(run_dir / "tb"))
     assert spec.eval_freq is not None
     evaluator = SweepEvalCallback(
@@ -620,6 +660,7 @@ def train_cell(
         run_dir=str(run_dir.resolve()),
         host=socket.gethostname(),
         device=str(model.device),
+        settings=settings,
         **{f"params_{k}": v for k, v in counts.items()},
     )
     if spec.save_models:
@@ -716,7 +757,6 @@ def run_worker(
         th.set_num_threads(threads)
     study = open_study(spec)
     cells = {cell_key(c): c for c in spec.cells()}
-    space = json.loads(json.dumps(spec.search_space()))
     objective = _Objective(spec, progress)
     rng = random.Random()
     poll = poll_interval if poll_interval is not None else float(spec.heartbeat_interval)
@@ -741,12 +781,10 @@ def run_worker(
                 time.sleep(poll)  # the rest is running elsewhere
                 continue
             if not waiting:
-                fresh = [k for k in todo if k not in states]
-                other_grid = any("search_space" in t.system_attrs and t.system_attrs["search_space"] != space for t in trials)
-                if not fresh or other_grid:
-                    # GridSampler counts failed/pruned cells as visited and does not know cells of an
-                    # extended grid are done; queue the cell explicitly (random, to avoid collisions).
-                    study.enqueue_trial(cells[rng.choice(todo)])
+                # Queue the next cell explicitly, in the order of SweepSpec.cells (GridSampler would pick at
+                # random, counts failed/pruned cells as visited and does not know cells of an extended grid
+                # are done). One of the first two, at random, so that workers starting together rarely collide.
+                study.enqueue_trial(cells[rng.choice(todo[:2])])
             study.optimize(objective, n_trials=1)
             ran += 1
         bar.update(_n_complete(study, set(cells)) - bar.n)
@@ -813,24 +851,56 @@ def _parse_assignments(items: Sequence[str], grid: bool) -> dict[str, Any]:
     return out
 
 
+# Presets list every change from the Zoo configs explicitly (``fixed``); nothing is rescaled silently.
+# ``workers`` and ``report`` are CLI defaults, not part of the SweepSpec.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The README's main job: Rainbow, flatten vs GAP at ψ ×1 and ×4 on MinAtar Breakout, 2 seeds, 2 cores, minutes.
+    # The MinAtar scaling study (issue 11; results/minatar_scaling/, README "Results"): Rainbow with Dopamine's
+    # MinAtar settings (zoo_configs/rainbow.yml, minatar section), the study encoder, flatten vs GAP at ψ x1 and
+    # x4, 2 games x 3 seeds x 150k steps. Budget override: ε decays over 25k steps instead of Dopamine's 250k
+    # (which would never finish within 150k steps). Committed runs resume with the same command.
+    "minatar-scaling": dict(
+        envs=["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"],
+        algos=["rainbow"],
+        encoders=["minatar_impala"],
+        bottlenecks=["flatten", "gap"],
+        width_scales=[1, 4],
+        seeds=3,
+        steps=150_000,
+        eval_freq=10_000,
+        eval_episodes=10,
+        final_evals=3,
+        fixed={"exploration_steps": 25_000},
+        storage="sqlite:///results/minatar_scaling/study.db",
+        study="minatar_scaling",
+        out_dir="results",
+        save_models=False,
+        workers=2,  # one torch thread each
+        report="results/minatar_scaling",
+    ),
+    # The README's main job (`make demo`, ~5 min on 2 cores): the study's network and settings, flatten x4 vs
+    # GAP x4 on MinAtar Breakout, one seed each, 40k steps. Budget override: ε decays over 10k steps.
     "demo": dict(
         envs=["MinAtar/Breakout-v1"],
         algos=["rainbow"],
+        encoders=["minatar_impala"],
         bottlenecks=["flatten", "gap"],
-        width_scales=[1, 4],
-        seeds=2,
-        steps=3_000,
-        eval_freq=500,
-        eval_episodes=5,
+        width_scales=[4],
+        seeds=1,
+        steps=40_000,
+        eval_freq=5_000,
+        eval_episodes=10,
         final_evals=2,
+        fixed={"exploration_steps": 10_000},
         storage="sqlite:///runs/demo.db",
         study="demo",
         out_dir="runs",
         workers=2,  # one torch thread each (see docs/benchmarks_sweeps.md)
+        report="runs/demo_report",
     ),
 }
+
+#: CLI-only preset keys (not SweepSpec fields).
+PRESET_CLI_KEYS = ("workers", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -858,6 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-period", type=int)
     p.add_argument("--no-save-models", action="store_true")
     p.add_argument("--device", help="torch device (default auto)")
+    p.add_argument("--conf-dir", help="folder of the Zoo configs <algo>.yml the runs' hyperparameters come from (default: zoo_configs/)")
     p.add_argument("--no-wait", action="store_true", help="exit when no cell is left to start instead of waiting for other workers")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--report", metavar="DIR", help="write the report to DIR when the sweep ends (default for presets: runs/<study>_report)")
@@ -866,9 +937,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     fields: dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
-    fields.pop("workers", None)
+    for key in PRESET_CLI_KEYS:
+        fields.pop(key, None)
     for name in ("algos", "envs", "bottlenecks", "width_scales", "encoders", "steps", "eval_freq", "eval_episodes", "final_evals",
-                 "n_envs", "storage", "study", "out_dir", "heartbeat_interval", "grace_period", "device"):  # fmt: skip
+                 "n_envs", "storage", "study", "out_dir", "heartbeat_interval", "grace_period", "device", "conf_dir"):  # fmt: skip
         value = getattr(args, name)
         if value is not None:
             fields[name] = value
@@ -879,7 +951,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     if args.hyperparams:
         fields["hyperparams"] = _parse_assignments(args.hyperparams, grid=True)
     if args.set:
-        fields["fixed"] = _parse_assignments(args.set, grid=False)
+        fields["fixed"] = {**fields.get("fixed", {}), **_parse_assignments(args.set, grid=False)}
     if args.no_save_models:
         fields["save_models"] = False
     if "envs" not in fields:
@@ -898,7 +970,8 @@ def main(argv: list[str] | None = None) -> None:
     workers = args.workers if args.workers is not None else PRESETS.get(args.preset or "", {}).get("workers", 1)
     run_sweep(spec, workers=workers, progress=not args.no_progress, wait=not args.no_wait)
     wall = time.perf_counter() - start
-    report_dir = args.report or (f"{spec.out_dir}/{spec.study}_report" if args.preset else None)
+    preset = PRESETS.get(args.preset or "", {})
+    report_dir = args.report or preset.get("report") or (f"{spec.out_dir}/{spec.study}_report" if args.preset else None)
     print(f"sweep {spec.study}: {wall:.1f} s wall ({display_url(spec.storage)})", file=sys.stderr)
     if report_dir:
         from sb3_gap.sweep.report import build_report
