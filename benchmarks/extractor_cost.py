@@ -5,11 +5,15 @@ naive memory format (``channels_last=False``) and in sb3_gap's default (``channe
 interleaved so that machine noise hits both alike, and writes a markdown table.
 
     python benchmarks/extractor_cost.py --out docs/benchmarks.md
+
+``--out`` replaces only the file's "## Extractor update cost" section (up to the next ``## `` heading), so
+the other sections of docs/benchmarks.md stay; a missing file or section is created.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -40,6 +44,43 @@ def step_time(model: th.nn.Module, opt: th.optim.Optimizer, x: th.Tensor) -> flo
     return time.perf_counter() - start
 
 
+SECTION_HEADING = "## Extractor update cost (`benchmarks/extractor_cost.py`)"
+
+
+def replace_section(text: str, heading: str, body: str) -> str:
+    """
+    ``text`` with the section under ``heading`` (up to the next ``## `` heading or the end) replaced by
+    ``body``; the section is appended when ``text`` has none, after a ``# Benchmarks`` title when empty.
+
+    :param text: The markdown file's content ("" for a new file)
+    :param heading: The section's heading line, e.g. ``"## Extractor update cost (...)"``
+    :param body: The section's new content, without the heading
+    :return: The new content
+    """
+    section = f"{heading}\n\n{body.strip()}\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == heading), None)
+    if start is None:
+        head = text.rstrip("\n") + "\n\n" if text.strip() else "# Benchmarks\n\n"
+        return head + section
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    return "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+
+
+def write_section(path: str, body: str) -> None:
+    """Replace this benchmark's section of the markdown file ``path`` (atomically), keeping the rest."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(replace_section(text, SECTION_HEADING, body))
+    os.replace(tmp, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoders", nargs="+", default=["impala", "nature"])
@@ -48,7 +89,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timed updates per variant (after 3 warm-up updates)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default=None, help="write the markdown table to this file")
+    parser.add_argument("--out", default=None, help="update this markdown file's extractor-cost section with the table")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     device = th.device(args.device)
@@ -91,11 +132,12 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write("# Benchmarks\n\n## Extractor update cost (`benchmarks/extractor_cost.py`)\n\n")
-            f.write(f"Command: `python benchmarks/extractor_cost.py --out {args.out}`\n\n")
-            f.write("\"naive\" is the same network with `channels_last=False` (plain NCHW PyTorch); \"sb3_gap\" is the default.\n\n")
-            f.write(table + "\n")
+        write_section(
+            args.out,
+            f"Command: `python benchmarks/extractor_cost.py --out {args.out}`\n\n"
+            "\"naive\" is the same network with `channels_last=False` (plain NCHW PyTorch); \"sb3_gap\" is the default.\n\n"
+            + table,
+        )
 
 
 if __name__ == "__main__":

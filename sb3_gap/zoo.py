@@ -7,9 +7,11 @@
    ``--algo rainbow`` is a valid choice and ``enjoy`` can load the model;
 2. registers :func:`sample_rainbow_params` in ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER``
    (and a converter in ``HYPERPARAMS_CONVERTER``) so that ``-optimize`` works;
-3. puts :data:`YAML_NAMES` (``policy_kwargs``, ``ConvExtractor``, ``sb3_gap``) in the namespace where
-   ``rl_zoo3.exp_manager`` ``eval``s string ``policy_kwargs``, so a YAML can say
-   ``policy_kwargs: "policy_kwargs(encoder='impala', bottleneck='gap', width_scale=4)"``;
+3. puts :data:`YAML_NAMES` (``policy_kwargs``, ``ConvExtractor``, ``FrameReplayBuffer``, ``sb3_gap``) in the
+   namespace where ``rl_zoo3.exp_manager`` ``eval``s string ``policy_kwargs``, ``replay_buffer_class`` and
+   ``replay_buffer_kwargs``, so a YAML can say
+   ``policy_kwargs: "policy_kwargs(encoder='impala', bottleneck='gap', width_scale=4)"`` and
+   ``replay_buffer_class: FrameReplayBuffer``;
 4. makes ``ExperimentManager.is_atari`` (and so the YAML ``atari`` section, stochastic evaluation and
    ``enjoy``'s score printing) recognise ``Dopamine/*`` and ``Atari100k/*`` ids;
 5. imports :mod:`sb3_gap`, which registers the MinAtar, Atari and Procgen ids.
@@ -25,9 +27,15 @@ from sb3_gap.algos import ALGOS as SB3_GAP_ALGOS
 from sb3_gap.algos import get_algo
 from sb3_gap.envs.atari import is_sb3_gap_atari
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
+from sb3_gap.replay import FrameReplayBuffer
 
-# Names usable inside string hyperparameters that rl_zoo3 eval()s (policy_kwargs, replay_buffer_kwargs).
-YAML_NAMES: dict[str, Any] = {"policy_kwargs": policy_kwargs, "ConvExtractor": ConvExtractor, "sb3_gap": sb3_gap}
+# Names usable inside string hyperparameters that rl_zoo3 eval()s (policy_kwargs, replay_buffer_class, replay_buffer_kwargs).
+YAML_NAMES: dict[str, Any] = {
+    "policy_kwargs": policy_kwargs,
+    "ConvExtractor": ConvExtractor,
+    "FrameReplayBuffer": FrameReplayBuffer,
+    "sb3_gap": sb3_gap,
+}
 
 
 def sample_rainbow_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict[str, Any]) -> dict[str, Any]:

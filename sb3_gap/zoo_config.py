@@ -34,6 +34,9 @@ ENV_KEYS = frozenset(
 NETWORK_KEYS = frozenset({"features_extractor_class", "features_extractor_kwargs", "net_arch"})
 #: Hyperparameters rl_zoo3 turns from ``lin_<x>`` strings into linear schedules.
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf", "delta_std")
+#: ``replay_buffer_class`` strings our YAML files use (rl_zoo3 ``eval``s them with sb3_gap.zoo.YAML_NAMES in
+#: scope); this reader looks them up here instead.
+REPLAY_BUFFER_CLASS_NAMES = ("FrameReplayBuffer", "sb3_gap.replay.FrameReplayBuffer")
 
 
 def _safe_callables() -> dict[str, Any]:
@@ -181,9 +184,16 @@ def resolve_section(algo: str, env_id: str, conf_dir: str | Path | None = None) 
         raise ValueError(f"policy_kwargs in {config_path(algo, conf_dir)}:{name} must be a dict, got {pk!r}")
     network = dict(pk.get("features_extractor_kwargs", {}))
     policy_extra = {k: v for k, v in pk.items() if k not in NETWORK_KEYS}
-    for key in ("replay_buffer_class", "replay_buffer_kwargs"):
-        if isinstance(section.get(key), str):
-            raise ValueError(f"{key} as a Python string in {config_path(algo, conf_dir)}:{name} is not supported by sb3_gap's reader")
+    where = f"{config_path(algo, conf_dir)}:{name}"
+    buffer_class = section.get("replay_buffer_class")
+    if isinstance(buffer_class, str):
+        if buffer_class.strip() not in REPLAY_BUFFER_CLASS_NAMES:
+            raise ValueError(f"replay_buffer_class {buffer_class!r} in {where} is not one of {list(REPLAY_BUFFER_CLASS_NAMES)}")
+        from sb3_gap.replay import FrameReplayBuffer
+
+        section["replay_buffer_class"] = FrameReplayBuffer
+    if isinstance(section.get("replay_buffer_kwargs"), str):
+        section["replay_buffer_kwargs"] = parse_kwargs_string(section["replay_buffer_kwargs"], callables={"dict": dict})
     if isinstance(section.get("train_freq"), list):
         section["train_freq"] = tuple(section["train_freq"])
     return ZooSettings(

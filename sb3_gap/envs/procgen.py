@@ -49,6 +49,23 @@ def procgen_task_id(game: str, distribution_mode: str = "easy") -> str:
     return f"{title}{distribution_mode.title()}-v0"
 
 
+#: envpool takes int32 seeds; seeds are mapped into [0, 2**31) (:func:`envpool_seed`).
+ENVPOOL_SEED_RANGE = 2**31
+
+
+def envpool_seed(seed: int) -> int:
+    """
+    ``seed`` as envpool accepts it: ``seed mod 2**31``. rl_zoo3 draws seeds in ``[0, 2**32)`` when ``--seed``
+    is not given (and ``make_vec_env`` adds the env index), but envpool asserts an int32 seed.
+
+    :param seed: Any integer seed
+    :return: The seed in ``[0, 2**31)``; seeds below ``2**31`` are unchanged
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    return int(seed) % ENVPOOL_SEED_RANGE
+
+
 def _check_levels(num_levels: int, start_level: int) -> None:
     for name, value in (("num_levels", num_levels), ("start_level", start_level)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
@@ -67,7 +84,7 @@ class ProcgenEnv(gym.Env):
     :param distribution_mode: ``"easy"`` or ``"hard"``
     :param num_levels: Number of distinct levels (0: unlimited)
     :param start_level: First level seed
-    :param seed: envpool seed of the level sampler
+    :param seed: envpool seed of the level sampler (any integer; mapped by :func:`envpool_seed`)
     :param envpool_kwargs: Other envpool Procgen options (``use_backgrounds``, ``restrict_themes``, ...)
     """
 
@@ -85,7 +102,7 @@ class ProcgenEnv(gym.Env):
         self.task_id = procgen_task_id(game, distribution_mode)
         _check_levels(num_levels, start_level)
         self._options = dict(num_levels=num_levels, start_level=start_level, **envpool_kwargs)
-        self._pool = envpool_make(self.task_id, num_envs=1, seed=seed, **self._options)
+        self._pool = envpool_make(self.task_id, num_envs=1, seed=envpool_seed(seed), **self._options)
         self.observation_space = self._pool.observation_space
         self.action_space = self._pool.action_space
 
@@ -93,7 +110,7 @@ class ProcgenEnv(gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self._pool.close()
-            self._pool = envpool_make(self.task_id, num_envs=1, seed=int(seed), **self._options)
+            self._pool = envpool_make(self.task_id, num_envs=1, seed=envpool_seed(seed), **self._options)
         obs, info = self._pool.reset()
         return obs[0], {"level_seed": int(info["level_seed"][0])}
 
@@ -123,11 +140,11 @@ def make_procgen_vec_env(
     :param distribution_mode: ``"easy"`` or ``"hard"``
     :param num_levels: Number of distinct levels (0: unlimited; use 0 to test on unseen levels)
     :param start_level: First level seed
-    :param seed: envpool seed
+    :param seed: envpool seed (any integer; mapped by :func:`envpool_seed`, so env ``i`` gets ``(seed mod 2**31) + i``)
     """
     task_id = procgen_task_id(game, distribution_mode)
     _check_levels(num_levels, start_level)
-    return EnvPoolVecEnv(task_id, n_envs, seed=seed, num_levels=num_levels, start_level=start_level, **envpool_kwargs)
+    return EnvPoolVecEnv(task_id, n_envs, seed=envpool_seed(seed), num_levels=num_levels, start_level=start_level, **envpool_kwargs)
 
 
 def register_procgen() -> None:

@@ -1,0 +1,239 @@
+"""Issue 11: sweeps train with the Zoo config's settings, and each Dopamine behaviour the presets and
+protocols copy is pinned here (google/dopamine: jax/agents/full_rainbow/full_rainbow_agent.py,
+jax/networks.py, labs/atari_100k/configs/DER.gin, labs/environments/minatar/*)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+import yaml
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.torch_layers import NatureCNN
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import sb3_gap
+from sb3_gap import Rainbow, parameter_report, policy_kwargs
+from sb3_gap.rainbow import rainbow_preset
+from sb3_gap.rainbow.policies import NoisyLinear
+from sb3_gap.sweep import SweepSpec
+from sb3_gap.sweep import sweep as sweep_module
+from sb3_gap.sweep.protocols import DOPAMINE_EVAL_EPSILON, EpsilonGreedyActions, make_plain_env, protocol_for
+from sb3_gap.sweep.sweep import PRESETS, resolve_run, run_settings, train_cell
+from sb3_gap.zoo_config import ZOO_CONFIG_DIR, parse_kwargs_string, resolve_section
+
+MINATAR = gym.spaces.Box(0, 255, (4, 10, 10), np.uint8)
+
+
+def _spec(tmp_path: Path, **overrides) -> SweepSpec:
+    fields = dict(
+        envs=["MinAtar/Breakout-v1"], algos=["rainbow"], encoders=["minatar_impala"], bottlenecks=["gap"], width_scales=[1],
+        seeds=1, steps=64, eval_freq=32, eval_episodes=1, final_evals=1, storage=f"sqlite:///{tmp_path / 's.db'}",
+        study="t", out_dir=str(tmp_path / "runs"), save_models=True,
+    )  # fmt: skip
+    fields.update(overrides)
+    return SweepSpec(**fields)
+
+
+CELL = dict(algo="rainbow", encoder="minatar_impala", env="MinAtar/Breakout-v1", bottleneck="gap", width_scale=1, seed=0)
+
+
+# ----------------------------------------------------------------------------- one source of truth
+def test_sweep_has_no_budget_table_of_its_own():
+    assert not hasattr(sweep_module, "DEFAULT_HYPERPARAMS")
+
+
+def test_sweep_model_has_the_zoo_values_after_save_and_load(tmp_path):
+    spec = _spec(tmp_path)
+    result = train_cell(spec, CELL)
+    model = Rainbow.load(Path(result["run_dir"]) / "model.zip")
+    # zoo_configs/rainbow.yml, minatar section (Dopamine's labs/environments/minatar/rainbow_breakout.gin)
+    assert model.learning_rate == pytest.approx(2.5e-4)
+    assert model.target_update_interval == 1_000
+    assert model.n_steps == 3 and model.v_max == 100.0 and model.v_min == -100.0
+    assert model.buffer_size == 100_000 and model.learning_starts == 1_000 and model.train_freq.frequency == 4
+    assert model.policy.optimizer.defaults["eps"] == pytest.approx(3.125e-4)
+    settings = json.loads((Path(result["run_dir"]) / "settings.json").read_text())
+    assert settings["zoo_source"] == "rainbow.yml:MinAtar/Breakout-v1" and settings["overrides"] == {}
+    assert settings["hyperparameters"]["learning_rate"] == 2.5e-4
+    assert settings["policy_kwargs"]["features_extractor_kwargs"]["encoder"] == "minatar_impala"
+    assert settings["eval"]["epsilon"] == DOPAMINE_EVAL_EPSILON
+    assert result["settings"] == settings  # also stored with the trial, for the report
+
+
+def test_overrides_are_explicit_and_recorded(tmp_path):
+    spec = _spec(tmp_path, fixed={"exploration_steps": 25_000}, hyperparams={"target_update_interval": [500]})
+    cell = dict(CELL, **{"hp:target_update_interval": 500})
+    _, kwargs, _, overrides = resolve_run(spec, cell)
+    assert kwargs["exploration_steps"] == 25_000 and kwargs["target_update_interval"] == 500
+    assert kwargs["learning_rate"] == 2.5e-4  # untouched Zoo value
+    assert overrides == {"exploration_steps": 25_000, "target_update_interval": 500}
+    assert run_settings(spec, cell)["overrides"] == overrides
+
+
+def test_study_preset_lists_its_budget_overrides():
+    preset = PRESETS["minatar-scaling"]
+    assert preset["fixed"] == {"exploration_steps": 25_000}
+    assert preset["steps"] >= 150_000 and len(preset["envs"]) >= 2 and preset["seeds"] >= 3
+    assert preset["bottlenecks"] == ["flatten", "gap"] and preset["width_scales"] == [1, 4]
+
+
+def test_cells_start_with_the_widest_network_seed_by_seed(tmp_path):
+    spec = _spec(tmp_path, width_scales=[1, 4], seeds=2, bottlenecks=["flatten", "gap"])
+    order = [(c["width_scale"], c["seed"]) for c in spec.cells()]
+    assert order == [(4, 0), (4, 0), (4, 1), (4, 1), (1, 0), (1, 0), (1, 1), (1, 1)]
+
+
+def test_zoo_policy_kwargs_strings_are_parsed_not_evaluated():
+    pk = parse_kwargs_string("dict(policy_kwargs(encoder='impala', bottleneck='gap', width_scale=4), n_quantiles=200, optimizer_kwargs=dict(eps=1.5e-4))")
+    assert pk["n_quantiles"] == 200 and pk["optimizer_kwargs"] == {"eps": 1.5e-4}
+    assert pk["features_extractor_kwargs"]["width_scale"] == 4 and pk["net_arch"] == []
+    assert parse_kwargs_string("dict(net_arch=[64, 64], v=-1.5, t=(1, 2))") == {"net_arch": [64, 64], "v": -1.5, "t": (1, 2)}
+    for bad in ("__import__('os').system('true')", "dict(a=open('x'))", "policy_kwargs.__globals__", "(lambda: 1)()", "dict(**{'a': [x for x in ()]})"):
+        with pytest.raises(ValueError, match="not allowed"):
+            parse_kwargs_string(bad)
+
+
+def test_every_zoo_section_splits_into_algo_and_env_settings():
+    for algo in ("dqn", "qrdqn", "ppo", "rainbow"):
+        for env_id in ("MinAtar/Breakout-v1", "Dopamine/Pong-v5", "Atari100k/Pong-v5", "Procgen/Coinrun-v0"):
+            settings = resolve_section(algo, env_id)
+            assert "n_timesteps" in settings.env and "policy_kwargs" not in settings.algo_kwargs
+            assert isinstance(settings.policy_extra, dict)
+
+
+# ----------------------------------------------------------------------------- MinAtar as Dopamine runs it
+def test_minatar_zoo_section_uses_the_full_action_set_and_clips_training_rewards():
+    for algo in ("dqn", "qrdqn", "rainbow"):
+        env_settings = resolve_section(algo, "MinAtar/Breakout-v1").env
+        assert env_settings["env_kwargs"] == {"use_minimal_action_set": False}
+        train = make_plain_env("MinAtar/Breakout-v1", 1, 0, True, env_kwargs=env_settings["env_kwargs"], env_wrapper=env_settings["env_wrapper"])
+        assert train.action_space == gym.spaces.Discrete(6)  # minatar.Environment's full set, as Dopamine uses it
+        assert isinstance(train.envs[0], gym.wrappers.ClipReward)  # outside Monitor: logged returns stay raw
+        evaluation = make_plain_env("MinAtar/Breakout-v1", 1, 0, False, env_kwargs=env_settings["env_kwargs"], env_wrapper=env_settings["env_wrapper"])
+        assert not isinstance(evaluation.envs[0], gym.wrappers.ClipReward)
+    assert gym.make("MinAtar/Breakout-v1").action_space == gym.spaces.Discrete(3)  # the minimal set stays available
+
+
+@pytest.mark.parametrize("env_id", ["MinAtar/Breakout-v1", "Dopamine/Pong-v5", "Atari100k/Pong-v5"])
+def test_dopamine_protocols_evaluate_with_epsilon_0_001(env_id):
+    protocol = protocol_for(env_id)
+    assert protocol.eval_epsilon == DOPAMINE_EVAL_EPSILON == 0.001
+    if env_id.startswith("MinAtar"):
+        assert isinstance(protocol.make_eval_env(env_id, 0), EpsilonGreedyActions)
+
+
+def test_epsilon_greedy_actions_replace_actions_at_rate_epsilon():
+    class Record(gym.Wrapper):
+        actions: list = []
+
+        def step(self, action):
+            Record.actions.append(int(action))
+            return super().step(action)
+
+    venv = EpsilonGreedyActions(DummyVecEnv([lambda: Record(gym.make("CartPole-v1"))]), epsilon=0.3, seed=0)
+    venv.reset()
+    for _ in range(2_000):
+        venv.step(np.array([0]))
+    share = np.mean(Record.actions)  # random actions are 1 half of the time
+    assert share == pytest.approx(0.15, abs=0.03)
+    with pytest.raises(ValueError, match="epsilon must be in"):
+        EpsilonGreedyActions(venv, epsilon=1.5)
+
+
+# ----------------------------------------------------------------------------- noisy nets as in Dopamine
+@pytest.mark.parametrize("preset", ["der", "full"])
+def test_noisy_presets_use_dopamine_sigma_and_zero_epsilon(preset):
+    kwargs = rainbow_preset(preset)
+    assert kwargs["noisy"] and kwargs["sigma0"] == 0.1
+    model = Rainbow("CnnPolicy", make_vec_env("MinAtar/Breakout-v1", n_envs=1), buffer_size=1_000,
+                    policy_kwargs=policy_kwargs(encoder="minatar", width_scale=1), seed=0, **{**kwargs, "learning_starts": 10})  # fmt: skip
+    layer = model.q_net.head.advantage[0]
+    assert th.allclose(layer.weight_sigma, th.full_like(layer.weight_sigma, 0.1 / math.sqrt(layer.in_features)))
+    assert model.exploration_rate == 0.0
+    model.learn(40)
+    assert model.exploration_rate == 0.0  # zero_epsilon: also after warm-up
+
+
+def test_noisy_zoo_sections_set_dopamine_sigma():
+    for conf_file in ("rainbow.yml", "der.yml"):
+        sections = yaml.safe_load((ZOO_CONFIG_DIR / conf_file).read_text())
+        noisy = [name for name, section in sections.items() if section.get("noisy")]
+        assert noisy and all(sections[name]["sigma0"] == 0.1 for name in noisy), conf_file
+
+
+def test_noisy_makes_psi_dense_layers_noisy_for_conv_extractor_and_nature_cnn():
+    env = make_vec_env("MinAtar/Breakout-v1", n_envs=1)
+    model = Rainbow("CnnPolicy", env, noisy=True, buffer_size=100, policy_kwargs=policy_kwargs(encoder="minatar_impala", width_scale=1, psi_depth=1), seed=0)
+    ext = model.q_net.features_extractor
+    assert isinstance(ext.bottleneck.connection, NoisyLinear)
+    assert sum(isinstance(m, NoisyLinear) for m in ext.bottleneck.psi) == 1
+    assert not any(isinstance(m, NoisyLinear) for m in ext.encoder.modules())  # the torso stays deterministic
+    assert parameter_report(model).connection == 16 * 512  # μ weights
+    obs = th.as_tensor(env.reset()).float()
+    noisy_q, mean_q = model.q_net.q_values(obs), model.q_net.q_values(obs, noise=False)
+    assert not th.allclose(noisy_q, mean_q)
+    ext.bottleneck.connection.reset_noise()
+    th.testing.assert_close(model.q_net.q_values(obs, noise=False), mean_q)  # deterministic: μ only, everywhere
+    atari_like = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    nature = Rainbow("CnnPolicy", DummyVecEnv([lambda: _ImageEnv(atari_like)]), noisy=True, buffer_size=100, seed=0)
+    assert isinstance(nature.q_net.features_extractor, NatureCNN)
+    assert isinstance(nature.q_net.features_extractor.linear[0], NoisyLinear)  # Dopamine's noisy 512-unit layer
+
+
+class _ImageEnv(gym.Env):
+    def __init__(self, space: gym.spaces.Box) -> None:
+        self.observation_space, self.action_space = space, gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+def test_noise_is_resampled_every_acting_step_including_warm_up():
+    model = Rainbow("MlpPolicy", "CartPole-v1", noisy=True, buffer_size=100, learning_starts=1_000, seed=0)
+    layer = model.q_net.head.advantage[0]
+    seen = set()
+
+    def record(_locals, _globals):
+        seen.add(tuple(layer.eps_in.tolist()))
+        return True
+
+    model.learn(20, callback=record)  # warm-up only: no gradient update happens
+    assert model._n_updates == 0
+    assert len(seen) == 20  # a new noise sample for each of the 20 acting steps
+
+
+def test_noisy_agents_act_with_the_network_during_warm_up(monkeypatch):
+    model = Rainbow("MlpPolicy", "CartPole-v1", noisy=True, buffer_size=100, learning_starts=1_000, seed=0)
+    calls = []
+    original = model.policy.predict
+    monkeypatch.setattr(model.policy, "predict", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model.learn(10)
+    assert len(calls) == model.num_timesteps > 0  # Dopamine's zero_epsilon: no uniform-random warm-up
+
+
+# ----------------------------------------------------------------------------- encoders for MinAtar
+@pytest.mark.parametrize("encoder, hw, channels", [("minatar", 10, 16), ("minatar_impala", 5, 16), ("impala", 2, 32)])
+def test_minatar_encoders_connection_counts(encoder, hw, channels):
+    for scale in (1, 4):
+        width = 512 * scale
+        flat = sb3_gap.ConvExtractor(MINATAR, encoder=encoder, bottleneck="flatten", width_scale=scale)
+        gap = sb3_gap.ConvExtractor(MINATAR, encoder=encoder, bottleneck="gap", width_scale=scale)
+        assert flat.encoder_out_shape == (channels, hw, hw)
+        assert parameter_report(flat).connection == hw * hw * channels * width
+        assert parameter_report(gap).connection == channels * width
+
+
+def test_minatar_encoder_is_dopamines_network_torso():
+    enc = sb3_gap.MinAtarEncoder(4)
+    (conv,) = [m for m in enc.modules() if isinstance(m, th.nn.Conv2d)]
+    assert (conv.out_channels, conv.kernel_size, conv.stride, conv.padding) == (16, (3, 3), (1, 1), (1, 1))
+    assert th.count_nonzero(conv.bias) == 0  # flax's zero bias init
