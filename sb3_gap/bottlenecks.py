@@ -6,7 +6,7 @@ Sokar & Castro (2025, Fig. 1) count the weights that *connect* φ to the first l
 bottleneck     ψ's first layer sees            connection weights
 =============  ==============================  =====================================
 ``flatten``    all H·W·C activations           H·W·C·dim(ψ)   (the baseline)
-``sparse``     all H·W·C, through a fixed mask  (1 - s)·H·W·C·dim(ψ) non-zero
+``sparse``     all H·W·C, through a mask        (1 - s)·H·W·C·dim(ψ) non-zero
 ``gap``        C channel means (Eq. 1)          C·dim(ψ)
 ``gmp``        C channel maxima (App. B.1)      C·dim(ψ)
 ``tokenize``   H·W tokens of size C, shared ψ   C·dim(ψ)   (SoftMoE-1)
@@ -20,10 +20,14 @@ same width, optional LayerNorm, ReLU) and exposes ``features_dim`` and
 
 from __future__ import annotations
 
+import inspect
 import math
+from typing import Any
 
 import torch as th
 from torch import nn
+
+from sb3_gap.sparse import MASK, SparseConfig, SparseTrainer
 
 
 def _dense_tail(width: int, psi_depth: int, layer_norm: bool) -> nn.Sequential:
@@ -106,44 +110,71 @@ class GMP(DenseBottleneck):
         return f.amax(dim=(2, 3))
 
 
-class MaskedLinear(nn.Linear):
-    """
-    Linear layer with a fixed random binary mask: static sparse training from scratch
-    (Graesser et al. 2022; Sokar et al. 2022). The mask is a buffer, so it is saved with the model
-    and masked weights receive zero gradient.
-
-    :param sparsity: Fraction of weights that are zero (the paper uses 0.9)
-    """
-
-    def __init__(self, in_features: int, out_features: int, sparsity: float) -> None:
-        super().__init__(in_features, out_features)
-        n_keep = max(1, round((1.0 - sparsity) * self.weight.numel()))
-        mask = th.zeros(self.weight.numel())
-        mask[th.randperm(self.weight.numel())[:n_keep]] = 1.0
-        self.register_buffer("mask", mask.view_as(self.weight))
-        with th.no_grad():
-            self.weight.mul_(self.mask)
-
-    def forward(self, x: th.Tensor) -> th.Tensor:
-        return nn.functional.linear(x, self.weight * self.mask, self.bias)
-
-
 class Sparse(Flatten):
     """
-    Flatten, but the φ→ψ connection is a static sparse layer: (1 - s)·H·W·C·dim(ψ) weights.
+    Flatten with sparse training (:mod:`sb3_gap.sparse`): static sparsity, gradual magnitude pruning
+    or RigL, on the φ→ψ connection (``sparse_scope="bottleneck"``, (1 − s)·H·W·C·dim(ψ) non-zero
+    weights) or on every layer of φ and ψ (``sparse_scope="all"``, ERK densities).
 
-    :param sparsity: Fraction of connection weights fixed to zero, in (0, 1)
+    The options are those of :class:`sb3_gap.sparse.SparseConfig`; the masks and the update counter
+    live in the extractor (``weight_mask`` buffers, ``trainer.updates``), so they are saved with the model.
+
+    :param sparsity: Target fraction of zero weights, in (0, 1) (paper: 0.9)
+    :param sparse_method: ``"static"``, ``"gmp"`` or ``"rigl"``
+    :param sparse_scope: ``"bottleneck"`` or ``"all"``
+    :param prune_start: ``gmp``: first pruning update t_0
+    :param prune_end: ``gmp``: update t_1 at which the target sparsity is reached (required for ``gmp``)
+    :param prune_every: ``gmp``: pruning period in gradient updates
+    :param rigl_interval: ``rigl``: mask update period in gradient updates (paper: 5,000)
+    :param rigl_drop: ``rigl``: initial drop fraction (paper: 0.2)
+    :param rigl_end: ``rigl``: last mask update (required for ``rigl``)
     """
 
-    def __init__(self, in_shape: tuple[int, int, int], width: int, psi_depth: int = 0, layer_norm: bool = False, sparsity: float = 0.9) -> None:
-        self.sparsity = sparsity
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int],
+        width: int,
+        psi_depth: int = 0,
+        layer_norm: bool = False,
+        sparsity: float = 0.9,
+        sparse_method: str = "static",
+        sparse_scope: str = "bottleneck",
+        prune_start: int = 0,
+        prune_end: int | None = None,
+        prune_every: int = 1_000,
+        rigl_interval: int = 5_000,
+        rigl_drop: float = 0.2,
+        rigl_end: int | None = None,
+    ) -> None:
         super().__init__(in_shape, width, psi_depth, layer_norm)
+        self.config = SparseConfig.build(
+            sparsity=sparsity, sparse_method=sparse_method, sparse_scope=sparse_scope, prune_start=prune_start,
+            prune_end=prune_end, prune_every=prune_every, rigl_interval=rigl_interval, rigl_drop=rigl_drop, rigl_end=rigl_end,
+        )  # fmt: skip
+        self._register_load_state_dict_pre_hook(_load_static_mask_of_0_x)
 
-    def _make_connection(self, in_dim: int, width: int) -> nn.Linear:
-        return MaskedLinear(in_dim, width, self.sparsity)
+    @classmethod
+    def check_options(cls, **options: Any) -> None:
+        """Check the options without building layers (``ConvExtractor.validate``)."""
+        SparseConfig.build(**options)
 
-    def connection_weights(self) -> list[th.Tensor]:
-        return [self.connection.weight * self.connection.mask]
+    def attach(self, extractor: nn.Module) -> None:
+        """Called by ``ConvExtractor`` once φ and this bottleneck exist: choose the layers, build the masks."""
+        if self.config.sparse_scope == "bottleneck":
+            layers: list[nn.Module] = [self.connection]
+        else:
+            layers = [m for m in extractor.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        self.trainer = SparseTrainer(layers, self.config)
+
+
+def _load_static_mask_of_0_x(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Models saved before sparse training had ``connection.mask`` and no update counter: map them."""
+    old = prefix + "connection.mask"
+    if old in state_dict:
+        mask = state_dict.pop(old)
+        state_dict[prefix + "connection." + MASK] = mask
+        state_dict[prefix + "connection.weight"] = state_dict[prefix + "connection.weight"] * mask
+        state_dict.setdefault(prefix + "trainer.updates", th.zeros((), dtype=th.long))
 
 
 class ExpertLinear(nn.Module):
@@ -237,5 +268,11 @@ BOTTLENECKS: dict[str, type[nn.Module]] = {
     "softmoe": SoftMoE,
 }
 
-# Keyword arguments that only some bottlenecks take (checked in ConvExtractor).
-BOTTLENECK_OPTIONS: dict[str, tuple[str, ...]] = {"sparse": ("sparsity",), "softmoe": ("num_experts",)}
+_COMMON = ("self", "in_shape", "width", "psi_depth", "layer_norm")
+# Keyword arguments that only some bottlenecks take: each bottleneck declares its own in its signature
+# (checked in ConvExtractor; a bottleneck may also define ``check_options(**options)`` and ``attach(extractor)``).
+BOTTLENECK_OPTIONS: dict[str, tuple[str, ...]] = {
+    name: options
+    for name, cls in BOTTLENECKS.items()
+    if (options := tuple(p for p in inspect.signature(cls.__init__).parameters if p not in _COMMON))
+}

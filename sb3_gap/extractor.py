@@ -7,6 +7,7 @@ import inspect
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space_channels_first
@@ -17,6 +18,14 @@ from sb3_gap.encoders import ENCODERS
 
 # Width of ψ's first layer at scale ×1 (Dopamine's Rainbow, paper Table 1).
 BASE_WIDTH = 512
+#: Largest ``width_scale`` (ψ of 512 × 64 = 32,768 units; the paper goes to ×16): checked before any layer is allocated.
+MAX_WIDTH_SCALE = 64
+#: Largest ``encoder_scale`` (φ's channels × 16).
+MAX_ENCODER_SCALE = 16
+_MAXIMA = {"width_scale": MAX_WIDTH_SCALE, "encoder_scale": MAX_ENCODER_SCALE}
+# Integer arguments, and float ones, that numpy scalars (np.int64(2), np.float32(0.9)) may stand for.
+_INT_ARGS = ("width_scale", "encoder_scale", "psi_depth", "extra_blocks", "num_experts")
+_FLOAT_ARGS = ("sparsity",)
 
 
 def _check_choice(name: str, value: Any, choices: dict) -> None:
@@ -25,9 +34,38 @@ def _check_choice(name: str, value: Any, choices: dict) -> None:
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    maximum = _MAXIMA.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {kind} (e.g. 1, 2, 4, 8), got {value!r}")
+        bound = f" and at most {maximum}" if maximum is not None else ""
+        raise ValueError(f"{name} must be {kind}{bound} (e.g. 1, 2, 4, 8), got {value!r}")
+
+
+def plain_numbers(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with numpy scalars of the numeric extractor arguments as Python ``int`` / ``float`` (numbers in spirit)."""
+    out = dict(kwargs)
+    for name in _INT_ARGS:
+        if isinstance(out.get(name), np.integer):
+            out[name] = int(out[name])
+    for name in _FLOAT_ARGS:
+        if isinstance(out.get(name), (np.floating, np.integer)):
+            out[name] = float(out[name])
+    return out
+
+
+def _dict_space_error(observation_space: spaces.Dict) -> ValueError:
+    images = [k for k, sub in observation_space.spaces.items() if isinstance(sub, spaces.Box) and len(sub.shape) == 3]
+    if not images:
+        return ValueError(
+            f"ConvExtractor needs an image observation space, got a Dict with no 3-D Box {observation_space!r}; "
+            "use MultiInputPolicy without sb3_gap for such observations"
+        )
+    key = images[0]
+    return ValueError(
+        f"ConvExtractor takes one image, got a Dict observation space with image key(s) {images}: keep only the image with "
+        f"gymnasium.wrappers.TransformObservation(env, lambda obs: obs[{key!r}], env.observation_space[{key!r}]) and use "
+        "CnnPolicy with sb3_gap.policy_kwargs(...), or keep the Dict with MultiInputPolicy and SB3's CombinedExtractor (no sb3_gap bottleneck)"
+    )
 
 
 class ConvExtractor(BaseFeaturesExtractor):
@@ -40,13 +78,17 @@ class ConvExtractor(BaseFeaturesExtractor):
     :param observation_space: A 3-D ``Box`` image space, channel-first (C, H, W) or channel-last (H, W, C)
     :param encoder: φ, a name of :data:`sb3_gap.encoders.ENCODERS` (``"impala"``, ``"nature"``, ``"minatar"``, ``"minatar_impala"``)
     :param bottleneck: One of ``"flatten"``, ``"gap"``, ``"gmp"``, ``"sparse"``, ``"tokenize"``, ``"softmoe"``
-    :param width_scale: Width multiplier of ψ: dim(ψ) = 512 × ``width_scale``
-    :param encoder_scale: Channel multiplier of φ
+    :param width_scale: Width multiplier of ψ: dim(ψ) = 512 × ``width_scale``, an integer in [1, :data:`MAX_WIDTH_SCALE`]
+        (numpy integers accepted)
+    :param encoder_scale: Channel multiplier of φ, an integer in [1, :data:`MAX_ENCODER_SCALE`]
     :param psi_depth: Extra hidden layers of ψ (paper Fig. 8)
     :param layer_norm: LayerNorm in ψ before each ReLU
     :param extra_blocks: Extra residual blocks per stack (paper Fig. 4); residual encoders only
     :param sparsity: Fraction of zero connection weights for ``bottleneck="sparse"`` (default 0.9)
     :param num_experts: Experts for ``bottleneck="softmoe"`` (default 4)
+    :param unknown: Options a bottleneck declares itself: for ``bottleneck="sparse"`` ``sparse_method``,
+        ``sparse_scope``, ``prune_start``, ``prune_end``, ``prune_every``, ``rigl_interval``, ``rigl_drop``,
+        ``rigl_end`` (:class:`sb3_gap.sparse.SparseConfig`, ``docs/sparse.md``); anything else is an error
     :param normalized_image: Accepted for parity with SB3's ``NatureCNN``; any 3-D Box is accepted
         and SB3's ``normalize_images`` decides whether uint8 pixels are divided by 255
     :param channels_last: Run the convolutions in ``torch.channels_last`` memory format
@@ -69,6 +111,14 @@ class ConvExtractor(BaseFeaturesExtractor):
         channels_last: bool = True,
         **unknown: Any,
     ) -> None:
+        numbers = plain_numbers(
+            dict(width_scale=width_scale, encoder_scale=encoder_scale, psi_depth=psi_depth, extra_blocks=extra_blocks,
+                 sparsity=sparsity, num_experts=num_experts)  # fmt: skip
+        )
+        width_scale, encoder_scale, psi_depth = numbers["width_scale"], numbers["encoder_scale"], numbers["psi_depth"]
+        extra_blocks, sparsity, num_experts = numbers["extra_blocks"], numbers["sparsity"], numbers["num_experts"]
+        if isinstance(observation_space, spaces.Dict):
+            raise _dict_space_error(observation_space)
         self.validate(
             **unknown,
             encoder=encoder,
@@ -81,6 +131,8 @@ class ConvExtractor(BaseFeaturesExtractor):
             num_experts=num_experts,
         )
         options = {k: v for k, v in (("sparsity", sparsity), ("num_experts", num_experts)) if v is not None}
+        # The options a bottleneck declares in its own signature (e.g. sparse_method for "sparse").
+        options.update({k: v for k, v in unknown.items() if k in BOTTLENECK_OPTIONS.get(bottleneck, ()) and v is not None})
         if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 3:
             raise ValueError(
                 f"ConvExtractor needs an image observation space: a 3-D Box (C, H, W) or (H, W, C), "
@@ -113,13 +165,16 @@ class ConvExtractor(BaseFeaturesExtractor):
 
         self.encoder = phi
         self.bottleneck = neck
+        if hasattr(neck, "attach"):  # e.g. sparse training masks layers of φ too (sparse_scope="all")
+            neck.attach(self)
         self.encoder_out_shape = phi_shape
         self.channels_last = channels_last
 
     @classmethod
     def validate(cls, **kwargs: Any) -> None:
         """Check extractor arguments without an observation space; raise ``ValueError`` naming the bad value."""
-        valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "observation_space", "unknown")]
+        valid = cls.argument_names()
+        kwargs = plain_numbers(kwargs)
         unknown = sorted(set(kwargs) - set(valid))
         if unknown:
             raise ValueError(f"Unknown ConvExtractor argument(s) {unknown}; valid arguments: {valid}")
@@ -132,7 +187,7 @@ class ConvExtractor(BaseFeaturesExtractor):
         if kwargs.get("extra_blocks") and "extra_blocks" not in inspect.signature(ENCODERS[encoder]).parameters:
             owners = [e for e, cls in ENCODERS.items() if "extra_blocks" in inspect.signature(cls).parameters]
             raise ValueError(f"extra_blocks={kwargs['extra_blocks']} needs a residual encoder {owners}, got {encoder!r}")
-        for key in ("sparsity", "num_experts"):
+        for key in sorted({k for keys in BOTTLENECK_OPTIONS.values() for k in keys}):
             if kwargs.get(key) is not None and key not in BOTTLENECK_OPTIONS.get(bottleneck, ()):
                 owners = [b for b, keys in BOTTLENECK_OPTIONS.items() if key in keys]
                 raise ValueError(f"{key}={kwargs[key]!r} only applies to bottleneck {owners}, not {bottleneck!r}")
@@ -141,6 +196,15 @@ class ConvExtractor(BaseFeaturesExtractor):
             raise ValueError(f"sparsity must be a float in (0, 1) (the paper uses 0.9), got {sparsity!r}")
         if kwargs.get("num_experts") is not None:
             _check_int("num_experts", kwargs["num_experts"], 1)
+        check_options = getattr(BOTTLENECKS[bottleneck], "check_options", None)
+        if check_options is not None:
+            check_options(**{k: kwargs[k] for k in BOTTLENECK_OPTIONS.get(bottleneck, ()) if k in kwargs})
+
+    @classmethod
+    def argument_names(cls) -> list[str]:
+        """Every argument the extractor takes: its own, then the options bottlenecks declare (e.g. ``sparse_method``)."""
+        own = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "observation_space", "unknown")]
+        return own + [k for keys in BOTTLENECK_OPTIONS.values() for k in keys if k not in own]
 
     def encode(self, observations: th.Tensor) -> th.Tensor:
         """φ(x): the (B, C, H, W) feature map, before the bottleneck."""
@@ -169,12 +233,12 @@ def policy_kwargs(
 
     :param encoder: A name of :data:`sb3_gap.encoders.ENCODERS` (``"impala"``, ``"nature"``, ``"minatar"``, ``"minatar_impala"``)
     :param bottleneck: ``"flatten"``, ``"gap"``, ``"gmp"``, ``"sparse"``, ``"tokenize"`` or ``"softmoe"``
-    :param width_scale: dim(ψ) = 512 × ``width_scale`` (the paper uses 1, 2, 4, 8)
+    :param width_scale: dim(ψ) = 512 × ``width_scale`` (the paper uses 1, 2, 4, 8; at most :data:`MAX_WIDTH_SCALE`)
     :param net_arch: Layers the algorithm adds after the extractor (default: none)
     :param extractor_kwargs: Other :class:`ConvExtractor` arguments (``encoder_scale``, ``psi_depth``, ...)
     :return: A plain dict with ``features_extractor_class``, ``features_extractor_kwargs`` and ``net_arch``
     """
-    kwargs = dict(encoder=encoder, bottleneck=bottleneck, width_scale=width_scale, **extractor_kwargs)
+    kwargs = plain_numbers(dict(encoder=encoder, bottleneck=bottleneck, width_scale=width_scale, **extractor_kwargs))
     # Validate now, with the user's call on the stack, rather than deep inside model construction.
     ConvExtractor.validate(**kwargs)
     return {

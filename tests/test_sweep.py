@@ -140,7 +140,7 @@ def test_sigkill_mid_trial_loses_nothing_and_resumes(tmp_path):
     finished = {t.number: (t.value, cell_key(t.params)) for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert finished
     saved = {p: p.read_bytes() for t in study.get_trials(states=(TrialState.COMPLETE,)) for p in Path(t.user_attrs["run_dir"]).glob("*.json")}
-    assert len(saved) == 2 * len(finished)  # curve.json and result.json per finished run
+    assert len(saved) == 3 * len(finished)  # curve.json, result.json and settings.json per finished run
 
     run_worker(spec, progress=False, poll_interval=0.5)  # the same command again
 
@@ -228,9 +228,10 @@ def test_bad_input_cli_and_report(tmp_path, capsys):
     with pytest.raises(SystemExit, match="Unknown bottleneck 'nope'"):
         main(["--envs", "MinAtar/Breakout-v1", "--bottlenecks", "nope", "--storage", f"sqlite:///{tmp_path}/x.db"])
     spec = tiny_spec(tmp_path)
-    open_study(spec)
+    study = open_study(spec)
     with pytest.raises(ValueError, match="No study 'other'.*tiny"):
         build_report([(spec.storage, "other")], tmp_path / "r")
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.0))  # settings with results bind the study
     with pytest.raises(ValueError, match="other training settings"):
         open_study(tiny_spec(tmp_path, steps=300))
 

@@ -125,36 +125,100 @@ def save_overlay(frame: np.ndarray, cam: np.ndarray, path: str | os.PathLike, ti
     return path
 
 
-def _observation_from_env(model: object, env_id: str, steps: int, seed: int) -> np.ndarray:
-    """Play ``steps`` greedy steps in ``env_id`` and return the last observation, shaped like the model's."""
+def recorded_env(model_path: str | os.PathLike) -> tuple[str | None, dict | None, str | None]:
+    """
+    The env a saved model was trained on, when its run folder records it: ``settings.json`` next to a sweep's
+    ``model.zip``, or the Zoo's ``<env>/args.yml`` (and ``config.yml``) next to ``<env>.zip`` / ``best_model.zip``.
+
+    :return: ``(env id, env kwargs, file it came from)``, all ``None`` when nothing is recorded
+    """
+    import json
+
+    from sb3_gap.hub.safe import load_zoo_yaml
+
+    folder = Path(model_path).resolve().parent
+    settings = folder / "settings.json"
+    if settings.is_file():
+        try:
+            data = json.loads(settings.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("env"), str):
+            env_kwargs = (data.get("env_settings") or {}).get("env_kwargs")
+            return data["env"], env_kwargs if isinstance(env_kwargs, dict) else None, str(settings)
+    args_files = sorted(folder.glob("*/args.yml"))
+    if len(args_files) == 1:
+        try:
+            args = load_zoo_yaml(args_files[0])
+            config = load_zoo_yaml(args_files[0].parent / "config.yml") if (args_files[0].parent / "config.yml").is_file() else {}
+        except (ValueError, OSError):
+            return None, None, None
+        if isinstance(args, dict) and isinstance(args.get("env"), str):
+            env_kwargs = args.get("env_kwargs") or (config or {}).get("env_kwargs")
+            return args["env"], dict(env_kwargs) if isinstance(env_kwargs, dict) else None, str(args_files[0])
+    return None, None, None
+
+
+def _check_env_id(env_id: str) -> None:
+    """Raise ``ValueError`` naming an unknown env id and the closest registered ones."""
+    import difflib
+
+    import gymnasium as gym
+
+    from sb3_gap.sweep.protocols import register_ale_ids
+
+    register_ale_ids()
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as e:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
+        raise ValueError(f"Unknown env id {env_id!r} ({e}); close registered ids: {close}") from None
+
+
+def _observation_from_env(model: object, env_id: str, steps: int, seed: int, env_kwargs: dict | None = None) -> np.ndarray:
+    """Play ``steps`` greedy steps in ``env_id`` and return the last observation, shaped like the model's.
+
+    :raises ValueError: When the env's observations or actions are not the model's (another game)
+    """
     from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
 
     from sb3_gap.sweep.protocols import protocol_for  # the evaluation env of each id's protocol, as the sweeps use
 
     space = model.observation_space  # type: ignore[attr-defined]
-    venv = protocol_for(env_id).make_env(env_id, 1, seed, False)
-    if venv.observation_space.shape != space.shape and not is_vecenv_wrapped(venv, VecTransposeImage):
-        venv = VecTransposeImage(venv)
-    if venv.observation_space.shape != space.shape:
-        raise ValueError(f"Env {env_id!r} gives observations of shape {venv.observation_space.shape}, the model expects {space.shape}")
-    obs = venv.reset()
-    for _ in range(steps):
-        action, _ = model.predict(obs, deterministic=True)  # type: ignore[attr-defined]
-        obs = venv.step(action)[0]
-    venv.close()
+    actions = model.action_space  # type: ignore[attr-defined]
+    _check_env_id(env_id)
+    kwargs = {"env_kwargs": env_kwargs} if env_kwargs else {}
+    venv = protocol_for(env_id).make_env(env_id, 1, seed, False, **kwargs)
+    try:
+        if venv.observation_space.shape != space.shape and not is_vecenv_wrapped(venv, VecTransposeImage):
+            venv = VecTransposeImage(venv)
+        if venv.observation_space.shape != space.shape:
+            raise ValueError(f"Env {env_id!r} gives observations of shape {venv.observation_space.shape}, the model expects {space.shape}")
+        if venv.action_space != actions:
+            raise ValueError(
+                f"Env {env_id!r} has actions {venv.action_space}, the model {actions}: it was trained on another env "
+                "(or with other env_kwargs); pass the env it was trained on"
+            )
+        obs = venv.reset()
+        for _ in range(steps):
+            action, _ = model.predict(obs, deterministic=True)  # type: ignore[attr-defined]
+            obs = venv.step(action)[0]
+    finally:
+        venv.close()
     return obs[0]
 
 
 def main(argv: list[str] | None = None) -> None:
     """``sb3-gap gradcam``: write a Grad-CAM PNG for a saved model."""
-    from sb3_gap.algos import ALGOS, get_algo
-    from sb3_gap.report import find_extractor
+    import gymnasium as gym
+
+    from sb3_gap.algos import ALGOS
 
     parser = argparse.ArgumentParser(prog="sb3-gap gradcam", description=main.__doc__)
     parser.add_argument("model", help="path of a model saved with model.save() (.zip)")
     parser.add_argument("--algo", required=True, choices=sorted(ALGOS), help="algorithm that saved the model")
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--env", help="env id to take a frame from (e.g. MinAtar/Breakout-v1, ALE/Pong-v5)")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--env", help="env id to take a frame from (e.g. MinAtar/Breakout-v1, ALE/Pong-v5; default: the one its run folder records)")
     src.add_argument("--obs", help=".npy file with one observation (or a batch; the first is used)")
     parser.add_argument("--steps", type=int, default=50, help="greedy steps played before the frame (with --env)")
     parser.add_argument("--seed", type=int, default=0)
@@ -165,11 +229,39 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.steps < 0:
         parser.error(f"--steps must be >= 0, got {args.steps}")
-    th.set_num_threads(max(1, min(th.get_num_threads(), 2)))
+    try:
+        _run(args)
+    except (ValueError, OSError, ImportError, gym.error.Error) as e:
+        text = str(e).strip() or type(e).__name__
+        raise SystemExit(f"sb3-gap gradcam: error: {text.splitlines()[0]}") from None
 
-    model = get_algo(args.algo).load(args.model, device=args.device)
+
+def _run(args: argparse.Namespace) -> None:
+    """The body of :func:`main`, raising ``ValueError`` / ``OSError`` for what the user can fix."""
+    import zipfile
+
+    from sb3_gap.algos import get_algo
+    from sb3_gap.report import find_extractor
+
+    path = Path(args.model)
+    if not path.is_file():
+        raise ValueError(f"model file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    env_id, env_kwargs, source = recorded_env(path)
+    if args.env and env_id and args.env != env_id:
+        raise ValueError(f"{path.name} was trained on {env_id!r} (recorded in {source}), not on --env {args.env!r}; pass --env {env_id}")
+    if not args.env and not args.obs:
+        if env_id is None:
+            raise ValueError(f"pass --env <id> or --obs <file.npy>: {path.name}'s folder records no env")
+        args.env = env_id
     if args.env:
-        obs = _observation_from_env(model, args.env, args.steps, args.seed)
+        _check_env_id(args.env)
+    th.set_num_threads(max(1, min(th.get_num_threads(), 2)))
+    try:
+        model = get_algo(args.algo).load(str(path), device=args.device)
+    except (zipfile.BadZipFile, KeyError, EOFError) as e:
+        raise ValueError(f"{path} is not a model saved by {args.algo} ({type(e).__name__}: {e})") from None
+    if args.env:
+        obs = _observation_from_env(model, args.env, args.steps, args.seed, env_kwargs if args.env == env_id else None)
     else:
         obs = np.load(args.obs)
         if obs.shape == model.observation_space.shape:
@@ -177,12 +269,14 @@ def main(argv: list[str] | None = None) -> None:
         elif obs.shape[1:] == model.observation_space.shape:
             obs = obs[0]
         else:
-            parser.error(f"--obs has shape {obs.shape}, the model expects {model.observation_space.shape}")
+            raise ValueError(f"--obs has shape {obs.shape}, the model expects {model.observation_space.shape}")
+    if args.action is not None and hasattr(model.action_space, "n") and not 0 <= args.action < int(model.action_space.n):
+        raise ValueError(f"--action {args.action} is not an action of the model ({model.action_space}); valid: 0..{int(model.action_space.n) - 1}")
     cam = grad_cam(model, obs[None], action=args.action)[0]
     with th.no_grad():
         values = decision_values(model.policy, model.policy.obs_to_tensor(obs[None])[0])[0]
     action = int(values.argmax()) if args.action is None else args.action
     frame = frame_image(obs, channels_first=find_extractor(model).channels_first, reduce=args.frame)
-    title = f"{Path(args.model).name} · {args.algo} · action {action}"
+    title = f"{path.name} · {args.algo} · action {action}"
     out = save_overlay(frame, cam, args.out, title=title)
     print(f"wrote {out}")

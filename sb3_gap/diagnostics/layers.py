@@ -34,15 +34,18 @@ import numpy as np
 import torch as th
 from torch import nn
 
-from sb3_gap.bottlenecks import DenseBottleneck, ExpertLinear, MaskedLinear, SoftMoE
+from sb3_gap.bottlenecks import DenseBottleneck, ExpertLinear, SoftMoE
+from sb3_gap.sparse import MASK
 from sb3_gap.encoders import ResidualBlock
 from sb3_gap.extractor import ConvExtractor
+from sb3_gap.rainbow.policies import NoisyLinear
 
 #: The module groups of Sokar & Castro (2025): encoder φ, the φ→ψ connection (ψ's first layer),
 #: and the rest of ψ.
 GROUPS = ("phi", "bottleneck", "psi")
 
-NEURON_LAYER_TYPES = (nn.Conv2d, nn.Linear, ExpertLinear)
+# NoisyLinear: ψ's dense layers with Rainbow's noisy=True (μ and σ are both the layer's weights).
+NEURON_LAYER_TYPES = (nn.Conv2d, nn.Linear, ExpertLinear, NoisyLinear)
 
 # A mask function maps a boolean neuron mask (one entry per neuron of the layer) to a boolean
 # tensor that broadcasts to one parameter's shape.
@@ -127,8 +130,8 @@ def fresh_values(m: nn.Module) -> dict[str, th.Tensor]:
             nn.init.uniform_(new.bias, -bound, bound)
         else:
             new.reset_parameters()  # type: ignore[operator]
-        if isinstance(new, MaskedLinear):
-            new.weight.mul_(new.mask)  # keep the static sparsity pattern
+        if hasattr(new, MASK):
+            new.weight.mul_(getattr(new, MASK))  # keep the sparsity pattern (sb3_gap.sparse)
     return {k: v.detach() for k, v in new.named_parameters(recurse=False)}
 
 
@@ -140,9 +143,14 @@ def _incoming(m: nn.Module, norm: nn.LayerNorm | None) -> list[ParamSlice]:
         slices.append(ParamSlice(m.weight, lambda f: f[:, None, :], "weight"))  # (n, in, out)
         slices.append(ParamSlice(m.bias, lambda f: f[:, None, :], "bias"))  # (n, 1, out)
         return slices  # a LayerNorm after experts is shared across experts: left alone
+    elif isinstance(m, NoisyLinear):  # rows of μ_w and σ_w, entries of μ_b and σ_b
+        for name in ("weight_mu", "weight_sigma"):
+            slices.append(ParamSlice(getattr(m, name), lambda f: f.view(-1, 1), name))
+        for name in ("bias_mu", "bias_sigma"):
+            slices.append(ParamSlice(getattr(m, name), lambda f: f, name))
     else:
         slices.append(ParamSlice(m.weight, lambda f: f.view(-1, 1), "weight"))
-    if getattr(m, "bias", None) is not None:
+    if not isinstance(m, NoisyLinear) and getattr(m, "bias", None) is not None:
         slices.append(ParamSlice(m.bias, lambda f: f, "bias"))
     if norm is not None and norm.elementwise_affine:
         slices.append(ParamSlice(norm.weight, lambda f: f, "ones"))
@@ -159,6 +167,8 @@ def _into(consumer: nn.Module) -> list[ParamSlice]:
         return [ParamSlice(consumer.weight, lambda f: f[:, :, None])]  # neurons (n, units) → (n, in, out)
     if isinstance(consumer, nn.Linear):
         return [ParamSlice(consumer.weight, lambda f: f.view(1, -1))]
+    if isinstance(consumer, NoisyLinear):
+        return [ParamSlice(consumer.weight_mu, lambda f: f.view(1, -1)), ParamSlice(consumer.weight_sigma, lambda f: f.view(1, -1))]
     raise TypeError(type(consumer).__name__)
 
 
@@ -167,10 +177,11 @@ def _into_bottleneck(neck: nn.Module, in_shape: tuple[int, int, int]) -> list[Pa
     c, h, w = in_shape
     if isinstance(neck, DenseBottleneck):
         conn = neck.connection
+        weights = [conn.weight_mu, conn.weight_sigma] if isinstance(conn, NoisyLinear) else [conn.weight]
         if conn.in_features == c:  # gap / gmp: column c
-            return [ParamSlice(conn.weight, lambda f: f.view(1, -1))]
+            return [ParamSlice(w_, lambda f: f.view(1, -1)) for w_ in weights]
         if conn.in_features == c * h * w:  # flatten / sparse: columns c·H·W .. (c+1)·H·W - 1
-            return [ParamSlice(conn.weight, lambda f: f.repeat_interleave(h * w).view(1, -1))]
+            return [ParamSlice(w_, lambda f: f.repeat_interleave(h * w).view(1, -1)) for w_ in weights]
         return None
     if isinstance(neck, SoftMoE):  # router row c and the connection's input c of every expert
         return [

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.atari_wrappers import ClipRewardEnv, EpisodicLifeEnv
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
@@ -225,6 +226,9 @@ def make_atari_vec_env(
     :param kwargs: Passed to :func:`make_atari` (gymnasium) or envpool (envpool)
     :return: A ``VecEnv`` with ``(frame_stack, 84, 84)`` uint8 observations
     """
+    if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+        raise ValueError(f"n_envs must be a positive integer (the number of parallel games, e.g. 1 or 8), got {n_envs!r}")
+    n_envs = int(n_envs)
     spec = _check_protocol(protocol)
     if backend == "gymnasium":
         venv = make_vec_env(

@@ -227,9 +227,45 @@ def _hyperparams(config: dict[str, Any]) -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
+def _saved_hyperparams(params_path: str) -> tuple[dict[str, Any], str | None]:
+    """
+    rl_zoo3's ``get_saved_hyperparams(params_path, test_mode=True)`` without its ``yaml.UnsafeLoader`` and
+    ``eval``: ``config.yml`` is read by :func:`safe.load_zoo_yaml` and a ``normalize`` string is parsed by
+    :func:`sb3_gap.zoo_config.parse_kwargs_string`.
+
+    :return: ``(hyperparams with normalize / normalize_kwargs, stats path or None)``
+    """
+    from sb3_gap.zoo_config import parse_kwargs_string
+
+    if not os.path.isdir(params_path):
+        return {}, None
+    config_file = Path(params_path) / CONFIG_YML
+    if config_file.is_file():
+        loaded = safe.load_zoo_yaml(config_file) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file} must hold a mapping of hyperparameters, got {type(loaded).__name__}")
+        hyperparams: dict[str, Any] = dict(loaded)
+        hyperparams["normalize"] = hyperparams.get("normalize", False)
+    else:
+        hyperparams = {"normalize": (Path(params_path) / "obs_rms.pkl").is_file()}
+    normalize = hyperparams["normalize"]
+    if normalize:
+        if isinstance(normalize, str):
+            kwargs = parse_kwargs_string(normalize)
+            if not isinstance(kwargs, dict):
+                raise ValueError(f"{config_file}: normalize = {normalize!r} must give keyword arguments of VecNormalize")
+            normalize_kwargs = dict(kwargs, norm_reward=False)
+        elif isinstance(normalize, dict):
+            normalize_kwargs = dict(normalize)
+        else:
+            normalize_kwargs = {"norm_obs": normalize, "norm_reward": False}
+        hyperparams["normalize_kwargs"] = normalize_kwargs
+    return hyperparams, params_path
+
+
 def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_best: bool, device: str) -> _Source:
     """Read a Zoo run folder ``<folder>/<algo>/<env>_<exp_id>/`` the way rl_zoo3's enjoy / push_to_hub do."""
-    from rl_zoo3.utils import get_model_path, get_saved_hyperparams
+    from rl_zoo3.utils import get_model_path
 
     cls = get_algo(algo)
     env_name = EnvironmentName(env_id)
@@ -241,12 +277,13 @@ def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_be
             f"Expected {folder}/{algo}/{env_name}_<N>/{env_name}.zip"
         ) from None
     params_path = os.path.join(log_path, env_name)
-    hyperparams, stats_path = get_saved_hyperparams(params_path, test_mode=True)
+    hyperparams, stats_path = _saved_hyperparams(params_path)
     env_kwargs: dict[str, Any] = {}
     args_path = Path(params_path) / ARGS_YML
     if args_path.is_file():
-        with open(args_path) as f:
-            loaded = yaml.load(f, Loader=yaml.UnsafeLoader)  # the user's own run, as rl_zoo3 reads it
+        loaded = safe.load_zoo_yaml(args_path)  # never yaml.UnsafeLoader: a run folder may come from anywhere
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{args_path} must hold a mapping of the run's arguments, got {type(loaded).__name__}")
         env_kwargs = dict(loaded.get("env_kwargs") or {})
     # The user's own checkpoint (not a download): SB3's loader is the right tool. a small buffer as in
     # the Zoo's enjoy, so no replay buffer is allocated; the configured size is restored for the card.
@@ -496,6 +533,32 @@ def _safe_info(dl: _Download) -> dict[str, Any] | None:
     return None
 
 
+def _check_downloaded_yaml(repo_id: str, files: dict[str, str]) -> dict[str, Any]:
+    """
+    Read the downloaded Zoo YAML files as plain data (:func:`safe.load_zoo_yaml`) and refuse what the Zoo would
+    execute or write from them (:func:`safe.check_zoo_config`); path-like ``env_kwargs`` are refused too.
+
+    :return: The ``config.yml`` content (``{}`` when there is none)
+    :raises ValueError: A file holds YAML that is not plain data
+    :raises HubError: Naming the repository, the file and the value at fault
+    """
+    loaded = {name: safe.load_zoo_yaml(files[name]) for name in (CONFIG_YML, ARGS_YML, ENV_KWARGS_YML) if name in files}
+    try:
+        hyperparams = loaded.get(CONFIG_YML) or {}
+        safe.check_zoo_config(hyperparams, CONFIG_YML)
+        env_kwargs = [(CONFIG_YML, hyperparams.get("env_kwargs")), (ENV_KWARGS_YML, loaded.get(ENV_KWARGS_YML))]
+        if isinstance(loaded.get(ARGS_YML), dict):
+            env_kwargs.append((ARGS_YML, loaded[ARGS_YML].get("env_kwargs")))
+        for name, kwargs in env_kwargs:
+            if isinstance(kwargs, str):
+                safe._check_expression(kwargs, f"{name}: env_kwargs")
+            elif kwargs is not None and safe._looks_like_path(kwargs):
+                raise ValueError(f"{name}: env_kwargs {kwargs!r} name files or folders on this machine; {safe.REFUSED}")
+    except ValueError as e:
+        raise HubError(f"{repo_id!r}: {e}") from None
+    return dict(hyperparams)
+
+
 def _refuse_pickle(repo_id: str) -> HubError:
     return HubError(
         f"{repo_id!r} has no pickle-free weights ({safe.CONFIG_FILE} + {safe.WEIGHTS_FILE}; it was not pushed by sb3_gap). "
@@ -658,23 +721,19 @@ def pull_from_hub(
         if name in dl.files:
             files[name] = dl.get(name)
 
-    # Pickle-free whenever the repository allows it; allow_pickle only permits the fallback.
+    # Pickle-free whenever the repository allows it; allow_pickle only permits the pickled model zip (and the
+    # pickled VecNormalize statistics). The YAML files are checked on every path: what the Zoo's enjoy would
+    # evaluate or import from them must pass the same allow-list whatever the flag.
     path = "safetensors" if config is not None else "pickle"
-    if path == "safetensors" and not allow_pickle:
-        # Refuse what the Zoo's enjoy would execute from these files.
-        hyperparams = safe.load_zoo_yaml(files[CONFIG_YML]) if CONFIG_YML in files else {}
-        for name in (ARGS_YML, ENV_KWARGS_YML):
-            if name in files:
-                safe.load_zoo_yaml(files[name])
-        try:
-            safe.check_zoo_config(hyperparams)
-        except ValueError as e:
-            raise HubError(f"{repo_id!r}: {e}") from None
-        if hyperparams.get("normalize"):
+    hyperparams = _check_downloaded_yaml(repo_id, files)
+    if path == "safetensors" and hyperparams.get("normalize"):
+        if not allow_pickle:
             raise HubError(
                 f"{repo_id!r} needs VecNormalize statistics, which are only published pickled ({VEC_NORMALIZE_HUB}): "
                 "pass --allow-pickle if you trust the repository's author."
             )
+        if VEC_NORMALIZE_HUB not in files:
+            raise HubError(f"{repo_id!r} says normalize: {hyperparams['normalize']!r} but publishes no {VEC_NORMALIZE_HUB}")
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / algo).mkdir(exist_ok=True)
@@ -691,6 +750,9 @@ def pull_from_hub(
             if "buffer_size" in config["model_attrs"]:
                 rebuilt.buffer_size = config["model_attrs"]["buffer_size"]  # the trained value, not the inference one
             rebuilt.save(zip_out)
+            if hyperparams.get("normalize"):  # only reached with allow_pickle (checked above)
+                shutil.copyfile(files[VEC_NORMALIZE_HUB], params / VEC_NORMALIZE_LOCAL)
+                logger.warning("Copied %s as published: rl_zoo3 unpickles it (allowed by allow_pickle=True)", VEC_NORMALIZE_HUB)
         else:
             name = _zip_name(dl, algo, env_id)
             files[name] = dl.get(name)
@@ -708,6 +770,6 @@ def pull_from_hub(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    how = "pickle-free path (rebuilt from safetensors)" if path == "safetensors" else "pickle path (files copied as published)"
+    how = "pickle-free path (rebuilt from safetensors)" if path == "safetensors" else "pickle path (model zip copied as published)"
     (logger.info if path == "safetensors" else logger.warning)("Pulled %s@%s into %s via the %s", repo_id, dl.revision[:8], target, how)
     return LoadInfo(repo_id, dl.revision, path, algo, env_id, files, str(target))

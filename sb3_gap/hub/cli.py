@@ -13,8 +13,21 @@ def _setup(verbose: int) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
 
 
-def _fail(e: Exception) -> None:
-    print(f"error: {e}", file=sys.stderr)
+def _errors() -> tuple[type[BaseException], ...]:
+    """What the CLIs report in one line: Hub errors, bad input and bad files, missing packages."""
+    import gymnasium as gym
+
+    from sb3_gap.hub import HubError
+
+    return (HubError, ValueError, OSError, ImportError, gym.error.Error)
+
+
+def _fail(command: str, e: BaseException) -> None:
+    """Print ``sb3-gap <command>: error: <first line>`` (never a traceback) and exit 1."""
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, FileNotFoundError) and e.filename and str(e.filename) not in text:
+        text = f"{text}: {e.filename}"
+    print(f"sb3-gap {command}: error: {text.splitlines()[0]}", file=sys.stderr)
     raise SystemExit(1)
 
 
@@ -40,19 +53,19 @@ def push_main(argv: list[str] | None = None) -> None:
     _setup(args.verbose)
     import importlib
 
-    for module in args.gym_packages:
-        importlib.import_module(module)
-    from sb3_gap.hub import HubError, push_to_hub
+    from sb3_gap.hub import push_to_hub
 
     try:
+        for module in args.gym_packages:
+            importlib.import_module(module)
         info = push_to_hub(
             args.folder, args.repo_id, algo=args.algo, env_id=args.env, exp_id=args.exp_id, load_best=args.load_best,
             n_eval_episodes=args.n_eval_episodes, deterministic=not args.stochastic, seed=args.seed,
             video=not args.no_video, video_length=args.video_length, commit_message=args.commit_message,
             private=True if args.private else None,
         )
-    except (HubError, ValueError, FileNotFoundError) as e:
-        _fail(e)
+    except _errors() as e:
+        _fail("push", e)
     print(f"Pushed {len(info.files)} files to {info.repo_id} (mean_reward {info.mean_reward:.2f} +/- {info.std_reward:.2f}): {info.commit_url}")
 
 
@@ -72,14 +85,14 @@ def pull_main(argv: list[str] | None = None) -> None:
     p.add_argument("--verbose", type=int, default=1)
     args = p.parse_args(argv)
     _setup(args.verbose)
-    from sb3_gap.hub import HubError, pull_from_hub
+    from sb3_gap.hub import pull_from_hub
 
     try:
         info = pull_from_hub(
             args.repo_id, args.folder, algo=args.algo, env_id=args.env, exp_id=args.exp_id,
             allow_pickle=args.allow_pickle, revision=args.revision,
         )
-    except (HubError, ValueError, FileExistsError) as e:
-        _fail(e)
+    except _errors() as e:
+        _fail("pull", e)
     print(f"Saved {info.repo_id}@{info.revision[:8]} to {info.log_path} ({info.path} path)")
     print(f"Run it: python -m rl_zoo3.enjoy --algo {info.algo} --env {info.env_id} -f {args.folder} --gym-packages sb3_gap")

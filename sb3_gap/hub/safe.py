@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import math
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -42,12 +44,21 @@ from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, Line
 import sb3_gap
 from sb3_gap.algos import ALGOS, get_algo
 
+logger = logging.getLogger("sb3_gap.hub")
+
 FORMAT = "sb3_gap.hub/1"
 # Replay buffer size for a loaded off-policy model (the Zoo's enjoy uses 1; Rainbow's n-step /
 # frame-stack buffer needs a few more slots). Pass buffer_size=... to continue training.
 INFERENCE_BUFFER_SIZE = 64
 CONFIG_FILE = "sb3_gap.json"
 WEIGHTS_FILE = "model.safetensors"
+#: Most elements an observation space of a downloaded config may have (3×512×512 RGB is 786,432; a 4×84×84 Atari
+#: stack 28,224): the loader allocates the space's bounds and an inference replay before any weight is read.
+MAX_OBS_ELEMENTS = 2**20
+#: Most elements the rebuilt model's replay or rollout buffer may hold (observations × slots × envs; 2**28 float32 is 1 GiB).
+MAX_BUFFER_ELEMENTS = 2**28
+#: Most parallel envs a downloaded config may declare (the replay is allocated per env); pass ``n_envs=`` to override.
+MAX_N_ENVS = 64
 
 _CLASS_KEY = "__class__"
 _SAFE_CLASSES: dict[str, type] = {}
@@ -238,6 +249,13 @@ _SPECIAL_ATTRS = {"observation_space", "action_space", "policy_kwargs", "policy_
 _RUN_STATE_ATTRS = {"_last_obs", "_last_original_obs", "_last_episode_starts", "ep_info_buffer", "ep_success_buffer"}
 # Set by BaseAlgorithm.__init__ only when an env is given (the rebuilt model has none).
 _ENV_ATTRS = {"n_envs"}
+# Where this machine writes or what it prints: never taken from a download (the local defaults stay).
+_LOCAL_ATTRS = {"tensorboard_log", "verbose", "device", "start_time"}
+# Training progress restored with the hyperparameters (plain numbers).
+_PROGRESS_ATTRS = {
+    "num_timesteps", "_n_updates", "_episode_num", "_n_calls", "exploration_rate", "_current_progress_remaining",
+    "_num_timesteps_at_start", "_total_timesteps", "_stats_window_size", "n_envs", "frame_stack", "action_noise",
+}  # fmt: skip
 
 
 def algo_name(model: BaseAlgorithm) -> str:
@@ -273,7 +291,7 @@ def model_to_plain(model: BaseAlgorithm, env_id: str | None = None) -> tuple[dic
     :param model: A trained model
     :param env_id: The environment id, recorded for the card and for ``sb3-gap pull``
     """
-    excluded = set(model._excluded_save_params()) | _SPECIAL_ATTRS | _RUN_STATE_ATTRS
+    excluded = set(model._excluded_save_params()) | _SPECIAL_ATTRS | _RUN_STATE_ATTRS | _LOCAL_ATTRS
     # Only what the constructor sets is restored; _setup_model() rebuilds the rest (schedules, aliases).
     constructed = set(_unbuilt(type(model), model.policy_class, "cpu").__dict__) | _ENV_ATTRS
     attrs: dict[str, Any] = {}
@@ -331,40 +349,210 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def allowed_attrs(cls: type[BaseAlgorithm]) -> set[str]:
+    """
+    Attributes a downloaded ``sb3_gap.json`` may set on a rebuilt ``cls``: its constructor's hyperparameters
+    (``learning_rate``, ``buffer_size``, ``n_atoms``...) and the training progress (:data:`_PROGRESS_ATTRS`), never
+    where this machine writes or what it prints (``tensorboard_log``, ``verbose``: see :data:`_LOCAL_ATTRS`).
+    """
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:  # every class of the hierarchy (DQN sets OffPolicyAlgorithm's use_sde without taking it)
+        if issubclass(klass, BaseAlgorithm) and "__init__" in vars(klass):
+            params = inspect.signature(klass.__init__).parameters
+            names |= {p for p, v in params.items() if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)}
+    names -= {"self", "policy", "env", "policy_kwargs", "_init_setup_model", "supported_action_spaces", "sde_support", "support_multi_env"}
+    return (names | _PROGRESS_ATTRS) - _LOCAL_ATTRS - _SPECIAL_ATTRS
+
+
+def architecture_args(cls: type[BaseAlgorithm]) -> frozenset[str]:
+    """Arguments that shape ``cls``'s network (``Rainbow.ARCHITECTURE_ARGS``, plus the spaces and ``policy_kwargs``)."""
+    return frozenset(getattr(cls, "ARCHITECTURE_ARGS", ())) | {"policy_kwargs", "observation_space", "action_space", "policy_class"}
+
+
+def weight_shapes(weights: str | Path) -> dict[str, tuple[int, ...]]:
+    """
+    The tensor shapes in a safetensors file, from its header only (no tensor is read).
+
+    :raises ValueError: When the file is not a valid safetensors file (corrupt, truncated, another format)
+    """
+    try:
+        with safetensors.safe_open(str(weights), framework="pt", device="cpu") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (and OSError) for bad files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{Path(weights).name} is not a valid safetensors file ({first}): corrupt or truncated download") from None
+
+
+def _space_elements(data: Any, where: str) -> int:
+    """Elements of a plain space (before it is built), bounded by :data:`MAX_OBS_ELEMENTS`."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+    if data.get("type") == "Box":
+        shape = data.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+            raise ValueError(f"{where} has shape {shape!r}; it must be a list of positive integers")
+        size = math.prod(shape)
+    elif data.get("type") == "MultiBinary":
+        n = data.get("n")
+        dims = n if isinstance(n, list) else [n]
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+            raise ValueError(f"{where} has n {n!r}; it must be a positive integer or a list of them")
+        size = math.prod(dims)
+    elif data.get("type") == "MultiDiscrete":
+        size = len(np.ravel(np.asarray(data.get("nvec", []), dtype=object)))
+    else:
+        size = 1
+    if size > MAX_OBS_ELEMENTS:
+        raise ValueError(
+            f"{where} of shape {data.get('shape', data.get('n'))} has {size:,} elements, more than the {MAX_OBS_ELEMENTS:,} "
+            "a downloaded config may declare (sb3_gap.hub.safe.MAX_OBS_ELEMENTS); refused before allocating"
+        )
+    return size
+
+
+def _meta_shapes(model: BaseAlgorithm) -> list[tuple[set[str], tuple[int, ...]]]:
+    """The policy ``model`` would build, as (names sharing one tensor, shape), built on torch's meta device (no memory)."""
+    import inspect
+
+    kwargs = dict(model.policy_kwargs)
+    kwargs["optimizer_class"], kwargs["optimizer_kwargs"] = th.optim.SGD, {}  # no optimizer runs on meta tensors
+    if "use_sde" in inspect.signature(model.policy_class.__init__).parameters:
+        kwargs.setdefault("use_sde", getattr(model, "use_sde", False))
+    original_to, original_load = th.nn.Module.to, th.nn.Module.load_state_dict
+
+    def is_meta(module: th.nn.Module) -> bool:
+        return any(t.is_meta for t in module.parameters()) or any(t.is_meta for t in module.buffers())
+
+    def to(module: th.nn.Module, *args: Any, **to_kwargs: Any) -> th.nn.Module:
+        # SB3 policies move sub-networks with .to(device): a meta module stays where it is (it has no data to copy).
+        return module if is_meta(module) else original_to(module, *args, **to_kwargs)
+
+    def load_state_dict(module: th.nn.Module, state_dict: Any, *args: Any, **load_kwargs: Any) -> Any:
+        # DQN copies q_net into q_net_target: meta tensors hold no values to copy (and the shapes agree by construction).
+        if is_meta(module):
+            return th.nn.modules.module._IncompatibleKeys([], [])
+        return original_load(module, state_dict, *args, **load_kwargs)
+
+    th.nn.Module.to, th.nn.Module.load_state_dict = to, load_state_dict  # type: ignore[method-assign]
+    try:
+        with th.device("meta"):
+            policy = model.policy_class(model.observation_space, model.action_space, lambda _: 0.0, **kwargs)  # type: ignore[call-arg]
+    finally:
+        th.nn.Module.to, th.nn.Module.load_state_dict = original_to, original_load  # type: ignore[method-assign]
+    groups: dict[int, tuple[set[str], tuple[int, ...]]] = {}
+    for name, tensor in policy.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), (set(), tuple(tensor.shape)))[0].add(name)
+    return list(groups.values())
+
+
+def _check_against_weights(model: BaseAlgorithm, stored: dict[str, tuple[int, ...]], weights: str | Path) -> None:
+    """Refuse a config whose network differs from the weights (another width, atom count, action count...) before building it."""
+    try:
+        groups = _meta_shapes(model)
+    except Exception as e:  # noqa: BLE001 - a layer whose construction reads tensor values cannot be built on meta
+        # Then only the bounds on spaces, buffers and extractor arguments apply, and the strict load compares the shapes.
+        logger.warning("Could not pre-check %s against %s on torch's meta device (%s: %s)", CONFIG_FILE, Path(weights).name, type(e).__name__, e)
+        return
+    for names, shape in groups:
+        present = sorted(names & set(stored))
+        if not present:
+            raise ValueError(
+                f"{CONFIG_FILE} builds a network with tensor {sorted(names)[0]!r} {list(shape)}, which {Path(weights).name} "
+                "does not have: the config and the weights belong to different models"
+            )
+        for name in present:
+            if stored[name] != shape:
+                raise ValueError(
+                    f"{Path(weights).name} has {name!r} of shape {list(stored[name])}, but {CONFIG_FILE} builds {list(shape)}: "
+                    "the config and the weights belong to different models (e.g. another width_scale or n_atoms)"
+                )
+
+
+def _check_buffer_size(model: BaseAlgorithm, obs_elements: int) -> None:
+    """Bound what ``_setup_model`` allocates for the replay / rollout buffer by :data:`MAX_BUFFER_ELEMENTS`."""
+    n_envs = int(getattr(model, "n_envs", 1) or 1)
+    if isinstance(model, OffPolicyAlgorithm):
+        slots, what = max(int(model.buffer_size), n_envs) * 2, f"buffer_size={model.buffer_size}"
+    elif isinstance(getattr(model, "n_steps", None), int):
+        slots, what = int(model.n_steps) * n_envs, f"n_steps={model.n_steps} x n_envs={n_envs}"
+    else:
+        return
+    if slots * obs_elements > MAX_BUFFER_ELEMENTS:
+        raise ValueError(
+            f"The rebuilt model would allocate a buffer of {slots * obs_elements:,} elements ({what}, {obs_elements:,} per "
+            f"observation), more than {MAX_BUFFER_ELEMENTS:,} (sb3_gap.hub.safe.MAX_BUFFER_ELEMENTS); pass smaller values as overrides"
+        )
+
+
 def build_model(config: dict[str, Any], weights: str | Path, device: th.device | str = "auto", **overrides: Any) -> BaseAlgorithm:
     """
     Rebuild a model from a plain config and safetensors weights, executing nothing from either file.
 
     Mirrors what ``BaseAlgorithm.load`` does (construct with ``_init_setup_model=False``, restore
     attributes, ``_setup_model()``, load the policy weights), with every class found by name in
-    :data:`sb3_gap.algos.ALGOS`, the algorithm's ``policy_aliases`` or :func:`safe_classes`.
+    :data:`sb3_gap.algos.ALGOS`, the algorithm's ``policy_aliases`` or :func:`safe_classes`. The config
+    cannot steer this machine: only :func:`allowed_attrs` are restored (``tensorboard_log``, ``verbose``...
+    keep their local defaults), observation spaces are bounded by :data:`MAX_OBS_ELEMENTS`, buffers by
+    :data:`MAX_BUFFER_ELEMENTS`, and the network the config describes is first built on torch's meta
+    device and compared with the shapes in the weights' header, so nothing is allocated for a config
+    that does not match its weights.
 
     :param config: The content of ``sb3_gap.json``
     :param weights: Path to ``model.safetensors``
     :param device: Torch device (``"auto"``: CUDA when available)
     :param overrides: Attributes to set instead of the stored ones (``buffer_size`` defaults to at most
         :data:`INFERENCE_BUFFER_SIZE` for off-policy algorithms, as the Zoo's ``enjoy`` does, so no
-        large replay buffer is allocated)
+        large replay buffer is allocated); arguments that shape the network (``n_atoms``, ``policy_kwargs``...)
+        cannot be overridden
+    :raises ValueError: Naming the attribute, shape or tensor at fault
     """
     cls = get_algo(config["algo"])
     policy = config["policy"]
     if policy not in cls.policy_aliases:
         raise ValueError(f"Unknown policy {policy!r} for {cls.__name__}; valid choices: {sorted(cls.policy_aliases)}")
+    fixed = sorted(set(overrides) & architecture_args(cls))
+    if fixed:
+        raise ValueError(
+            f"{fixed} shape {cls.__name__}'s network, which the weights fix: they cannot be overridden on load "
+            "(train a new model to change them)"
+        )
+    obs_elements = _space_elements(config.get("observation_space"), "observation_space")
+    _space_elements(config.get("action_space"), "action_space")
+    stored = weight_shapes(weights)
     model = _unbuilt(cls, cls.policy_aliases[policy], device)
     attrs = decode_plain(config.get("model_attrs", {}), "model_attrs")
+    if not isinstance(attrs, dict):
+        raise ValueError(f"model_attrs must be a mapping, got {type(attrs).__name__}")
+    allowed = allowed_attrs(cls)
+    for key in list(attrs):
+        if key in _LOCAL_ATTRS:
+            del attrs[key]  # written by older pushes; where this machine logs is decided here
+        elif key.startswith("__") or key not in allowed or not (hasattr(model, key) or key in _ENV_ATTRS):
+            raise ValueError(f"model_attrs has unexpected attribute {key!r} for {cls.__name__}; allowed: {sorted(allowed)}")
+    if attrs.get("action_noise") is not None:
+        raise ValueError(f"model_attrs.action_noise must be null in a pickle-free config, got {attrs['action_noise']!r}")
+    n_envs = attrs.get("n_envs", 1)
+    if "n_envs" not in overrides and (isinstance(n_envs, bool) or not isinstance(n_envs, int) or not 1 <= n_envs <= MAX_N_ENVS):
+        raise ValueError(f"model_attrs.n_envs must be an integer in [1, {MAX_N_ENVS}], got {n_envs!r}; pass n_envs=... to override")
     if issubclass(cls, OffPolicyAlgorithm):
         attrs["buffer_size"] = min(int(attrs.get("buffer_size") or INFERENCE_BUFFER_SIZE), INFERENCE_BUFFER_SIZE)
     if isinstance(attrs.get("train_freq"), list):
         attrs["train_freq"] = tuple(attrs["train_freq"])  # SB3 only converts tuples to TrainFreq
     attrs.update(overrides)
     for key, value in attrs.items():
-        # Only restore attributes the algorithm itself defines: a config cannot add new ones.
-        if key.startswith("__") or key in _SPECIAL_ATTRS or not (hasattr(model, key) or key in _ENV_ATTRS):
-            raise ValueError(f"model_attrs has unexpected attribute {key!r} for {cls.__name__}")
         setattr(model, key, value)
     model.observation_space = space_from_plain(config["observation_space"])
     model.action_space = space_from_plain(config["action_space"])
     model.policy_kwargs = decode_plain(config["policy_kwargs"], "policy_kwargs")
+    if not isinstance(model.policy_kwargs, dict):
+        raise ValueError(f"policy_kwargs must be a mapping, got {type(model.policy_kwargs).__name__}")
+    for key in sorted(set(model.policy_kwargs) & set(attrs)):  # e.g. Rainbow's n_atoms lives in both
+        if model.policy_kwargs[key] != attrs[key]:
+            raise ValueError(f"{CONFIG_FILE} gives {key}={attrs[key]!r} in model_attrs but {model.policy_kwargs[key]!r} in policy_kwargs")
+    _check_buffer_size(model, obs_elements)
+    _check_against_weights(model, stored, weights)
     model._setup_model()
     missing, unexpected = safetensors.torch.load_model(model.policy, str(weights), strict=True, device=str(model.device))
     assert not missing and not unexpected  # strict=True raises before this
@@ -400,67 +588,122 @@ ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple
 
 
 def load_zoo_yaml(path: str | Path) -> Any:
-    """Read a Zoo YAML file without constructing arbitrary Python objects (``ValueError`` otherwise)."""
+    """
+    Read a Zoo YAML file (``config.yml``, ``args.yml``...) without constructing arbitrary Python objects: plain
+    YAML plus the Zoo's ``OrderedDict`` and ``tuple`` tags, nothing else (``yaml.UnsafeLoader``, which rl_zoo3
+    uses, would run ``!!python/object/apply`` tags).
+
+    :raises ValueError: Naming the file and the tag that is not plain data
+    """
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.load(f, Loader=ZooYamlLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise ValueError(f"{Path(path).name} holds YAML that is not plain data (refused without --allow-pickle): {e}") from None
+        problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(
+            f"{Path(path).name} holds YAML that is not plain data{where}: {problem}; only mappings, lists, scalars, "
+            "OrderedDict and tuple are read"
+        ) from None
 
 
 # Keys of config.yml whose strings the Zoo evaluates (``eval``) or imports by name.
-_ZOO_EVAL_KEYS = ("normalize", "policy_kwargs", "replay_buffer_kwargs", "frame_stack")
-_ZOO_IMPORT_KEYS = ("env_wrapper", "vec_env_wrapper", "callback")
+_ZOO_EVAL_KEYS = ("normalize", "policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs", "frame_stack", "monitor_kwargs")
+_ZOO_IMPORT_KEYS = ("env_wrapper", "vec_env_wrapper", "callback")  # and "policy" when it is a dotted name
 TRUSTED_PACKAGES = ("gymnasium.", "stable_baselines3.", "sb3_contrib.", "rl_zoo3.", "sb3_gap.")
+#: Wrappers of the trusted packages that write files wherever their arguments say: never accepted from a download.
+FILE_WRITING_WRAPPERS = frozenset(
+    {"gymnasium.wrappers.RecordVideo", "gymnasium.wrappers.RecordVideoV0", "gymnasium.wrappers.HumanRendering",
+     "stable_baselines3.common.monitor.Monitor", "stable_baselines3.common.vec_env.VecVideoRecorder",
+     "stable_baselines3.common.vec_env.VecMonitor", "stable_baselines3.common.callbacks.CheckpointCallback",
+     "stable_baselines3.common.callbacks.EvalCallback"}  # fmt: skip
+)
+# Argument names that hold a path (video_folder, log_dir, filename, save_path, best_model_save_path...).
+_PATH_ARG = re.compile(r"(?i)(folder|dir|path|file|prefix)")
+REFUSED = "refused for downloaded configs (--allow-pickle does not lift this)"
+
+
 def _check_expression(text: str, where: str) -> None:
     """
-    Accept what Zoo configs contain (``dict(net_arch=[64], activation_fn=nn.ReLU)``): literals, names,
-    attributes and ``dict(...)`` calls. Refuse any other call and any dunder name: without calls,
-    evaluating the expression only looks names up.
+    Accept what Zoo configs contain: first, what :func:`sb3_gap.zoo_config.parse_kwargs_string` reads
+    without ``eval`` (literals and keyword calls of ``dict`` / ``policy_kwargs``, the form of sb3_gap's own
+    YAML files); else literals, names and attributes inside ``dict(...)`` calls (``dict(activation_fn=nn.ReLU)``,
+    rl_zoo3's form). Any other call and any private name is refused: without calls, evaluating the expression
+    only looks names up.
     """
+    from sb3_gap.zoo_config import parse_kwargs_string
+
+    try:
+        parse_kwargs_string(text)
+        return
+    except (ValueError, TypeError) as e:  # not in the parser's form (e.g. nn.ReLU): the structural check below decides
+        parse_error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError:
         raise ValueError(f"{where} = {text!r} is not a Python expression") from None
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id == "dict"):
-            raise ValueError(f"{where} = {text!r} calls something other than dict(); refused without --allow-pickle")
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id == "policy_kwargs":
+                raise ValueError(f"{where} = {text!r} is not a valid sb3_gap policy_kwargs(...) call ({parse_error}); {REFUSED}")
+            if not (isinstance(node.func, ast.Name) and node.func.id == "dict"):
+                raise ValueError(f"{where} = {text!r} calls something other than dict() or sb3_gap's policy_kwargs(); {REFUSED}")
         name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
         if name.startswith("_"):
-            raise ValueError(f"{where} = {text!r} uses the private name {name!r}; refused without --allow-pickle")
+            raise ValueError(f"{where} = {text!r} uses the private name {name!r}; {REFUSED}")
         if not isinstance(
             node,
             (ast.Expression, ast.Call, ast.Name, ast.Load, ast.keyword, ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Attribute, ast.UnaryOp, ast.USub),
         ):
-            raise ValueError(f"{where} = {text!r} contains {type(node).__name__}; refused without --allow-pickle")
+            raise ValueError(f"{where} = {text!r} contains {type(node).__name__}; {REFUSED}")
 
 
-def _wrapper_names(value: Any) -> list[str]:
+def _wrappers(value: Any, where: str) -> list[tuple[str, Any]]:
+    """(name, kwargs) of each wrapper / callback of a Zoo ``env_wrapper``-style entry."""
     if value is None:
         return []
     if isinstance(value, str):
-        return [value]
+        return [(value, {})]
     if isinstance(value, dict):
-        return [str(k) for k in value]
+        return [(str(k), v) for k, v in value.items()]
     if isinstance(value, list):
-        return [n for v in value for n in _wrapper_names(v)]
-    raise ValueError(f"unexpected wrapper specification {value!r}")
+        return [w for v in value for w in _wrappers(v, where)]
+    raise ValueError(f"{where}: unexpected wrapper specification {value!r}")
+
+
+def _looks_like_path(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_PATH_ARG.search(str(k)) or _looks_like_path(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_looks_like_path(v) for v in value)
+    return isinstance(value, str) and ("/" in value or "\\" in value or value.startswith(("~", ".")))
 
 
 def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
     """
-    Refuse a downloaded ``config.yml`` whose strings the Zoo's ``enjoy`` would ``eval`` or import
-    from outside :data:`TRUSTED_PACKAGES`.
+    Refuse a downloaded ``config.yml`` whose strings the Zoo would ``eval`` (:func:`_check_expression`) or
+    import from outside :data:`TRUSTED_PACKAGES`, and wrappers / callbacks that write files
+    (:data:`FILE_WRITING_WRAPPERS`, or any with a path-like argument such as ``video_folder``), whatever
+    ``--allow-pickle`` says: that flag only accepts a pickled *model*.
+
+    :param hyperparams: The loaded YAML
+    :param name: File name for the messages
+    :raises ValueError: Naming the key and value at fault
     """
+    if hyperparams is None:
+        return
     if not isinstance(hyperparams, dict):
         raise ValueError(f"{name} must hold a mapping, got {type(hyperparams).__name__}")
     for key in _ZOO_EVAL_KEYS:
         if isinstance(hyperparams.get(key), str):
             _check_expression(hyperparams[key], f"{name}: {key}")
+    policy = hyperparams.get("policy")
+    if isinstance(policy, str) and "." in policy and not policy.startswith(TRUSTED_PACKAGES):
+        raise ValueError(f"{name}: policy imports {policy!r}, outside the trusted packages {list(TRUSTED_PACKAGES)}; {REFUSED}")
     for key in _ZOO_IMPORT_KEYS:
-        for wrapper in _wrapper_names(hyperparams.get(key)):
-            if not wrapper.startswith(TRUSTED_PACKAGES):
-                raise ValueError(
-                    f"{name}: {key} imports {wrapper!r}, outside the trusted packages {list(TRUSTED_PACKAGES)}; "
-                    "refused without --allow-pickle"
-                )
+        for wrapper, kwargs in _wrappers(hyperparams.get(key), f"{name}: {key}"):
+            if not wrapper.startswith(TRUSTED_PACKAGES) or any(part.startswith("_") for part in wrapper.split(".")):
+                raise ValueError(f"{name}: {key} imports {wrapper!r}, outside the trusted packages {list(TRUSTED_PACKAGES)}; {REFUSED}")
+            if wrapper in FILE_WRITING_WRAPPERS or _looks_like_path(kwargs):
+                raise ValueError(f"{name}: {key} {wrapper!r} with arguments {kwargs!r} writes or reads files on this machine; {REFUSED}")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import io
+import math
+import numbers
+import pathlib
 import warnings
 from typing import Any, ClassVar, TypeVar
 
@@ -76,6 +80,17 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def _is_finite_number(value: Any) -> bool:
+    """A real number (Python or numpy, not bool) that is finite."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(float(value))
+
+
+#: Constructor arguments that shape the network: fixed by the saved weights, refused as overrides by :meth:`Rainbow.load`.
+ARCHITECTURE_ARGS = ("distributional", "n_atoms", "v_min", "v_max", "dueling", "noisy", "sigma0")
+#: Constructor arguments that decide what the replay stores and how it samples (checked by :meth:`Rainbow.load_replay_buffer`).
+REPLAY_ARGS = (("n_steps", "n_steps"), ("gamma", "gamma"), ("prioritized_replay", "prioritized"), ("priority_alpha", "alpha"))
+
+
 class Rainbow(OffPolicyAlgorithm):
     """
     Rainbow: Combining Improvements in Deep Reinforcement Learning (Hessel et al. 2018).
@@ -138,6 +153,7 @@ class Rainbow(OffPolicyAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
+    ARCHITECTURE_ARGS: ClassVar[tuple[str, ...]] = ARCHITECTURE_ARGS
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
@@ -208,6 +224,8 @@ class Rainbow(OffPolicyAlgorithm):
             target_update_interval=target_update_interval,
             replay_buffer_class=replay_buffer_class,
             optimize_memory_usage=optimize_memory_usage,
+            buffer_size=buffer_size,
+            batch_size=batch_size,
         )
         super().__init__(
             policy,
@@ -236,7 +254,7 @@ class Rainbow(OffPolicyAlgorithm):
             support_multi_env=True,
         )
         self.distributional = distributional
-        self.n_atoms = n_atoms
+        self.n_atoms = int(n_atoms)
         self.v_min = float(v_min)
         self.v_max = float(v_max)
         self.loss = loss
@@ -263,7 +281,7 @@ class Rainbow(OffPolicyAlgorithm):
         # a copy, so that the caller's dict is never changed.
         self.policy_kwargs = dict(self.policy_kwargs)
         network_kwargs = dict(
-            n_atoms=n_atoms, v_min=self.v_min, v_max=self.v_max, distributional=distributional,
+            n_atoms=self.n_atoms, v_min=self.v_min, v_max=self.v_max, distributional=distributional,
             dueling=dueling, noisy=noisy, sigma0=sigma0,
         )  # fmt: skip
         for key, value in network_kwargs.items():
@@ -302,8 +320,17 @@ class Rainbow(OffPolicyAlgorithm):
         else:
             _check(_is_int(kw["n_atoms"]) and kw["n_atoms"] >= 1, f"n_atoms must be an integer >= 1, got {kw['n_atoms']!r}")
         _check(
-            isinstance(kw["v_min"], (int, float)) and isinstance(kw["v_max"], (int, float)) and kw["v_min"] < kw["v_max"],
+            _is_finite_number(kw["v_min"]) and _is_finite_number(kw["v_max"]),
+            f"v_min and v_max must be finite numbers (e.g. v_min=-10, v_max=10), got v_min={kw['v_min']!r}, v_max={kw['v_max']!r}",
+        )
+        _check(
+            kw["v_min"] < kw["v_max"],
             f"v_min must be smaller than v_max (e.g. v_min=-10, v_max=10), got v_min={kw['v_min']!r}, v_max={kw['v_max']!r}",
+        )
+        _check(
+            _is_int(kw["buffer_size"]) and _is_int(kw["batch_size"]) and 1 <= kw["batch_size"] <= kw["buffer_size"],
+            f"buffer_size must be an integer >= batch_size (every batch would repeat the few stored transitions), got "
+            f"buffer_size={kw['buffer_size']!r}, batch_size={kw['batch_size']!r}",
         )
         _check(kw["loss"] in LOSSES, f"Unknown loss {kw['loss']!r}; valid choices: {list(LOSSES)}")
         _check(kw["priority_alpha"] >= 0, f"priority_alpha must be >= 0 (Rainbow uses 0.5), got {kw['priority_alpha']!r}")
@@ -571,6 +598,11 @@ class Rainbow(OffPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfRainbow:
+        _check(
+            self.buffer_size >= self.batch_size,
+            f"buffer_size={self.buffer_size} is smaller than batch_size={self.batch_size}: every batch would repeat the "
+            "few stored transitions; load or build the model with buffer_size >= batch_size to train it",
+        )
         return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,
@@ -580,6 +612,67 @@ class Rainbow(OffPolicyAlgorithm):
             progress_bar=progress_bar,
         )
 
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfRainbow],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfRainbow:
+        """
+        SB3's ``load``, refusing overrides of the arguments that shape the network (:data:`ARCHITECTURE_ARGS`):
+        the saved weights fix them, and ``load(path, n_atoms=21)`` on a 51-atom model would otherwise set
+        ``model.n_atoms = 21`` while the network keeps 51 atoms. Other overrides (``buffer_size``,
+        ``learning_rate``, ``exploration_rate``...) work as in SB3.
+        """
+        fixed = sorted(set(kwargs) & set(cls.ARCHITECTURE_ARGS)) + sorted(set(custom_objects or {}) & set(cls.ARCHITECTURE_ARGS))
+        if fixed:
+            raise ValueError(
+                f"Rainbow.load cannot override {fixed}: they shape the network, which the saved weights fix "
+                f"(architecture arguments: {list(cls.ARCHITECTURE_ARGS)}); train a new model to change them"
+            )
+        return super().load(path, env=env, device=device, custom_objects=custom_objects, print_system_info=print_system_info,
+                            force_reset=force_reset, **kwargs)  # fmt: skip
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """
+        Load a replay buffer saved with ``save_replay_buffer``, refusing one whose n-step length, discount,
+        sampling (prioritized or uniform, α) or frame stack differ from this model's: training would silently use
+        the buffer's settings (e.g. uniform sampling with another γ while ``priority_beta`` is still logged).
+        The model's buffer is kept when the loaded one is refused.
+
+        :param path: Path of the pickled replay buffer
+        :param truncate_last_traj: See SB3's ``OffPolicyAlgorithm.load_replay_buffer``
+        :raises ValueError: Naming each setting, the model's value and the buffer's
+        """
+        previous = self.replay_buffer
+        super().load_replay_buffer(path, truncate_last_traj)
+        loaded = self.replay_buffer
+        problems = []
+        if isinstance(previous, RainbowReplayBuffer) or previous is None:
+            if not isinstance(loaded, RainbowReplayBuffer):
+                problems.append(f"class: model RainbowReplayBuffer, buffer {type(loaded).__name__}")
+            else:
+                for model_key, buffer_key in REPLAY_ARGS:
+                    mine, theirs = getattr(self, model_key), getattr(loaded, buffer_key, None)
+                    if model_key == "priority_alpha" and not self.prioritized_replay:
+                        continue
+                    if theirs is None or (float(mine) != float(theirs) if model_key != "prioritized_replay" else bool(mine) != bool(theirs)):
+                        problems.append(f"{model_key}: model {mine!r}, buffer {theirs!r}")
+                expected = self._detect_frame_stack()
+                if getattr(loaded, "frame_stack", expected) != expected:
+                    problems.append(f"frame_stack: model {expected!r}, buffer {loaded.frame_stack!r}")
+        if problems:
+            self.replay_buffer = previous
+            raise ValueError(
+                f"The replay buffer in {path} was saved with other settings ({'; '.join(problems)}): training would use the "
+                "buffer's; load it into a model with the buffer's settings, or start a new buffer"
+            )
+
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "q_net", "q_net_target"]
 
@@ -587,4 +680,4 @@ class Rainbow(OffPolicyAlgorithm):
         return ["policy", "policy.optimizer"], []
 
 
-__all__ = ["LOSSES", "PRESETS", "Rainbow", "rainbow_preset"]
+__all__ = ["ARCHITECTURE_ARGS", "LOSSES", "PRESETS", "Rainbow", "rainbow_preset"]

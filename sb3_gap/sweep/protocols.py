@@ -100,12 +100,30 @@ def _no_zoo_env_settings(factory: Callable[[str, int, int, bool], VecEnv]) -> En
     return make
 
 
+def register_ale_ids() -> None:
+    """Register ale-py's ids (``ALE/Pong-v5``, ``PongNoFrameskip-v4``) if ale-py is installed: gymnasium 1.x leaves
+    that to ``import ale_py``, so a fresh process (a sweep worker, ``sb3-gap gradcam``) would not know them."""
+    import gymnasium as gym
+
+    if any(key.startswith("ALE/") for key in gym.registry):
+        return
+    try:
+        import ale_py  # noqa: F401 - its first import registers the ids
+        from ale_py.registration import register_v0_v4_envs, register_v5_envs
+    except ImportError:
+        return
+    if not any(key.startswith("ALE/") for key in gym.registry):  # imported before the registry lost them
+        register_v0_v4_envs()
+        register_v5_envs()
+
+
 def make_atari_protocol_env(env_id: str, n_envs: int, seed: int, training: bool) -> VecEnv:
     """
     SB3's ``AtariWrapper`` + 4-frame stack (Mnih et al. 2015 preprocessing). Training clips rewards
     and ends episodes on life loss; evaluation sees full games and raw scores. ``ALE/*-v5`` ids
     already skip 4 frames with sticky actions, so the wrapper does not skip again for them.
     """
+    register_ale_ids()
     wrapper_kwargs: dict = {} if training else dict(terminal_on_life_loss=False, clip_reward=False)
     if env_id.startswith("ALE/"):
         wrapper_kwargs["frame_skip"] = 1

@@ -38,7 +38,17 @@ from rliable import library as rly  # noqa: E402
 from rliable import metrics  # noqa: E402
 
 from sb3_gap.sweep.protocols import load_reference, protocol_for  # noqa: E402
-from sb3_gap.sweep.sweep import HP_PREFIX, best_trials, cell_key, check_storage_url, display_url, rdb_storage  # noqa: E402
+from sb3_gap.sweep.sweep import (  # noqa: E402
+    HP_PREFIX,
+    best_trials,
+    cell_key,
+    check_sqlite_storage,
+    check_storage_url,
+    cli_errors,
+    cli_message,
+    display_url,
+    rdb_storage,
+)
 
 METRICS = ("IQM", "Median", "Mean", "Optimality gap")
 
@@ -101,6 +111,7 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
     rows: dict[str, dict[str, Any]] = {}
     for storage, name in sources:
         check_storage_url(storage)
+        check_sqlite_storage(storage, must_exist=True, write=False)  # a mistyped path is an error, never a new empty database
         rdb = rdb_storage(storage)
         try:
             study = optuna.load_study(study_name=name, storage=rdb)
@@ -453,6 +464,21 @@ def _print_table(agg: pd.DataFrame) -> None:
     Console(width=max(120, Console().width)).print(table)
 
 
+def read_reference(path: str | Path) -> dict[str, tuple[float, float]]:
+    """:func:`~sb3_gap.sweep.protocols.load_reference` with errors that name the file (missing, not JSON, wrong shape)."""
+    form = '{"<env id>": [low, high], ...}'
+    try:
+        return load_reference(path)
+    except FileNotFoundError:
+        raise ValueError(f"--reference {path} does not exist; it should hold JSON {form}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--reference {path} is not JSON ({e.msg} at line {e.lineno} column {e.colno}); it should hold {form}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"--reference {path} is not a text (JSON) file; it should hold {form}") from None
+    except (AttributeError, TypeError):
+        raise ValueError(f"--reference {path} holds JSON of another shape; it should hold {form}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="sb3-gap report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--storage", required=True, nargs="+", help="Optuna storage URL(s); one, or one per --study")
@@ -463,14 +489,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gamma", type=float, default=1.0, help="optimality-gap threshold")
     args = p.parse_args(argv)
+    storage = None
     try:
         if len(args.storage) not in (1, len(args.study)):
             raise ValueError(f"Give one --storage or one per --study ({len(args.study)}), got {len(args.storage)}")
         storages = args.storage * len(args.study) if len(args.storage) == 1 else args.storage
-        reference = load_reference(args.reference) if args.reference else None
+        reference = read_reference(args.reference) if args.reference else None
+        for storage in storages:
+            check_storage_url(storage)
+            check_sqlite_storage(storage, must_exist=True, write=False)
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--out {args.out}: cannot create the report folder ({e.strerror or e})") from None
         build_report(list(zip(storages, args.study)), args.out, reference, args.reps, args.seed, args.gamma, print_table=True)
-    except ValueError as e:
-        raise SystemExit(f"sb3-gap report: error: {e}") from None
+    except cli_errors() as e:
+        raise SystemExit(cli_message("report", e, storage)) from None
 
 
 if __name__ == "__main__":

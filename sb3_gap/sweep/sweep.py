@@ -29,6 +29,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 import socket
 import sys
 import time
@@ -55,17 +56,15 @@ from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.bottlenecks import BOTTLENECKS
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
 from sb3_gap.report import parameter_report
-from sb3_gap.sweep.protocols import protocol_for
-from sb3_gap.zoo_config import ZooSettings, materialize, resolve_section
+from sb3_gap.sweep.protocols import protocol_for, register_ale_ids
+from sb3_gap.zoo_config import SCHEDULE_KEYS, ZooSettings, materialize, resolve_section
 
 # Optuna's heartbeat API is marked experimental; it is the documented way to recover dead workers,
 # so its ExperimentalWarnings are silenced where it is used.
 
 HP_PREFIX = "hp:"  # grid parameters named "hp:<name>" are hyperparameters
 # ConvExtractor arguments go to policy_kwargs; every other hyperparameter goes to the algorithm.
-EXTRACTOR_ARGS = frozenset(
-    p for p in inspect.signature(ConvExtractor.__init__).parameters if p not in ("self", "observation_space", "unknown")
-)
+EXTRACTOR_ARGS = frozenset(ConvExtractor.argument_names())  # with the options bottlenecks declare (sparse_method, ...)
 EVAL_SEED_OFFSET = 10_000  # evaluation envs never share a seed with training envs
 STORAGE_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
 STORAGE_EXAMPLES = "sqlite:///runs/sweep.db, postgresql://user:password@host/db, mysql+pymysql://user:password@host/db"
@@ -96,14 +95,65 @@ DB_DRIVERS = {
 }
 
 
-def display_url(url: str) -> str:
-    """``url`` with its password masked (``***``), for messages and logs."""
+# Query-string keys whose values are secrets (``?password=...``, ``&sslpassword=...``, tokens, keys).
+_SECRET_QUERY = re.compile(r"(?i)([?&;][^=&;#?]*(?:pass|pwd|secret|token|key)[^=&;#?]*=)[^&;#]*")
+# scheme://user:<anything, '@' and '/' included>@<rest without '@'>: the password is everything up to the LAST '@'.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*:/*[^:/?#@]*):(.*)@([^@]*)$", re.S)
+
+
+def _mask_userinfo(text: str) -> str:
+    """``text`` with any ``user:password@`` part masked, whether or not SQLAlchemy can parse it."""
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL at all: nothing to mask that make_url could find
-        return url
+        parsed = make_url(text)
+        rendered = parsed.render_as_string(hide_password=True)
+        password = None if parsed.password is None else str(parsed.password)
+        # SQLAlchemy stops the password at the first '@' ("u:p@ss@host" has host "ss@host"): fall through then.
+        if "@" not in (parsed.host or "") and not (password and password in rendered):
+            return rendered
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy can parse: masked by the rules below
+        pass
+    match = _USERINFO.match(text)
+    if match:
+        return f"{match.group(1)}:***@{match.group(3)}"
+    if "@" in text:  # no "user:" part that the pattern recognizes: hide all that precedes the last '@'
+        scheme, sep, rest = text.partition("://")
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if sep else "***@" + text.rsplit("@", 1)[1]
+    return text
+
+
+def display_url(url: str) -> str:
+    """
+    ``url`` with every form of password masked (``***``), for messages, logs and reports: the
+    ``user:password@`` part (also when the password holds ``@`` or ``/``, or the URL does not parse)
+    and query-string secrets (``?password=``, ``sslpassword``, tokens, keys).
+
+    :param url: A storage URL, possibly malformed
+    """
+    return _SECRET_QUERY.sub(r"\1***", _mask_userinfo(str(url)))
+
+
+def scrub_secrets(text: str, url: str | None) -> str:
+    """``text`` (an error message) with ``url`` shown masked and its password, if any, replaced by ``***``."""
+    if not url:
+        return text
+    text = text.replace(str(url), display_url(url))
+    from sqlalchemy.engine import make_url
+
+    secrets: list[str] = []
+    try:
+        parsed = make_url(url)
+        secrets += [str(parsed.password)] if parsed.password else []
+        secrets += [str(v) for k, v in parsed.query.items() if re.search(r"(?i)pass|pwd|secret|token|key", k) and isinstance(v, str)]
+    except Exception:  # noqa: BLE001 - unparsable: the pattern below finds the password
+        pass
+    match = _USERINFO.match(str(url))  # also when SQLAlchemy stopped the password at an '@' inside it
+    secrets += [match.group(2)] if match else []
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= 3:  # shorter "secrets" would mask ordinary words and reveal little
+            text = text.replace(secret, "***")
+    return text
 
 
 def rdb_storage(url: str, attempts: int = 4, **kwargs: Any) -> RDBStorage:
@@ -148,7 +198,120 @@ def check_storage_url(url: str) -> None:
         )
 
 
+#: Seconds one probe of an SQLite storage waits for a lock before saying so (then it retries, visibly).
+SQLITE_PROBE_TIMEOUT_S = 3.0
+#: Seconds a locked SQLite storage is retried before the command stops with an error.
+SQLITE_LOCK_WAIT_S = 60.0
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an ``sqlite:///`` storage URL (``None`` for other backends and in-memory databases)."""
+    if not str(url).startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def _lock_holders(path: Path) -> str:
+    """Which processes have ``path`` (or its journal) open, from ``/proc`` (Linux; same user), for the lock message."""
+    targets = {str(path.resolve()), str(path.resolve()) + "-journal", str(path.resolve()) + "-wal"}
+    holders = []
+    proc = Path("/proc")
+    for pid_dir in proc.iterdir() if proc.is_dir() else []:
+        if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
+            continue
+        try:
+            if any(os.readlink(fd) in targets for fd in (pid_dir / "fd").iterdir()):
+                cmd = " ".join((pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split())
+                holders.append(f"PID {pid_dir.name} ({cmd[:80]})")
+        except OSError:  # gone, or another user's process
+            continue
+    return ", ".join(holders) if holders else "another process (none visible from here: another user, or another machine)"
+
+
+def _sqlite_header_problem(path: Path) -> str | None:
+    """Why ``path`` is not an intact SQLite file (bad header, truncated), or ``None``; an empty file is a new database."""
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if not header:
+        return None
+    if not header.startswith(b"SQLite format 3\x00"):
+        return "it is not an SQLite database (wrong header: corrupt, or another kind of file)"
+    if len(header) < 100:
+        return f"it is truncated ({len(header)} bytes, shorter than the 100-byte SQLite header)"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[24:28] == header[92:96]  # the in-header size is valid when these counters agree
+    if header_valid and pages and path.stat().st_size < pages * page_size:
+        return f"it is truncated ({path.stat().st_size} bytes; its header says {pages} pages of {page_size} bytes)"
+    return None
+
+
+def check_sqlite_storage(url: str, must_exist: bool = False, write: bool = True, wait: float | None = None) -> None:
+    """
+    Check an ``sqlite:///`` storage before Optuna opens it, so that problems are one-line errors instead of
+    hangs or tracebacks: a missing file (when ``must_exist``), a corrupt or truncated file, and a lock held by
+    another process, which is reported within :data:`SQLITE_PROBE_TIMEOUT_S` seconds with the processes
+    holding the file, retried visibly on stderr and given up after ``wait`` seconds. Other URLs are not touched.
+
+    :param url: Storage URL
+    :param must_exist: Refuse a file that does not exist (reports: never create an empty database)
+    :param write: Probe for a write lock (sweeps) rather than a read (reports)
+    :param wait: Seconds to retry a locked file (default :data:`SQLITE_LOCK_WAIT_S`)
+    :raises ValueError: Naming the file and what is wrong with it
+    """
+    import sqlite3
+
+    path = sqlite_file(url)
+    if path is None:
+        return
+    if not path.exists():
+        if must_exist:
+            raise ValueError(f"SQLite storage {path} does not exist (from {display_url(url)}): check the path; a sweep creates it")
+        return
+    if path.is_dir():
+        raise ValueError(f"SQLite storage {path} is a folder, not a database file: check --storage ({display_url(url)})")
+    problem = _sqlite_header_problem(path)
+    if problem:
+        raise ValueError(f"SQLite storage {path} cannot be used: {problem}; restore it from a copy or use another --storage")
+    wait = SQLITE_LOCK_WAIT_S if wait is None else wait
+    deadline = time.monotonic() + wait
+    attempt = 0
+    while True:
+        try:
+            conn = sqlite3.connect(str(path), timeout=SQLITE_PROBE_TIMEOUT_S, isolation_level=None)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                if write:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise ValueError(f"SQLite storage {path} cannot be opened: {e}") from None
+            holders = _lock_holders(path)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ValueError(
+                    f"SQLite storage {path} is locked by {holders}; gave up after {wait:.0f} s: "
+                    "let that process finish or stop it, or use another --storage"
+                ) from None
+            attempt += 1
+            print(f"sb3-gap: SQLite storage {path} is locked by {holders}; retry {attempt} (giving up in {left:.0f} s)", file=sys.stderr, flush=True)
+            time.sleep(min(1.0, max(left, 0.0)))
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"SQLite storage {path} is corrupt ({e}); restore it from a copy or use another --storage") from None
+
+
 def _check_env_id(env_id: str) -> None:
+    register_ale_ids()  # ALE/Pong-v5, PongNoFrameskip-v4: registered by importing ale_py, which gymnasium 1.x does not do
     try:
         gym.spec(env_id)
     except gym.error.Error as e:
@@ -241,6 +404,12 @@ class SweepSpec:
     conf_dir: str | None = None
 
     def __post_init__(self) -> None:
+        # Numbers in spirit (numpy scalars from a script) become Python numbers: Optuna and JSON store them.
+        for name in ("width_scales", "seeds", "steps", "eval_freq", "eval_episodes", "final_evals", "n_envs"):
+            setattr(self, name, _plain(getattr(self, name)))
+        self.fixed = {k: _plain(v) for k, v in self.fixed.items()} if isinstance(self.fixed, dict) else self.fixed
+        if isinstance(self.hyperparams, dict):
+            self.hyperparams = {k: _plain(v) for k, v in self.hyperparams.items()}
         if isinstance(self.seeds, int) and not isinstance(self.seeds, bool):
             self.seeds = list(range(self.seeds))
         if self.eval_freq is None and isinstance(self.steps, int):
@@ -290,8 +459,7 @@ class SweepSpec:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
             raise ValueError(f"grace_period ({self.grace_period}) must exceed heartbeat_interval ({self.heartbeat_interval})")
-        if not self.study:
-            raise ValueError("study name must be a non-empty string")
+        _check_study_name(self.study)
         check_storage_url(self.storage)
         names = list(self.hyperparams) + list(self.fixed)
         overlap = sorted(set(self.hyperparams) & set(self.fixed))
@@ -314,6 +482,13 @@ class SweepSpec:
             for value in values:
                 if value is not None and not isinstance(value, (str, int, float, bool)):
                     raise ValueError(f"Grid values must be str, int, float, bool or None; {name}={value!r}")
+        # Values are checked against what each algorithm takes before any trial starts (and before the study
+        # records them): a typo such as learning_rate=abc never reaches training nor the stored settings.
+        for algo in self.algos:
+            cls = get_algo(algo)
+            self.fixed = {k: _check_hp_value(cls, algo, k, v) for k, v in self.fixed.items()}
+            self.hyperparams = {k: [_check_hp_value(cls, algo, k, v) for v in vs] for k, vs in self.hyperparams.items()}
+        _check_replay_sizes(self)
         # Network arguments are checked together, with the user's call on the stack.
         for encoder in self.encoders:
             for bottleneck in self.bottlenecks:
@@ -323,6 +498,15 @@ class SweepSpec:
                         for v in values:
                             ConvExtractor.validate(encoder=encoder, bottleneck=bottleneck, **ext, **{k: v})
                 ConvExtractor.validate(encoder=encoder, bottleneck=bottleneck, **ext)
+        root = os.path.normpath(os.path.join(self.out_dir, self.study))
+        for cell in self.cells():
+            name = run_name(cell)
+            folder = os.path.normpath(run_dir_for(self, cell))
+            if any(sep in name for sep in ("/", "\\")) or os.path.dirname(folder) != os.path.join(root, env_slug(cell["env"])):
+                raise ValueError(
+                    f"Run folder {name!r} of cell {cell_key(cell)} would not be a folder of {root}: grid values "
+                    "must not contain '/' or '\\'"
+                )
 
     # ----------------------------------------------------------------------------- grid
     def search_space(self) -> dict[str, list[Any]]:
@@ -372,6 +556,116 @@ def _init_params(cls: type) -> set[str]:
     return names
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars (also inside lists) as Python numbers; everything else as it is."""
+    if isinstance(value, np.generic) and np.ndim(value) == 0:
+        return value.item()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_study_name(study: Any) -> None:
+    """A study name is one folder name under ``--out``: no path separators, no ``.``/``..``."""
+    if not isinstance(study, str) or not study.strip():
+        raise ValueError(f"study name must be a non-empty string, got {study!r}")
+    if study in (".", "..") or any(c in study for c in ("/", "\\", "\0")) or os.path.isabs(study):
+        raise ValueError(
+            f"study name {study!r} must be a plain folder name (letters, digits, '-', '_', '.'; no '/', '\\' or '..'): "
+            "run folders are <out>/<study>/..."
+        )
+
+
+def _init_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of a class's constructor, following ``**kwargs`` to the parents (as :func:`_init_params`)."""
+    found: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        for name, p in params.items():
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                found.setdefault(name, p)
+        if not any(v.kind == v.VAR_KEYWORD for v in params.values()):
+            break
+    return found
+
+
+def _init_defaults(cls: type) -> dict[str, Any]:
+    """Default value of each keyword argument of a class's constructor."""
+    return {name: p.default for name, p in _init_parameters(cls).items() if p.default is not p.empty}
+
+
+def _wants_int(param: inspect.Parameter) -> bool:
+    """Whether a parameter takes integers only: annotated ``int`` without ``float`` (else: an int default)."""
+    note = param.annotation
+    text = note if isinstance(note, str) else getattr(note, "__name__", "") if isinstance(note, type) else str(note)
+    if text and note is not param.empty:
+        return re.search(r"\bint\b", text) is not None and "float" not in text
+    return isinstance(param.default, int) and not isinstance(param.default, bool)
+
+
+def _check_hp_value(cls: type, algo: str, name: str, value: Any) -> Any:
+    """
+    ``value`` for hyperparameter ``name`` of ``cls``, checked against the constructor's default: a number for a
+    number (finite; an integral float becomes an int where the default is an int), a bool for a bool, a string for
+    a string, ``lin_<float>`` strings for schedules. Network arguments are checked by ``ConvExtractor.validate``.
+
+    :raises ValueError: Naming the value and what the hyperparameter takes
+    """
+    if name in EXTRACTOR_ARGS:
+        return value
+    if name in SCHEDULE_KEYS and isinstance(value, str):
+        try:
+            materialize({name: value})
+        except ValueError:
+            raise ValueError(f"{name}={value!r} for {algo} is neither a number nor a schedule lin_<float> (e.g. lin_2.5e-4)") from None
+        return value
+    param = _init_parameters(cls).get(name)
+    default = inspect.Parameter.empty if param is None else param.default
+    if param is None or default is inspect.Parameter.empty or default is None or callable(default):
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} for {algo} must be true or false (default {default!r})")
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name}={value!r} for {algo} must be a number (default {default!r})")
+        if not np.isfinite(value):
+            raise ValueError(f"{name}={value!r} for {algo} must be a finite number (default {default!r})")
+        if _wants_int(param):
+            if float(value) != int(value):
+                raise ValueError(f"{name}={value!r} for {algo} must be an integer (default {default!r})")
+            return int(value)
+        return value
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ValueError(f"{name}={value!r} for {algo} must be a string (default {default!r})")
+    return value
+
+
+def _check_replay_sizes(spec: SweepSpec) -> None:
+    """Refuse ``buffer_size < batch_size`` for off-policy algorithms: every batch would repeat the same few transitions."""
+    import itertools
+
+    grid = {k: v for k, v in spec.hyperparams.items() if k in ("buffer_size", "batch_size")}
+    for algo in spec.algos:
+        defaults = _init_defaults(get_algo(algo))
+        if "buffer_size" not in defaults:
+            continue
+        for env_id in spec.envs:
+            base = {**resolve_section(algo, env_id, spec.conf_dir).algo_kwargs, **spec.fixed}
+            for values in itertools.product(*grid.values()):
+                kwargs = {**base, **dict(zip(grid, values))}
+                buffer_size = kwargs.get("buffer_size", defaults["buffer_size"])
+                batch_size = kwargs.get("batch_size", defaults.get("batch_size"))
+                if isinstance(buffer_size, (int, float)) and isinstance(batch_size, (int, float)) and buffer_size < batch_size:
+                    raise ValueError(
+                        f"buffer_size={buffer_size} is smaller than batch_size={batch_size} for {algo} on {env_id}: every batch "
+                        f"would repeat at most {buffer_size} transitions; use buffer_size >= batch_size"
+                    )
+
+
 # --------------------------------------------------------------------------------- storage
 class SweepGridSampler(optuna.samplers.GridSampler):
     """
@@ -392,8 +686,9 @@ def make_storage(spec: SweepSpec, heartbeat: bool = True) -> RDBStorage:
     """
     Optuna RDB storage for ``spec.storage``; with ``heartbeat``, dead workers' trials are retried.
 
-    SQLite files get their folder created and a long lock timeout (many local workers write to
-    one file); other URLs are used as given.
+    SQLite files get their folder created, are checked first by :func:`check_sqlite_storage` (a corrupt,
+    truncated or locked file is a one-line error within seconds) and get a long lock timeout (many local
+    workers write to one file); other URLs are used as given.
     """
     check_storage_url(spec.storage)
     engine_kwargs: dict[str, Any] = {}
@@ -403,6 +698,7 @@ def make_storage(spec: SweepSpec, heartbeat: bool = True) -> RDBStorage:
         database = make_url(spec.storage).database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite_storage(spec.storage, write=True)  # corrupt, truncated or locked: say so now, not after minutes
         engine_kwargs = {"connect_args": {"timeout": 120}}
     if not heartbeat:
         return rdb_storage(spec.storage, engine_kwargs=engine_kwargs)
@@ -437,6 +733,14 @@ def open_study(spec: SweepSpec) -> optuna.Study:
         study.set_user_attr("out_dir", str(Path(spec.out_dir).resolve()))
     elif stored != json.loads(json.dumps(config)):
         diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != json.loads(json.dumps(config)).get(k))
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            # Settings that never completed a trial (e.g. a bad value) do not bind the study: the corrected ones replace them.
+            study.set_user_attr("training_config", config)
+            print(
+                f"sb3-gap sweep: study {spec.study!r} has no complete or running trial; its settings {diff} are replaced by the given ones",
+                file=sys.stderr,
+            )
+            return study
         raise ValueError(
             f"Study {spec.study!r} in {display_url(spec.storage)} was run with other training settings {diff}: "
             f"stored {({k: stored.get(k) for k in diff})}, given {({k: config.get(k) for k in diff})}; "
@@ -491,6 +795,13 @@ class SweepEvalCallback(EvalCallback):
         self.on_eval = on_eval
         self.curve: dict[str, list[float]] = {"timesteps": [], "mean": [], "std": [], "wall_s": []}
         self._start = time.perf_counter()
+
+    def _init_callback(self) -> None:
+        with warnings.catch_warnings():
+            # The eval env is wrapped for ε-greedy evaluation (EpsilonGreedyActions) where the protocol says so:
+            # a different VecEnv type from the training env by design.
+            warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
+            super()._init_callback()
 
     def _on_step(self) -> bool:
         if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
@@ -753,6 +1064,7 @@ def run_worker(
     :return: The number of trials this worker ran
     """
     spec.validate()
+    check_out_dir(spec)
     if threads is not None:
         th.set_num_threads(threads)
     study = open_study(spec)
@@ -793,6 +1105,28 @@ def run_worker(
     return ran
 
 
+class SweepWorkersFailed(RuntimeError):
+    """Some local worker processes of :func:`run_sweep` exited with an error (their output says why)."""
+
+
+def _check_workers(workers: Any) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer (local worker processes, e.g. 1 or 2), got {workers!r}")
+
+
+def check_out_dir(spec: SweepSpec) -> None:
+    """Create ``<out_dir>/<study>`` and check that files can be written there, before any trial starts."""
+    import tempfile
+
+    folder = Path(spec.out_dir) / spec.study
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"--out {spec.out_dir}: cannot write run folders in {folder} ({e.strerror or e}); choose a writable --out") from None
+
+
 def _worker_entry(spec: SweepSpec, threads: int, wait: bool) -> None:
     run_worker(spec, progress=False, wait=wait, threads=threads)
 
@@ -810,9 +1144,9 @@ def run_sweep(spec: SweepSpec, workers: int = 1, progress: bool = True, wait: bo
     :param progress: Show progress bars
     :param wait: See :func:`run_worker`
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    _check_workers(workers)
     spec.validate()
+    check_out_dir(spec)
     study = open_study(spec)
     if workers == 1:
         run_worker(spec, progress=progress, wait=wait)
@@ -835,7 +1169,7 @@ def run_sweep(spec: SweepSpec, workers: int = 1, progress: bool = True, wait: bo
             p.join()
     failed = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
     if failed:
-        raise RuntimeError(f"Sweep workers failed (name, exit code): {failed}; re-run the same command to resume")
+        raise SweepWorkersFailed(f"Sweep workers failed (name, exit code): {failed}; re-run the same command to resume")
     return study
 
 
@@ -878,7 +1212,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         report="results/minatar_scaling",
     ),
     # The README's main job (`make demo`, ~5 min on 2 cores): the study's network and settings, flatten x4 vs
-    # GAP x4 on MinAtar Breakout, one seed each, 40k steps. Budget override: ε decays over 10k steps.
+    # GAP x4 on MinAtar Breakout, one seed each, 30k steps. Budget override: ε decays over 10k steps.
     "demo": dict(
         envs=["MinAtar/Breakout-v1"],
         algos=["rainbow"],
@@ -886,7 +1220,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         bottlenecks=["flatten", "gap"],
         width_scales=[4],
         seeds=1,
-        steps=40_000,
+        steps=30_000,
         eval_freq=5_000,
         eval_episodes=10,
         final_evals=2,
@@ -959,24 +1293,45 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     return SweepSpec(**fields)
 
 
+def cli_errors() -> tuple[type[BaseException], ...]:
+    """Failures the CLIs report in one line (bad input, files, databases, drivers) instead of a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (ValueError, ImportError, OSError, SQLAlchemyError, optuna.exceptions.OptunaError, SweepWorkersFailed)
+
+
+def cli_message(command: str, error: BaseException, storage: str | Sequence[str] | None = None) -> str:
+    """``sb3-gap <command>: error: <first line>``, with the secrets of the storage URL(s) masked."""
+    text = str(error).strip() or type(error).__name__
+    first = text.splitlines()[0]
+    if type(error).__module__.startswith("sqlalchemy") and not first.startswith("("):
+        first = f"({type(error).__name__}) {first}"
+    for url in [storage] if isinstance(storage, str) else list(storage or []):
+        first = scrub_secrets(first, url)
+    return f"sb3-gap {command}: error: {first}"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    storage = args.storage
     try:
         spec = spec_from_args(args)
+        storage = spec.storage
         spec.validate()
-    except ValueError as e:
-        raise SystemExit(f"sb3-gap sweep: error: {e}") from None
-    start = time.perf_counter()
-    workers = args.workers if args.workers is not None else PRESETS.get(args.preset or "", {}).get("workers", 1)
-    run_sweep(spec, workers=workers, progress=not args.no_progress, wait=not args.no_wait)
-    wall = time.perf_counter() - start
-    preset = PRESETS.get(args.preset or "", {})
-    report_dir = args.report or preset.get("report") or (f"{spec.out_dir}/{spec.study}_report" if args.preset else None)
-    print(f"sweep {spec.study}: {wall:.1f} s wall ({display_url(spec.storage)})", file=sys.stderr)
-    if report_dir:
-        from sb3_gap.sweep.report import build_report
+        workers = args.workers if args.workers is not None else PRESETS.get(args.preset or "", {}).get("workers", 1)
+        _check_workers(workers)
+        start = time.perf_counter()
+        run_sweep(spec, workers=workers, progress=not args.no_progress, wait=not args.no_wait)
+        wall = time.perf_counter() - start
+        preset = PRESETS.get(args.preset or "", {})
+        report_dir = args.report or preset.get("report") or (f"{spec.out_dir}/{spec.study}_report" if args.preset else None)
+        print(f"sweep {spec.study}: {wall:.1f} s wall ({display_url(spec.storage)})", file=sys.stderr)
+        if report_dir:
+            from sb3_gap.sweep.report import build_report
 
-        build_report([(spec.storage, spec.study)], report_dir, print_table=True)
+            build_report([(spec.storage, spec.study)], report_dir, print_table=True)
+    except cli_errors() as e:
+        raise SystemExit(cli_message("sweep", e, storage)) from None
 
 
 if __name__ == "__main__":

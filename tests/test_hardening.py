@@ -1,0 +1,707 @@
+"""Hardening (issue 13; issue 16 items 4 and 6): downloads cannot steer the machine, secrets never print,
+and every bad input gets a one-line error naming the file, value or setting at fault.
+
+Each test names the numbered item it covers. Hub tests drive the REAL huggingface_hub client against
+the loopback fake Hub of ``tests/fake_hub.py`` (no network); models are tiny and never trained long.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import gymnasium as gym
+import huggingface_hub
+import numpy as np
+import optuna
+import pytest
+import torch as th
+import yaml
+from gymnasium import spaces
+from huggingface_hub import CommitOperationAdd, HfApi
+from stable_baselines3 import DQN
+from stable_baselines3.common.envs import FakeImageEnv
+
+import sb3_gap
+from fake_hub import FakeHub  # tests/ is on sys.path (pytest's rootdir-relative import)
+from sb3_gap import ConvExtractor, policy_kwargs
+from sb3_gap.cli import main as cli_main
+from sb3_gap.hub import HubError, load_from_hub, pull_from_hub, safe
+from sb3_gap.rainbow import Rainbow
+from sb3_gap.sweep import SweepSpec, open_study
+from sb3_gap.sweep import sweep as sweep_module
+
+TOKEN = "hf_HardeningTestToken0123456789"
+ENV_ID = "MinAtar/Breakout-v1"
+ENV_NAME = "MinAtar-Breakout-v1"
+SECRET = "hunter2secret"
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def tiny_dqn(width_scale: int = 1, env_id: str = ENV_ID) -> DQN:
+    """An untrained DQN with sb3_gap's extractor (built, never trained: fast)."""
+    return DQN("CnnPolicy", gym.make(env_id), buffer_size=64, batch_size=8, learning_starts=0,
+               policy_kwargs=policy_kwargs(encoder="impala", bottleneck="gap", width_scale=width_scale), seed=0)  # fmt: skip
+
+
+def one_line_error(capsys: pytest.CaptureFixture, argv: list[str], command: str) -> str:
+    """Run ``sb3-gap <argv>``, expect a non-zero exit with ONE line ``sb3-gap <command>: error: ...``, return it."""
+    with pytest.raises(SystemExit) as info:
+        cli_main(argv)
+    code = info.value.code
+    err = capsys.readouterr().err
+    message = code if isinstance(code, str) else err.strip().splitlines()[-1] if err.strip() else ""
+    assert code not in (0, None), argv
+    assert "Traceback" not in err, err
+    assert message.startswith(f"sb3-gap {command}: error: "), message
+    assert "\n" not in message.strip(), message
+    return message
+
+
+def tiny_sweep_args(tmp_path: Path, *extra: str) -> list[str]:
+    return ["sweep", "--envs", ENV_ID, "--algos", "qrdqn", "--bottlenecks", "gap", "--steps", "50", "--eval-freq", "50",
+            "--eval-episodes", "1", "--final-evals", "1", "--no-progress", "--no-save-models",
+            "--out", str(tmp_path / "runs"), *extra]  # fmt: skip
+
+
+def make_sqlite(path: Path, rows: int = 0) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * rows)
+    conn.commit()
+    conn.close()
+
+
+# --- the fake Hub ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with FakeHub(TOKEN) as fake:
+        yield fake
+
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host, *args, **kwargs):
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise OSError(f"test tried to reach {host!r}: only loopback is allowed")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture
+def hub_env(hub, monkeypatch, tmp_path):
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only)
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    return hub
+
+
+def publish(hub: FakeHub, repo_id: str, files: dict[str, bytes]) -> None:
+    """Commit ``files`` to ``repo_id`` on the fake Hub (created if needed), as any uploader could."""
+    api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+    api.create_repo(repo_id, exist_ok=True)
+    api.create_commit(repo_id, operations=[CommitOperationAdd(k, v) for k, v in files.items()], commit_message="upload")
+
+
+def safe_files(model, tmp: Path, config_yml: dict | None = None) -> dict[str, bytes]:
+    """The pickle-free files of ``model`` (as sb3_gap pushes them) plus a ``config.yml``."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    safe.save_safe(model, tmp, ENV_ID)
+    files = {name: (tmp / name).read_bytes() for name in (safe.CONFIG_FILE, safe.WEIGHTS_FILE)}
+    files["config.yml"] = yaml.safe_dump(config_yml if config_yml is not None else {"policy": "CnnPolicy"}).encode()
+    return files
+
+
+@pytest.fixture(scope="module")
+def dqn_files(tmp_path_factory):
+    model = tiny_dqn()
+    return model, safe_files(model, tmp_path_factory.mktemp("safe"))
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. --allow-pickle only allows the pickled model zip; config strings always pass the allow-list
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("allow_pickle", [False, True])
+def test_item01_allow_pickle_never_lifts_the_config_checks(hub_env, dqn_files, tmp_path, allow_pickle):
+    model, files = dqn_files
+    marker = tmp_path / "pwned"
+    repo_id = f"mallory/evil-normalize-{int(allow_pickle)}"
+    evil = {"policy": "CnnPolicy", "normalize": f"__import__('os').system('touch {marker}')"}
+    publish(hub_env, repo_id, {**files, "config.yml": yaml.safe_dump(evil).encode()})
+    downloads = tmp_path / "dl"
+    with pytest.raises(HubError, match=r"normalize .* calls something other than dict\(\).*--allow-pickle does not lift this"):
+        pull_from_hub(repo_id, downloads, allow_pickle=allow_pickle)
+    assert not marker.exists() and not (downloads / "dqn").exists()
+
+    # A zip-only repository (the pickle path, opted in) gets the same check on its config.
+    buf = io.BytesIO()
+    model.save(buf)
+    zip_repo = f"mallory/evil-zip-{int(allow_pickle)}"
+    publish(hub_env, zip_repo, {f"dqn-{ENV_NAME}.zip": buf.getvalue(), "config.yml": yaml.safe_dump(evil).encode()})
+    with pytest.raises(HubError, match="refused for downloaded configs"):
+        pull_from_hub(zip_repo, downloads, algo="dqn", env_id=ENV_ID, allow_pickle=True)
+    assert not marker.exists() and not (downloads / "dqn").exists()
+
+
+def test_item01_cli_pull_with_allow_pickle_is_refused_in_one_line(hub_env, dqn_files, tmp_path, capsys):
+    _, files = dqn_files
+    publish(hub_env, "mallory/evil-cli", {**files, "config.yml": b"env_wrapper: builtins.exec\n"})
+    line = one_line_error(capsys, ["pull", "--repo-id", "mallory/evil-cli", "-f", str(tmp_path / "dl"), "--allow-pickle"], "pull")
+    assert "builtins.exec" in line and "outside the trusted packages" in line
+
+
+def test_item01_allow_pickle_covers_pickled_vecnormalize_on_the_safetensors_path(hub_env, dqn_files, tmp_path):
+    _, files = dqn_files
+    publish(hub_env, "bob/normalized", {**files, "config.yml": b"normalize: true\npolicy: CnnPolicy\n", "vec_normalize.pkl": b"stats"})
+    with pytest.raises(HubError, match="needs VecNormalize statistics"):
+        pull_from_hub("bob/normalized", tmp_path / "dl")
+    info = pull_from_hub("bob/normalized", tmp_path / "dl", allow_pickle=True)
+    assert info.path == "safetensors" and Path(info.log_path, ENV_NAME, "vecnormalize.pkl").read_bytes() == b"stats"
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. a downloaded config cannot steer the machine: attributes, shapes, wrappers with paths
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_config(tmp_path):
+    model = tiny_dqn()
+    safe.save_safe(model, tmp_path, ENV_ID)
+    return json.loads((tmp_path / safe.CONFIG_FILE).read_text()), tmp_path / safe.WEIGHTS_FILE
+
+
+def test_item02_config_cannot_set_local_or_unlisted_attributes(saved_config):
+    config, weights = saved_config
+    assert "tensorboard_log" not in config["model_attrs"]  # what this machine logs to is not published either
+    config["model_attrs"]["tensorboard_log"] = "/tmp/sb3_gap-evil-tensorboard"
+    config["model_attrs"]["verbose"] = 2
+    model = safe.build_model(config, weights, device="cpu")
+    assert model.tensorboard_log is None and model.verbose == 0  # the local defaults, not the download's
+    for key, value in (("replay_buffer", {"x": 1}), ("_vec_normalize_env", None), ("lr_schedule", 0.1), ("env", "x")):
+        bad = json.loads(json.dumps(config))
+        bad["model_attrs"][key] = value
+        with pytest.raises(ValueError, match=f"unexpected attribute '{key}'"):
+            safe.build_model(bad, weights, device="cpu")
+
+
+def test_item02_huge_observation_shape_is_refused_before_allocating(saved_config, monkeypatch):
+    config, weights = saved_config
+    config["observation_space"]["shape"] = [4, 100_000, 100_000]  # 37 GiB of bounds
+    monkeypatch.setattr(safe, "space_from_plain", lambda *a: pytest.fail("a space was built"))
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"40,000,000,000 elements, more than the 1,048,576"):
+        safe.build_model(config, weights, device="cpu")
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda c: c["action_space"].update(n=10**9), ["q_net", "[1000000000,", "config and the weights"]),
+        (lambda c: c["observation_space"].update(shape=[7, 10, 10]), [", 7, 3, 3]", ", 4, 3, 3]"]),
+        (lambda c: c["policy_kwargs"]["features_extractor_kwargs"].update(psi_depth=40), ["does not have"]),
+        (lambda c: c["model_attrs"].update(n_envs=10**6), ["n_envs must be an integer in [1, 64]"]),
+    ],
+)
+def test_item02_shapes_are_bounded_by_the_weights(saved_config, monkeypatch, edit, words):
+    config, weights = saved_config
+    edit(config)
+    monkeypatch.setattr(DQN, "_setup_model", lambda self: pytest.fail("the model was allocated"))
+    with pytest.raises(ValueError) as info:
+        safe.build_model(config, weights, device="cpu")
+    for word in words:
+        assert word in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"env_wrapper": [{"gymnasium.wrappers.RecordVideo": {"video_folder": "/home/victim/.ssh"}}]},
+        {"env_wrapper": [{"gymnasium.wrappers.RecordEpisodeStatistics": {"buffer_length": 10, "log_dir": "../x"}}]},
+        {"vec_env_wrapper": "stable_baselines3.common.vec_env.VecVideoRecorder"},
+        {"callback": [{"stable_baselines3.common.callbacks.CheckpointCallback": {"save_freq": 1, "save_path": "/etc"}}]},
+        {"policy": "evil_module.Policy"},
+    ],
+)
+def test_item02_wrappers_with_path_arguments_are_untrusted(entry):
+    with pytest.raises(ValueError, match="refused for downloaded configs"):
+        safe.check_zoo_config(entry)
+
+
+def test_item02_plain_trusted_wrappers_still_pass():
+    safe.check_zoo_config({"env_wrapper": [{"gymnasium.wrappers.ClipReward": {"min_reward": -1.0, "max_reward": 1.0}}],
+                           "policy_kwargs": "dict(activation_fn=nn.ReLU, net_arch=[64])", "normalize": "dict(norm_obs=True)"})  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. storage URLs never print a password
+# ------------------------------------------------------------------------------------------------
+
+SECRET_URLS = [
+    f"postgresql://sweeper:{SECRET}@db-host/sweeps",
+    f"postgresql://sweeper:p@{SECRET}@db-host/sweeps",  # '@' inside the password, not escaped
+    f"postgresql://sweeper:p%40{SECRET}@db-host/sweeps",
+    f"postgresql://db-host/sweeps?password={SECRET}",
+    f"mysql+pymysql://u@h/db?ssl=1&sslpassword={SECRET}",
+    f"sqlite:///runs/x.db?password={SECRET}",
+    f"postgresql://sweeper:{SECRET}@db-host:notaport/sweeps",  # does not parse
+    f"postgres:/sweeper:{SECRET}@db-host/sweeps",  # does not parse
+    f"sweeper:{SECRET}@db-host",  # does not parse
+]
+
+
+@pytest.mark.parametrize("url", SECRET_URLS)
+def test_item03_display_url_masks_every_form_of_password(url):
+    from sb3_gap.sweep.sweep import display_url, scrub_secrets
+
+    shown = display_url(url)
+    assert SECRET not in shown and "***" in shown
+    assert SECRET not in scrub_secrets(f"could not open {url} (connection refused)", url)
+    assert scrub_secrets(f"password 'x{SECRET}' rejected", f"postgresql://u:x{SECRET}@h/db") == "password '***' rejected"
+
+
+@pytest.mark.parametrize("url", [SECRET_URLS[1], SECRET_URLS[3], SECRET_URLS[6], SECRET_URLS[7]])
+def test_item03_cli_errors_never_show_the_password(tmp_path, capsys, url):
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--storage", url), "sweep")
+    assert SECRET not in line
+    line = one_line_error(capsys, ["report", "--storage", url, "--study", "s", "--out", str(tmp_path / "r")], "report")
+    assert SECRET not in line
+
+
+def test_item03_summary_never_shows_the_password():
+    import pandas as pd
+
+    from sb3_gap.sweep.report import METRICS, markdown_summary
+
+    df = pd.DataFrame([dict(env=ENV_ID, seed=0, state="COMPLETE", score=1.0, normalization="raw return", config="c", settings=None)])
+    agg = pd.DataFrame([dict(config="c", runs_per_task=1, tasks=1, complete=1, cells=1, wall_h=0.1, params_bottleneck=1, missing="",
+                             **{k: v for m in METRICS for k, v in ((m, 1.0), (f"{m} low", 0.5), (f"{m} high", 1.5))})])  # fmt: skip
+    text = markdown_summary(df, agg, [(url, "s") for url in SECRET_URLS], [])
+    assert SECRET not in text and "***" in text
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. --study (or a grid value) cannot put run folders outside --out
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("study", ["../../x", "..", "a/b", "/abs", "a\\b"])
+def test_item04_study_names_that_leave_out_are_refused(tmp_path, capsys, study):
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--study", study, "--storage", f"sqlite:///{tmp_path}/s.db"), "sweep")
+    assert repr(study) in line and "plain folder name" in line
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "runs").exists()
+
+
+def test_item04_grid_values_that_leave_out_are_refused(tmp_path):
+    spec = SweepSpec(envs=[ENV_ID], algos=["rainbow"], bottlenecks=["gap"], hyperparams={"loss": ["huber", "../../../evil"]},
+                     storage=f"sqlite:///{tmp_path}/s.db", out_dir=str(tmp_path / "runs"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"Run folder .*evil.* would not be a folder of"):
+        spec.validate()
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. push reads the run's args.yml with a safe loader
+# ------------------------------------------------------------------------------------------------
+
+
+def test_item05_push_never_runs_python_tags_from_args_yml(hub_env, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    logs = tmp_path / "logs"
+    params = logs / "dqn" / f"{ENV_NAME}_1" / ENV_NAME
+    params.mkdir(parents=True)
+    tiny_dqn().save(params.parent / ENV_NAME)
+    with open(params / "config.yml", "w") as f:
+        yaml.dump(OrderedDict([("policy", "CnnPolicy"), ("train_freq", (4, "step"))]), f)  # python tags the Zoo writes: read
+    (params / "args.yml").write_text(f"!!python/object/apply:os.system ['touch {marker}']\n")
+    line = one_line_error(capsys, ["push", "--algo", "dqn", "--env", ENV_ID, "-f", str(logs), "--repo-id", "alice/x",
+                                   "--n-eval-episodes", "1", "--no-video"], "push")  # fmt: skip
+    assert "args.yml holds YAML that is not plain data" in line
+    assert not marker.exists()
+
+
+def test_item05_zoo_hyperparams_read_without_unsafe_loader(tmp_path):
+    from sb3_gap.hub.api import _saved_hyperparams
+
+    with open(tmp_path / "config.yml", "w") as f:
+        yaml.dump(OrderedDict([("normalize", "dict(norm_obs=True, norm_reward=True)"), ("frame_stack", 4), ("t", (1, 2))]), f)
+    hyper, stats = _saved_hyperparams(str(tmp_path))
+    assert stats == str(tmp_path) and hyper["t"] == (1, 2) and hyper["frame_stack"] == 4
+    assert hyper["normalize_kwargs"] == {"norm_obs": True, "norm_reward": False}  # test mode, as rl_zoo3's
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. / 7. / 10. Rainbow: replay settings, architecture overrides, buffer smaller than a batch
+# ------------------------------------------------------------------------------------------------
+
+SMALL = dict(buffer_size=500, learning_starts=10_000, batch_size=16, policy_kwargs=dict(net_arch=[8]), seed=0)
+
+
+@pytest.mark.filterwarnings("ignore:RainbowReplayBuffer. an observation does not continue")
+def test_item06_replay_buffer_with_other_settings_is_refused(tmp_path):
+    source = Rainbow("MlpPolicy", "CartPole-v1", n_steps=3, gamma=0.99, prioritized_replay=True, **SMALL)
+    source.learn(60)
+    source.save_replay_buffer(tmp_path / "rb")
+    other = Rainbow("MlpPolicy", "CartPole-v1", n_steps=1, gamma=0.5, prioritized_replay=False, **SMALL)
+    own = other.replay_buffer
+    with pytest.raises(ValueError) as info:
+        other.load_replay_buffer(tmp_path / "rb")
+    for words in ("n_steps: model 1, buffer 3", "gamma: model 0.5, buffer 0.99", "prioritized_replay: model False, buffer True"):
+        assert words in str(info.value)
+    assert other.replay_buffer is own  # the model keeps its own buffer
+    same = Rainbow("MlpPolicy", "CartPole-v1", n_steps=3, gamma=0.99, prioritized_replay=True, **SMALL)
+    same.load_replay_buffer(tmp_path / "rb")
+    assert same.replay_buffer.pos == source.replay_buffer.pos == 60
+
+
+def test_item07_load_refuses_architecture_overrides(tmp_path):
+    model = Rainbow("MlpPolicy", "CartPole-v1", n_atoms=51, **SMALL)
+    model.save(tmp_path / "m")
+    for override in (dict(n_atoms=21), dict(v_max=5.0), dict(dueling=True), dict(custom_objects={"noisy": True})):
+        with pytest.raises(ValueError, match=r"Rainbow.load cannot override \['(n_atoms|v_max|dueling|noisy)'\]"):
+            Rainbow.load(tmp_path / "m", **override)
+    loaded = Rainbow.load(tmp_path / "m", buffer_size=100, learning_rate=1e-3)  # other overrides work as in SB3
+    assert loaded.n_atoms == loaded.q_net.n_atoms == 51 and loaded.buffer_size == 100
+    config, _ = safe.model_to_plain(model)
+    safe.save_safe(model, tmp_path)
+    with pytest.raises(ValueError, match=r"\['n_atoms'\] shape Rainbow's network"):
+        safe.build_model(config, tmp_path / safe.WEIGHTS_FILE, device="cpu", n_atoms=21)
+
+
+def test_item10_buffer_smaller_than_a_batch_is_refused(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"buffer_size must be an integer >= batch_size .* buffer_size=10, batch_size=32"):
+        Rainbow("MlpPolicy", "CartPole-v1", buffer_size=10, batch_size=32)
+    model = Rainbow("MlpPolicy", "CartPole-v1", **SMALL)
+    model.save(tmp_path / "m")
+    loaded = Rainbow.load(tmp_path / "m", buffer_size=8, env=gym.make("CartPole-v1"))  # fine to act (the Zoo's enjoy does this)
+    with pytest.raises(ValueError, match=r"buffer_size=8 is smaller than batch_size=16"):
+        loaded.learn(10)
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--set", "buffer_size=10", "batch_size=32",
+                                                  "--storage", f"sqlite:///{tmp_path}/s.db"), "sweep")  # fmt: skip
+    assert "buffer_size=10 is smaller than batch_size=32" in line and not (tmp_path / "s.db").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# 8. / 11. / 12. storages: missing, locked, corrupt, truncated; other one-line CLI errors
+# ------------------------------------------------------------------------------------------------
+
+
+def test_item08_report_never_creates_a_mistyped_sqlite_file(tmp_path, capsys):
+    missing = tmp_path / "typo.db"
+    line = one_line_error(capsys, ["report", "--storage", f"sqlite:///{missing}", "--study", "s", "--out", str(tmp_path / "r")], "report")
+    assert f"SQLite storage {missing} does not exist" in line
+    assert not missing.exists()
+    from sb3_gap.sweep.report import build_report
+
+    with pytest.raises(ValueError, match="does not exist"):
+        build_report([(f"sqlite:///{missing}", "s")], tmp_path / "r")
+    assert not missing.exists()
+
+
+def test_item11_locked_sqlite_is_reported_within_seconds_with_its_holder(tmp_path, capsys, monkeypatch):
+    db = tmp_path / "locked.db"
+    make_sqlite(db)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "c.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(120)\n", str(db)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(sweep_module, "SQLITE_PROBE_TIMEOUT_S", 0.5)
+        monkeypatch.setattr(sweep_module, "SQLITE_LOCK_WAIT_S", 1.5)
+        start = time.perf_counter()
+        with pytest.raises(SystemExit) as info:
+            cli_main(tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{db}"))
+        elapsed = time.perf_counter() - start
+        err = capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    message = str(info.value.code)
+    assert message.startswith("sb3-gap sweep: error: SQLite storage") and "is locked by" in message
+    assert f"PID {holder.pid}" in message and "gave up after" in message
+    assert "retry 1" in err and f"PID {holder.pid}" in err  # retried visibly
+    assert elapsed < 30
+
+
+def _corrupt(path: Path) -> None:
+    path.write_bytes(b"this is not a database" * 100)
+
+
+def _truncated(path: Path) -> None:
+    make_sqlite(path, rows=200)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("damage, words", [(_corrupt, "not an SQLite database"), (_truncated, "truncated")])
+@pytest.mark.parametrize("command", ["sweep", "report"])
+def test_item12_corrupt_or_truncated_sqlite_is_one_line(tmp_path, capsys, damage, words, command):
+    db = tmp_path / "bad.db"
+    damage(db)
+    before = db.read_bytes()
+    if command == "sweep":
+        argv = tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{db}")
+    else:
+        argv = ["report", "--storage", f"sqlite:///{db}", "--study", "s", "--out", str(tmp_path / "r")]
+    line = one_line_error(capsys, argv, command)
+    assert str(db) in line and words in line
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--workers", "0"], ["workers must be a positive integer", "0"]),
+        (["--storage", f"postgresql://u:{SECRET}@127.0.0.1:1/db"], ["No database driver", "pip install"]),
+        (["--envs", "MinAtar/Breakout-v9"], ["Unknown env id 'MinAtar/Breakout-v9'", "MinAtar/Breakout-v1"]),
+        (["--set", "learning_rate=abc"], ["learning_rate='abc'", "lin_<float>"]),
+        (["--set", "target_update_interval=2.5"], ["target_update_interval=2.5", "must be an integer"]),
+    ],
+)
+def test_item12_sweep_cli_bad_input_is_one_line(tmp_path, capsys, extra, words):
+    args = tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{tmp_path}/s.db", "--study", "t")
+    line = one_line_error(capsys, args + extra, "sweep")
+    for word in words:
+        assert word in line, line
+    assert SECRET not in line
+
+
+def test_item12_unwritable_out_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    line = one_line_error(capsys, [*tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{tmp_path}/s.db"), "--out", str(blocker)], "sweep")
+    assert f"--out {blocker}" in line and "cannot write run folders" in line
+    line = one_line_error(capsys, ["report", "--storage", f"sqlite:///{tmp_path}/s.db", "--study", "t", "--out", str(blocker / "r")], "report")
+    assert "does not exist" in line or str(blocker) in line
+
+
+@pytest.mark.parametrize("content, words", [(b"{not json", "is not JSON"), (b"[1, 2]", "another shape"), (None, "does not exist")])
+def test_item12_report_reference_that_is_not_json_names_the_file(tmp_path, capsys, content, words):
+    db = tmp_path / "s.db"
+    open_study(SweepSpec(envs=[ENV_ID], storage=f"sqlite:///{db}", study="s", out_dir=str(tmp_path / "runs")))
+    ref = tmp_path / "ref.json"
+    if content is not None:
+        ref.write_bytes(content)
+    line = one_line_error(capsys, ["report", "--storage", f"sqlite:///{db}", "--study", "s", "--out", str(tmp_path / "r"),
+                                   "--reference", str(ref)], "report")  # fmt: skip
+    assert f"--reference {ref}" in line and words in line
+
+
+def test_item12_pull_corrupt_or_mismatched_safetensors_is_one_line(hub_env, dqn_files, tmp_path, capsys):
+    model, files = dqn_files
+    publish(hub_env, "eve/corrupt-weights", {**files, safe.WEIGHTS_FILE: files[safe.WEIGHTS_FILE][:200]})
+    line = one_line_error(capsys, ["pull", "--repo-id", "eve/corrupt-weights", "-f", str(tmp_path / "dl")], "pull")
+    assert "model.safetensors is not a valid safetensors file" in line
+    wide = safe_files(tiny_dqn(width_scale=2), tmp_path / "x2")
+    publish(hub_env, "eve/x2-under-x1", {**files, safe.WEIGHTS_FILE: wide[safe.WEIGHTS_FILE]})  # a x2 checkpoint, a x1 config
+    line = one_line_error(capsys, ["pull", "--repo-id", "eve/x2-under-x1", "-f", str(tmp_path / "dl")], "pull")
+    assert "1024" in line and "512" in line and "belong to different models" in line
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+
+
+def test_item12_gradcam_missing_model_and_unknown_env_are_one_line(tmp_path, capsys):
+    line = one_line_error(capsys, ["gradcam", str(tmp_path / "nope.zip"), "--algo", "dqn", "--env", ENV_ID], "gradcam")
+    assert f"model file '{tmp_path / 'nope.zip'}' does not exist" in line and ".zip.zip" not in line
+    tiny_dqn().save(tmp_path / "m.zip")
+    line = one_line_error(capsys, ["gradcam", str(tmp_path / "m.zip"), "--algo", "dqn", "--env", "MinAtar/Breakout-v9"], "gradcam")
+    assert "Unknown env id 'MinAtar/Breakout-v9'" in line and "MinAtar/Breakout-v1" in line
+
+
+def test_item12_push_missing_run_is_one_line(hub_env, tmp_path, capsys):
+    line = one_line_error(capsys, ["push", "--algo", "dqn", "--env", ENV_ID, "-f", str(tmp_path / "nothing"), "--repo-id", "a/b", "--no-video"], "push")
+    assert "No Zoo run" in line
+
+
+# ------------------------------------------------------------------------------------------------
+# 9. Grad-CAM checks the env against the model
+# ------------------------------------------------------------------------------------------------
+
+
+def test_item09_gradcam_refuses_another_game(tmp_path, capsys):
+    tiny_dqn().save(tmp_path / "breakout.zip")
+    out = tmp_path / "cam.png"
+    line = one_line_error(capsys, ["gradcam", str(tmp_path / "breakout.zip"), "--algo", "dqn", "--env", "MinAtar/Asterix-v1",
+                                   "--steps", "1", "--out", str(out)], "gradcam")  # fmt: skip
+    assert "Discrete(5)" in line and "Discrete(3)" in line and "trained on another env" in line
+    assert not out.exists()
+    # A sweep run folder records its env: --env must agree with it, and defaults to it.
+    run = tmp_path / "run"
+    run.mkdir()
+    tiny_dqn().save(run / "model.zip")
+    (run / "settings.json").write_text(json.dumps({"env": ENV_ID, "env_settings": {}}))
+    line = one_line_error(capsys, ["gradcam", str(run / "model.zip"), "--algo", "dqn", "--env", "MinAtar/Asterix-v1"], "gradcam")
+    assert f"was trained on '{ENV_ID}'" in line and "settings.json" in line
+    cli_main(["gradcam", str(run / "model.zip"), "--algo", "dqn", "--steps", "1", "--out", str(out)])
+    assert out.stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------------
+# 13. a bad --set value is refused before any trial and never locks the study
+# ------------------------------------------------------------------------------------------------
+
+
+def test_item13_bad_value_refused_before_the_study_exists(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{db}", "--set", "learning_rate=abc"), "sweep")
+    assert "learning_rate='abc'" in line
+    assert not db.exists() and not (tmp_path / "runs").exists()
+    for fixed in ({"learning_rate": float("nan")}, {"batch_size": None}, {"optimize_memory_usage": "yes"}, {"gamma": "0.9x"}):
+        with pytest.raises(ValueError, match=list(fixed)[0]):
+            SweepSpec(envs=[ENV_ID], fixed=fixed, storage=f"sqlite:///{db}").validate()
+    spec = SweepSpec(envs=[ENV_ID], fixed={"buffer_size": 1e4, "learning_rate": "lin_1e-4"}, storage=f"sqlite:///{db}")
+    spec.validate()
+    assert spec.fixed["buffer_size"] == 10_000 and isinstance(spec.fixed["buffer_size"], int)
+
+
+def test_item13_settings_that_completed_nothing_never_lock_the_study(tmp_path, capsys):
+    def spec(**fixed):
+        return SweepSpec(envs=[ENV_ID], fixed=fixed, storage=f"sqlite:///{tmp_path}/s.db", study="t", out_dir=str(tmp_path / "runs"))
+
+    study = open_study(spec(learning_starts=5))  # e.g. a value that made every trial fail
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    corrected = open_study(spec(learning_starts=7))
+    assert corrected.user_attrs["training_config"]["fixed"] == {"learning_starts": 7}
+    assert "replaced by the given ones" in capsys.readouterr().err
+    corrected.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=1.0))
+    with pytest.raises(ValueError, match="other training settings"):  # a study with results stays protected
+        open_study(spec(learning_starts=9))
+
+
+# ------------------------------------------------------------------------------------------------
+# 14. numbers in spirit, bounds, Dict observations, n_envs
+# ------------------------------------------------------------------------------------------------
+
+
+def test_item14_numpy_numbers_are_numbers():
+    pk = policy_kwargs(width_scale=np.int64(2), psi_depth=np.int32(1))
+    assert pk["features_extractor_kwargs"]["width_scale"] == 2 and type(pk["features_extractor_kwargs"]["width_scale"]) is int
+    json.dumps(pk["features_extractor_kwargs"])
+    assert ConvExtractor(spaces.Box(0, 255, (4, 10, 10), np.uint8), width_scale=np.int64(2)).features_dim == 1024
+    model = Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, v_min=np.float32(-1), v_max=np.float64(1), n_atoms=np.int64(11))
+    assert (model.v_min, model.v_max, model.n_atoms) == (-1.0, 1.0, 11) and type(model.n_atoms) is int
+    spec = SweepSpec(envs=[ENV_ID], width_scales=[np.int64(2)], seeds=np.int64(1))
+    spec.validate()
+    json.dumps(spec.search_space())
+
+
+@pytest.mark.parametrize("v_min, v_max", [(-np.inf, 10.0), (-10.0, float("inf")), (float("nan"), 1.0)])
+def test_item14_infinite_support_is_refused_at_construction(v_min, v_max):
+    with pytest.raises(ValueError, match="v_min and v_max must be finite numbers"):
+        Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, v_min=v_min, v_max=v_max)
+
+
+def test_item14_width_scale_upper_bound_fails_before_allocating(monkeypatch):
+    from sb3_gap.extractor import MAX_WIDTH_SCALE
+
+    monkeypatch.setattr(th.nn.Linear, "__init__", lambda *a, **k: pytest.fail("a layer was allocated"))
+    for call in (lambda: policy_kwargs(width_scale=MAX_WIDTH_SCALE + 1),
+                 lambda: ConvExtractor(spaces.Box(0, 255, (4, 10, 10), np.uint8), width_scale=10**6)):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"width_scale must be a positive integer and at most {MAX_WIDTH_SCALE}"):
+            call()
+
+
+def test_item14_dict_observation_error_says_how_to_use_it():
+    space = spaces.Dict({"pixels": spaces.Box(0, 255, (3, 64, 64), np.uint8), "state": spaces.Box(-1, 1, (3,))})
+    with pytest.raises(ValueError, match=r"image key\(s\) \['pixels'\].*TransformObservation.*obs\['pixels'\].*MultiInputPolicy"):
+        ConvExtractor(space)
+    with pytest.raises(ValueError, match=r"image key\(s\) \['pixels'\]"):
+        Rainbow("MultiInputPolicy", FakeDictEnv(), buffer_size=100, n_steps=1, prioritized_replay=False, policy_kwargs=policy_kwargs())
+
+
+class FakeDictEnv(gym.Env):
+    observation_space = spaces.Dict({"pixels": spaces.Box(0, 255, (3, 40, 40), np.uint8), "state": spaces.Box(-1, 1, (3,))})
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize("n_envs", [0, -1, 1.5, True])
+def test_item14_atari_vec_env_n_envs(n_envs):
+    from sb3_gap.envs import make_atari_vec_env
+
+    with pytest.raises(ValueError, match=rf"n_envs must be a positive integer .* got {n_envs!r}"):
+        make_atari_vec_env("Pong", n_envs=n_envs)
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 16, item 4: pull accepts our own policy_kwargs(...) strings, safely
+# ------------------------------------------------------------------------------------------------
+
+
+def test_issue16_item4_pull_accepts_our_zoo_policy_kwargs(hub_env, dqn_files, tmp_path):
+    model, files = dqn_files
+    ours = {"policy": "CnnPolicy", "policy_kwargs": "dict(policy_kwargs(encoder='impala', bottleneck='gap', width_scale=4), "
+            "optimizer_kwargs=dict(eps=3.125e-4))", "env_wrapper": [{"gymnasium.wrappers.ClipReward": {"min_reward": -1.0, "max_reward": 1.0}}]}  # fmt: skip
+    publish(hub_env, "zoo/ours", {**files, "config.yml": yaml.safe_dump(ours).encode()})
+    info = pull_from_hub("zoo/ours", tmp_path / "dl")
+    assert info.path == "safetensors" and Path(info.log_path, ENV_NAME, "config.yml").is_file()
+    # ...but an allow-listed call with arguments that are not ours is refused, as is any other call.
+    for bad in ("policy_kwargs(encoder='resnet')", "dict(policy_kwargs(width_scale=2), x=getattr(dict, 'mro'))"):
+        publish(hub_env, "zoo/ours-bad", {**files, "config.yml": yaml.safe_dump({"policy_kwargs": bad}).encode()})
+        with pytest.raises(HubError, match="refused for downloaded configs"):
+            pull_from_hub("zoo/ours-bad", tmp_path / "dl2")
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 16, item 6: ALE/Pong-v5 and PongNoFrameskip-v4 in sweeps and Grad-CAM (a fresh process knows no ALE id)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_registry():
+    """The registry of a fresh process: gymnasium 1.x registers ALE ids only when ale_py is imported."""
+    saved = dict(gym.registry)
+    for key in [k for k, s in gym.registry.items() if str(s.entry_point).startswith("ale_py")]:
+        del gym.registry[key]
+    try:
+        yield
+    finally:
+        gym.registry.clear()
+        gym.registry.update(saved)
+
+
+def test_issue16_item6_sweep_accepts_ale_ids(fresh_registry, tmp_path):
+    with pytest.raises(gym.error.Error):
+        gym.spec("ALE/Pong-v5")  # the fixture bites
+    spec = SweepSpec(envs=["ALE/Pong-v5", "PongNoFrameskip-v4"], algos=["rainbow", "qrdqn"], storage=f"sqlite:///{tmp_path}/s.db")
+    spec.validate()
+
+
+def test_issue16_item6_gradcam_accepts_ale_ids(fresh_registry, tmp_path):
+    from sb3_contrib import QRDQN
+
+    from sb3_gap.sweep.protocols import protocol_for
+
+    venv = protocol_for("ALE/Pong-v5").make_env("ALE/Pong-v5", 1, 0, False)
+    QRDQN("CnnPolicy", venv, buffer_size=64, batch_size=8, policy_kwargs=policy_kwargs(encoder="nature", bottleneck="gap"), seed=0).save(tmp_path / "m.zip")
+    venv.close()
+    for key in [k for k, s in dict(gym.registry).items() if str(s.entry_point).startswith("ale_py")]:
+        del gym.registry[key]  # building the model registered them: back to a fresh process's registry for the CLI
+    out = tmp_path / "cam.png"
+    cli_main(["gradcam", str(tmp_path / "m.zip"), "--algo", "qrdqn", "--env", "ALE/Pong-v5", "--steps", "2", "--out", str(out)])
+    assert out.stat().st_size > 1000
