@@ -146,7 +146,9 @@ def test_learns_cartpole(noisy):
     if noisy:
         kwargs.update(noisy=True, exploration_initial_eps=0.0, exploration_final_eps=0.0)
     model = Rainbow("MlpPolicy", "CartPole-v1", **kwargs)  # C51 + 3-step + PER (the defaults)
-    model.learn(10_000)
+    # Noise-only exploration as Dopamine does it (fresh noise every acting step, no uniform warm-up) needs
+    # more steps here: measured 116.7 at 10k, 144.9 at 15k and 400.4 at 20k steps (seed 0, σ0 = 0.5).
+    model.learn(20_000 if noisy else 10_000)
     mean, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=10, deterministic=True)
     assert mean >= 150, f"mean return {mean}"
 
