@@ -5,7 +5,7 @@ For each candidate encoder φ, train Rainbow with Dopamine's MinAtar settings (z
 and a GAP bottleneck, one seed, one torch thread per run, two runs at a time; print steps/s and the
 evaluation returns.
 
-    python benchmarks/minatar_encoder_pilot.py --steps 40000 --out docs/pilot_minatar_encoder.json
+    python benchmarks/minatar_encoder_pilot.py --steps 32000 --candidates minatar_impala --out pilot.json
 """
 
 from __future__ import annotations
