@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,22 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import yaml
+
+#: The one token the tests' fake Hub accepts for writes (never a real token; tests check it is never printed).
+TEST_TOKEN = "hf_SecretTestToken0123456789abcdef"
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """
+    ``socket.getaddrinfo`` that resolves loopback names only: patched in, no request can leave the machine.
+
+    :raises OSError: For any other host, naming it
+    """
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise OSError(f"test tried to reach {host!r}: only loopback is allowed")
+    return _real_getaddrinfo(host, *args, **kwargs)
 
 
 @dataclass

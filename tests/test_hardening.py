@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
+import re
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +19,6 @@ from collections import OrderedDict
 from pathlib import Path
 
 import gymnasium as gym
-import huggingface_hub
 import numpy as np
 import optuna
 import pytest
@@ -31,7 +30,7 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.envs import FakeImageEnv
 
 import sb3_gap
-from fake_hub import FakeHub  # tests/ is on sys.path (pytest's rootdir-relative import)
+from fake_hub import TEST_TOKEN, FakeHub  # tests/ is on sys.path (pytest's rootdir-relative import)
 from sb3_gap import ConvExtractor, policy_kwargs
 from sb3_gap.cli import main as cli_main
 from sb3_gap.hub import HubError, load_from_hub, pull_from_hub, safe
@@ -39,7 +38,7 @@ from sb3_gap.rainbow import Rainbow
 from sb3_gap.sweep import SweepSpec, open_study
 from sb3_gap.sweep import sweep as sweep_module
 
-TOKEN = "hf_HardeningTestToken0123456789"
+TOKEN = TEST_TOKEN
 ENV_ID = "MinAtar/Breakout-v1"
 ENV_NAME = "MinAtar-Breakout-v1"
 SECRET = "hunter2secret"
@@ -87,30 +86,7 @@ def make_sqlite(path: Path, rows: int = 0) -> None:
 # --- the fake Hub ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def hub():
-    with FakeHub(TOKEN) as fake:
-        yield fake
-
-
-_real_getaddrinfo = socket.getaddrinfo
-
-
-def _loopback_only(host, *args, **kwargs):
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise OSError(f"test tried to reach {host!r}: only loopback is allowed")
-    return _real_getaddrinfo(host, *args, **kwargs)
-
-
-@pytest.fixture
-def hub_env(hub, monkeypatch, tmp_path):
-    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only)
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    return hub
+# ``hub`` and ``hub_env`` (a fake Hub per module, loopback-only name resolution) are in conftest.py.
 
 
 def publish(hub: FakeHub, repo_id: str, files: dict[str, bytes]) -> None:
@@ -705,3 +681,53 @@ def test_issue16_item6_gradcam_accepts_ale_ids(fresh_registry, tmp_path):
     out = tmp_path / "cam.png"
     cli_main(["gradcam", str(tmp_path / "m.zip"), "--algo", "qrdqn", "--env", "ALE/Pong-v5", "--steps", "2", "--out", str(out)])
     assert out.stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 16, "also expected by users": idle sweep workers leave within seconds; sweep and Zoo share the env slug
+# ------------------------------------------------------------------------------------------------
+
+
+def test_issue16_idle_worker_leaves_a_finished_grid_within_seconds(tmp_path, monkeypatch):
+    """A worker with nothing left to start polls every IDLE_POLL_S (not every 30 s heartbeat) and exits once the
+    last running cell, another worker's, completes."""
+    spec = SweepSpec(envs=[ENV_ID], algos=["dqn"], bottlenecks=["gap"], storage=f"sqlite:///{tmp_path}/s.db", study="idle",
+                     out_dir=str(tmp_path / "runs"))  # fmt: skip
+    assert spec.heartbeat_interval == 30
+    study = open_study(spec)
+    (cell,) = spec.cells()
+    study.enqueue_trial(cell)
+    other = study.ask()  # another worker's running trial
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        study.tell(other, 1.0)  # the other worker finishes while this one waits
+
+    monkeypatch.setattr(sweep_module.time, "sleep", sleep)
+    assert sweep_module.run_worker(spec, progress=False, wait=True) == 0  # trained nothing, left the finished grid
+    assert slept == [sweep_module.IDLE_POLL_S] and sweep_module.IDLE_POLL_S <= 2
+
+
+def test_issue16_sweep_run_folders_use_the_zoo_env_slug(tmp_path):
+    """Sweep run folders are named like rl_zoo3's (logs/<algo>/MinAtar-Breakout-v1_1, tests/test_hub.py's zoo_run);
+    a study folder that already holds the earlier slug (MinAtar_Breakout-v1) keeps it."""
+    spec = SweepSpec(envs=[ENV_ID, "ALE/Pong-v5"], algos=["dqn"], bottlenecks=["gap"], storage=f"sqlite:///{tmp_path}/s.db",
+                     out_dir=str(tmp_path / "runs"), study="st")  # fmt: skip
+    spec.validate()
+    dirs = {c["env"]: sweep_module.run_dir_for(spec, c) for c in spec.cells()}
+    assert dirs[ENV_ID].parent == tmp_path / "runs" / "st" / ENV_NAME == tmp_path / "runs" / "st" / "MinAtar-Breakout-v1"
+    assert dirs["ALE/Pong-v5"].parent.name == "ALE-Pong-v5"
+    legacy = tmp_path / "runs" / "st" / "MinAtar_Breakout-v1"
+    legacy.mkdir(parents=True)
+    spec.validate()
+    assert sweep_module.run_dir_for(spec, spec.cells()[0] if spec.cells()[0]["env"] == ENV_ID else spec.cells()[1]).parent == legacy
+
+
+def test_issue16_zoo_progress_bar_is_documented():
+    """rl_zoo3 shows no progress unless asked (`-P`/`--progress`): docs/zoo.md says so, and the flag is rl_zoo3's."""
+    import rl_zoo3.train
+
+    zoo_md = (Path(__file__).resolve().parents[1] / "docs" / "zoo.md").read_text(encoding="utf-8")
+    assert re.search(r"python -m rl_zoo3\.train [^\n]*-P\b", zoo_md), "docs/zoo.md shows no rl_zoo3.train command with -P"
+    assert '"--progress"' in Path(rl_zoo3.train.__file__).read_text() and '"-P"' in Path(rl_zoo3.train.__file__).read_text()

@@ -36,9 +36,9 @@ from sb3_gap.cli import main as cli_main
 from sb3_gap.hub import HubError, load_from_hub, model_file_name, pull_from_hub, push_to_hub
 from sb3_gap.hub import safe
 from sb3_gap.rainbow import Rainbow
-from fake_hub import FakeHub  # tests/ is on sys.path (pytest's rootdir-relative import)
+from fake_hub import TEST_TOKEN  # tests/ is on sys.path (pytest's rootdir-relative import)
 
-TOKEN = "hf_SecretTestToken0123456789abcdef"
+TOKEN = TEST_TOKEN
 ENV_ID = "MinAtar/Breakout-v1"
 ENV_NAME = "MinAtar-Breakout-v1"
 PKW = dict(encoder="impala", bottleneck="gap", width_scale=1)
@@ -79,30 +79,10 @@ def assert_same_policy(a, b) -> None:
     assert sa.keys() == sb.keys() and all(th.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
 
 
-@pytest.fixture(scope="module")
-def hub():
-    with FakeHub(TOKEN) as fake:
-        yield fake
-
-
-_real_getaddrinfo = socket.getaddrinfo
-
-
-def _loopback_only(host, *args, **kwargs):
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise OSError(f"test tried to reach {host!r}: only loopback is allowed")
-    return _real_getaddrinfo(host, *args, **kwargs)
-
-
 @pytest.fixture(autouse=True)
-def _hub_env(hub, monkeypatch, tmp_path):
-    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only)  # no request can leave the machine
-    # The CLI reads the endpoint and token the way huggingface_hub does (HF_ENDPOINT / HF_TOKEN).
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+def _hub_env(hub_env):
+    """Every test here talks to the module's fake Hub (``hub`` / ``hub_env`` in conftest.py), loopback only."""
+    return hub_env
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +214,58 @@ def test_safe_load_predicts_like_original_and_never_unpickles(hub, cls, tmp_path
     assert "pickle-free path" in caplog.text
     assert type(loaded) is cls
     assert_same_policy(model, loaded)
+
+
+@pytest.mark.parametrize("cls", [DQN, QRDQN], ids=lambda c: c.__name__)
+def test_frame_replay_model_round_trips_pickle_free(hub, cls, tmp_path, request):
+    """A DQN / QR-DQN with sb3_gap's FrameReplayBuffer (as zoo_configs' pixel sections build them): the replay
+    class and its kwargs (frame stack, n-step) come back by name, so the loaded model trains on, n-step intact."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from sb3_gap.replay import FrameReplayBuffer
+
+    def venv():
+        return VecFrameStack(make_vec_env(ENV_ID, n_envs=1, seed=0), n_stack=2)
+
+    kwargs = dict(frame_stack=2, n_steps=3, gamma=0.9)
+    model = cls("CnnPolicy", venv(), buffer_size=64, learning_starts=0, batch_size=8, train_freq=4, gamma=0.9,
+                replay_buffer_class=FrameReplayBuffer, replay_buffer_kwargs=kwargs, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=0)
+    model.learn(32)
+    repo_id = f"frank/{cls.__name__.lower()}-frame-replay"
+    push_to_hub(model, repo_id, env_id=ENV_ID, eval_env=venv(), n_eval_episodes=1, video=False)
+    config = json.loads(hub.repos[repo_id].files[safe.CONFIG_FILE])  # as published
+    assert config["model_attrs"]["replay_buffer_class"] == {"__class__": "sb3_gap.replay:FrameReplayBuffer"}
+    assert "replay_buffer_class" not in config["dropped_attrs"]
+
+    request.getfixturevalue("no_unpickling")
+    loaded, info = load_from_hub(repo_id, return_info=True, cache_dir=tmp_path / "c")
+    assert info.path == "safetensors" and type(loaded) is cls
+    assert loaded.replay_buffer_class is FrameReplayBuffer and loaded.replay_buffer_kwargs == kwargs
+    assert isinstance(loaded.replay_buffer, FrameReplayBuffer)
+    assert (loaded.replay_buffer.frame_stack, loaded.replay_buffer.n_steps) == (2, 3)
+    model.observation_space.seed(1)
+    obs = np.stack([model.observation_space.sample() for _ in range(16)])
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    loaded.set_env(venv())
+    loaded.learn(24, reset_num_timesteps=False)  # trains on: stacks rebuilt, 3-step discounts sampled
+    batch = loaded.replay_buffer.sample(8)
+    assert batch.observations.shape[1:] == model.observation_space.shape
+    assert {round(float(d), 5) for d in batch.discounts.cpu().numpy().ravel()} <= {0.9, 0.81, 0.729}  # gamma^k, k <= 3
+
+
+def test_unregistered_replay_class_drops_its_kwargs_too():
+    """A replay class the loader cannot name is dropped with its kwargs (else SB3's default buffer would get them)."""
+    from sb3_gap.replay import FrameReplayBuffer
+
+    class MyReplay(FrameReplayBuffer):
+        pass
+
+    model = DQN("CnnPolicy", ENV_ID, buffer_size=64, replay_buffer_class=MyReplay, replay_buffer_kwargs=dict(n_steps=2, gamma=0.9),
+                policy_kwargs=sb3_gap.policy_kwargs(**PKW))
+    config, dropped = safe.model_to_plain(model, ENV_ID)
+    assert {"replay_buffer_class", "replay_buffer_kwargs"} <= set(dropped)
+    assert "replay_buffer_kwargs" not in config["model_attrs"]
 
 
 def zoo_style_repo(hub, repo_id: str, model) -> None:

@@ -85,9 +85,16 @@ def register_safe_class(cls: type) -> str:
 
 
 def safe_classes() -> dict[str, type]:
-    """Classes allowed by name: sb3_gap / SB3 extractors and buffers, torch activations and optimizers."""
+    """
+    Classes allowed by name: sb3_gap / SB3 extractors and buffers (``replay_buffer_class``: SB3's, and sb3_gap's
+    frame-once :class:`~sb3_gap.replay.FrameReplayBuffer` / ``RainbowReplayBuffer`` that ``zoo_configs`` use for
+    pixel envs), torch activations and optimizers.
+    """
     if not _SAFE_CLASSES:
         from stable_baselines3.common import buffers, torch_layers
+
+        from sb3_gap.rainbow.buffers import RainbowReplayBuffer
+        from sb3_gap.replay import FrameReplayBuffer
 
         for cls in (
             buffers.ReplayBuffer,
@@ -95,6 +102,8 @@ def safe_classes() -> dict[str, type]:
             buffers.NStepReplayBuffer,
             buffers.RolloutBuffer,
             buffers.DictRolloutBuffer,
+            FrameReplayBuffer,
+            RainbowReplayBuffer,
             sb3_gap.ConvExtractor,
             torch_layers.NatureCNN,
             torch_layers.FlattenExtractor,
@@ -303,6 +312,9 @@ def model_to_plain(model: BaseAlgorithm, env_id: str | None = None) -> tuple[dic
             attrs[key] = encode_plain(value, key)
         except NotPlainData:
             dropped.append(key)
+    if "replay_buffer_class" in dropped and "replay_buffer_kwargs" in attrs:
+        dropped.append("replay_buffer_kwargs")  # the arguments of a class the loader will not have
+        del attrs["replay_buffer_kwargs"]
     config = {
         "format": FORMAT,
         "algo": algo_name(model),

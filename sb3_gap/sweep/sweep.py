@@ -63,6 +63,7 @@ from sb3_gap.zoo_config import SCHEDULE_KEYS, ZooSettings, materialize, resolve_
 # so its ExperimentalWarnings are silenced where it is used.
 
 HP_PREFIX = "hp:"  # grid parameters named "hp:<name>" are hyperparameters
+IDLE_POLL_S = 2.0  # seconds between storage checks of a worker waiting for others' running cells
 # ConvExtractor arguments go to policy_kwargs; every other hyperparameter goes to the algorithm.
 EXTRACTOR_ARGS = frozenset(ConvExtractor.argument_names())  # with the options bottlenecks declare (sparse_method, ...)
 EVAL_SEED_OFFSET = 10_000  # evaluation envs never share a seed with training envs
@@ -331,7 +332,23 @@ def run_name(params: dict[str, Any]) -> str:
 
 
 def env_slug(env_id: str) -> str:
-    return env_id.replace("/", "_").replace(":", "_")
+    """
+    ``env_id`` as a folder name, the RL Zoo's way (huggingface_sb3's ``EnvironmentName``, which names
+    ``logs/<algo>/<slug>_<N>/`` and the Hub's ``<algo>-<slug>.zip``): ``MinAtar/Breakout-v1`` -> ``MinAtar-Breakout-v1``.
+    """
+    from huggingface_sb3 import EnvironmentName
+
+    return str(EnvironmentName(env_id))
+
+
+def env_dir(spec: SweepSpec, env_id: str) -> Path:
+    """
+    ``<out>/<study>/<slug>``; a study whose folder already uses the earlier slug (``/`` -> ``_``, e.g.
+    ``results/minatar_scaling/MinAtar_Breakout-v1``) keeps it, so resuming never splits its runs over two folders.
+    """
+    root = Path(spec.out_dir) / spec.study
+    legacy = root / env_id.replace("/", "_").replace(":", "_")
+    return legacy if legacy.is_dir() else root / env_slug(env_id)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -502,7 +519,7 @@ class SweepSpec:
         for cell in self.cells():
             name = run_name(cell)
             folder = os.path.normpath(run_dir_for(self, cell))
-            if any(sep in name for sep in ("/", "\\")) or os.path.dirname(folder) != os.path.join(root, env_slug(cell["env"])):
+            if any(sep in name for sep in ("/", "\\")) or os.path.dirname(folder) != os.path.normpath(env_dir(self, cell["env"])):
                 raise ValueError(
                     f"Run folder {name!r} of cell {cell_key(cell)} would not be a folder of {root}: grid values "
                     "must not contain '/' or '\\'"
@@ -923,7 +940,7 @@ def build_model(spec: SweepSpec, params: dict[str, Any], env: Any, tensorboard_l
 
 
 def run_dir_for(spec: SweepSpec, params: dict[str, Any]) -> Path:
-    return Path(spec.out_dir) / spec.study / env_slug(params["env"]) / run_name(params)
+    return env_dir(spec, params["env"]) / run_name(params)
 
 
 def train_cell(
@@ -1059,7 +1076,8 @@ def run_worker(
     :param wait: When no cell is left to start, wait for other workers' running trials (and retry
         them if their worker dies) instead of returning
     :param max_trials: Stop after this many trials (``None``: until the grid is done)
-    :param poll_interval: Seconds between checks while waiting (default: the heartbeat interval)
+    :param poll_interval: Seconds between checks while waiting (default :data:`IDLE_POLL_S`, at most the heartbeat
+        interval): an idle worker leaves within seconds of the grid's last cell completing
     :param threads: Torch CPU threads (default: leave as is)
     :return: The number of trials this worker ran
     """
@@ -1071,7 +1089,7 @@ def run_worker(
     cells = {cell_key(c): c for c in spec.cells()}
     objective = _Objective(spec, progress)
     rng = random.Random()
-    poll = poll_interval if poll_interval is not None else float(spec.heartbeat_interval)
+    poll = poll_interval if poll_interval is not None else min(IDLE_POLL_S, float(spec.heartbeat_interval))
     bar = _grid_bar(spec, len(cells), progress)
     ran = 0
     try:
