@@ -57,6 +57,7 @@ FRAGMENTS: dict[str, str] = {
     "flock /tmp/sb3gap.cpu": "names the machine's CPU lock",
     "PYTHONPATH": "names the variable",
     "hf auth login": "names huggingface_hub's login command",
+    "python tools/check_docs.py": "the docs check itself",
 }
 
 #: Commands that are not run by tools/check_docs.py, with the reason; the fast test still parses those it can.
@@ -181,9 +182,13 @@ BUDGETS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "benchmarks/rainbow_throughput.py": ({"--steps": "8", "--pong-steps": "8", "--learning-starts": "8", "--networks": "nature-x1-flatten impala-x1-gap"}, ()),
     "benchmarks/throughput_floor.py": ({"--n": "1", "--reps": "1", "--networks": "nature-x1-flatten impala-x1-gap"}, ()),
     "benchmarks/replay_memory.py": ({"--n": "2000", "--repeats": "5"}, ()),
+    "benchmarks/update_cost.py": ({"--quick": "", "--fill": "64", "--rounds": "1", "--n": "1"}, ("--cases",)),
 }
 #: Programs whose runs depend on nothing but their arguments: an identical line already run (in any document) is not rerun.
 STATELESS = ("benchmarks/", "examples", "sb3_gap.sweep.demo", "sb3-gap sweep --preset demo", "make demo")
+#: rl_zoo3.train of PPO: one rollout of the Zoo's n_envs x n_steps (Procgen: 64 x 256 steps, then 3 epochs of Impala x4)
+#: is the smallest run whatever ``-n`` says, so the rollout is shrunk too (``--hyperparams`` entries appended).
+PPO_ROLLOUT = ("n_envs:2", "n_steps:32", "batch_size:64")
 #: Options whose budget is applied only when the command is run with ``-optimize`` (rl_zoo3.train).
 OPTIMIZE_ONLY = ("--n-trials", "--n-startup-trials", "--n-evaluations", "--eval-episodes")
 
@@ -363,6 +368,14 @@ def budget_argv(argv: list[str]) -> list[str]:
             out[i:j] = values
         else:
             out += [opt, *values]
+    if prog == "rl_zoo3.train" and "--algo" in out and out[out.index("--algo") + 1] == "ppo":
+        if "--hyperparams" in out:
+            i = out.index("--hyperparams") + 1
+            while i < len(out) and not out[i].startswith("-"):
+                i += 1
+            out[i:i] = list(PPO_ROLLOUT)
+        else:
+            out += ["--hyperparams", *PPO_ROLLOUT]
     for opt in first_only:
         if opt in out:
             i = out.index(opt) + 1
