@@ -45,15 +45,20 @@ def _median_ms(fn: Callable[[], object], n: int, reps: int) -> float:
     return statistics.median(times)
 
 
-def measure(env_name: str, network: str, n: int, reps: int) -> dict[str, float]:
-    env = make_env(env_name, seed=0)
-    model = Rainbow("CnnPolicy", env, buffer_size=100, policy_kwargs=sb3_gap.policy_kwargs(**NETWORKS[network]), seed=0)
+def bare_update(model: Rainbow, batch_size: int = 32) -> Callable[[], None]:
+    """
+    One gradient update of ``model``'s networks with nothing else: online forward with grad + target forward +
+    backward + the model's optimizer step on a fixed random batch (no replay, no loss bookkeeping, no SB3).
+
+    :param model: A Rainbow model (its online and target networks and its optimizer are used)
+    :param batch_size: Batch size
+    :return: A function running one update
+    """
     q_net, q_target = model.q_net, model.q_net_target
     optimizer = model.policy.optimizer  # Rainbow's default: Adam (fused where available)
     space = model.observation_space
-    batch = th.as_tensor(np.stack([space.sample() for _ in range(32)]), device=model.device)
-    next_batch = th.as_tensor(np.stack([space.sample() for _ in range(32)]), device=model.device)
-    single = th.as_tensor(space.sample()[None], device=model.device)
+    batch = th.as_tensor(np.stack([space.sample() for _ in range(batch_size)]), device=model.device)
+    next_batch = th.as_tensor(np.stack([space.sample() for _ in range(batch_size)]), device=model.device)
 
     def update() -> None:
         with th.no_grad():
@@ -62,6 +67,16 @@ def measure(env_name: str, network: str, n: int, reps: int) -> dict[str, float]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
+    return update
+
+
+def measure(env_name: str, network: str, n: int, reps: int) -> dict[str, float]:
+    env = make_env(env_name, seed=0)
+    model = Rainbow("CnnPolicy", env, buffer_size=100, policy_kwargs=sb3_gap.policy_kwargs(**NETWORKS[network]), seed=0)
+    q_net = model.q_net
+    single = th.as_tensor(model.observation_space.sample()[None], device=model.device)
+    update = bare_update(model)
 
     def act() -> None:
         with th.inference_mode():

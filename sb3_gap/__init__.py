@@ -2,6 +2,7 @@
 
 import sb3_gap.envs  # noqa: F401  (registers MinAtar/* ids)
 from sb3_gap.bottlenecks import BOTTLENECKS
+from sb3_gap.compile import compile_policy
 from sb3_gap.encoders import ENCODERS, ImpalaEncoder, MinAtarEncoder, MinAtarImpalaEncoder, NatureEncoder
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
 from sb3_gap.rainbow import Rainbow
@@ -19,6 +20,7 @@ __all__ = [
     "NatureEncoder",
     "ParameterReport",
     "Rainbow",
+    "compile_policy",
     "parameter_report",
     "policy_kwargs",
 ]

@@ -4,6 +4,7 @@ streams and factorised noisy layers, on any SB3 features extractor."""
 from __future__ import annotations
 
 import math
+import time
 from functools import partial
 from typing import Any, Callable
 
@@ -250,6 +251,9 @@ class RainbowNetwork(BasePolicy):
         )
         # The atoms z_i = v_min + i Δz (Bellemare et al. 2017, Sec. 4).
         self.register_buffer("support", th.linspace(v_min, v_max, n_atoms) if distributional else th.zeros(1))
+        # A plain list (not submodules) of every noisy layer: reset_noise runs at every acting step with noisy
+        # nets, and walking all modules each time costs more than drawing the noise of a small network.
+        self._noisy_layers = [m for m in self.modules() if isinstance(m, NoisyLinear)]
 
     def extract_features(self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor) -> th.Tensor:  # type: ignore[override]
         """SB3's preprocessing + extractor; a channels-last extractor gets its uint8 batch reordered before the
@@ -291,9 +295,8 @@ class RainbowNetwork(BasePolicy):
 
     def reset_noise(self) -> None:
         """Resample the noise of every noisy layer (no-op without noisy nets)."""
-        for module in self.modules():
-            if isinstance(module, NoisyLinear):
-                module.reset_noise()
+        for module in self._noisy_layers:
+            module.reset_noise()
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -313,6 +316,11 @@ class RainbowNetwork(BasePolicy):
             )
         )
         return data
+
+
+def _greedy_actions(q_net: RainbowNetwork, observation: th.Tensor, deterministic: bool) -> th.Tensor:
+    """``q_net._predict`` as a function of the network, for ``torch.compile`` (a copied policy passes its own network)."""
+    return q_net._predict(observation, deterministic=deterministic)
 
 
 class RainbowPolicy(BasePolicy):
@@ -393,6 +401,9 @@ class RainbowPolicy(BasePolicy):
             "activation_fn": self.activation_fn,
             "normalize_images": normalize_images,
         }
+        self._compiled_act: Callable[..., th.Tensor] | None = None
+        self._act_cuda_graphs = False
+        self._compile_times: dict[str, float] | None = None
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -415,7 +426,33 @@ class RainbowPolicy(BasePolicy):
         return self._predict(obs, deterministic=deterministic)
 
     def _predict(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
-        return self.q_net._predict(obs, deterministic=deterministic)
+        act = self._compiled_act
+        if act is None:
+            return self.q_net._predict(obs, deterministic=deterministic)
+        timing = self._compile_times is not None and "act" not in self._compile_times
+        started = time.perf_counter()
+        if self._act_cuda_graphs:
+            th.compiler.cudagraph_mark_step_begin()
+            actions = act(self.q_net, obs, deterministic).clone()  # the graph's output buffer is reused at the next replay
+        else:
+            actions = act(self.q_net, obs, deterministic)
+        if timing:
+            self._compile_times["act"] = time.perf_counter() - started  # type: ignore[index]
+        return actions
+
+    def set_compiled_acting(
+        self, act: Callable[..., th.Tensor] | None, cuda_graphs: bool = False, compile_times: dict[str, float] | None = None
+    ) -> None:
+        """
+        Act through a compiled :func:`_greedy_actions` (``Rainbow(compile=True)`` sets it), or eagerly with None.
+
+        :param act: ``torch.compile(_greedy_actions, ...)``, or None
+        :param cuda_graphs: Whether ``act`` replays CUDA graphs (its outputs are then copied out)
+        :param compile_times: A dict that receives ``"act"``: the seconds of the first (compiling) call
+        """
+        self._compiled_act = act
+        self._act_cuda_graphs = cuda_graphs and act is not None
+        self._compile_times = compile_times
 
     def reset_noise(self) -> None:
         """Resample the noise of the online and the target network (independently)."""

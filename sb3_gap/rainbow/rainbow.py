@@ -7,6 +7,7 @@ import io
 import math
 import numbers
 import pathlib
+import time
 import warnings
 from typing import Any, ClassVar, TypeVar
 
@@ -20,8 +21,9 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
+from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
 from sb3_gap.rainbow.buffers import RainbowReplayBuffer, infer_frame_stack
-from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy
+from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy, _greedy_actions
 from sb3_gap.rainbow.projection import categorical_projection
 
 SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
@@ -150,6 +152,13 @@ class Rainbow(OffPolicyAlgorithm):
     :param verbose: The verbosity level: 0 no output, 1 info, 2 debug
     :param seed: Seed for the pseudo random generators
     :param device: Device (cpu, cuda, ...) on which the code should be run ("auto": CUDA if available)
+    :param compile: Compile the update (the loss forward and its backward) and the acting forward with
+        ``torch.compile`` (Inductor: needs a C++ compiler on CPU, Triton on CUDA). The first update and the
+        first acting step pay the compile time, kept in :attr:`compile_times` and logged as ``train/compile_s``.
+        Saved with the model (``load`` compiles again, or warns and runs eagerly where it cannot); the saved
+        weights are the plain modules'. Off by default (see docs/benchmarks_speed.md for the measured speed-up)
+    :param compile_mode: ``torch.compile`` mode when ``compile``: None (torch's default), ``"default"``,
+        ``"max-autotune-no-cudagraphs"``, or on CUDA ``"reduce-overhead"`` / ``"max-autotune"`` (CUDA graphs)
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -205,8 +214,12 @@ class Rainbow(OffPolicyAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
+        compile: bool = False,
+        compile_mode: str | None = None,
         _init_setup_model: bool = True,
     ) -> None:
+        _check(isinstance(compile, (bool, np.bool_)), f"compile must be True or False, got {compile!r}")
+        check_compile_mode(compile_mode)
         self._validate(
             n_steps=n_steps,
             distributional=distributional,
@@ -272,6 +285,15 @@ class Rainbow(OffPolicyAlgorithm):
         self.exploration_initial_eps = exploration_initial_eps
         self.exploration_final_eps = exploration_final_eps
         self.max_grad_norm = max_grad_norm
+        self.compile = bool(compile)
+        self.compile_mode = compile_mode
+        #: Seconds spent compiling, per compiled function (``"update"``, ``"act"``), once each has run
+        self.compile_times: dict[str, float] = {}
+        self._compiled_update: Any = None
+        if self.compile:
+            check_compile_mode(compile_mode, self.device)
+            problem = compiler_problem(self.device)
+            _check(problem is None, f"compile=True: {problem}; valid choices here: compile=False")
         self._n_calls = 0
         # "epsilon" of the epsilon-greedy exploration
         self.exploration_rate = 0.0 if noisy else exploration_initial_eps
@@ -424,10 +446,34 @@ class Rainbow(OffPolicyAlgorithm):
                 f"The number of environments ({self.n_envs}) is greater than target_update_interval "
                 f"({self.target_update_interval}): the target network is updated at every env.step()."
             )
+        self._setup_compile()
 
     def _create_aliases(self) -> None:
         self.q_net = self.policy.q_net
         self.q_net_target = self.policy.q_net_target
+
+    def _setup_compile(self) -> None:
+        """Compile the update loss and the acting forward when ``compile``; a loaded model that cannot warns and runs eagerly."""
+        self._compiled_update = None
+        self.compile_times = {}
+        self.policy.set_compiled_acting(None)
+        if not getattr(self, "compile", False):  # models saved before compile existed
+            self.compile, self.compile_mode = False, None
+            return
+        try:
+            check_compile_mode(self.compile_mode, self.device)
+            problem = compiler_problem(self.device)
+        except ValueError as e:
+            problem = str(e)
+        if problem is not None:
+            warnings.warn(f"Rainbow(compile=True) runs eagerly: {problem}")
+            return
+        # Compiled as functions of the modules (not by swapping in torch.compile's OptimizedModule wrappers):
+        # the policy's modules and state_dict keys stay those of the eager model, so save/load are unchanged.
+        self._compiled_update = th.compile(self._update_loss, mode=self.compile_mode)
+        self.policy.set_compiled_acting(
+            th.compile(_greedy_actions, mode=self.compile_mode), uses_cuda_graphs(self.compile_mode, self.device), self.compile_times
+        )
 
     def _exploration_eps(self) -> float:
         if self.noisy:
@@ -501,6 +547,13 @@ class Rainbow(OffPolicyAlgorithm):
             q_taken = current.detach()
         return loss, q_taken
 
+    def _update_loss(self, replay_data: Any, weights: th.Tensor | None) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """The update's loss (mean of the IS-weighted per-sample losses), the per-sample losses and Q of the taken actions."""
+        per_sample, q_taken = self.per_sample_loss(replay_data)
+        # Importance-sampling correction of prioritized replay (Schaul et al. 2016, Alg. 1).
+        loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
+        return loss, per_sample, q_taken
+
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # Switch to train mode (this affects batch norm / dropout, never the noise of noisy layers)
         self.policy.set_training_mode(True)
@@ -511,7 +564,12 @@ class Rainbow(OffPolicyAlgorithm):
         # Statistics stay on the device until the end: no host sync per gradient step
         # (except the priorities, which the replay needs on the host).
         losses, mean_qs, mean_weights = [], [], []
+        update = self._update_loss if self._compiled_update is None else self._compiled_update
+        cuda_graphs = self._compiled_update is not None and uses_cuda_graphs(self.compile_mode, self.device)
         for _ in range(gradient_steps):
+            timing = self._compiled_update is not None and "update" not in self.compile_times
+            if timing:
+                started = time.perf_counter()
             if rainbow_buffer:
                 replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env, beta=beta)  # type: ignore[call-arg]
                 weights = replay_data.weights.reshape(-1)
@@ -521,9 +579,9 @@ class Rainbow(OffPolicyAlgorithm):
             if self.noisy:
                 # New noise for every update, independent for online and target (Fortunato et al. 2018, Alg. 1).
                 self.policy.reset_noise()
-            per_sample, q_taken = self.per_sample_loss(replay_data)
-            # Importance-sampling correction of prioritized replay (Schaul et al. 2016, Alg. 1).
-            loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
+            if cuda_graphs:
+                th.compiler.cudagraph_mark_step_begin()  # the previous update's graph outputs may be overwritten
+            loss, per_sample, q_taken = update(replay_data, weights)
 
             self.policy.optimizer.zero_grad()
             loss.backward()
@@ -532,20 +590,34 @@ class Rainbow(OffPolicyAlgorithm):
             self.policy.optimizer.step()
 
             if rainbow_buffer and self.prioritized_replay:
+                # The one host sync per update: the sum tree lives on the host and the next sample needs it.
                 self.replay_buffer.update_priorities(replay_data.indices, per_sample.detach().cpu().numpy())  # type: ignore[attr-defined]
-            losses.append(loss.detach())
+            # Kept until the end of train(): copies when CUDA graphs would overwrite the outputs at the next replay.
+            losses.append(loss.detach().clone() if cuda_graphs else loss.detach())
             mean_qs.append(q_taken.mean())
             if weights is not None:
                 mean_weights.append(weights.mean())
+            if timing:
+                self._record_compile_time("update", time.perf_counter() - started)
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if losses:
-            self.logger.record("train/loss", th.stack(losses).mean().item())
-            self.logger.record("train/mean_q", th.stack(mean_qs).mean().item())
-            self.logger.record("train/is_weight_mean", th.stack(mean_weights).mean().item() if mean_weights else 1.0)
+            # One device-to-host copy for the three statistics (instead of one sync per .item()).
+            stats = [th.stack(losses).mean(), th.stack(mean_qs).mean()] + ([th.stack(mean_weights).mean()] if mean_weights else [])
+            values = th.stack(stats).tolist()
+            self.logger.record("train/loss", values[0])
+            self.logger.record("train/mean_q", values[1])
+            self.logger.record("train/is_weight_mean", values[2] if mean_weights else 1.0)
         if self.prioritized_replay:
             self.logger.record("train/priority_beta", beta)
+        if self.compile_times:
+            self.logger.record("train/compile_s", sum(self.compile_times.values()))
+
+    def _record_compile_time(self, name: str, seconds: float) -> None:
+        self.compile_times[name] = seconds
+        if self.verbose >= 1:
+            print(f"Rainbow: torch.compile of the {name} took {seconds:.1f} s (mode {self.compile_mode!r})")
 
     def reset_noise(self) -> None:
         """Resample the noise of the online and target networks (no-op without noisy nets)."""
@@ -674,7 +746,8 @@ class Rainbow(OffPolicyAlgorithm):
             )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "q_net", "q_net_target"]
+        # compile and compile_mode are saved; the compiled functions and their timings are rebuilt by _setup_model
+        return [*super()._excluded_save_params(), "q_net", "q_net_target", "_compiled_update", "compile_times"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer"], []

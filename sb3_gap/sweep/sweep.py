@@ -1128,8 +1128,69 @@ class SweepWorkersFailed(RuntimeError):
 
 
 def _check_workers(workers: Any) -> None:
+    if workers == "auto":
+        return
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be a positive integer (local worker processes, e.g. 1 or 2), got {workers!r}")
+        raise ValueError(f"workers must be a positive integer (local worker processes, e.g. 1 or 2) or 'auto', got {workers!r}")
+
+
+#: Local workers per GPU with ``--workers auto`` on CUDA. The networks swept here (MinAtar; Atari Nature and Impala
+#: at batch 32) keep a GPU busy for a fraction of each env step with one process, whose env steps, replay and Python
+#: run on its CPU core; several processes share the GPU to fill it (each holds its own CUDA context, ~0.5 GB).
+#: A starting point, not a measurement (no GPU has run a sweep yet): see docs/benchmarks_sweeps.md.
+WORKERS_PER_GPU = 4
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def parse_workers(text: str) -> int | str:
+    """``--workers``: a positive integer or ``auto``."""
+    if text == "auto":
+        return "auto"
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise ValueError(f"--workers {text}: expected a positive integer (e.g. 1, 2) or 'auto'")
+    return workers
+
+
+def auto_workers(device: str, n_cells: int) -> tuple[int, int]:
+    """
+    Worker processes and torch threads per worker for ``--workers auto``.
+
+    On CPU: one worker per core, each with ``cores // workers`` threads. On CUDA (``device`` ``"cuda"``, or
+    ``"auto"`` with a GPU present): :data:`WORKERS_PER_GPU` per GPU (on every GPU for ``"cuda"``, on the named
+    one for ``"cuda:i"``). Never more workers than cores or than grid cells; the spare cores become threads.
+
+    :param device: The sweep's ``device``
+    :param n_cells: Number of grid cells
+    :return: ``(workers, threads)``
+    """
+    cpus = available_cpus()
+    kind = "cuda" if device == "auto" and th.cuda.is_available() else ("cpu" if device == "auto" else th.device(device).type)
+    if kind == "cuda":
+        if not th.cuda.is_available():
+            raise ValueError(f"--workers auto with device={device!r}: no CUDA device is available; valid: --device cpu or auto")
+        gpus = 1 if th.device("cuda" if device == "auto" else device).index is not None else th.cuda.device_count()
+        wanted = WORKERS_PER_GPU * max(gpus, 1)
+    else:
+        wanted = cpus
+    workers = max(1, min(wanted, cpus, n_cells))
+    return workers, max(1, cpus // workers)
+
+
+def _worker_devices(device: str, workers: int) -> list[str]:
+    """The device of each worker: ``"cuda"`` on several GPUs is spread round-robin (``cuda:0``, ``cuda:1``, ...)."""
+    gpus = th.cuda.device_count() if device == "cuda" and th.cuda.is_available() else 0
+    return [f"cuda:{i % gpus}" if gpus > 1 else device for i in range(workers)]
 
 
 def check_out_dir(spec: SweepSpec) -> None:
@@ -1149,7 +1210,7 @@ def _worker_entry(spec: SweepSpec, threads: int, wait: bool) -> None:
     run_worker(spec, progress=False, wait=wait, threads=threads)
 
 
-def run_sweep(spec: SweepSpec, workers: int = 1, progress: bool = True, wait: bool = True) -> optuna.Study:
+def run_sweep(spec: SweepSpec, workers: int | str = 1, progress: bool = True, wait: bool = True) -> optuna.Study:
     """
     Run (or resume) a sweep with ``workers`` local worker processes; returns the study.
 
@@ -1158,7 +1219,8 @@ def run_sweep(spec: SweepSpec, workers: int = 1, progress: bool = True, wait: bo
     entry point with ``if __name__ == "__main__":`` (spawned processes re-import ``__main__``).
 
     :param spec: The sweep
-    :param workers: Local worker processes
+    :param workers: Local worker processes, or ``"auto"``: one per core on CPU, :data:`WORKERS_PER_GPU` per GPU
+        on CUDA (:func:`auto_workers`), with ``device="cuda"`` spread over all GPUs
     :param progress: Show progress bars
     :param wait: See :func:`run_worker`
     """
@@ -1166,12 +1228,22 @@ def run_sweep(spec: SweepSpec, workers: int = 1, progress: bool = True, wait: bo
     spec.validate()
     check_out_dir(spec)
     study = open_study(spec)
+    if workers == "auto":
+        workers, threads = auto_workers(spec.device, len(spec.cells()))
+        if progress:
+            print(f"sb3-gap sweep: --workers auto: {workers} worker(s), {threads} torch thread(s) each", file=sys.stderr)
+    else:
+        threads = max(1, available_cpus() // int(workers)) if workers > 1 else None
     if workers == 1:
-        run_worker(spec, progress=progress, wait=wait)
+        run_worker(spec, progress=progress, wait=wait, threads=threads)
         return study
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    import dataclasses
+
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker_entry, args=(spec, threads, wait), name=f"sweep-worker-{i}") for i in range(workers)]
+    procs = [
+        ctx.Process(target=_worker_entry, args=(dataclasses.replace(spec, device=device), threads, wait), name=f"sweep-worker-{i}")
+        for i, device in enumerate(_worker_devices(spec.device, workers))
+    ]
     for p in procs:
         p.start()
     keys = {cell_key(c) for c in spec.cells()}
@@ -1255,6 +1327,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_CLI_KEYS = ("workers", "report")
 
 
+def _workers_arg(text: str) -> int | str:
+    try:
+        return parse_workers(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sb3-gap sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset (other flags override it)")
@@ -1275,7 +1354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/sweep.db)")
     p.add_argument("--study", help="study name (default sweep)")
     p.add_argument("--out", dest="out_dir", help="root of run folders (default runs)")
-    p.add_argument("--workers", type=int, help="local worker processes (default 1, or the preset's)")
+    p.add_argument("--workers", type=_workers_arg, help="local worker processes (default 1, or the preset's), or 'auto': one "
+                   f"per core on CPU, {WORKERS_PER_GPU} per GPU with --device cuda, each with cores/workers torch threads")
     p.add_argument("--heartbeat-interval", type=int)
     p.add_argument("--grace-period", type=int)
     p.add_argument("--no-save-models", action="store_true")
