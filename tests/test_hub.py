@@ -164,6 +164,22 @@ def test_push_zoo_run_uploads_zoo_files_and_card_in_one_commit(hub, zoo_run, tmp
     assert 'load_from_hub("alice/dqn-gap-breakout")' in card.text
 
 
+def test_push_evaluates_with_the_config_sections_env_kwargs(hub, tmp_path):
+    """A Zoo run trained from zoo_configs' MinAtar section (env_kwargs: full 6-action set, in config.yml, not args.yml)
+    is evaluated on that env, as rl_zoo3's enjoy builds it; the pushed env_kwargs.yml carries the setting."""
+    env = gym.make(ENV_ID, use_minimal_action_set=False)
+    model = DQN("CnnPolicy", env, buffer_size=64, learning_starts=0, batch_size=8, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=0)
+    assert model.action_space.n == 6 and gym.make(ENV_ID).action_space.n == 3
+    params = tmp_path / "logs" / "dqn" / f"{ENV_NAME}_1" / ENV_NAME
+    params.mkdir(parents=True)
+    model.save(params.parent / ENV_NAME)
+    hyper = OrderedDict([("buffer_size", 64), ("env_kwargs", {"use_minimal_action_set": False}), ("policy", "CnnPolicy")])
+    (params / "config.yml").write_text(yaml.dump(hyper))
+    (params / "args.yml").write_text(yaml.dump(OrderedDict([("algo", "dqn"), ("env", ENV_ID), ("env_kwargs", None)])))
+    push_cli(tmp_path / "logs", "gina/dqn-full-actions", "--n-eval-episodes", "1")
+    assert yaml.safe_load(hub.repos["gina/dqn-full-actions"].files["env_kwargs.yml"]) == {"use_minimal_action_set": False}
+
+
 def zipfile_from(data: bytes):
     import zipfile
 

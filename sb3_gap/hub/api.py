@@ -278,13 +278,19 @@ def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_be
         ) from None
     params_path = os.path.join(log_path, env_name)
     hyperparams, stats_path = _saved_hyperparams(params_path)
-    env_kwargs: dict[str, Any] = {}
+    # As rl_zoo3's enjoy: the config section's env_kwargs (e.g. MinAtar's full action set), replaced by the
+    # command line's --env-kwargs of the training run when it gave some.
+    section_kwargs = hyperparams.get("env_kwargs")
+    if section_kwargs is not None and not isinstance(section_kwargs, dict):
+        raise ValueError(f"{params_path}/{CONFIG_YML}: env_kwargs must be a mapping, got {section_kwargs!r}")
+    env_kwargs: dict[str, Any] = dict(section_kwargs or {})
     args_path = Path(params_path) / ARGS_YML
     if args_path.is_file():
         loaded = safe.load_zoo_yaml(args_path)  # never yaml.UnsafeLoader: a run folder may come from anywhere
         if not isinstance(loaded, dict):
             raise ValueError(f"{args_path} must hold a mapping of the run's arguments, got {type(loaded).__name__}")
-        env_kwargs = dict(loaded.get("env_kwargs") or {})
+        if loaded.get("env_kwargs") is not None:
+            env_kwargs = dict(loaded["env_kwargs"])
     # The user's own checkpoint (not a download): SB3's loader is the right tool. a small buffer as in
     # the Zoo's enjoy, so no replay buffer is allocated; the configured size is restored for the card.
     load_kwargs: dict[str, Any] = {}
@@ -450,9 +456,11 @@ def push_to_hub(
         kwargs = dict(src.env_kwargs)
         if render:
             kwargs["render_mode"] = "rgb_array"
+        hyperparams = deepcopy(src.hyperparams)
+        hyperparams.pop("env_kwargs", None)  # in kwargs already (enjoy removes it too)
         return create_test_env(
             env_id, n_envs=1, stats_path=src.stats_path, seed=seed, log_dir=None, should_render=render,
-            hyperparams=deepcopy(src.hyperparams), env_kwargs=kwargs,
+            hyperparams=hyperparams, env_kwargs=kwargs,
         )
 
     env = eval_env if eval_env is not None else make_env()
