@@ -482,7 +482,11 @@ class RainbowPolicy(BasePolicy):
         return data
 
     def predict(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:  # type: ignore[override]
-        """SB3's ``BasePolicy.predict`` under ``torch.inference_mode`` (cheaper than ``no_grad`` when acting)."""
+        """SB3's ``BasePolicy.predict`` under ``torch.inference_mode`` (cheaper than ``no_grad`` when acting); under
+        SB3's ``no_grad`` only when acting is compiled (torch 2.13's Dynamo fails its own guards on the numpy arrays of
+        SB3's image check, ``observation_space.low``, inside ``inference_mode``)."""
+        if self._compiled_act is not None:
+            return super().predict(*args, **kwargs)
         with th.inference_mode():
             return super().predict(*args, **kwargs)
 
