@@ -85,6 +85,7 @@ setup(
         "matplotlib",
         "pyyaml",
         "safetensors>=0.4",
+        "kron-torch>=0.3.3,<0.4",  # the Kron optimizer (docs/methods.md); sb3_gap.optim.Kron relies on 0.3's state layout
         "opencv-python-headless>=4.8,<5",  # gymnasium's AtariPreprocessing resizes with cv2
         "envpool>=1.2,<2; platform_system == 'Linux'",  # Procgen + fast Atari (needs system libqt5gui5 for Procgen)
         "requests>=2.28,<3",  # rl_zoo3.enjoy / load_from_hub import it; huggingface_hub 1.x+ no longer pulls it in

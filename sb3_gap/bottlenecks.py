@@ -13,15 +13,17 @@ bottleneck     ψ's first layer sees            connection weights
 ``softmoe``    n·p slots of size C, n experts   n·C·dim(ψ)
 =============  ==============================  =====================================
 
-Every bottleneck owns ψ (first layer = ``connection``, then ``psi_depth`` more layers of the
-same width, optional LayerNorm, ReLU) and exposes ``features_dim`` and
-``connection_weights()`` for :func:`sb3_gap.parameter_report`.
+Every bottleneck owns ψ: its first layer is the ``connection``; what follows is built by a ψ builder
+of :data:`PSI` (``psi="dense"``: ``psi_depth`` more layers of the same width, optional LayerNorm, ReLU;
+``psi="residual"``: ``psi_depth`` multi-skip residual blocks, Castanyer et al. 2025). Each bottleneck
+exposes ``features_dim`` and ``connection_weights()`` for :func:`sb3_gap.parameter_report`.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch as th
@@ -30,16 +32,116 @@ from torch import nn
 from sb3_gap.sparse import MASK, SparseConfig, SparseTrainer
 
 
-def _dense_tail(width: int, psi_depth: int, layer_norm: bool) -> nn.Sequential:
-    """What follows ψ's first linear layer: ``[LN] ReLU (Linear [LN] ReLU) × psi_depth``."""
-    layers: list[nn.Module] = []
-    for i in range(psi_depth + 1):
-        if i > 0:
-            layers.append(nn.Linear(width, width))
-        if layer_norm:
-            layers.append(nn.LayerNorm(width))
-        layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+#: Builds a linear layer ``(in_features, out_features) -> module``: ``nn.Linear``, or one linear layer per expert.
+LinearFactory = Callable[[int, int], nn.Module]
+
+
+class DensePsi:
+    """ψ as a plain MLP (Dopamine's, Sokar & Castro 2025): after the connection,
+    ``[LN] ReLU (Linear [LN] ReLU) × psi_depth``; its output has ψ's width."""
+
+    #: LayerNorm unless ``layer_norm`` is given: off (the paper's networks have none).
+    layer_norm_default = False
+
+    def build(self, width: int, psi_depth: int, layer_norm: bool, linear: LinearFactory = nn.Linear) -> tuple[nn.Sequential, int]:
+        """:return: ``(the layers after the connection, output dimension)``"""
+        layers: list[nn.Module] = []
+        for i in range(psi_depth + 1):
+            if i > 0:
+                layers.append(linear(width, width))
+            if layer_norm:
+                layers.append(nn.LayerNorm(width))
+            layers.append(nn.ReLU())
+        return nn.Sequential(*layers), width
+
+    def init_connection(self, layer: nn.Module) -> None:
+        """Initialise the connection (the layer's own default init here)."""
+
+
+#: Output width of the residual ψ: ``trunk_output_size`` = 512 for every width in Castanyer et al.'s code
+#: (src/models/agent.py; src/pqn.py never changes it).
+RESIDUAL_OUT = 512
+
+
+def _orthogonal_(layer: nn.Module, gain: float = math.sqrt(2)) -> None:
+    """Castanyer et al.'s ``layer_init`` (src/models/mlp.py): orthogonal weights with gain √2, zero bias.
+    ``ExpertLinear`` weights ``(n, in, out)`` get one orthogonal matrix per expert."""
+    with th.no_grad():
+        weights = layer.weight if layer.weight.dim() == 3 else [layer.weight]
+        for w in weights:
+            nn.init.orthogonal_(w, gain)
+        nn.init.zeros_(layer.bias)
+
+
+class MultiSkipBlock(nn.Module):
+    """
+    One block of Castanyer et al.'s ``MultiSkipResidualBlock`` (roger-creus/stable-deep-rl-at-scale,
+    src/models/mlp.py, ``ResidualBlock`` inside it): pre-activation, two linear layers, LayerNorm after each,
+    ``f(h) = LN₁(W₁ ReLU(LN₀(W₀ ReLU(h))))``; :class:`MultiSkipResidual` adds the skips.
+
+    :param width: Width of the residual stream
+    :param layer_norm: LayerNorm after each linear layer
+    :param linear: Linear-layer factory (``nn.Linear`` or per-expert)
+    """
+
+    def __init__(self, width: int, layer_norm: bool, linear: LinearFactory = nn.Linear) -> None:
+        super().__init__()
+        self.linear0 = linear(width, width)
+        self.ln0 = nn.LayerNorm(width) if layer_norm else nn.Identity()
+        self.linear1 = linear(width, width)
+        self.ln1 = nn.LayerNorm(width) if layer_norm else nn.Identity()
+        for layer in (self.linear0, self.linear1):
+            _orthogonal_(layer)
+
+    def forward(self, h: th.Tensor) -> th.Tensor:
+        return self.ln1(self.linear1(th.relu(self.ln0(self.linear0(th.relu(h))))))
+
+
+class MultiSkipResidual(nn.Module):
+    """
+    The multi-skip residual stream of Castanyer et al. (2025): ``h_l = h_{l−1} + f_l(h_{l−1}) + h_0``
+    for ``l = 1..N``, ``h_0`` being the input (their ``StoreGlobalSkip`` → ``MultiSkipResidualBlock`` × N →
+    ``ExtractOutput``, src/models/mlp.py).
+    """
+
+    def __init__(self, width: int, n_blocks: int, layer_norm: bool, linear: LinearFactory = nn.Linear) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(MultiSkipBlock(width, layer_norm, linear) for _ in range(n_blocks))
+
+    def forward(self, h0: th.Tensor) -> th.Tensor:
+        h = h0
+        for block in self.blocks:
+            h = h + block(h) + h0
+        return h
+
+
+class ResidualPsi:
+    """
+    ψ as Castanyer et al.'s ``MultiSkipResidualMLP`` (roger-creus/stable-deep-rl-at-scale, src/models/mlp.py):
+    connection ``W_in`` → ``[LN]`` → ``h_0``; ``psi_depth`` blocks ``h_l = h_{l−1} + f(h_{l−1}) + h_0``;
+    output ``Linear(width, 512)`` → ``[LN]``; then ReLU (the ``act_()`` that starts their Q head, src/models/agent.py).
+    Every linear layer, the connection included, is initialised orthogonally with gain √2 and zero bias.
+    Their sizes: width 512 / 1536 / 2560 / 5120 with 1 / 3 / 5 / 10 blocks (``src/utils/utils.py``) are
+    ``width_scale`` 1 / 3 / 5 / 10 and ``psi_depth`` 1 / 3 / 5 / 10.
+    """
+
+    #: LayerNorm unless ``layer_norm=False`` is given: on, as in the method of Castanyer et al. (``use_ln=True``).
+    layer_norm_default = True
+
+    def build(self, width: int, psi_depth: int, layer_norm: bool, linear: LinearFactory = nn.Linear) -> tuple[nn.Sequential, int]:
+        out = linear(width, RESIDUAL_OUT)
+        _orthogonal_(out)
+        layers: list[nn.Module] = [nn.LayerNorm(width)] if layer_norm else []
+        layers += [MultiSkipResidual(width, psi_depth, layer_norm, linear), out]
+        layers += [nn.LayerNorm(RESIDUAL_OUT)] if layer_norm else []
+        return nn.Sequential(*layers, nn.ReLU()), RESIDUAL_OUT
+
+    def init_connection(self, layer: nn.Module) -> None:
+        _orthogonal_(layer)
+
+
+#: ψ builders by name (``policy_kwargs(..., psi=...)``): what follows the connection, the same for every bottleneck.
+PSI: dict[str, DensePsi | ResidualPsi] = {"dense": DensePsi(), "residual": ResidualPsi()}
 
 
 class DenseBottleneck(nn.Module):
@@ -49,15 +151,18 @@ class DenseBottleneck(nn.Module):
 
     :param in_shape: φ's output shape ``(C, H, W)``
     :param width: Width dim(ψ) of every dense layer of ψ
-    :param psi_depth: Extra hidden layers of ψ after the first
-    :param layer_norm: Apply LayerNorm before each ReLU of ψ
+    :param psi_depth: Extra hidden layers of ψ after the first (``psi="residual"``: residual blocks)
+    :param layer_norm: Apply LayerNorm before each ReLU of ψ (``psi="residual"``: after each linear layer)
+    :param psi: How ψ continues after the connection, a name of :data:`PSI`
     """
 
-    def __init__(self, in_shape: tuple[int, int, int], width: int, psi_depth: int = 0, layer_norm: bool = False) -> None:
+    def __init__(
+        self, in_shape: tuple[int, int, int], width: int, psi_depth: int = 0, layer_norm: bool = False, psi: str = "dense"
+    ) -> None:
         super().__init__()
         self.connection = self._make_connection(self.pooled_dim(*in_shape), width)
-        self.psi = _dense_tail(width, psi_depth, layer_norm)
-        self.features_dim = width
+        PSI[psi].init_connection(self.connection)
+        self.psi, self.features_dim = PSI[psi].build(width, psi_depth, layer_norm)
 
     @staticmethod
     def pooled_dim(c: int, h: int, w: int) -> int:
@@ -136,6 +241,7 @@ class Sparse(Flatten):
         width: int,
         psi_depth: int = 0,
         layer_norm: bool = False,
+        psi: str = "dense",
         sparsity: float = 0.9,
         sparse_method: str = "static",
         sparse_scope: str = "bottleneck",
@@ -146,7 +252,7 @@ class Sparse(Flatten):
         rigl_drop: float = 0.2,
         rigl_end: int | None = None,
     ) -> None:
-        super().__init__(in_shape, width, psi_depth, layer_norm)
+        super().__init__(in_shape, width, psi_depth, layer_norm, psi)
         self.config = SparseConfig.build(
             sparsity=sparsity, sparse_method=sparse_method, sparse_scope=sparse_scope, prune_start=prune_start,
             prune_end=prune_end, prune_every=prune_every, rigl_interval=rigl_interval, rigl_drop=rigl_drop, rigl_end=rigl_end,
@@ -207,8 +313,9 @@ class SoftMoE(nn.Module):
 
     :param in_shape: φ's output shape ``(C, H, W)``
     :param width: Hidden width dim(ψ) of each expert
-    :param psi_depth: Extra hidden layers inside each expert
-    :param layer_norm: LayerNorm before each hidden ReLU of the experts
+    :param psi_depth: Extra hidden layers inside each expert (``psi="residual"``: residual blocks)
+    :param layer_norm: LayerNorm before each hidden ReLU of the experts (``psi="residual"``: after each linear layer)
+    :param psi: How each expert's ψ continues after its first layer, a name of :data:`PSI`
     :param num_experts: Number of experts n
     """
 
@@ -218,6 +325,7 @@ class SoftMoE(nn.Module):
         width: int,
         psi_depth: int = 0,
         layer_norm: bool = False,
+        psi: str = "dense",
         num_experts: int = 4,
     ) -> None:
         super().__init__()
@@ -227,15 +335,10 @@ class SoftMoE(nn.Module):
         self.slots_per_expert = math.ceil(n_tokens / num_experts)
         self.router = nn.Parameter(th.randn(c, num_experts * self.slots_per_expert) / math.sqrt(c))
         self.connection = ExpertLinear(num_experts, c, width)
-        layers: list[nn.Module] = []
-        for i in range(psi_depth + 1):
-            if i > 0:
-                layers.append(ExpertLinear(num_experts, width, width))
-            if layer_norm:
-                layers.append(nn.LayerNorm(width))
-            layers.append(nn.ReLU())
-        layers.append(ExpertLinear(num_experts, width, c))
-        self.psi = nn.Sequential(*layers)
+        PSI[psi].init_connection(self.connection)
+        # Each expert's ψ (same layer layout as a dense bottleneck's, one weight matrix per expert), then Dense(C).
+        tail, out_dim = PSI[psi].build(width, psi_depth, layer_norm, lambda i, o: ExpertLinear(num_experts, i, o))
+        self.psi = nn.Sequential(*tail, ExpertLinear(num_experts, out_dim, c))
         self.features_dim = n_tokens * c
 
     def connection_weights(self) -> list[th.Tensor]:
@@ -255,8 +358,10 @@ class SoftMoE(nn.Module):
 class Tokenize(SoftMoE):
     """SoftMoE-1 (Sokar et al. 2025, "Don't flatten, tokenize!"): one expert, shared over the H·W tokens."""
 
-    def __init__(self, in_shape: tuple[int, int, int], width: int, psi_depth: int = 0, layer_norm: bool = False) -> None:
-        super().__init__(in_shape, width, psi_depth, layer_norm, num_experts=1)
+    def __init__(
+        self, in_shape: tuple[int, int, int], width: int, psi_depth: int = 0, layer_norm: bool = False, psi: str = "dense"
+    ) -> None:
+        super().__init__(in_shape, width, psi_depth, layer_norm, psi, num_experts=1)
 
 
 BOTTLENECKS: dict[str, type[nn.Module]] = {
@@ -268,7 +373,7 @@ BOTTLENECKS: dict[str, type[nn.Module]] = {
     "softmoe": SoftMoE,
 }
 
-_COMMON = ("self", "in_shape", "width", "psi_depth", "layer_norm")
+_COMMON = ("self", "in_shape", "width", "psi_depth", "layer_norm", "psi")
 # Keyword arguments that only some bottlenecks take: each bottleneck declares its own in its signature
 # (checked in ConvExtractor; a bottleneck may also define ``check_options(**options)`` and ``attach(extractor)``).
 BOTTLENECK_OPTIONS: dict[str, tuple[str, ...]] = {

@@ -13,8 +13,9 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from sb3_gap.bottlenecks import BOTTLENECK_OPTIONS, BOTTLENECKS
+from sb3_gap.bottlenecks import BOTTLENECK_OPTIONS, BOTTLENECKS, PSI
 from sb3_gap.encoders import ENCODERS
+from sb3_gap.optim import optimizer_policy_kwargs
 
 # Width of ψ's first layer at scale ×1 (Dopamine's Rainbow, paper Table 1).
 BASE_WIDTH = 512
@@ -81,8 +82,10 @@ class ConvExtractor(BaseFeaturesExtractor):
     :param width_scale: Width multiplier of ψ: dim(ψ) = 512 × ``width_scale``, an integer in [1, :data:`MAX_WIDTH_SCALE`]
         (numpy integers accepted)
     :param encoder_scale: Channel multiplier of φ, an integer in [1, :data:`MAX_ENCODER_SCALE`]
-    :param psi_depth: Extra hidden layers of ψ (paper Fig. 8)
-    :param layer_norm: LayerNorm in ψ before each ReLU
+    :param psi_depth: Extra hidden layers of ψ (paper Fig. 8); with ``psi="residual"`` the number of residual blocks
+    :param layer_norm: LayerNorm in ψ (None: the ψ builder's default, off for ``"dense"``, on for ``"residual"``)
+    :param psi: How ψ continues after its first layer: ``"dense"`` (the paper's MLP) or ``"residual"`` (multi-skip
+        residual blocks of Castanyer et al. 2025, :class:`sb3_gap.bottlenecks.ResidualPsi`); works with every bottleneck
     :param extra_blocks: Extra residual blocks per stack (paper Fig. 4); residual encoders only
     :param sparsity: Fraction of zero connection weights for ``bottleneck="sparse"`` (default 0.9)
     :param num_experts: Experts for ``bottleneck="softmoe"`` (default 4)
@@ -103,7 +106,8 @@ class ConvExtractor(BaseFeaturesExtractor):
         width_scale: int = 1,
         encoder_scale: int = 1,
         psi_depth: int = 0,
-        layer_norm: bool = False,
+        layer_norm: bool | None = None,
+        psi: str = "dense",
         extra_blocks: int = 0,
         sparsity: float | None = None,
         num_experts: int | None = None,
@@ -126,6 +130,8 @@ class ConvExtractor(BaseFeaturesExtractor):
             width_scale=width_scale,
             encoder_scale=encoder_scale,
             psi_depth=psi_depth,
+            layer_norm=layer_norm,
+            psi=psi,
             extra_blocks=extra_blocks,
             sparsity=sparsity,
             num_experts=num_experts,
@@ -160,7 +166,8 @@ class ConvExtractor(BaseFeaturesExtractor):
                 f"choose 1..{phi_shape[1] * phi_shape[2]}"
             )
         width = BASE_WIDTH * width_scale
-        neck = BOTTLENECKS[bottleneck](phi_shape, width, psi_depth=psi_depth, layer_norm=layer_norm, **options)
+        layer_norm = PSI[psi].layer_norm_default if layer_norm is None else bool(layer_norm)
+        neck = BOTTLENECKS[bottleneck](phi_shape, width, psi_depth=psi_depth, layer_norm=layer_norm, psi=psi, **options)
         super().__init__(observation_space, features_dim=neck.features_dim)
 
         self.encoder = phi
@@ -181,6 +188,9 @@ class ConvExtractor(BaseFeaturesExtractor):
         encoder, bottleneck = kwargs.get("encoder", "impala"), kwargs.get("bottleneck", "gap")
         _check_choice("encoder", encoder, ENCODERS)
         _check_choice("bottleneck", bottleneck, BOTTLENECKS)
+        _check_choice("psi", kwargs.get("psi", "dense"), PSI)
+        if kwargs.get("layer_norm") is not None and not isinstance(kwargs["layer_norm"], (bool, np.bool_)):
+            raise ValueError(f"layer_norm must be true, false or None (the ψ builder's default), got {kwargs['layer_norm']!r}")
         for name, minimum in (("width_scale", 1), ("encoder_scale", 1), ("psi_depth", 0), ("extra_blocks", 0)):
             if name in kwargs:
                 _check_int(name, kwargs[name], minimum)
@@ -223,6 +233,9 @@ def policy_kwargs(
     bottleneck: str = "gap",
     width_scale: int = 1,
     net_arch: list[int] | dict[str, list[int]] | None = None,
+    optimizer: str | type[th.optim.Optimizer] | None = None,
+    weight_decay: float | None = None,
+    optimizer_kwargs: dict[str, Any] | None = None,
     **extractor_kwargs: Any,
 ) -> dict[str, Any]:
     """
@@ -235,14 +248,23 @@ def policy_kwargs(
     :param bottleneck: ``"flatten"``, ``"gap"``, ``"gmp"``, ``"sparse"``, ``"tokenize"`` or ``"softmoe"``
     :param width_scale: dim(ψ) = 512 × ``width_scale`` (the paper uses 1, 2, 4, 8; at most :data:`MAX_WIDTH_SCALE`)
     :param net_arch: Layers the algorithm adds after the extractor (default: none)
-    :param extractor_kwargs: Other :class:`ConvExtractor` arguments (``encoder_scale``, ``psi_depth``, ...)
-    :return: A plain dict with ``features_extractor_class``, ``features_extractor_kwargs`` and ``net_arch``
+    :param optimizer: ``"adam"``, ``"adamw"``, ``"kron"`` (:data:`sb3_gap.optim.OPTIMIZERS`) or an optimizer class
+        (default: the algorithm's own, Adam)
+    :param weight_decay: Weight decay; with Adam (the default) the optimizer becomes AdamW (decoupled decay)
+    :param optimizer_kwargs: More optimizer settings (e.g. ``dict(eps=1.5e-4)``)
+    :param extractor_kwargs: Other :class:`ConvExtractor` arguments (``encoder_scale``, ``psi_depth``, ``psi``, ...)
+    :return: A plain dict with ``features_extractor_class``, ``features_extractor_kwargs`` and ``net_arch``, plus
+        SB3's ``optimizer_class`` and ``optimizer_kwargs`` when one of the optimizer arguments is given
+        (:func:`sb3_gap.optim.optimizer_policy_kwargs`)
     """
     kwargs = plain_numbers(dict(encoder=encoder, bottleneck=bottleneck, width_scale=width_scale, **extractor_kwargs))
     # Validate now, with the user's call on the stack, rather than deep inside model construction.
     ConvExtractor.validate(**kwargs)
-    return {
+    out: dict[str, Any] = {
         "features_extractor_class": ConvExtractor,
         "features_extractor_kwargs": kwargs,
         "net_arch": [] if net_arch is None else net_arch,
     }
+    if optimizer is not None or weight_decay is not None or optimizer_kwargs is not None:
+        out.update(optimizer_policy_kwargs(optimizer, weight_decay, optimizer_kwargs))
+    return out

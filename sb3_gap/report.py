@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from sb3_gap.extractor import ConvExtractor
+from sb3_gap.sparse import MASK
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class ParameterReport:
     :param total: ``phi + connection + psi``
     :param effective_connection: Non-zero connection weights (differs from ``connection`` for ``sparse``)
     :param effective_total: ``total`` with the connection counted by its non-zero weights
+    :param effective_psi: ψ's parameters, connection included, with masked weights left out: the non-zero
+        connection weights plus ``psi`` less the masked entries of ψ's other sparse layers (``sparse_scope="all"``).
+        The x axis of Fig. 5 (right) of Sokar & Castro (2025)
     """
 
     phi: int
@@ -28,6 +32,7 @@ class ParameterReport:
     total: int
     effective_connection: int
     effective_total: int
+    effective_psi: int
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -62,4 +67,8 @@ def parameter_report(model_or_extractor: nn.Module | object) -> ParameterReport:
     effective_connection = sum(int(w.count_nonzero()) for w in weights)
     psi = sum(p.numel() for p in ext.bottleneck.parameters()) - connection
     total = phi + connection + psi
-    return ParameterReport(phi, connection, psi, total, effective_connection, total - connection + effective_connection)
+    # Masked entries of ψ's other layers (sparse training of φ and ψ; the connection is counted above).
+    conn = getattr(ext.bottleneck, "connection", None)
+    masked = sum(int((getattr(m, MASK) == 0).sum()) for m in ext.bottleneck.modules() if hasattr(m, MASK) and m is not conn)
+    effective_psi = effective_connection + psi - masked
+    return ParameterReport(phi, connection, psi, total, effective_connection, total - connection + effective_connection, effective_psi)

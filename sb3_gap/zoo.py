@@ -7,7 +7,7 @@
    ``--algo rainbow`` is a valid choice and ``enjoy`` can load the model;
 2. registers :func:`sample_rainbow_params` in ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER``
    (and a converter in ``HYPERPARAMS_CONVERTER``) so that ``-optimize`` works;
-3. puts :data:`YAML_NAMES` (``policy_kwargs``, ``ConvExtractor``, ``FrameReplayBuffer``, ``sb3_gap``) in the
+3. puts :data:`YAML_NAMES` (``policy_kwargs``, ``ConvExtractor``, ``FrameReplayBuffer``, ``Kron``, ``sb3_gap``) in the
    namespace where ``rl_zoo3.exp_manager`` ``eval``s string ``policy_kwargs``, ``replay_buffer_class`` and
    ``replay_buffer_kwargs``, so a YAML can say
    ``policy_kwargs: "policy_kwargs(encoder='impala', bottleneck='gap', width_scale=4)"`` and
@@ -27,6 +27,7 @@ from sb3_gap.algos import ALGOS as SB3_GAP_ALGOS
 from sb3_gap.algos import get_algo
 from sb3_gap.envs.atari import is_sb3_gap_atari
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
+from sb3_gap.optim import Kron
 from sb3_gap.replay import FrameReplayBuffer
 
 # Names usable inside string hyperparameters that rl_zoo3 eval()s (policy_kwargs, replay_buffer_class, replay_buffer_kwargs).
@@ -34,6 +35,7 @@ YAML_NAMES: dict[str, Any] = {
     "policy_kwargs": policy_kwargs,
     "ConvExtractor": ConvExtractor,
     "FrameReplayBuffer": FrameReplayBuffer,
+    "Kron": Kron,  # optimizer_class=Kron (sb3_gap.optim.Kron: kron-torch's, with a state dict SB3 can load)
     "sb3_gap": sb3_gap,
 }
 

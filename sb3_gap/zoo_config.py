@@ -45,12 +45,25 @@ def _safe_callables() -> dict[str, Any]:
     return {"dict": dict, "policy_kwargs": policy_kwargs}
 
 
+def _optimizer_names() -> dict[str, Any]:
+    """Optimizer classes a YAML may name as ``optimizer_class`` (rl_zoo3 style: ``dict(optimizer_class=Kron)``)."""
+    import torch as th
+
+    from sb3_gap.optim import Kron
+
+    names: dict[str, Any] = {"Kron": Kron, "sb3_gap.optim.Kron": Kron}
+    for prefix in ("th.optim.", "torch.optim."):
+        names.update({prefix + "Adam": th.optim.Adam, prefix + "AdamW": th.optim.AdamW})
+    return names
+
+
 def parse_kwargs_string(text: str, callables: dict[str, Any] | None = None) -> Any:
     """
     Evaluate a Zoo YAML string such as ``"dict(policy_kwargs(encoder='impala', bottleneck='gap'), n_quantiles=200)"``
     without ``eval``: only literals (numbers, strings, booleans, ``None``, lists, tuples, dicts), unary
-    minus and keyword calls of the allow-listed names (``dict``, ``policy_kwargs``; ``dict`` also takes one
-    mapping positionally) are accepted.
+    minus, keyword calls of the allow-listed names (``dict``, ``policy_kwargs``; ``dict`` also takes one
+    mapping positionally) and the optimizer class names ``Kron``, ``th.optim.Adam`` and ``th.optim.AdamW``
+    (also ``torch.optim.*``) are accepted.
 
     :param text: The string from the YAML file
     :param callables: Names that may be called (default: ``dict`` and :func:`sb3_gap.policy_kwargs`)
@@ -65,6 +78,8 @@ def parse_kwargs_string(text: str, callables: dict[str, Any] | None = None) -> A
     def value(node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
             return node.value
+        if isinstance(node, (ast.Name, ast.Attribute)) and ast.unparse(node) in _optimizer_names():
+            return _optimizer_names()[ast.unparse(node)]
         if isinstance(node, (ast.List, ast.Tuple)):
             items = [value(e) for e in node.elts]
             return items if isinstance(node, ast.List) else tuple(items)

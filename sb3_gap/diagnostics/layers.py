@@ -34,7 +34,7 @@ import numpy as np
 import torch as th
 from torch import nn
 
-from sb3_gap.bottlenecks import DenseBottleneck, ExpertLinear, SoftMoE
+from sb3_gap.bottlenecks import DenseBottleneck, ExpertLinear, MultiSkipResidual, SoftMoE
 from sb3_gap.sparse import MASK
 from sb3_gap.encoders import ResidualBlock
 from sb3_gap.extractor import ConvExtractor
@@ -211,6 +211,9 @@ def _walk_chain(
         if isinstance(m, ResidualBlock):
             layers += _residual_block(name, m, group_of(name))
             continue
+        if isinstance(m, MultiSkipResidual):
+            layers += _multi_skip_blocks(name, m, group_of(name))
+            continue
         if not isinstance(m, NEURON_LAYER_TYPES):
             continue
         j, norm, probe = k + 1, None, m
@@ -255,6 +258,31 @@ def _residual_block(name: str, block: ResidualBlock, group: str) -> list[NeuronL
     )
     conv1 = NeuronLayer(f"{name}.conv1", group, block.conv1, block.conv1, False, (1,))
     return [conv0, conv1]
+
+
+def _multi_skip_blocks(name: str, stream: MultiSkipResidual, group: str) -> list[NeuronLayer]:
+    """ψ's multi-skip residual blocks (``psi="residual"``), ``h + LN₁(W₁ ReLU(LN₀(W₀ ReLU(h)))) + h₀``: as in an
+    Impala block, ``linear0``'s units are ReLU neurons feeding only ``linear1`` (resettable); ``linear1`` writes
+    into the residual stream (measured on ``|z|`` after its LayerNorm, never reset)."""
+    layers = []
+    for i, block in enumerate(stream.blocks):
+        ln0 = block.ln0 if isinstance(block.ln0, nn.LayerNorm) else None
+        layers.append(
+            NeuronLayer(
+                name=f"{name}.blocks.{i}.linear0",
+                group=group,
+                module=block.linear0,
+                probe=ln0 or block.linear0,
+                relu_on_probe=True,
+                neuron_dims=_neuron_dims(block.linear0),
+                incoming=_incoming(block.linear0, ln0),
+                outgoing=_into(block.linear1),
+                resettable=True,
+            )
+        )
+        probe = block.ln1 if isinstance(block.ln1, nn.LayerNorm) else block.linear1
+        layers.append(NeuronLayer(f"{name}.blocks.{i}.linear1", group, block.linear1, probe, False, _neuron_dims(block.linear1)))
+    return layers
 
 
 def neuron_layers(extractor: ConvExtractor, head_consumers: list[nn.Module] | None = None) -> list[NeuronLayer]:

@@ -313,11 +313,15 @@ class Rainbow(OffPolicyAlgorithm):
                     f"set {key} on Rainbow only"
                 )
         self.policy_kwargs.update(network_kwargs)
-        if "optimizer_class" not in self.policy_kwargs:
+        given_class = self.policy_kwargs.get("optimizer_class")
+        if given_class is None or given_class is th.optim.AdamW:
             # Dopamine's Rainbow: Adam with eps = 1.5e-4 (= 0.01 / 32 / 2, Hessel et al. 2018 Table 1).
-            self.policy_kwargs["optimizer_class"] = th.optim.Adam
+            # AdamW (sb3_gap.policy_kwargs(weight_decay=...), docs/methods.md) keeps Dopamine's eps.
+            self.policy_kwargs["optimizer_class"] = given_class or th.optim.Adam
             given = self.policy_kwargs.get("optimizer_kwargs")
             optimizer_kwargs: dict[str, Any] = dict(eps=1.5e-4) if given is None else dict(given)
+            if given_class is th.optim.AdamW:
+                optimizer_kwargs.setdefault("eps", 1.5e-4)
             if _fused_adam_available(self.device) and "foreach" not in optimizer_kwargs:
                 # Same update rule in one kernel over all parameters instead of a Python loop of ~10 small ops
                 # per tensor: Adam's step fell from 9.7 to ~1 ms per update for the Nature network (1.7M

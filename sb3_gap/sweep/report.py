@@ -1,6 +1,8 @@
 """Reports of scaling sweeps, as in the paper: final scores, normalized scores, aggregate metrics
 with stratified-bootstrap CIs (Agarwal et al. 2021, via ``rliable``), performance profiles, and
-plots of score vs width scale (Fig. 6 left), cost vs score (Fig. 9) and learning curves.
+plots of score vs width scale (Fig. 6 left), cost vs score (Fig. 9), a comparison of methods (Fig. 10:
+median, IQM and mean with CIs per configuration), score vs effective ψ parameters (Fig. 5 right) and
+learning curves.
 
 Works on finished and partial studies (missing or unfinished cells are marked) and on several
 studies merged (same configuration in several studies = more seeds / more games).
@@ -135,6 +137,7 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
                     params_total=attrs.get("params_total"),
                     params_bottleneck=(attrs.get("params_connection") or 0) + (attrs.get("params_psi") or 0),
                     params_connection=attrs.get("params_connection"),
+                    params_effective_psi=_effective_psi(attrs),
                     curve=dict(sorted(t.intermediate_values.items())),
                     settings=attrs.get("settings"),
                 )
@@ -142,7 +145,7 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
     df = pd.DataFrame(list(rows.values()))
     if df.empty:
         return df
-    for col in ("score", "wall_h", "params_total", "params_bottleneck", "params_connection", "curve", "settings"):
+    for col in ("score", "wall_h", "params_total", "params_bottleneck", "params_connection", "params_effective_psi", "curve", "settings"):
         if col not in df:
             df[col] = None if col in ("curve", "settings") else np.nan
     df["score"] = df["score"].astype(float)
@@ -157,6 +160,16 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
     df["normalization"] = notes
     df["config"] = [config_label(r) for r in df.to_dict("records")]
     return df.sort_values(config_columns(df) + ["env", "seed"], kind="stable", ignore_index=True)
+
+
+def _effective_psi(attrs: dict[str, Any]) -> float | None:
+    """A run's effective ψ parameters (``ParameterReport.effective_psi``); for runs recorded before that count
+    existed, ``effective_total − phi`` (the same unless φ or deeper ψ layers were sparse)."""
+    if attrs.get("params_effective_psi") is not None:
+        return attrs["params_effective_psi"]
+    if attrs.get("params_effective_total") is not None and attrs.get("params_phi") is not None:
+        return attrs["params_effective_total"] - attrs["params_phi"]
+    return None
 
 
 def config_columns(df: pd.DataFrame) -> list[str]:
@@ -210,6 +223,7 @@ def aggregate_table(df: pd.DataFrame, reps: int = 2000, seed: int = 0, gamma: fl
             wall_h=done["wall_h"].mean() if len(done) else np.nan,
             params_bottleneck=done["params_bottleneck"].max() if len(done) else np.nan,
             params_total=done["params_total"].max() if len(done) else np.nan,
+            params_effective_psi=pd.to_numeric(done["params_effective_psi"]).mean() if len(done) else np.nan,
             missing=missing.get(label, ""),
         )
         for metric in METRICS:
@@ -259,6 +273,48 @@ def plot_cost(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label: s
     axes[0].set_ylabel(f"{metric} ({score_label})")
     axes[1].legend(fontsize=6)
     fig.suptitle("Cost vs performance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+#: The metrics of Fig. 10 of Sokar & Castro (2025), in its order.
+METHOD_METRICS = ("Median", "IQM", "Mean")
+
+
+def plot_methods(agg: pd.DataFrame, path: Path, score_label: str = "normalized score") -> None:
+    """Median, IQM and mean with 95% CIs, one row per configuration (Fig. 10 style), via ``rliable``'s
+    ``plot_interval_estimates``; configurations without an aggregate are left out."""
+    from rliable import plot_utils
+
+    data = agg.dropna(subset=list(METHOD_METRICS))
+    points = {row["config"]: np.array([row[m] for m in METHOD_METRICS]) for _, row in data.iterrows()}
+    intervals = {
+        row["config"]: np.array([[row[f"{m} low"] for m in METHOD_METRICS], [row[f"{m} high"] for m in METHOD_METRICS]])
+        for _, row in data.iterrows()
+    }
+    fig, _ = plot_utils.plot_interval_estimates(
+        points, intervals, metric_names=list(METHOD_METRICS), algorithms=list(points), xlabel=score_label,
+        subfigure_width=3.4, row_height=0.45, xlabel_y_coordinate=-0.25 if len(points) < 4 else -0.1,
+    )  # fmt: skip
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_effective_psi(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label: str = "normalized score") -> None:
+    """Aggregate score vs the effective number of ψ parameters (masked weights left out), one point per
+    configuration with its 95% CI (Fig. 5 right)."""
+    data = agg.dropna(subset=[metric, "params_effective_psi"])
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for _, row in data.iterrows():
+        yerr = [[row[metric] - row[f"{metric} low"]], [row[f"{metric} high"] - row[metric]]]
+        ax.errorbar(row["params_effective_psi"], row[metric], yerr=yerr, marker="o", capsize=3, label=row["config"])
+    if len(data) and data["params_effective_psi"].min() > 0:
+        ax.set_xscale("log")
+    ax.set_xlabel("effective ψ parameters (non-zero, connection included)")
+    ax.set_ylabel(f"{metric} ({score_label})")
+    ax.set_title(f"{metric} vs effective ψ parameters (95% CI)")
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -332,14 +388,15 @@ def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tupl
         "",
         "## Aggregates per configuration",
         "",
-        "| configuration | runs/game × games | IQM | Median | Mean | Optimality gap | wall h/run | bottleneck+ψ params |",
-        "|---|---|---|---|---|---|---|---|",
+        "| configuration | runs/game × games | IQM | Median | Mean | Optimality gap | wall h/run | bottleneck+ψ params | effective ψ params |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, row in agg.iterrows():
         runs = f"{row['runs_per_task']} × {row['tasks']} ({row['complete']}/{row['cells']} done)"
         cells = [_ci(row, m) for m in METRICS]
         lines.append(
-            f"| {row['config']} | {runs} | " + " | ".join(cells) + f" | {_fmt(row['wall_h'], '.3f')} | {_fmt(row['params_bottleneck'], ',.0f')} |"
+            f"| {row['config']} | {runs} | " + " | ".join(cells) + f" | {_fmt(row['wall_h'], '.3f')} | {_fmt(row['params_bottleneck'], ',.0f')} "
+            f"| {_fmt(row['params_effective_psi'], ',.0f')} |"
         )
     missing = agg[agg["missing"] != ""]
     if len(missing):
@@ -439,7 +496,11 @@ def build_report(
         plot_scaling(agg, out / "scaling.png", score_label=label)
         plot_cost(agg, out / "cost.png", score_label=label)
         plot_profiles(score_matrices(df)[0], out / "profiles.png", reps=min(reps, 1000), seed=seed, score_label=label)
-        figures += ["scaling.png", "cost.png", "profiles.png"]
+        plot_methods(agg, out / "methods.png", score_label=label)
+        figures += ["scaling.png", "cost.png", "profiles.png", "methods.png"]
+        if agg.dropna(subset=["IQM", "params_effective_psi"]).shape[0]:
+            plot_effective_psi(agg, out / "effective_psi.png", score_label=label)
+            figures.append("effective_psi.png")
     if (df["state"] == "COMPLETE").any():
         plot_curves(df, out / "curves.png")
         figures.append("curves.png")

@@ -55,6 +55,7 @@ import sb3_gap  # noqa: F401  (registers MinAtar/* ids)
 from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.bottlenecks import BOTTLENECKS
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
+from sb3_gap.optim import OPTIMIZER_ARGS, optimizer_policy_kwargs
 from sb3_gap.report import parameter_report
 from sb3_gap.sweep.protocols import protocol_for, register_ale_ids
 from sb3_gap.zoo_config import SCHEDULE_KEYS, ZooSettings, materialize, resolve_section
@@ -66,6 +67,7 @@ HP_PREFIX = "hp:"  # grid parameters named "hp:<name>" are hyperparameters
 IDLE_POLL_S = 2.0  # seconds between storage checks of a worker waiting for others' running cells
 # ConvExtractor arguments go to policy_kwargs; every other hyperparameter goes to the algorithm.
 EXTRACTOR_ARGS = frozenset(ConvExtractor.argument_names())  # with the options bottlenecks declare (sparse_method, ...)
+EXTRACTOR_ARGS |= frozenset(OPTIMIZER_ARGS)  # policy_kwargs(optimizer=..., weight_decay=...): policy arguments too
 EVAL_SEED_OFFSET = 10_000  # evaluation envs never share a seed with training envs
 STORAGE_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
 STORAGE_EXAMPLES = "sqlite:///runs/sweep.db, postgresql://user:password@host/db, mysql+pymysql://user:password@host/db"
@@ -513,8 +515,8 @@ class SweepSpec:
                 for k, values in self.hyperparams.items():
                     if k in EXTRACTOR_ARGS:
                         for v in values:
-                            ConvExtractor.validate(encoder=encoder, bottleneck=bottleneck, **ext, **{k: v})
-                ConvExtractor.validate(encoder=encoder, bottleneck=bottleneck, **ext)
+                            policy_kwargs(encoder=encoder, bottleneck=bottleneck, **ext, **{k: v})  # validates
+                policy_kwargs(encoder=encoder, bottleneck=bottleneck, **ext)
         root = os.path.normpath(os.path.join(self.out_dir, self.study))
         for cell in self.cells():
             name = run_name(cell)
@@ -898,7 +900,10 @@ def resolve_run(spec: SweepSpec, params: dict[str, Any]) -> tuple[ZooSettings, d
     # The section's own network arguments other than the grid's axes carry over (e.g. layer_norm).
     network = {k: v for k, v in settings.network.items() if k not in ("encoder", "bottleneck", "width_scale")}
     network.update(net)
+    optim = {k: network.pop(k) for k in OPTIMIZER_ARGS if k in network}
     pk = {**settings.policy_extra, **policy_kwargs(encoder=params["encoder"], bottleneck=params["bottleneck"], width_scale=params["width_scale"], **network)}
+    if optim:  # from the Zoo section's optimizer: its settings carry over where the chosen one takes them (eps to AdamW)
+        pk.update(optimizer_policy_kwargs(**optim, base=settings.policy_extra))
     return settings, kwargs, pk, overrides
 
 
