@@ -10,7 +10,7 @@ noise hits all alike, and the ratios come from the same run.
 
     OMP_NUM_THREADS=2 python benchmarks/method_cost.py                 # Atari input 4×84×84, Impala ×4
     python benchmarks/method_cost.py --obs minatar                      # MinAtar input 4×10×10, minatar_impala ×4
-    python benchmarks/method_cost.py --quick                            # a smoke run (MinAtar input, 1 round)
+    python benchmarks/method_cost.py --quick                            # a smoke run (MinAtar input, ψ ×1, 1 round)
 
 The periodic mask updates of GMP (every ``prune_every`` = 1,000 updates) and RigL (every ``rigl_interval`` =
 5,000) are amortised to nothing over a short run; what is measured is the per-update masking overhead.
@@ -97,11 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--updates", type=int, default=20, help="timed updates per method per round")
     p.add_argument("--device", default="auto", help="torch device (auto: CUDA when present)")
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    p.add_argument("--quick", action="store_true", help="smoke run: MinAtar input, 1 round of 2 updates")
+    p.add_argument("--quick", action="store_true", help="smoke run: MinAtar input, ψ ×1, 1 round of 2 updates (not a measurement)")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if args.quick:
-        args.obs, args.rounds, args.updates = "minatar", 1, 2
+        args.obs, args.width_scale, args.rounds, args.updates = "minatar", 1, 1, 2
     device = ("cuda" if th.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     methods = ["gap"] + [m for m in args.methods if m != "gap"]
     models = {m: build(m, args.obs, args.width_scale, device, buffer_size=64 if args.quick else 1_000) for m in methods}
