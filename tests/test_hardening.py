@@ -270,7 +270,7 @@ def test_item03_summary_never_shows_the_password():
     from sb3_gap.sweep.report import METRICS, markdown_summary
 
     df = pd.DataFrame([dict(env=ENV_ID, seed=0, state="COMPLETE", score=1.0, normalization="raw return", config="c", settings=None)])
-    agg = pd.DataFrame([dict(config="c", runs_per_task=1, tasks=1, complete=1, cells=1, wall_h=0.1, params_bottleneck=1, missing="",
+    agg = pd.DataFrame([dict(config="c", runs_per_task=1, tasks=1, complete=1, cells=1, wall_h=0.1, params_bottleneck=1, params_effective_psi=1, missing="",
                              **{k: v for m in METRICS for k, v in ((m, 1.0), (f"{m} low", 0.5), (f"{m} high", 1.5))})])  # fmt: skip
     text = markdown_summary(df, agg, [(url, "s") for url in SECRET_URLS], [])
     assert SECRET not in text and "***" in text
@@ -448,7 +448,7 @@ def test_item12_corrupt_or_truncated_sqlite_is_one_line(tmp_path, capsys, damage
 @pytest.mark.parametrize(
     "extra, words",
     [
-        (["--workers", "0"], ["workers must be a positive integer", "0"]),
+        (["--workers", "0"], ["--workers", "'0'", "positive integer", "'auto'"]),
         (["--storage", f"postgresql://u:{SECRET}@127.0.0.1:1/db"], ["No database driver", "pip install"]),
         (["--envs", "MinAtar/Breakout-v9"], ["Unknown env id 'MinAtar/Breakout-v9'", "MinAtar/Breakout-v1"]),
         (["--set", "learning_rate=abc"], ["learning_rate='abc'", "lin_<float>"]),

@@ -396,7 +396,7 @@ def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tupl
         cells = [_ci(row, m) for m in METRICS]
         lines.append(
             f"| {row['config']} | {runs} | " + " | ".join(cells) + f" | {_fmt(row['wall_h'], '.3f')} | {_fmt(row['params_bottleneck'], ',.0f')} "
-            f"| {_fmt(row['params_effective_psi'], ',.0f')} |"
+            f"| {_fmt(row.get('params_effective_psi', np.nan), ',.0f')} |"
         )
     missing = agg[agg["missing"] != ""]
     if len(missing):

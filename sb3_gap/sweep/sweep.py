@@ -1336,7 +1336,7 @@ def _workers_arg(text: str) -> int | str:
     try:
         return parse_workers(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
+        raise argparse.ArgumentTypeError(f"{text!r}: " + str(e).split(": ", 1)[1]) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
