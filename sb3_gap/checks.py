@@ -1,0 +1,102 @@
+"""
+Argument checks shared by every module: one wording for every bad value.
+
+Each check raises ``ValueError`` with one line that names the argument, the bad value and what is valid,
+which the CLIs print as is (never a traceback). Use these instead of writing the ``if ...: raise`` again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+def is_int(value: Any) -> bool:
+    """True for Python and numpy integers, False for ``bool`` (``True`` is not a count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value: Any) -> bool:
+    """True for Python and numpy reals, False for ``bool``."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None, example: str = "") -> int:
+    """
+    Check that ``value`` is an integer in ``[minimum, maximum]`` and return it as a Python ``int``.
+
+    :param name: The argument's name, as the user wrote it (``"n_envs"``, ``"--workers"``)
+    :param value: The value to check
+    :param minimum: Smallest valid value (1: "a positive integer")
+    :param maximum: Largest valid value (``None``: no bound)
+    :param example: Valid values to show, e.g. ``"1, 2, 4"`` (appended as ``(e.g. ...)``)
+    :raises ValueError: ``"<name> must be a positive integer (e.g. ...), got <value>"``
+    """
+    if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        kind = {1: "a positive integer", 0: "an integer >= 0"}.get(minimum, f"an integer >= {minimum}")
+        bound = f" and at most {maximum}" if maximum is not None else ""
+        hint = f" (e.g. {example})" if example else ""
+        raise ValueError(f"{name} must be {kind}{bound}{hint}, got {value!r}")
+    return int(value)
+
+
+def check_range(
+    name: str, value: Any, low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False, example: str = ""
+) -> float:
+    """
+    Check that ``value`` is a real number in the interval and return it as a Python ``float``.
+
+    :param name: The argument's name
+    :param value: The value to check
+    :param low: Lower bound (``None``: none)
+    :param high: Upper bound (``None``: none)
+    :param low_open: Exclude ``low`` itself
+    :param high_open: Exclude ``high`` itself
+    :param example: A valid value to show (e.g. the paper's)
+    :raises ValueError: ``"<name> must be in [low, high] (e.g. ...), got <value>"``
+    """
+    ok = is_number(value) and not np.isnan(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if low is not None and high is not None:
+            where = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            where = f"{'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            where = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            where = "a number"
+        hint = f" (e.g. {example})" if example else ""
+        raise ValueError(f"{name} must be {where}{hint}, got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """
+    Check that ``value`` is one of ``choices`` and return it.
+
+    :param name: The argument's name
+    :param value: The value to check
+    :param choices: The valid values (a registry's keys, a tuple of names)
+    :raises ValueError: ``"Unknown <name> <value>; valid choices: [...]"``
+    """
+    valid = list(choices)
+    try:
+        found = value in valid
+    except TypeError:  # an unhashable / incomparable value is not a choice
+        found = False
+    if not found:
+        shown = sorted(valid) if all(isinstance(c, str) for c in valid) else valid
+        raise ValueError(f"Unknown {name} {value!r}; valid choices: {shown}")
+    return value
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition``: for checks the helpers above do not cover."""
+    if not condition:
+        raise ValueError(message)
