@@ -155,7 +155,7 @@ def _accepted(cls: type) -> set[str] | None:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is th.optim.Optimizer:
             continue
-        params = inspect.signature(klass.__init__).parameters
+        params = inspect.signature(vars(klass)["__init__"]).parameters
         names |= {n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
         if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
             return names - {"self", "params"}

@@ -155,7 +155,7 @@ class FrameReplayBuffer(ReplayBuffer):
         self.gamma = float(gamma)
         self.frame_stack = int(frame_stack)
         # channels of one frame: the newest frame is obs[-frame_channels:]
-        self.frame_channels = self.obs_shape[0] // self.frame_stack if self.frame_stack > 1 else None
+        self.frame_channels: int = self.obs_shape[0] // self.frame_stack  # == obs_shape[0] without a stack
         self.frame_shape: tuple[int, ...] = (
             (self.frame_channels, *self.obs_shape[1:]) if self.frame_stack > 1 else tuple(self.obs_shape)
         )
@@ -273,7 +273,6 @@ class FrameReplayBuffer(ReplayBuffer):
     def _check_stack(self, env: int, obs: np.ndarray, next_obs: np.ndarray, episode_step: int) -> None:
         """Check the env stacks as ``frame_stack`` says: older frames = stored frames (zeros before the start)."""
         k, c, name = self.frame_stack, self.frame_channels, type(self).__name__
-        assert c is not None
         stack = obs.reshape(k, c, *self.obs_shape[1:])
         back = np.arange(1, k)  # frame k-1-j of the stack is the frame of slot pos - j
         expected = self.frames[(self.pos - back) % self.buffer_size, env]
@@ -340,13 +339,13 @@ class FrameReplayBuffer(ReplayBuffer):
 
         # 2. Free slot `pos`, end the episodes that were cut.
         self._clear_slot(pos)
-        for env in np.flatnonzero(cut):  # bootstrap the cut step from its own next_obs
-            self._end_episode((pos - 1) % size, int(env), self._last_next_obs[env], truncated=True)
+        for cut_env in np.flatnonzero(cut).tolist():  # bootstrap the cut step from its own next_obs
+            self._end_episode((pos - 1) % size, cut_env, self._last_next_obs[cut_env], truncated=True)
 
         # 3. Write the step and end the episodes that ended with it.
         self._write_step(pos, obs, action, reward, episode_step)
-        for env in np.flatnonzero(done):
-            self._end_episode(pos, int(env), next_obs[env], truncated=bool(truncated[env]))
+        for done_env in np.flatnonzero(done).tolist():
+            self._end_episode(pos, done_env, next_obs[done_env], truncated=bool(truncated[done_env]))
         self._step_added(pos, done)
         self._last_next_obs[:] = next_obs
         self._has_prev[:] = True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -239,7 +240,7 @@ def _policy(model_or_policy: object) -> nn.Module | None:
     return None if isinstance(policy, ConvExtractor) or not isinstance(policy, nn.Module) else policy
 
 
-def decision_values(policy: nn.Module, obs: th.Tensor) -> th.Tensor:
+def decision_values(policy: Any, obs: th.Tensor) -> th.Tensor:
     """
     Per-action scores whose argmax is the greedy action, shape ``(B, n_actions)``:
     Q-values (DQN), mean over quantiles (QR-DQN), expected Q over atoms with the noisy layers'
@@ -277,7 +278,7 @@ def prepare_input(model_or_policy: object, obs: np.ndarray | th.Tensor) -> tuple
     :param obs: A batch of observations; numpy arrays go through the policy's ``obs_to_tensor``
     """
     extractor = find_extractor(model_or_policy)
-    policy = _policy(model_or_policy)
+    policy: Any = _policy(model_or_policy)  # an SB3 policy (nn.Module's attribute typing cannot see obs_to_tensor)
     device = next(extractor.parameters()).device
     if policy is not None and hasattr(policy, "obs_to_tensor") and not isinstance(obs, th.Tensor):
         obs_t, _ = policy.obs_to_tensor(obs)

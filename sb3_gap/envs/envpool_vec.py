@@ -115,7 +115,7 @@ class EnvPoolVecEnv(VecEnv):
             # (their action is ignored). Unlike pool.reset(ids), which restarts the whole game, this
             # continues the game after an episodic_life life loss, like SB3's EpisodicLifeEnv.
             obs = obs.copy()
-            ignored = np.zeros((len(done_ids), *self.action_space.shape), dtype=self.action_space.dtype)
+            ignored = np.zeros((len(done_ids), *(self.action_space.shape or ())), dtype=self.action_space.dtype)
             reset_obs, *_ = self.pool.step(ignored, done_ids.astype(np.int32))
             obs[done_ids] = reset_obs
         return obs, rewards.astype(np.float32), dones, infos

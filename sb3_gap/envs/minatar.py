@@ -22,6 +22,7 @@ class MinAtarImage(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
+        assert env.observation_space.shape is not None  # MinAtar's Box (10, 10, k)
         h, w, k = env.observation_space.shape
         self.observation_space = spaces.Box(0, 255, shape=(k, h, w), dtype=np.uint8)
 
@@ -54,4 +55,4 @@ def register_minatar() -> None:
     for title in MINATAR_GAMES:
         for version, minimal in (("v0", False), ("v1", True)):
             env_id = f"MinAtar/{title}-{version}"
-            gym.register(env_id, entry_point=make_minatar, kwargs=dict(game=title, use_minimal_action_set=minimal))
+            gym.register(env_id, entry_point="sb3_gap.envs.minatar:make_minatar", kwargs=dict(game=title, use_minimal_action_set=minimal))
