@@ -34,7 +34,7 @@ from stable_baselines3 import DQN, PPO
 import sb3_gap
 from sb3_gap.cli import main as cli_main
 from sb3_gap.hub import HubError, load_from_hub, model_file_name, pull_from_hub, push_to_hub
-from sb3_gap.hub import safe
+from sb3_gap.hub import plain, safe
 from sb3_gap.rainbow import Rainbow
 from fake_hub import TEST_TOKEN  # tests/ is on sys.path (pytest's rootdir-relative import)
 
@@ -394,17 +394,17 @@ def test_safe_config_refuses_unknown_classes_and_attributes(tmp_path):
     bad = json.loads(json.dumps(config))
     bad["policy_kwargs"]["features_extractor_class"] = {"__class__": "os:system"}
     with pytest.raises(ValueError, match="not registered"):
-        safe.build_model(bad, tmp_path / safe.WEIGHTS_FILE)
+        safe.build_from_config(bad, tmp_path / safe.WEIGHTS_FILE)
     bad = json.loads(json.dumps(config))
     bad["model_attrs"]["__class__"] = "x"
     with pytest.raises(ValueError, match="unexpected attribute"):
-        safe.build_model(bad, tmp_path / safe.WEIGHTS_FILE)
+        safe.build_from_config(bad, tmp_path / safe.WEIGHTS_FILE)
     bad = json.loads(json.dumps(config))
     bad["policy"] = "EvilPolicy"
     with pytest.raises(ValueError, match="valid choices"):
-        safe.build_model(bad, tmp_path / safe.WEIGHTS_FILE)
-    with pytest.raises(safe.NotPlainData, match="not plain data"):
-        safe.encode_plain({"f": lambda x: x})
+        safe.build_from_config(bad, tmp_path / safe.WEIGHTS_FILE)
+    with pytest.raises(plain.NotPlainData, match="not plain data"):
+        plain.encode_plain({"f": lambda x: x})
 
 
 # ------------------------------------------------------------------------------------------------
