@@ -45,12 +45,14 @@ def safe_classes() -> dict[str, type]:
     """
     Classes allowed by name: sb3_gap / SB3 extractors and buffers (``replay_buffer_class``: SB3's, and sb3_gap's
     frame-once :class:`~sb3_gap.replay.FrameReplayBuffer` / ``RainbowReplayBuffer`` that ``zoo_configs`` use for
-    pixel envs), torch activations and optimizers.
+    pixel envs), torch activations and optimizers, and the optimizers of :data:`sb3_gap.optim.OPTIMIZERS`
+    (``policy_kwargs(..., optimizer="kron")`` gives :class:`sb3_gap.optim.Kron`).
     """
     if not _SAFE_CLASSES:
         from stable_baselines3.common import buffers, torch_layers
 
         from sb3_gap.extractor import ConvExtractor
+        from sb3_gap.optim import Kron
         from sb3_gap.rainbow.buffers import RainbowReplayBuffer
         from sb3_gap.replay import FrameReplayBuffer
 
@@ -78,6 +80,7 @@ def safe_classes() -> dict[str, type]:
             th.optim.AdamW,
             th.optim.RMSprop,
             th.optim.SGD,
+            Kron,
         ):
             register_safe_class(cls)
     return _SAFE_CLASSES
