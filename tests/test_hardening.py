@@ -33,7 +33,7 @@ import sb3_gap
 from fake_hub import TEST_TOKEN, FakeHub  # tests/ is on sys.path (pytest's rootdir-relative import)
 from sb3_gap import ConvExtractor, policy_kwargs
 from sb3_gap.cli import main as cli_main
-from sb3_gap.hub import HubError, load_from_hub, pull_from_hub, safe
+from sb3_gap.hub import HubError, load_from_hub, pull_from_hub, safe, zoo_yaml
 from sb3_gap.rainbow import Rainbow
 from sb3_gap.sweep import SweepSpec, open_study
 from sb3_gap.sweep import sweep as sweep_module
@@ -171,13 +171,13 @@ def test_item02_config_cannot_set_local_or_unlisted_attributes(saved_config):
     assert "tensorboard_log" not in config["model_attrs"]  # what this machine logs to is not published either
     config["model_attrs"]["tensorboard_log"] = "/tmp/sb3_gap-evil-tensorboard"
     config["model_attrs"]["verbose"] = 2
-    model = safe.build_model(config, weights, device="cpu")
+    model = safe.build_from_config(config, weights, device="cpu")
     assert model.tensorboard_log is None and model.verbose == 0  # the local defaults, not the download's
     for key, value in (("replay_buffer", {"x": 1}), ("_vec_normalize_env", None), ("lr_schedule", 0.1), ("env", "x")):
         bad = json.loads(json.dumps(config))
         bad["model_attrs"][key] = value
         with pytest.raises(ValueError, match=f"unexpected attribute '{key}'"):
-            safe.build_model(bad, weights, device="cpu")
+            safe.build_from_config(bad, weights, device="cpu")
 
 
 def test_item02_huge_observation_shape_is_refused_before_allocating(saved_config, monkeypatch):
@@ -186,7 +186,7 @@ def test_item02_huge_observation_shape_is_refused_before_allocating(saved_config
     monkeypatch.setattr(safe, "space_from_plain", lambda *a: pytest.fail("a space was built"))
     start = time.perf_counter()
     with pytest.raises(ValueError, match=r"40,000,000,000 elements, more than the 1,048,576"):
-        safe.build_model(config, weights, device="cpu")
+        safe.build_from_config(config, weights, device="cpu")
     assert time.perf_counter() - start < 5
 
 
@@ -204,7 +204,7 @@ def test_item02_shapes_are_bounded_by_the_weights(saved_config, monkeypatch, edi
     edit(config)
     monkeypatch.setattr(DQN, "_setup_model", lambda self: pytest.fail("the model was allocated"))
     with pytest.raises(ValueError) as info:
-        safe.build_model(config, weights, device="cpu")
+        safe.build_from_config(config, weights, device="cpu")
     for word in words:
         assert word in str(info.value), str(info.value)
 
@@ -221,11 +221,11 @@ def test_item02_shapes_are_bounded_by_the_weights(saved_config, monkeypatch, edi
 )
 def test_item02_wrappers_with_path_arguments_are_untrusted(entry):
     with pytest.raises(ValueError, match="refused for downloaded configs"):
-        safe.check_zoo_config(entry)
+        zoo_yaml.check_zoo_config(entry)
 
 
 def test_item02_plain_trusted_wrappers_still_pass():
-    safe.check_zoo_config({"env_wrapper": [{"gymnasium.wrappers.ClipReward": {"min_reward": -1.0, "max_reward": 1.0}}],
+    zoo_yaml.check_zoo_config({"env_wrapper": [{"gymnasium.wrappers.ClipReward": {"min_reward": -1.0, "max_reward": 1.0}}],
                            "policy_kwargs": "dict(activation_fn=nn.ReLU, net_arch=[64])", "normalize": "dict(norm_obs=True)"})  # fmt: skip
 
 
@@ -316,7 +316,7 @@ def test_item05_push_never_runs_python_tags_from_args_yml(hub_env, tmp_path, cap
 
 
 def test_item05_zoo_hyperparams_read_without_unsafe_loader(tmp_path):
-    from sb3_gap.hub.api import _saved_hyperparams
+    from sb3_gap.hub.push import _saved_hyperparams
 
     with open(tmp_path / "config.yml", "w") as f:
         yaml.dump(OrderedDict([("normalize", "dict(norm_obs=True, norm_reward=True)"), ("frame_stack", 4), ("t", (1, 2))]), f)
@@ -360,7 +360,7 @@ def test_item07_load_refuses_architecture_overrides(tmp_path):
     config, _ = safe.model_to_plain(model)
     safe.save_safe(model, tmp_path)
     with pytest.raises(ValueError, match=r"\['n_atoms'\] shape Rainbow's network"):
-        safe.build_model(config, tmp_path / safe.WEIGHTS_FILE, device="cpu", n_atoms=21)
+        safe.build_from_config(config, tmp_path / safe.WEIGHTS_FILE, device="cpu", n_atoms=21)
 
 
 def test_item10_buffer_smaller_than_a_batch_is_refused(tmp_path, capsys):

@@ -34,7 +34,7 @@ from stable_baselines3 import DQN, PPO
 import sb3_gap
 from sb3_gap.cli import main as cli_main
 from sb3_gap.hub import HubError, load_from_hub, model_file_name, pull_from_hub, push_to_hub
-from sb3_gap.hub import safe
+from sb3_gap.hub import plain, safe
 from sb3_gap.rainbow import Rainbow
 from fake_hub import TEST_TOKEN  # tests/ is on sys.path (pytest's rootdir-relative import)
 
@@ -270,6 +270,25 @@ def test_frame_replay_model_round_trips_pickle_free(hub, cls, tmp_path, request)
     assert {round(float(d), 5) for d in batch.discounts.cpu().numpy().ravel()} <= {0.9, 0.81, 0.729}  # gamma^k, k <= 3
 
 
+def test_kron_model_round_trips_pickle_free(hub, tmp_path, request):
+    """A model trained with ``policy_kwargs(..., optimizer="kron")`` is pushed pickle-free and pulled back: the
+    optimizer class (sb3_gap.optim.Kron) comes back by name, so the loaded model builds Kron for further training."""
+    from sb3_gap.optim import Kron
+
+    # The small MinAtar encoder and no training step: Kron's preconditioners for the IMPALA encoder take minutes on CPU.
+    model = DQN("CnnPolicy", ENV_ID, buffer_size=64, learning_starts=0, batch_size=8,
+                policy_kwargs=sb3_gap.policy_kwargs(encoder="minatar", bottleneck="gap", optimizer="kron"), seed=0)
+    push_to_hub(model, "kate/dqn-kron", env_id=ENV_ID, n_eval_episodes=1, video=False)
+    config = json.loads(hub.repos["kate/dqn-kron"].files[safe.CONFIG_FILE])  # as published
+    assert config["policy_kwargs"]["optimizer_class"] == {"__class__": "sb3_gap.optim:Kron"}
+
+    request.getfixturevalue("no_unpickling")
+    loaded, info = load_from_hub("kate/dqn-kron", return_info=True, cache_dir=tmp_path / "c")
+    assert info.path == "safetensors" and type(loaded) is DQN
+    assert loaded.policy_kwargs["optimizer_class"] is Kron and isinstance(loaded.policy.optimizer, Kron)
+    assert_same_policy(model, loaded)
+
+
 def test_unregistered_replay_class_drops_its_kwargs_too():
     """A replay class the loader cannot name is dropped with its kwargs (else SB3's default buffer would get them)."""
     from sb3_gap.replay import FrameReplayBuffer
@@ -394,17 +413,17 @@ def test_safe_config_refuses_unknown_classes_and_attributes(tmp_path):
     bad = json.loads(json.dumps(config))
     bad["policy_kwargs"]["features_extractor_class"] = {"__class__": "os:system"}
     with pytest.raises(ValueError, match="not registered"):
-        safe.build_model(bad, tmp_path / safe.WEIGHTS_FILE)
+        safe.build_from_config(bad, tmp_path / safe.WEIGHTS_FILE)
     bad = json.loads(json.dumps(config))
     bad["model_attrs"]["__class__"] = "x"
     with pytest.raises(ValueError, match="unexpected attribute"):
-        safe.build_model(bad, tmp_path / safe.WEIGHTS_FILE)
+        safe.build_from_config(bad, tmp_path / safe.WEIGHTS_FILE)
     bad = json.loads(json.dumps(config))
     bad["policy"] = "EvilPolicy"
     with pytest.raises(ValueError, match="valid choices"):
-        safe.build_model(bad, tmp_path / safe.WEIGHTS_FILE)
-    with pytest.raises(safe.NotPlainData, match="not plain data"):
-        safe.encode_plain({"f": lambda x: x})
+        safe.build_from_config(bad, tmp_path / safe.WEIGHTS_FILE)
+    with pytest.raises(plain.NotPlainData, match="not plain data"):
+        plain.encode_plain({"f": lambda x: x})
 
 
 # ------------------------------------------------------------------------------------------------

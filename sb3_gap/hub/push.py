@@ -1,5 +1,395 @@
-"""``sb3-gap push`` entry (the CLI dispatches by module)."""
+"""``push_to_hub``: evaluate an sb3_gap agent and upload it to the Hugging Face Hub in the RL Zoo's layout.
 
-from sb3_gap.hub.cli import push_main as main
+Built on ``huggingface_hub`` directly: rl_zoo3's ``push_to_hub`` fails to import with today's
+``huggingface_sb3``. File names follow rl_zoo3 / huggingface_sb3 (``{algo}-{env}.zip`` with ``/``
+in the env id replaced by ``-``, ``config.yml``, ``args.yml``, ``env_kwargs.yml``,
+``results.json``, ``replay.mp4``, ``train_eval_metrics.zip``, ``vec_normalize.pkl``), plus the
+pickle-free ``model.safetensors`` + ``sb3_gap.json`` (see :mod:`sb3_gap.hub.safe`).
 
-__all__ = ["main"]
+Nothing here writes into the run folder that is pushed: every file is staged in a temporary
+folder and uploaded in one commit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub
+import yaml
+from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_sb3 import EnvironmentName
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecVideoRecorder
+
+from sb3_gap.algos import ALGOS, get_algo
+from sb3_gap.checks import check_int
+from sb3_gap.hub import safe
+from sb3_gap.hub.card import build_card
+from sb3_gap.hub.common import (
+    ARGS_YML,
+    CONFIG_YML,
+    ENV_KWARGS_YML,
+    METRICS_ZIP,
+    README,
+    RESULTS_JSON,
+    VEC_NORMALIZE_HUB,
+    VEC_NORMALIZE_LOCAL,
+    VIDEO,
+    HubError,
+    check_repo_id,
+    hub_errors,
+    logger,
+    model_file_name,
+    resolve_endpoint,
+)
+from sb3_gap.hub.zoo_yaml import load_zoo_yaml
+
+
+@dataclass(frozen=True)
+class PushInfo:
+    """What :func:`push_to_hub` uploaded.
+
+    :param repo_id: The Hub repository
+    :param commit_url: URL of the single commit
+    :param files: Files in the commit
+    :param mean_reward: Evaluation mean return
+    :param std_reward: Evaluation standard deviation
+    """
+
+    repo_id: str
+    commit_url: str
+    files: list[str]
+    mean_reward: float
+    std_reward: float
+
+
+@dataclass
+class _Source:
+    model: BaseAlgorithm
+    algo: str
+    env_id: str
+    hyperparams: dict[str, Any]
+    raw_config: Path | None  # the run's config.yml / args.yml, uploaded byte for byte
+    raw_args: Path | None
+    env_kwargs: dict[str, Any]
+    model_zip: Path | None
+    stats_path: str | None
+    log_path: Path | None
+
+
+def _default_buffer_size(cls: type[BaseAlgorithm]) -> int | None:
+    import inspect
+
+    param = inspect.signature(cls.__init__).parameters.get("buffer_size")
+    return None if param is None else param.default
+
+
+# Run state rather than hyperparameters: left out of a model's config.yml.
+_RUN_STATE = {"ep_info_buffer", "ep_success_buffer", "start_time", "exploration_rate", "verbose", "tensorboard_log", "num_timesteps", "seed", "n_envs"}
+
+
+def _hyperparams(config: dict[str, Any]) -> dict[str, Any]:
+    """A Zoo-style ``config.yml`` for a model pushed as an object: its plain hyperparameters."""
+    attrs = config["model_attrs"]
+    # Class references stay out: the Zoo expects its own string syntax for those.
+    out = {k: v for k, v in attrs.items() if not k.startswith("_") and k not in _RUN_STATE and not (isinstance(v, dict) and "__class__" in v)}
+    out["policy"] = config["policy"]
+    out["n_timesteps"] = attrs.get("num_timesteps", 0)
+    return dict(sorted(out.items()))
+
+
+def _saved_hyperparams(params_path: str) -> tuple[dict[str, Any], str | None]:
+    """
+    rl_zoo3's ``get_saved_hyperparams(params_path, test_mode=True)`` without its ``yaml.UnsafeLoader`` and
+    ``eval``: ``config.yml`` is read by :func:`~sb3_gap.hub.zoo_yaml.load_zoo_yaml` and a ``normalize`` string is
+    parsed by :func:`sb3_gap.zoo_config.parse_kwargs_string`.
+
+    :return: ``(hyperparams with normalize / normalize_kwargs, stats path or None)``
+    """
+    from sb3_gap.zoo_config import parse_kwargs_string
+
+    if not os.path.isdir(params_path):
+        return {}, None
+    config_file = Path(params_path) / CONFIG_YML
+    if config_file.is_file():
+        loaded = load_zoo_yaml(config_file) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file} must hold a mapping of hyperparameters, got {type(loaded).__name__}")
+        hyperparams: dict[str, Any] = dict(loaded)
+        hyperparams["normalize"] = hyperparams.get("normalize", False)
+    else:
+        hyperparams = {"normalize": (Path(params_path) / "obs_rms.pkl").is_file()}
+    normalize = hyperparams["normalize"]
+    if normalize:
+        if isinstance(normalize, str):
+            kwargs = parse_kwargs_string(normalize)
+            if not isinstance(kwargs, dict):
+                raise ValueError(f"{config_file}: normalize = {normalize!r} must give keyword arguments of VecNormalize")
+            normalize_kwargs = dict(kwargs, norm_reward=False)
+        elif isinstance(normalize, dict):
+            normalize_kwargs = dict(normalize)
+        else:
+            normalize_kwargs = {"norm_obs": normalize, "norm_reward": False}
+        hyperparams["normalize_kwargs"] = normalize_kwargs
+    return hyperparams, params_path
+
+
+def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_best: bool, device: str) -> _Source:
+    """Read a Zoo run folder ``<folder>/<algo>/<env>_<exp_id>/`` the way rl_zoo3's enjoy / push_to_hub do."""
+    from rl_zoo3.utils import get_model_path
+
+    cls = get_algo(algo)
+    env_name = EnvironmentName(env_id)
+    try:
+        _, model_path, log_path = get_model_path(exp_id, str(folder), algo, env_name, load_best)
+    except (AssertionError, ValueError) as e:
+        raise FileNotFoundError(
+            f"No Zoo run for --algo {algo} --env {env_id} (exp id {exp_id or 'latest'}) under {folder}: {e}. "
+            f"Expected {folder}/{algo}/{env_name}_<N>/{env_name}.zip"
+        ) from None
+    params_path = os.path.join(log_path, env_name)
+    hyperparams, stats_path = _saved_hyperparams(params_path)
+    # As rl_zoo3's enjoy: the config section's env_kwargs (e.g. MinAtar's full action set), replaced by the
+    # command line's --env-kwargs of the training run when it gave some.
+    section_kwargs = hyperparams.get("env_kwargs")
+    if section_kwargs is not None and not isinstance(section_kwargs, dict):
+        raise ValueError(f"{params_path}/{CONFIG_YML}: env_kwargs must be a mapping, got {section_kwargs!r}")
+    env_kwargs: dict[str, Any] = dict(section_kwargs or {})
+    args_path = Path(params_path) / ARGS_YML
+    if args_path.is_file():
+        loaded = load_zoo_yaml(args_path)  # never yaml.UnsafeLoader: a run folder may come from anywhere
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{args_path} must hold a mapping of the run's arguments, got {type(loaded).__name__}")
+        if loaded.get("env_kwargs") is not None:
+            env_kwargs = dict(loaded["env_kwargs"])
+    # The user's own checkpoint (not a download): SB3's loader is the right tool. a small buffer as in
+    # the Zoo's enjoy, so no replay buffer is allocated; the configured size is restored for the card.
+    load_kwargs: dict[str, Any] = {}
+    if issubclass(cls, OffPolicyAlgorithm):
+        load_kwargs["buffer_size"] = safe.INFERENCE_BUFFER_SIZE
+    model = cls.load(model_path, device=device, **load_kwargs)
+    if "buffer_size" in load_kwargs:
+        model.buffer_size = hyperparams.get("buffer_size", _default_buffer_size(cls))
+    return _Source(
+        model=model,
+        algo=algo,
+        env_id=env_id,
+        hyperparams=hyperparams,
+        raw_config=Path(params_path) / CONFIG_YML if (Path(params_path) / CONFIG_YML).is_file() else None,
+        raw_args=args_path if args_path.is_file() else None,
+        env_kwargs=env_kwargs,
+        model_zip=Path(model_path),
+        stats_path=stats_path,
+        log_path=Path(log_path),
+    )
+
+
+def _evaluate(
+    model: BaseAlgorithm, env: VecEnv, n_eval_episodes: int, deterministic: bool, seed: int, env_id: str
+) -> dict[str, Any]:
+    """SB3's ``evaluate_policy``, recorded with the keys huggingface_sb3 writes to ``results.json``."""
+    rewards, lengths = evaluate_policy(model, env, n_eval_episodes=n_eval_episodes, deterministic=deterministic, return_episode_rewards=True, warn=False)
+    import numpy as np
+
+    return {
+        "mean_reward": float(np.mean(rewards)),
+        "std_reward": float(np.std(rewards)),
+        "is_deterministic": deterministic,
+        "n_eval_episodes": n_eval_episodes,
+        "eval_datetime": datetime.datetime.now().isoformat(),
+        # sb3_gap additions: the protocol in full.
+        "env_id": env_id,
+        "seed": seed,
+        "exploration_rate": None if deterministic else getattr(model, "exploration_rate", None),
+        "episode_rewards": [float(r) for r in rewards],
+        "episode_lengths": [int(n) for n in lengths],
+    }
+
+
+def _record_video(model: BaseAlgorithm, make_env: Callable[[], VecEnv], out: Path, length: int, deterministic: bool) -> bool:
+    """Best effort, like huggingface_sb3: a failed recording is reported and the push goes on."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = VecVideoRecorder(make_env(), tmp, record_video_trigger=lambda step: step == 0, video_length=length, name_prefix="replay")
+            obs = env.reset()
+            for _ in range(length):
+                action, _ = model.predict(obs, deterministic=deterministic)
+                obs, _, _, _ = env.step(action)
+            env.close()
+            videos = sorted(glob.glob(os.path.join(tmp, "*.mp4")))
+            if not videos:
+                raise RuntimeError("the recorder wrote no video")
+            shutil.copyfile(videos[0], out)
+        return True
+    except Exception as e:  # noqa: BLE001 - any failure only costs the video
+        logger.warning("No replay video (%s: %s); pushing without it. Use --no-video to skip recording.", type(e).__name__, e)
+        return False
+
+
+def _metrics_zip(log_path: Path | None, out: Path) -> None:
+    """rl_zoo3's ``train_eval_metrics.zip`` (its load_from_hub downloads it unconditionally)."""
+    with zipfile.ZipFile(out, "w") as archive:
+        if log_path is None:
+            return
+        if (log_path / "evaluations.npz").is_file():
+            archive.write(log_path / "evaluations.npz", arcname="evaluations.npz")
+        for monitor in sorted(glob.glob(str(log_path / "*.csv"))):
+            archive.write(monitor, arcname=os.path.basename(monitor))
+
+
+def push_to_hub(
+    source: BaseAlgorithm | str | Path,
+    repo_id: str,
+    *,
+    algo: str | None = None,
+    env_id: str | None = None,
+    exp_id: int = 0,
+    load_best: bool = False,
+    eval_env: VecEnv | None = None,
+    hyperparams: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    n_eval_episodes: int = 10,
+    deterministic: bool = True,
+    seed: int = 0,
+    video: bool = True,
+    video_length: int = 1000,
+    commit_message: str = "Upload sb3_gap agent",
+    private: bool | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    device: str = "auto",
+) -> PushInfo:
+    """
+    Evaluate an agent and upload it, its Zoo config files, ``results.json``, an optional replay video,
+    pickle-free weights and a model card to ``repo_id`` in ONE commit.
+
+    :param source: A model, or a Zoo log folder (``logs/``, with ``algo`` and ``env_id``)
+    :param repo_id: ``<user or org>/<name>``
+    :param algo: Zoo algorithm name (required for a folder; checked against a model)
+    :param env_id: Gymnasium id (required)
+    :param exp_id: Zoo experiment id (0: latest)
+    :param load_best: Push ``best_model.zip`` instead of ``<env>.zip``
+    :param eval_env: Evaluation env (default: the Zoo's ``create_test_env`` with the run's config)
+    :param hyperparams: ``config.yml`` content for a model source (default: its plain hyperparameters)
+    :param env_kwargs: Environment keyword arguments for a model source
+    :param n_eval_episodes: Evaluation episodes
+    :param deterministic: Greedy actions (ε = 0) in evaluation and video
+    :param seed: Evaluation env seed
+    :param video: Record ``replay.mp4`` (best effort)
+    :param video_length: Video length in steps
+    :param commit_message: Commit message
+    :param private: Create the repo private
+    :param token: Hub token (default: ``HF_TOKEN`` / ``hf auth login``); never printed
+    :param endpoint: Hub URL (default: ``HF_ENDPOINT`` or https://huggingface.co)
+    :param device: Torch device for loading a Zoo run
+    """
+    check_repo_id(repo_id)
+    check_int("n_eval_episodes", n_eval_episodes)
+    if algo is not None and algo.lower() not in ALGOS:
+        raise ValueError(f"Unknown algorithm {algo!r}; valid choices: {sorted(ALGOS)}")
+    if env_id is None:
+        raise ValueError("env_id is required (the Gymnasium id the agent plays, e.g. 'MinAtar/Breakout-v1')")
+    endpoint = resolve_endpoint(endpoint)
+    token = token or huggingface_hub.get_token()
+    if not token:
+        raise HubError(
+            f"No Hugging Face token found, so nothing can be pushed to {repo_id!r}: run `hf auth login` "
+            "(or set the HF_TOKEN environment variable) with a token that has write access."
+        )
+
+    plain: tuple[dict[str, Any], list[str]] | None = None  # model_to_plain(model), computed once
+    if isinstance(source, BaseAlgorithm):
+        name = safe.algo_name(source)
+        if algo is not None and algo.lower() != name:
+            raise ValueError(f"algo={algo!r} does not match the model's class {type(source).__name__} ({name!r})")
+        plain = safe.model_to_plain(source, env_id)
+        src = _Source(
+            model=source,
+            algo=name,
+            env_id=env_id,
+            hyperparams=hyperparams if hyperparams is not None else _hyperparams(plain[0]),
+            raw_config=None,
+            raw_args=None,
+            env_kwargs=dict(env_kwargs or {}),
+            model_zip=None,
+            stats_path=None,
+            log_path=None,
+        )
+    else:
+        if algo is None:
+            raise ValueError(f"algo is required to push a Zoo folder; valid choices: {sorted(ALGOS)}")
+        src = _zoo_source(source, algo.lower(), env_id, exp_id, load_best, device)
+
+    from rl_zoo3.utils import create_test_env
+
+    def make_env(render: bool = False) -> VecEnv:
+        kwargs = dict(src.env_kwargs)
+        if render:
+            kwargs["render_mode"] = "rgb_array"
+        hyperparams = deepcopy(src.hyperparams)
+        hyperparams.pop("env_kwargs", None)  # in kwargs already (enjoy removes it too)
+        return create_test_env(
+            env_id, n_envs=1, stats_path=src.stats_path, seed=seed, log_dir=None, should_render=render,
+            hyperparams=hyperparams, env_kwargs=kwargs,
+        )
+
+    env = eval_env if eval_env is not None else make_env()
+    results = _evaluate(src.model, env, n_eval_episodes, deterministic, seed, env_id)
+    logger.info(
+        "Evaluated %s on %s: mean_reward %.2f +/- %.2f over %d episodes",
+        src.algo, env_id, results["mean_reward"], results["std_reward"], n_eval_episodes,
+    )  # fmt: skip
+
+    # Everything is staged in a temporary folder: the run folder is only read.
+    with tempfile.TemporaryDirectory(prefix="sb3_gap-push-") as tmp:
+        stage = Path(tmp)
+        zip_name = model_file_name(src.algo, env_id)
+        if src.model_zip is not None:
+            shutil.copyfile(src.model_zip, stage / zip_name)
+        else:
+            src.model.save(stage / zip_name)
+        written = safe.save_safe(src.model, stage, env_id, plain)
+        if src.raw_config is not None:
+            shutil.copyfile(src.raw_config, stage / CONFIG_YML)
+        else:
+            (stage / CONFIG_YML).write_text(yaml.safe_dump(src.hyperparams), encoding="utf-8")
+        if src.raw_args is not None:
+            shutil.copyfile(src.raw_args, stage / ARGS_YML)
+        else:
+            args = {"algo": src.algo, "env": env_id, "env_kwargs": src.env_kwargs or None, "seed": seed}
+            (stage / ARGS_YML).write_text(yaml.safe_dump(args), encoding="utf-8")
+        (stage / ENV_KWARGS_YML).write_text(yaml.safe_dump(src.env_kwargs), encoding="utf-8")
+        (stage / RESULTS_JSON).write_text(json.dumps(results, indent=2), encoding="utf-8")
+        if src.stats_path and (Path(src.stats_path) / VEC_NORMALIZE_LOCAL).is_file():
+            shutil.copyfile(Path(src.stats_path) / VEC_NORMALIZE_LOCAL, stage / VEC_NORMALIZE_HUB)
+        _metrics_zip(src.log_path, stage / METRICS_ZIP)
+        if video:
+            _record_video(src.model, lambda: make_env(render=True), stage / VIDEO, video_length, deterministic)
+        files = sorted(p.name for p in stage.iterdir()) + [README]
+        card = build_card(
+            src.model, src.algo, env_id, repo_id, results, src.hyperparams, src.env_kwargs, files,
+            written["dropped_attrs"], written["policy_kwargs"],
+        )  # fmt: skip
+        card.save(stage / README)
+
+        api = HfApi(endpoint=endpoint, token=token)
+        with hub_errors(f"creating {repo_id!r}", repo_id, endpoint, token):
+            api.create_repo(repo_id, exist_ok=True, private=private)
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(stage / name)) for name in sorted(files)]
+        with hub_errors(f"uploading to {repo_id!r}", repo_id, endpoint, token):
+            commit = api.create_commit(repo_id, operations=operations, commit_message=commit_message)
+    logger.info("Pushed %d files to %s in one commit: %s", len(files), repo_id, commit.commit_url)
+    return PushInfo(repo_id, commit.commit_url, sorted(files), results["mean_reward"], results["std_reward"])

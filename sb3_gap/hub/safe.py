@@ -6,27 +6,19 @@ stranger's code. This module writes, next to the zip, a copy that carries no cod
 * ``model.safetensors``: the policy's tensors (safetensors cannot hold code);
 * ``sb3_gap.json``: the algorithm by its registered Zoo name, the policy by its alias
   (``"CnnPolicy"``), observation / action spaces as plain numbers, ``policy_kwargs`` with every
-  class replaced by a registered *name*, and the model's plain hyperparameters.
+  class replaced by a registered *name* (:mod:`sb3_gap.hub.plain`), and the model's plain hyperparameters.
 
-:func:`build_model` rebuilds the model from these two files by looking names up in
-:data:`sb3_gap.algos.ALGOS` and :func:`safe_classes` only: nothing from the download is imported,
-evaluated or unpickled. Written by hand because neither SB3 nor huggingface_hub offers a
+:func:`build_from_config` rebuilds the model from these two files by looking names up in
+:data:`sb3_gap.algos.ALGOS` and :func:`sb3_gap.hub.plain.safe_classes` only: nothing from the download is
+imported, evaluated or unpickled. Written by hand because neither SB3 nor huggingface_hub offers a
 code-free serialisation of an SB3 model (SB3's zip, huggingface_sb3 and rl_zoo3 all use pickle).
-
-The module also reads the Zoo's YAML files with :class:`ZooYamlLoader`, a ``yaml.SafeLoader``
-that additionally understands the two Python tags the Zoo writes (``OrderedDict``, ``tuple``),
-and :func:`check_zoo_config` rejects strings that the Zoo would ``eval`` or import unless they
-are plain literals / names from trusted packages.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
 import math
-import re
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +26,13 @@ import numpy as np
 import safetensors.torch
 import stable_baselines3
 import torch as th
-import yaml
-from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.type_aliases import TrainFreq
-from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
 import sb3_gap
 from sb3_gap.algos import ALGOS, get_algo
+from sb3_gap.hub.plain import NotPlainData, decode_plain, encode_plain, space_from_plain, space_to_plain
+from sb3_gap.hub.zoo_yaml import load_zoo_yaml  # noqa: F401  # TEMP-SHIM issue14: remove after merge
 
 logger = logging.getLogger("sb3_gap.hub")
 
@@ -59,193 +49,6 @@ MAX_OBS_ELEMENTS = 2**20
 MAX_BUFFER_ELEMENTS = 2**28
 #: Most parallel envs a downloaded config may declare (the replay is allocated per env); pass ``n_envs=`` to override.
 MAX_N_ENVS = 64
-
-_CLASS_KEY = "__class__"
-_SAFE_CLASSES: dict[str, type] = {}
-
-
-def _class_name(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def register_safe_class(cls: type) -> str:
-    """
-    Allow ``cls`` inside ``policy_kwargs`` of pickle-free Hub files (e.g. your own features extractor).
-
-    The class is written as its name ``"module:QualName"`` and, on load, looked up in this
-    registry only (never imported), so the loading side must register it too.
-
-    :param cls: The class to allow
-    :return: The name it is written under
-    """
-    if not isinstance(cls, type):
-        raise ValueError(f"register_safe_class expects a class, got {cls!r}")
-    _SAFE_CLASSES[_class_name(cls)] = cls
-    return _class_name(cls)
-
-
-def safe_classes() -> dict[str, type]:
-    """
-    Classes allowed by name: sb3_gap / SB3 extractors and buffers (``replay_buffer_class``: SB3's, and sb3_gap's
-    frame-once :class:`~sb3_gap.replay.FrameReplayBuffer` / ``RainbowReplayBuffer`` that ``zoo_configs`` use for
-    pixel envs), torch activations and optimizers.
-    """
-    if not _SAFE_CLASSES:
-        from stable_baselines3.common import buffers, torch_layers
-
-        from sb3_gap.rainbow.buffers import RainbowReplayBuffer
-        from sb3_gap.replay import FrameReplayBuffer
-
-        for cls in (
-            buffers.ReplayBuffer,
-            buffers.DictReplayBuffer,
-            buffers.NStepReplayBuffer,
-            buffers.RolloutBuffer,
-            buffers.DictRolloutBuffer,
-            FrameReplayBuffer,
-            RainbowReplayBuffer,
-            sb3_gap.ConvExtractor,
-            torch_layers.NatureCNN,
-            torch_layers.FlattenExtractor,
-            torch_layers.CombinedExtractor,
-            th.nn.ReLU,
-            th.nn.Tanh,
-            th.nn.ELU,
-            th.nn.GELU,
-            th.nn.SiLU,
-            th.nn.LeakyReLU,
-            th.nn.Sigmoid,
-            th.nn.Identity,
-            th.optim.Adam,
-            th.optim.AdamW,
-            th.optim.RMSprop,
-            th.optim.SGD,
-        ):
-            register_safe_class(cls)
-    return _SAFE_CLASSES
-
-
-# ----------------------------------------------------------------------------------------------
-# Plain-data encoding
-# ----------------------------------------------------------------------------------------------
-
-
-class NotPlainData(ValueError):
-    """A value that cannot be written as plain data (it would need pickle)."""
-
-
-def encode_plain(value: Any, where: str = "value") -> Any:
-    """
-    ``value`` as JSON-ready plain data; registered classes become ``{"__class__": name}``.
-
-    :param value: Nested dicts / lists / tuples of numbers, strings, bools, None and registered classes
-    :param where: Name of the value, for the error message
-    :raises NotPlainData: For anything else (callables, arrays, unregistered classes)
-    """
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return {"__float__": repr(value)}
-        return value
-    if isinstance(value, np.generic) and np.ndim(value) == 0 and value.dtype.kind in "biuf":
-        return encode_plain(value.item(), where)
-    # SB3's schedule objects (learning_rate, clip_range, ...) as numbers / plain parameters.
-    if isinstance(value, FloatSchedule):
-        return encode_plain(value.value_schedule, where)
-    if isinstance(value, ConstantSchedule):
-        return encode_plain(float(value.val), where)
-    if isinstance(value, LinearSchedule):
-        return {"__schedule__": "linear", "start": float(value.start), "end": float(value.end), "end_fraction": float(value.end_fraction)}
-    if isinstance(value, TrainFreq):  # (frequency, unit) as SB3's train_freq=(4, "step") accepts it
-        return [int(value.frequency), value.unit.value]
-    if isinstance(value, (list, tuple)):
-        return [encode_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise NotPlainData(f"{where} has non-string keys: {list(value)!r}")
-        return {k: encode_plain(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, type):
-        name = _class_name(value)
-        if name not in safe_classes():
-            raise NotPlainData(
-                f"{where} is the class {name}, which is not registered for pickle-free files; "
-                f"call sb3_gap.hub.register_safe_class({value.__qualname__}) before pushing and loading "
-                f"(registered: {sorted(safe_classes())})"
-            )
-        return {_CLASS_KEY: name}
-    raise NotPlainData(f"{where} = {value!r} ({type(value).__name__}) is not plain data")
-
-
-def decode_plain(value: Any, where: str = "value") -> Any:
-    """Inverse of :func:`encode_plain`; class names are looked up in :func:`safe_classes` only."""
-    if isinstance(value, list):
-        return [decode_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        if set(value) == {_CLASS_KEY}:
-            name = value[_CLASS_KEY]
-            if name not in safe_classes():
-                raise ValueError(
-                    f"{where} names the class {name!r}, which is not registered for pickle-free loading; "
-                    f"registered: {sorted(safe_classes())}. If you trust it, register it with "
-                    "sb3_gap.hub.register_safe_class(cls)."
-                )
-            return safe_classes()[name]
-        if value.get("__schedule__") == "linear" and set(value) == {"__schedule__", "start", "end", "end_fraction"}:
-            return LinearSchedule(float(value["start"]), float(value["end"]), float(value["end_fraction"]))
-        if set(value) == {"__float__"}:
-            text = value["__float__"]
-            if text not in ("inf", "-inf", "nan"):
-                raise ValueError(f"{where}: bad float {text!r}; valid: 'inf', '-inf', 'nan'")
-            return float(text)
-        return {k: decode_plain(v, f"{where}.{k}") for k, v in value.items()}
-    return value
-
-
-def _bound(array: np.ndarray) -> Any:
-    flat = np.unique(array)
-    if flat.size == 1:  # the common case: one bound for every element
-        return encode_plain(flat[0].item())
-    return encode_plain(array.tolist())
-
-
-def space_to_plain(space: spaces.Space) -> dict[str, Any]:
-    """A ``Box`` / ``Discrete`` / ``MultiDiscrete`` / ``MultiBinary`` space as plain data."""
-    if isinstance(space, spaces.Box):
-        return {
-            "type": "Box",
-            "shape": list(space.shape),
-            "dtype": np.dtype(space.dtype).name,
-            "low": _bound(space.low),
-            "high": _bound(space.high),
-        }
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": space.start.tolist()}
-    if isinstance(space, spaces.MultiBinary):
-        return {"type": "MultiBinary", "n": encode_plain(space.n)}
-    raise NotPlainData(f"Space {space!r} is not supported by pickle-free files; supported: Box, Discrete, MultiDiscrete, MultiBinary")
-
-
-def space_from_plain(data: dict[str, Any]) -> spaces.Space:
-    """Inverse of :func:`space_to_plain`."""
-    kind = data.get("type")
-    if kind == "Box":
-        dtype = np.dtype(data["dtype"])
-        if dtype.kind not in "biuf":
-            raise ValueError(f"Box dtype {data['dtype']!r} is not numeric")
-        shape = tuple(int(s) for s in data["shape"])
-        low = np.broadcast_to(np.asarray(decode_plain(data["low"]), dtype=dtype), shape)
-        high = np.broadcast_to(np.asarray(decode_plain(data["high"]), dtype=dtype), shape)
-        return spaces.Box(low=low.copy(), high=high.copy(), shape=shape, dtype=dtype)
-    if kind == "Discrete":
-        return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
-    if kind == "MultiDiscrete":
-        return spaces.MultiDiscrete(np.asarray(data["nvec"], dtype=np.int64), start=np.asarray(data.get("start", 0), dtype=np.int64))
-    if kind == "MultiBinary":
-        return spaces.MultiBinary(data["n"])
-    raise ValueError(f"Unknown space type {kind!r}; valid: ['Box', 'Discrete', 'MultiBinary', 'MultiDiscrete']")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -498,14 +301,14 @@ def _check_buffer_size(model: BaseAlgorithm, obs_elements: int) -> None:
         )
 
 
-def build_model(config: dict[str, Any], weights: str | Path, device: th.device | str = "auto", **overrides: Any) -> BaseAlgorithm:
+def build_from_config(config: dict[str, Any], weights: str | Path, device: th.device | str = "auto", **overrides: Any) -> BaseAlgorithm:
     """
     Rebuild a model from a plain config and safetensors weights, executing nothing from either file.
 
     Mirrors what ``BaseAlgorithm.load`` does (construct with ``_init_setup_model=False``, restore
     attributes, ``_setup_model()``, load the policy weights), with every class found by name in
-    :data:`sb3_gap.algos.ALGOS`, the algorithm's ``policy_aliases`` or :func:`safe_classes`. The config
-    cannot steer this machine: only :func:`allowed_attrs` are restored (``tensorboard_log``, ``verbose``...
+    :data:`sb3_gap.algos.ALGOS`, the algorithm's ``policy_aliases`` or :func:`~sb3_gap.hub.plain.safe_classes`.
+    The config cannot steer this machine: only :func:`allowed_attrs` are restored (``tensorboard_log``, ``verbose``...
     keep their local defaults), observation spaces are bounded by :data:`MAX_OBS_ELEMENTS`, buffers by
     :data:`MAX_BUFFER_ELEMENTS`, and the network the config describes is first built on torch's meta
     device and compared with the shapes in the weights' header, so nothing is allocated for a config
@@ -569,153 +372,3 @@ def build_model(config: dict[str, Any], weights: str | Path, device: th.device |
     missing, unexpected = safetensors.torch.load_model(model.policy, str(weights), strict=True, device=str(model.device))
     assert not missing and not unexpected  # strict=True raises before this
     return model
-
-
-# ----------------------------------------------------------------------------------------------
-# The Zoo's YAML files
-# ----------------------------------------------------------------------------------------------
-
-
-class ZooYamlLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` plus the two Python tags the RL Zoo writes: ``OrderedDict`` and ``tuple``."""
-
-
-def _construct_ordered_dict(loader: ZooYamlLoader, node: yaml.Node) -> OrderedDict:
-    if isinstance(node, yaml.SequenceNode):
-        args = loader.construct_sequence(node, deep=True)
-    elif isinstance(node, yaml.MappingNode):
-        args = loader.construct_mapping(node, deep=True).get("args", [])
-    else:
-        raise yaml.constructor.ConstructorError(None, None, "bad OrderedDict node", node.start_mark)
-    pairs = args[0] if args else []
-    return OrderedDict((k, v) for k, v in pairs)
-
-
-def _construct_tuple(loader: ZooYamlLoader, node: yaml.Node) -> tuple:
-    return tuple(loader.construct_sequence(node, deep=True))
-
-
-ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _construct_ordered_dict)
-ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
-
-
-def load_zoo_yaml(path: str | Path) -> Any:
-    """
-    Read a Zoo YAML file (``config.yml``, ``args.yml``...) without constructing arbitrary Python objects: plain
-    YAML plus the Zoo's ``OrderedDict`` and ``tuple`` tags, nothing else (``yaml.UnsafeLoader``, which rl_zoo3
-    uses, would run ``!!python/object/apply`` tags).
-
-    :raises ValueError: Naming the file and the tag that is not plain data
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=ZooYamlLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as e:
-        problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ValueError(
-            f"{Path(path).name} holds YAML that is not plain data{where}: {problem}; only mappings, lists, scalars, "
-            "OrderedDict and tuple are read"
-        ) from None
-
-
-# Keys of config.yml whose strings the Zoo evaluates (``eval``) or imports by name.
-_ZOO_EVAL_KEYS = ("normalize", "policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs", "frame_stack", "monitor_kwargs")
-_ZOO_IMPORT_KEYS = ("env_wrapper", "vec_env_wrapper", "callback")  # and "policy" when it is a dotted name
-TRUSTED_PACKAGES = ("gymnasium.", "stable_baselines3.", "sb3_contrib.", "rl_zoo3.", "sb3_gap.")
-#: Wrappers of the trusted packages that write files wherever their arguments say: never accepted from a download.
-FILE_WRITING_WRAPPERS = frozenset(
-    {"gymnasium.wrappers.RecordVideo", "gymnasium.wrappers.RecordVideoV0", "gymnasium.wrappers.HumanRendering",
-     "stable_baselines3.common.monitor.Monitor", "stable_baselines3.common.vec_env.VecVideoRecorder",
-     "stable_baselines3.common.vec_env.VecMonitor", "stable_baselines3.common.callbacks.CheckpointCallback",
-     "stable_baselines3.common.callbacks.EvalCallback"}  # fmt: skip
-)
-# Argument names that hold a path (video_folder, log_dir, filename, save_path, best_model_save_path...).
-_PATH_ARG = re.compile(r"(?i)(folder|dir|path|file|prefix)")
-REFUSED = "refused for downloaded configs (--allow-pickle does not lift this)"
-
-
-def _check_expression(text: str, where: str) -> None:
-    """
-    Accept what Zoo configs contain: first, what :func:`sb3_gap.zoo_config.parse_kwargs_string` reads
-    without ``eval`` (literals and keyword calls of ``dict`` / ``policy_kwargs``, the form of sb3_gap's own
-    YAML files); else literals, names and attributes inside ``dict(...)`` calls (``dict(activation_fn=nn.ReLU)``,
-    rl_zoo3's form). Any other call and any private name is refused: without calls, evaluating the expression
-    only looks names up.
-    """
-    from sb3_gap.zoo_config import parse_kwargs_string
-
-    try:
-        parse_kwargs_string(text)
-        return
-    except (ValueError, TypeError) as e:  # not in the parser's form (e.g. nn.ReLU): the structural check below decides
-        parse_error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError:
-        raise ValueError(f"{where} = {text!r} is not a Python expression") from None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            if isinstance(node.func, ast.Name) and node.func.id == "policy_kwargs":
-                raise ValueError(f"{where} = {text!r} is not a valid sb3_gap policy_kwargs(...) call ({parse_error}); {REFUSED}")
-            if not (isinstance(node.func, ast.Name) and node.func.id == "dict"):
-                raise ValueError(f"{where} = {text!r} calls something other than dict() or sb3_gap's policy_kwargs(); {REFUSED}")
-        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
-        if name.startswith("_"):
-            raise ValueError(f"{where} = {text!r} uses the private name {name!r}; {REFUSED}")
-        if not isinstance(
-            node,
-            (ast.Expression, ast.Call, ast.Name, ast.Load, ast.keyword, ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Attribute, ast.UnaryOp, ast.USub),
-        ):
-            raise ValueError(f"{where} = {text!r} contains {type(node).__name__}; {REFUSED}")
-
-
-def _wrappers(value: Any, where: str) -> list[tuple[str, Any]]:
-    """(name, kwargs) of each wrapper / callback of a Zoo ``env_wrapper``-style entry."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [(value, {})]
-    if isinstance(value, dict):
-        return [(str(k), v) for k, v in value.items()]
-    if isinstance(value, list):
-        return [w for v in value for w in _wrappers(v, where)]
-    raise ValueError(f"{where}: unexpected wrapper specification {value!r}")
-
-
-def _looks_like_path(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any(_PATH_ARG.search(str(k)) or _looks_like_path(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_looks_like_path(v) for v in value)
-    return isinstance(value, str) and ("/" in value or "\\" in value or value.startswith(("~", ".")))
-
-
-def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
-    """
-    Refuse a downloaded ``config.yml`` whose strings the Zoo would ``eval`` (:func:`_check_expression`) or
-    import from outside :data:`TRUSTED_PACKAGES`, and wrappers / callbacks that write files
-    (:data:`FILE_WRITING_WRAPPERS`, or any with a path-like argument such as ``video_folder``), whatever
-    ``--allow-pickle`` says: that flag only accepts a pickled *model*.
-
-    :param hyperparams: The loaded YAML
-    :param name: File name for the messages
-    :raises ValueError: Naming the key and value at fault
-    """
-    if hyperparams is None:
-        return
-    if not isinstance(hyperparams, dict):
-        raise ValueError(f"{name} must hold a mapping, got {type(hyperparams).__name__}")
-    for key in _ZOO_EVAL_KEYS:
-        if isinstance(hyperparams.get(key), str):
-            _check_expression(hyperparams[key], f"{name}: {key}")
-    policy = hyperparams.get("policy")
-    if isinstance(policy, str) and "." in policy and not policy.startswith(TRUSTED_PACKAGES):
-        raise ValueError(f"{name}: policy imports {policy!r}, outside the trusted packages {list(TRUSTED_PACKAGES)}; {REFUSED}")
-    for key in _ZOO_IMPORT_KEYS:
-        for wrapper, kwargs in _wrappers(hyperparams.get(key), f"{name}: {key}"):
-            if not wrapper.startswith(TRUSTED_PACKAGES) or any(part.startswith("_") for part in wrapper.split(".")):
-                raise ValueError(f"{name}: {key} imports {wrapper!r}, outside the trusted packages {list(TRUSTED_PACKAGES)}; {REFUSED}")
-            if wrapper in FILE_WRITING_WRAPPERS or _looks_like_path(kwargs):
-                raise ValueError(f"{name}: {key} {wrapper!r} with arguments {kwargs!r} writes or reads files on this machine; {REFUSED}")

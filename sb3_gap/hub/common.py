@@ -1,0 +1,121 @@
+"""What :mod:`sb3_gap.hub.push` and :mod:`sb3_gap.hub.pull` share: the RL Zoo's file names on the Hub,
+repository-id and endpoint checks, and :class:`HubError`, into which every huggingface_hub / network
+exception is translated (with any token scrubbed from the message).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+
+import huggingface_hub
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_sb3 import EnvironmentName, ModelName
+
+logger = logging.getLogger("sb3_gap.hub")
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Network exceptions of whichever HTTP library this huggingface_hub uses (httpx2 in 2.x, httpx in 1.x, requests before)."""
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
+        with contextlib.suppress(ImportError):
+            errors.append(getattr(__import__(module), name))
+    return tuple(errors)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+# rl_zoo3's names on the Hub (push_to_hub.py / load_from_hub.py).
+CONFIG_YML, ARGS_YML, ENV_KWARGS_YML, RESULTS_JSON = "config.yml", "args.yml", "env_kwargs.yml", "results.json"
+VEC_NORMALIZE_HUB, VEC_NORMALIZE_LOCAL = "vec_normalize.pkl", "vecnormalize.pkl"
+METRICS_ZIP, VIDEO, README = "train_eval_metrics.zip", "replay.mp4", "README.md"
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+_TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9]{8,}")
+
+
+class HubError(RuntimeError):
+    """A Hub operation failed; the message says what went wrong and how to fix it. No token is ever in it."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------------------------
+
+
+def _scrub(text: str, token: str | None) -> str:
+    """``text`` with ``token``, and anything that looks like a Hugging Face token, replaced by ``***``."""
+    if token:
+        text = text.replace(token, "***")
+    return _TOKEN_LIKE.sub("hf_***", text)
+
+
+@contextlib.contextmanager
+def hub_errors(action: str, repo_id: str, endpoint: str, token: str | None) -> Iterator[None]:
+    """Turn huggingface_hub / network exceptions into a :class:`HubError` that says what to do.
+
+    The error is raised after the ``except`` block, so it carries no ``__context__`` (the original
+    exception, with its request details) into tracebacks.
+    """
+    msg: str | None = None
+    try:
+        yield
+    except HubError:
+        raise
+    except RepositoryNotFoundError:
+        msg = (
+            f"Repository {repo_id!r} was not found on {endpoint} while {action} (or it is private and the "
+            "token cannot see it): check --repo-id, and log in with `hf auth login` for private repos."
+        )
+    except RevisionNotFoundError:
+        msg = f"Revision not found in {repo_id!r} while {action}: check --revision."
+    except EntryNotFoundError as e:
+        msg = f"A file is missing from {repo_id!r} while {action}: {_first_line(e)}"
+    except OfflineModeIsEnabled:
+        msg = f"HF_HUB_OFFLINE is set, so {action} cannot reach the Hub: unset HF_HUB_OFFLINE."
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        if status in (401, 403):
+            msg = (
+                f"The Hub refused the token while {action} (HTTP {status}): log in again with `hf auth login`, "
+                f"or set HF_TOKEN to a token with write access to {repo_id!r}."
+            )
+        else:
+            msg = f"The Hub answered HTTP {status} while {action}: {_first_line(e)}. Nothing was changed locally; retry later."
+    except _TRANSPORT_ERRORS as e:
+        msg = (
+            f"Cannot complete {action}: the connection to {endpoint} failed or was interrupted ({type(e).__name__}). "
+            "Check your network (and HF_ENDPOINT); nothing local was modified. A Hub commit is all-or-nothing, "
+            "so an interrupted push left the repository as it was: re-run the same command."
+        )
+    if msg is not None:
+        raise HubError(_scrub(msg, token))
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a ``repo_id`` that is not ``<user or org>/<name>`` before any request is made."""
+    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
+        raise ValueError(f"repo_id must look like '<user or org>/<name>' (letters, digits, '-', '_', '.'), got {repo_id!r}")
+
+
+def resolve_endpoint(endpoint: str | None) -> str:
+    """``endpoint``, else ``HF_ENDPOINT`` (read now, not at import), else huggingface_hub's default."""
+    return (endpoint or os.environ.get("HF_ENDPOINT") or huggingface_hub.constants.ENDPOINT).rstrip("/")
+
+
+def model_file_name(algo: str, env_id: str) -> str:
+    """``{algo}-{env}.zip`` as rl_zoo3 / huggingface_sb3 name it (``/`` in the env id becomes ``-``)."""
+    return ModelName(algo, EnvironmentName(env_id)).filename
