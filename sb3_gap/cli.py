@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = {
         "demo": "sb3_gap.sweep.demo",
         "train": "sb3_gap.train",
-        "sweep": "sb3_gap.sweep.sweep",
+        "sweep": "sb3_gap.sweep.cli",
         "report": "sb3_gap.sweep.report",
         "gradcam": "sb3_gap.diagnostics.gradcam",
         "push": "sb3_gap.hub.push",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sb3_gap.sweep.sweep import main as sweep_main
+from sb3_gap.sweep.cli import main as sweep_main
 
 STUDY_REPORT = Path(__file__).resolve().parents[2] / "results" / "minatar_scaling" / "summary.md"
 
