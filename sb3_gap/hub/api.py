@@ -213,15 +213,16 @@ def _default_buffer_size(cls: type[BaseAlgorithm]) -> int | None:
     return None if param is None else param.default
 
 
-# Run state rather than hyperparameters: left out of a model's config.yml.
-_RUN_STATE = {"ep_info_buffer", "ep_success_buffer", "start_time", "exploration_rate", "verbose", "tensorboard_log", "num_timesteps", "seed", "n_envs"}
+# Not hyperparameters (run progress, rollout state, local settings): left out of a model's config.yml.
+# (Saving a model pickle-free leaves out the rollout state alone: safe._RUN_STATE_ATTRS.)
+_NOT_HYPERPARAMS = {"ep_info_buffer", "ep_success_buffer", "start_time", "exploration_rate", "verbose", "tensorboard_log", "num_timesteps", "seed", "n_envs"}
 
 
 def _hyperparams(config: dict[str, Any]) -> dict[str, Any]:
     """A Zoo-style ``config.yml`` for a model pushed as an object: its plain hyperparameters."""
     attrs = config["model_attrs"]
     # Class references stay out: the Zoo expects its own string syntax for those.
-    out = {k: v for k, v in attrs.items() if not k.startswith("_") and k not in _RUN_STATE and not (isinstance(v, dict) and "__class__" in v)}
+    out = {k: v for k, v in attrs.items() if not k.startswith("_") and k not in _NOT_HYPERPARAMS and not (isinstance(v, dict) and "__class__" in v)}
     out["policy"] = config["policy"]
     out["n_timesteps"] = attrs.get("num_timesteps", 0)
     return dict(sorted(out.items()))

@@ -55,7 +55,7 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
         workers=2,  # one torch thread each
         report="results/minatar_scaling",
     ),
-    # The README's main job (`make demo`, ~5 min on 2 cores): the study's network and settings, flatten x4 vs
+    # The README's main job (`make demo`; wall time in docs/benchmarks_sweeps.md): the study's network and settings, flatten x4 vs
     # GAP x4 on MinAtar Breakout, one seed each, 30k steps. Budget override: ε decays over 10k steps.
     "demo": dict(
         envs=["MinAtar/Breakout-v1"],
