@@ -61,9 +61,8 @@ class _Discard(io.RawIOBase):
 class _RecordEvaluation(BaseCallback):
     """SB3's ``callback_after_eval`` hook of :class:`SweepEvalCallback`: records the evaluation just made."""
 
-    parent: SweepEvalCallback
-
     def _on_step(self) -> bool:
+        assert isinstance(self.parent, SweepEvalCallback)  # EventCallback sets parent to the callback it hooks into
         self.parent.record_evaluation()
         return True
 
