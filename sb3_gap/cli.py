@@ -9,7 +9,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "demo": "sb3_gap.sweep.demo:main",
     "train": "sb3_gap.train:main",
-    "sweep": "sb3_gap.sweep.sweep:main",
+    "sweep": "sb3_gap.sweep.cli:main",
     "report": "sb3_gap.sweep.report:main",
     "gradcam": "sb3_gap.diagnostics.gradcam:main",
     "push": "sb3_gap.hub.cli:push_main",

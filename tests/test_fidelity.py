@@ -22,9 +22,10 @@ from sb3_gap import Rainbow, parameter_report, policy_kwargs
 from sb3_gap.rainbow import rainbow_preset
 from sb3_gap.rainbow.policies import NoisyLinear
 from sb3_gap.sweep import SweepSpec
-from sb3_gap.sweep import sweep as sweep_module
-from sb3_gap.sweep.protocols import DOPAMINE_EVAL_EPSILON, EpsilonGreedyActions, make_plain_env, protocol_for
-from sb3_gap.sweep.sweep import PRESETS, resolve_run, run_settings, train_cell
+from sb3_gap.envs.protocols import DOPAMINE_EVAL_EPSILON, EpsilonGreedyActions, make_plain_env, protocol_for
+from sb3_gap.sweep import cell as sweep_module
+from sb3_gap.sweep.cell import resolve_run, run_settings, train_cell
+from sb3_gap.sweep.cli import SWEEP_PRESETS
 from sb3_gap.zoo_config import ZOO_CONFIG_DIR, parse_kwargs_string, resolve_section
 
 MINATAR = gym.spaces.Box(0, 255, (4, 10, 10), np.uint8)
@@ -77,7 +78,7 @@ def test_overrides_are_explicit_and_recorded(tmp_path):
 
 
 def test_study_preset_lists_its_budget_overrides():
-    preset = PRESETS["minatar-scaling"]
+    preset = SWEEP_PRESETS["minatar-scaling"]
     assert preset["fixed"] == {"exploration_steps": 25_000}
     assert preset["steps"] >= 150_000 and len(preset["envs"]) >= 2 and preset["seeds"] >= 3
     assert preset["bottlenecks"] == ["flatten", "gap"] and preset["width_scales"] == [1, 4]

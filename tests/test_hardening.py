@@ -36,7 +36,9 @@ from sb3_gap.cli import main as cli_main
 from sb3_gap.hub import HubError, load_from_hub, pull_from_hub, safe, zoo_yaml
 from sb3_gap.rainbow import Rainbow
 from sb3_gap.sweep import SweepSpec, open_study
-from sb3_gap.sweep import sweep as sweep_module
+from sb3_gap.sweep import database as sweep_database
+from sb3_gap.sweep import spec as sweep_spec
+from sb3_gap.sweep import workers as sweep_workers
 
 TOKEN = TEST_TOKEN
 ENV_ID = "MinAtar/Breakout-v1"
@@ -248,7 +250,7 @@ SECRET_URLS = [
 
 @pytest.mark.parametrize("url", SECRET_URLS)
 def test_item03_display_url_masks_every_form_of_password(url):
-    from sb3_gap.sweep.sweep import display_url, scrub_secrets
+    from sb3_gap.sweep.database import display_url, scrub_secrets
 
     shown = display_url(url)
     assert SECRET not in shown and "***" in shown
@@ -403,8 +405,8 @@ def test_item11_locked_sqlite_is_reported_within_seconds_with_its_holder(tmp_pat
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"
-        monkeypatch.setattr(sweep_module, "SQLITE_PROBE_TIMEOUT_S", 0.5)
-        monkeypatch.setattr(sweep_module, "SQLITE_LOCK_WAIT_S", 1.5)
+        monkeypatch.setattr(sweep_database, "SQLITE_PROBE_TIMEOUT_S", 0.5)
+        monkeypatch.setattr(sweep_database, "SQLITE_LOCK_WAIT_S", 1.5)
         start = time.perf_counter()
         with pytest.raises(SystemExit) as info:
             cli_main(tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{db}"))
@@ -671,7 +673,7 @@ def test_issue16_item6_sweep_accepts_ale_ids(fresh_registry, tmp_path):
 def test_issue16_item6_gradcam_accepts_ale_ids(fresh_registry, tmp_path):
     from sb3_contrib import QRDQN
 
-    from sb3_gap.sweep.protocols import protocol_for
+    from sb3_gap.envs.protocols import protocol_for
 
     venv = protocol_for("ALE/Pong-v5").make_env("ALE/Pong-v5", 1, 0, False)
     QRDQN("CnnPolicy", venv, buffer_size=64, batch_size=8, policy_kwargs=policy_kwargs(encoder="nature", bottleneck="gap"), seed=0).save(tmp_path / "m.zip")
@@ -704,9 +706,9 @@ def test_issue16_idle_worker_leaves_a_finished_grid_within_seconds(tmp_path, mon
         slept.append(seconds)
         study.tell(other, 1.0)  # the other worker finishes while this one waits
 
-    monkeypatch.setattr(sweep_module.time, "sleep", sleep)
-    assert sweep_module.run_worker(spec, progress=False, wait=True) == 0  # trained nothing, left the finished grid
-    assert slept == [sweep_module.IDLE_POLL_S] and sweep_module.IDLE_POLL_S <= 2
+    monkeypatch.setattr(sweep_workers.time, "sleep", sleep)
+    assert sweep_workers.run_worker(spec, progress=False, wait=True) == 0  # trained nothing, left the finished grid
+    assert slept == [sweep_workers.IDLE_POLL_S] and sweep_workers.IDLE_POLL_S <= 2
 
 
 def test_issue16_sweep_run_folders_use_the_zoo_env_slug(tmp_path):
@@ -715,13 +717,13 @@ def test_issue16_sweep_run_folders_use_the_zoo_env_slug(tmp_path):
     spec = SweepSpec(envs=[ENV_ID, "ALE/Pong-v5"], algos=["dqn"], bottlenecks=["gap"], storage=f"sqlite:///{tmp_path}/s.db",
                      out_dir=str(tmp_path / "runs"), study="st")  # fmt: skip
     spec.validate()
-    dirs = {c["env"]: sweep_module.run_dir_for(spec, c) for c in spec.cells()}
+    dirs = {c["env"]: sweep_spec.run_dir_for(spec, c) for c in spec.cells()}
     assert dirs[ENV_ID].parent == tmp_path / "runs" / "st" / ENV_NAME == tmp_path / "runs" / "st" / "MinAtar-Breakout-v1"
     assert dirs["ALE/Pong-v5"].parent.name == "ALE-Pong-v5"
     legacy = tmp_path / "runs" / "st" / "MinAtar_Breakout-v1"
     legacy.mkdir(parents=True)
     spec.validate()
-    assert sweep_module.run_dir_for(spec, spec.cells()[0] if spec.cells()[0]["env"] == ENV_ID else spec.cells()[1]).parent == legacy
+    assert sweep_spec.run_dir_for(spec, spec.cells()[0] if spec.cells()[0]["env"] == ENV_ID else spec.cells()[1]).parent == legacy
 
 
 def test_issue16_zoo_progress_bar_is_documented():

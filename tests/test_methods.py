@@ -26,7 +26,7 @@ from sb3_gap.rainbow import Rainbow
 from sb3_gap.report import find_extractor
 from sb3_gap.sweep import SweepSpec, open_study, run_sweep
 from sb3_gap.sweep.report import build_report, load_runs
-from sb3_gap.sweep.sweep import resolve_run
+from sb3_gap.sweep.cell import resolve_run
 from sb3_gap.zoo_config import parse_kwargs_string
 
 SPACE = gym.spaces.Box(0.0, 1.0, (4, 10, 10), np.float32)  # MinAtar-shaped

@@ -18,7 +18,8 @@ from stable_baselines3.common.logger import Logger
 from sb3_gap import Rainbow, compile_policy, policy_kwargs
 from sb3_gap.compile import compiler_problem
 from sb3_gap.rainbow.buffers import RainbowReplayBuffer
-from sb3_gap.sweep import sweep as sweep_mod
+from sb3_gap.sweep import workers as sweep_mod
+from sb3_gap.sweep.cli import build_parser
 
 CUDA = th.cuda.is_available()
 # Inductor's first C++ build takes minutes on 2 busy CPU cores (measured 206 s for the Rainbow test with a cold
@@ -202,7 +203,7 @@ def test_parse_workers():
     for bad in ("0", "-2", "two", "1.5"):
         with pytest.raises(ValueError, match=rf"--workers {bad}"):
             sweep_mod.parse_workers(bad)
-    args = sweep_mod.build_parser().parse_args(["--envs", "CartPole-v1", "--workers", "auto"])
+    args = build_parser().parse_args(["--envs", "CartPole-v1", "--workers", "auto"])
     assert args.workers == "auto"
 
 

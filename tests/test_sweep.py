@@ -22,7 +22,10 @@ from rliable import metrics
 
 from sb3_gap.sweep import SweepSpec, open_study, run_sweep, run_worker
 from sb3_gap.sweep.report import build_report, compute_aggregates, load_runs, score_matrices
-from sb3_gap.sweep.sweep import SweepGridSampler, _Objective, cell_key, cell_states, main, make_storage
+from sb3_gap.sweep.cli import main
+from sb3_gap.sweep.spec import cell_key
+from sb3_gap.sweep.storage import SweepGridSampler, cell_states, make_storage
+from sb3_gap.sweep.workers import _Objective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -248,7 +251,7 @@ def test_cell_states_prefers_complete():
 
 
 def test_normalization_tables_by_protocol(tmp_path):
-    from sb3_gap.sweep.protocols import load_reference, protocol_for
+    from sb3_gap.envs.protocols import load_reference, protocol_for
 
     assert protocol_for("ALE/Pong-v5").reference("ALE/Pong-v5") == (-20.7, 14.6)  # random, human
     assert protocol_for("BreakoutNoFrameskip-v4").reference("BreakoutNoFrameskip-v4") == (1.7, 30.5)
@@ -267,7 +270,7 @@ def test_sb3_gap_atari_ids_use_the_papers_protocol():
     """Dopamine/* and Atari100k/* ids get the env module's protocol: training wrappers, VecFrameStack(4), human-normalized."""
     from stable_baselines3.common.vec_env import VecFrameStack
 
-    from sb3_gap.sweep.protocols import protocol_for
+    from sb3_gap.envs.protocols import protocol_for
 
     proto = protocol_for("Dopamine/Pong-v5")
     assert proto.make_env.__name__ == "make_sb3_gap_atari_env"
@@ -281,7 +284,7 @@ def test_sb3_gap_atari_ids_use_the_papers_protocol():
 
 # ---------------------------------------------------------------------------------------- storages
 def test_storage_urls_never_show_passwords():
-    from sb3_gap.sweep.sweep import check_storage_url, display_url
+    from sb3_gap.sweep.database import check_storage_url, display_url
 
     assert display_url("postgresql://sweeper:s3cret@db-host/sweeps") == "postgresql://sweeper:***@db-host/sweeps"
     assert display_url("sqlite:///runs/x.db") == "sqlite:///runs/x.db"
@@ -291,7 +294,7 @@ def test_storage_urls_never_show_passwords():
 
 
 def test_missing_database_driver_says_what_to_install():
-    from sb3_gap.sweep.sweep import rdb_storage
+    from sb3_gap.sweep.database import rdb_storage
 
     with pytest.raises(ImportError, match="No database driver") as info:
         rdb_storage("postgresql+pg8000://sweeper:s3cret@localhost/sweeps")  # pg8000 is not installed
@@ -302,7 +305,7 @@ def test_storage_creation_race_is_retried(monkeypatch):
     """Workers starting together on an empty PostgreSQL race to create Optuna's tables; the loser retries."""
     import sqlalchemy.exc
 
-    import sb3_gap.sweep.sweep as sweep_module
+    import sb3_gap.sweep.database as sweep_module
 
     calls = []
 

@@ -165,7 +165,7 @@ def _check_env_id(env_id: str) -> None:
 
     import gymnasium as gym
 
-    from sb3_gap.sweep.protocols import register_ale_ids
+    from sb3_gap.envs.protocols import register_ale_ids
 
     register_ale_ids()
     try:
@@ -182,7 +182,7 @@ def _observation_from_env(model: object, env_id: str, steps: int, seed: int, env
     """
     from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
 
-    from sb3_gap.sweep.protocols import protocol_for  # the evaluation env of each id's protocol, as the sweeps use
+    from sb3_gap.envs.protocols import protocol_for  # the evaluation env of each id's protocol, as the sweeps use
 
     space = model.observation_space  # type: ignore[attr-defined]
     actions = model.action_space  # type: ignore[attr-defined]

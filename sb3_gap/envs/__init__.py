@@ -10,7 +10,7 @@ See ``docs/environments.md``.
 from sb3_gap.envs.atari import (
     ATARI_100K_GAMES,
     ATARI_GAMES,
-    PROTOCOLS,
+    ATARI_PROTOCOLS,
     atari_training_wrapper,
     make_atari,
     make_atari_vec_env,
@@ -29,7 +29,7 @@ __all__ = [
     "ATARI_GAMES",
     "MINATAR_GAMES",
     "PROCGEN_GAMES",
-    "PROTOCOLS",
+    "ATARI_PROTOCOLS",
     "EnvPoolVecEnv",
     "MinAtarImage",
     "ProcgenEnv",

@@ -55,22 +55,20 @@ class AtariProtocol:
     :param noop_max: Most random no-op actions at reset (0: none)
     :param terminal_on_life_loss: Training ends an episode when a life is lost
     :param clip_reward: Training clips rewards to {-1, 0, 1}
-    :param total_agent_steps: The protocol's training budget in agent steps
     """
 
     repeat_action_probability: float
     noop_max: int
     terminal_on_life_loss: bool
     clip_reward: bool
-    total_agent_steps: int
 
 
-PROTOCOLS: dict[str, AtariProtocol] = {
+ATARI_PROTOCOLS: dict[str, AtariProtocol] = {
     # Paper Table 1, "Rainbow" column: sticky actions True, reward clipping True; 200M frames.
-    "Dopamine": AtariProtocol(0.25, 0, False, True, 50_000_000),
+    "Dopamine": AtariProtocol(0.25, 0, False, True),
     # Paper Table 1, "DER" column: sticky actions False, reward clipping True; 100k agent steps. No no-op
     # starts: Dopamine's Atari-100k (labs/atari_100k/configs/DER.gin, discrete_domains/atari_lib.py) has none.
-    "Atari100k": AtariProtocol(0.0, 0, True, True, 100_000),
+    "Atari100k": AtariProtocol(0.0, 0, True, True),
 }
 
 # The 26 games of the Atari-100k benchmark (paper appendix A).
@@ -106,9 +104,9 @@ ATARI_GAMES: dict[str, str] = {_game_name(r): r for r in _rom_ids()}
 
 
 def _check_protocol(protocol: str) -> AtariProtocol:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"Unknown Atari protocol {protocol!r}; valid choices: {sorted(PROTOCOLS)}")
-    return PROTOCOLS[protocol]
+    if protocol not in ATARI_PROTOCOLS:
+        raise ValueError(f"Unknown Atari protocol {protocol!r}; valid choices: {sorted(ATARI_PROTOCOLS)}")
+    return ATARI_PROTOCOLS[protocol]
 
 
 def _check_game(game: str) -> str:
@@ -268,7 +266,7 @@ def make_atari_vec_env(
 def register_atari() -> None:
     """Register ``Dopamine/<Game>-v5`` and ``Atari100k/<Game>-v5`` for every ROM ale-py ships."""
     for name in ATARI_GAMES:
-        for protocol in PROTOCOLS:
+        for protocol in ATARI_PROTOCOLS:
             gym.register(
                 f"{protocol}/{name}-v5",
                 entry_point="sb3_gap.envs.atari:make_atari",
@@ -279,14 +277,14 @@ def register_atari() -> None:
 def is_sb3_gap_atari(env_id: str) -> bool:
     """Whether ``env_id`` is one of this module's Atari ids (the RL Zoo's ``atari`` YAML section applies)."""
     namespace = env_id.split("/", 1)[0] if "/" in env_id else ""
-    return namespace in PROTOCOLS and env_id in gym.envs.registry
+    return namespace in ATARI_PROTOCOLS and env_id in gym.envs.registry
 
 
 __all__ = [
     "ATARI_100K_GAMES",
     "ATARI_20_GAMES",
     "ATARI_GAMES",
-    "PROTOCOLS",
+    "ATARI_PROTOCOLS",
     "TRAIN_WRAPPERS",
     "AtariProtocol",
     "atari_training_wrapper",

@@ -2,7 +2,7 @@
 
 Rainbow with Dopamine's MinAtar settings (``zoo_configs/rainbow.yml``) on MinAtar Breakout, the
 study encoder (``minatar_impala``) with a flatten or a GAP bottleneck at ψ ×4, one seed each,
-40k steps (about 5 minutes on 2 cores): the full sweep machinery (Optuna study in ``runs/demo.db``,
+30k steps (wall time in docs/benchmarks_sweeps.md): the full sweep machinery (Optuna study in ``runs/demo.db``,
 run folders in ``runs/demo/``), then the report with learning curves in ``runs/demo_report/`` and its
 table printed. Extra flags are passed on, e.g. ``--seeds 2 --study demo2``.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sb3_gap.sweep.sweep import main as sweep_main
+from sb3_gap.sweep.cli import main as sweep_main
 
 STUDY_REPORT = Path(__file__).resolve().parents[2] / "results" / "minatar_scaling" / "summary.md"
 

@@ -8,7 +8,7 @@ Works on finished and partial studies (missing or unfinished cells are marked) a
 studies merged (same configuration in several studies = more seeds / more games).
 
 * A run's **final score** is the mean of its last ``final_evals`` evaluations (the sweep records it).
-* **Normalization** follows each env's protocol (:mod:`sb3_gap.sweep.protocols`): Atari
+* **Normalization** follows each env's protocol (:mod:`sb3_gap.envs.protocols`): Atari
   human-normalized, Procgen min-max normalized, anything else (MinAtar) raw unless a reference
   table ``{env_id: [low, high]}`` is given.
 * **Aggregates** per configuration (every grid parameter except env and seed) over its games:
@@ -39,11 +39,8 @@ from optuna.trial import TrialState  # noqa: E402
 from rliable import library as rly  # noqa: E402
 from rliable import metrics  # noqa: E402
 
-from sb3_gap.sweep.protocols import load_reference, protocol_for  # noqa: E402
-from sb3_gap.sweep.sweep import (  # noqa: E402
-    HP_PREFIX,
-    best_trials,
-    cell_key,
+from sb3_gap.envs.protocols import load_reference, protocol_for  # noqa: E402
+from sb3_gap.sweep.database import (  # noqa: E402
     check_sqlite_storage,
     check_storage_url,
     cli_errors,
@@ -51,6 +48,8 @@ from sb3_gap.sweep.sweep import (  # noqa: E402
     display_url,
     rdb_storage,
 )
+from sb3_gap.sweep.spec import HP_PREFIX, cell_key  # noqa: E402
+from sb3_gap.sweep.storage import best_trials  # noqa: E402
 
 METRICS = ("IQM", "Median", "Mean", "Optimality gap")
 
@@ -238,6 +237,23 @@ def _series_key(row: pd.Series, cols: list[str]) -> str:
     return " ".join(f"{c[len(HP_PREFIX):]}={row[c]}" if c.startswith(HP_PREFIX) else str(row[c]) for c in cols)
 
 
+def _plot_points_with_ci(ax: Any, data: pd.DataFrame, x: str, metric: str, log_x: bool = True) -> None:
+    """One point per configuration (row of ``data``) at column ``x``, with the metric's 95% CI as error bar;
+    log-scaled x when ``log_x`` and every x is positive."""
+    for _, row in data.iterrows():
+        yerr = [[row[metric] - row[f"{metric} low"]], [row[f"{metric} high"] - row[metric]]]
+        ax.errorbar(row[x], row[metric], yerr=yerr, marker="o", capsize=3, label=row["config"])
+    if log_x and len(data) and data[x].min() > 0:
+        ax.set_xscale("log")
+
+
+def _save(fig: Any, path: Path) -> None:
+    """``fig`` laid out, written to ``path`` (120 dpi) and closed."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_scaling(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label: str = "normalized score") -> None:
     """Aggregate score vs ψ width scale, one line per bottleneck (and other config axes), 95% CI shaded (Fig. 6 left)."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -254,9 +270,7 @@ def plot_scaling(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label
     ax.set_ylabel(f"{metric} ({score_label})")
     ax.set_title(f"{metric} vs width (95% stratified bootstrap CI)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_cost(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label: str = "normalized score") -> None:
@@ -264,18 +278,12 @@ def plot_cost(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label: s
     data = agg.dropna(subset=[metric])
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, col, xlabel in ((axes[0], "wall_h", "wall-clock hours per run"), (axes[1], "params_bottleneck", "bottleneck + ψ parameters")):
-        for _, row in data.iterrows():
-            yerr = [[row[metric] - row[f"{metric} low"]], [row[f"{metric} high"] - row[metric]]]
-            ax.errorbar(row[col], row[metric], yerr=yerr, marker="o", capsize=3, label=row["config"])
+        _plot_points_with_ci(ax, data, col, metric, log_x=col == "params_bottleneck")
         ax.set_xlabel(xlabel)
-        if col == "params_bottleneck" and len(data) and data[col].min() > 0:
-            ax.set_xscale("log")
     axes[0].set_ylabel(f"{metric} ({score_label})")
     axes[1].legend(fontsize=6)
     fig.suptitle("Cost vs performance")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 #: The metrics of Fig. 10 of Sokar & Castro (2025), in its order.
@@ -306,18 +314,12 @@ def plot_effective_psi(agg: pd.DataFrame, path: Path, metric: str = "IQM", score
     configuration with its 95% CI (Fig. 5 right)."""
     data = agg.dropna(subset=[metric, "params_effective_psi"])
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for _, row in data.iterrows():
-        yerr = [[row[metric] - row[f"{metric} low"]], [row[f"{metric} high"] - row[metric]]]
-        ax.errorbar(row["params_effective_psi"], row[metric], yerr=yerr, marker="o", capsize=3, label=row["config"])
-    if len(data) and data["params_effective_psi"].min() > 0:
-        ax.set_xscale("log")
+    _plot_points_with_ci(ax, data, "params_effective_psi", metric)
     ax.set_xlabel("effective ψ parameters (non-zero, connection included)")
     ax.set_ylabel(f"{metric} ({score_label})")
     ax.set_title(f"{metric} vs effective ψ parameters (95% CI)")
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_curves(df: pd.DataFrame, path: Path) -> None:
@@ -339,9 +341,7 @@ def plot_curves(df: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("env steps")
         ax.set_ylabel("evaluation return")
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_profiles(matrices: dict[str, np.ndarray], path: Path, reps: int = 2000, seed: int = 0, score_label: str = "normalized score") -> None:
@@ -358,9 +358,7 @@ def plot_profiles(matrices: dict[str, np.ndarray], path: Path, reps: int = 2000,
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, colors=colors, xlabel=f"{score_label} τ", ax=ax)
     handles = [matplotlib.lines.Line2D([], [], color=colors[k], label=k) for k in matrices]
     ax.legend(handles=handles, fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 # --------------------------------------------------------------------------------- markdown
@@ -526,7 +524,7 @@ def _print_table(agg: pd.DataFrame) -> None:
 
 
 def read_reference(path: str | Path) -> dict[str, tuple[float, float]]:
-    """:func:`~sb3_gap.sweep.protocols.load_reference` with errors that name the file (missing, not JSON, wrong shape)."""
+    """:func:`~sb3_gap.envs.protocols.load_reference` with errors that name the file (missing, not JSON, wrong shape)."""
     form = '{"<env id>": [low, high], ...}'
     try:
         return load_reference(path)

@@ -22,7 +22,7 @@ from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack
 
 from sb3_gap.envs.atari import is_sb3_gap_atari, make_atari_vec_env
-from sb3_gap.sweep.scores import ATARI_HUMAN, ATARI_RANDOM, PROCGEN_MIN_MAX
+from sb3_gap.envs.scores import ATARI_HUMAN, ATARI_RANDOM, PROCGEN_MIN_MAX
 
 # (env_id, n_envs, seed, training, env_kwargs=None, env_wrapper=None) -> VecEnv
 EnvFactory = Callable[..., VecEnv]
@@ -150,7 +150,7 @@ def atari_game(env_id: str) -> str | None:
 
 
 def atari_reference(env_id: str) -> tuple[float, float] | None:
-    """Human-normalized score: ``(x - random) / (human - random)`` (see :mod:`sb3_gap.sweep.scores`)."""
+    """Human-normalized score: ``(x - random) / (human - random)`` (see :mod:`sb3_gap.envs.scores`)."""
     game = atari_game(env_id)
     return None if game is None else (ATARI_RANDOM[game], ATARI_HUMAN[game])
 
@@ -200,7 +200,8 @@ class EnvProtocol:
         return EpsilonGreedyActions(venv, self.eval_epsilon, seed=seed) if self.eval_epsilon > 0 else venv
 
 
-PROTOCOLS: list[EnvProtocol] = [
+#: The registered protocols, in the order they are tried (:func:`register_protocol` puts one in front).
+ENV_PROTOCOLS: list[EnvProtocol] = [
     EnvProtocol(
         "atari",
         is_sb3_gap_atari,
@@ -232,12 +233,12 @@ PROTOCOLS: list[EnvProtocol] = [
 
 def register_protocol(protocol: EnvProtocol) -> None:
     """Put ``protocol`` in front of the others (it wins for every id it matches)."""
-    PROTOCOLS.insert(0, protocol)
+    ENV_PROTOCOLS.insert(0, protocol)
 
 
 def protocol_for(env_id: str) -> EnvProtocol:
     """The first registered protocol that matches ``env_id``."""
-    return next(p for p in PROTOCOLS if p.matches(env_id))
+    return next(p for p in ENV_PROTOCOLS if p.matches(env_id))
 
 
 def load_reference(path: str | Path) -> dict[str, tuple[float, float]]:

@@ -11,7 +11,7 @@
   constants of Cobbe et al. 2020 ("Leveraging Procedural Generation to Benchmark Reinforcement
   Learning", ICML, Appendix C, Table 4), for the ``easy`` and ``hard`` distribution modes.
 * **MinAtar** (Young & Tian 2019) has no published reference table: scores are reported raw
-  unless a user supplies ``{env_id: [low, high]}`` (see :func:`sb3_gap.sweep.protocols.load_reference`).
+  unless a user supplies ``{env_id: [low, high]}`` (see :func:`sb3_gap.envs.protocols.load_reference`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,282 @@
+"""
+One run of a sweep: the settings of a grid cell (its Zoo section, then the sweep's fixed values, then the
+cell's hyperparameters), its model, and :func:`train_cell`, which trains and evaluates it and writes
+``settings.json``, ``curve.json``, ``result.json`` and ``model.zip`` atomically into the run folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+from tqdm import tqdm
+
+from sb3_gap.algos import get_algo
+from sb3_gap.envs.protocols import protocol_for
+from sb3_gap.extractor import policy_kwargs
+from sb3_gap.optim import OPTIMIZER_ARGS, optimizer_policy_kwargs
+from sb3_gap.report import parameter_report
+from sb3_gap.sweep.spec import EXTRACTOR_ARGS, HP_PREFIX, SweepSpec, constructor_args, run_dir_for, run_name
+from sb3_gap.zoo_config import ZooSettings, materialize, resolve_section
+
+EVAL_SEED_OFFSET = 10_000  # evaluation envs never share a seed with training envs
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file and ``os.replace``: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON with :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+class _Discard(io.RawIOBase):
+    """A write-only stream that keeps nothing (where :class:`SweepEvalCallback` lets SB3 write its ``.npz``)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return memoryview(data).nbytes
+
+
+class _RecordEvaluation(BaseCallback):
+    """SB3's ``callback_after_eval`` hook of :class:`SweepEvalCallback`: records the evaluation just made."""
+
+    def _on_step(self) -> bool:
+        assert isinstance(self.parent, SweepEvalCallback)  # EventCallback sets parent to the callback it hooks into
+        self.parent.record_evaluation()
+        return True
+
+
+class SweepEvalCallback(EvalCallback):
+    """
+    SB3's ``EvalCallback`` (greedy evaluation every ``eval_freq`` calls) that also keeps the learning curve
+    on disk, reports it to Optuna and evaluates once more at the end of training.
+
+    The evaluation is SB3's own; after each one (its ``callback_after_eval`` hook) the curve gets the
+    evaluation's mean and std, ``curve.json`` is rewritten atomically and ``on_eval(mean, step)`` is called.
+    SB3 keeps per-evaluation returns (``evaluations_results``) only with a ``log_path``, which it writes
+    as ``.npz`` in place; that file goes to a stream that keeps nothing, so a run folder holds only
+    ``curve.json`` (written through a temp file).
+
+    :param eval_env: Evaluation env (the protocol's evaluation variant)
+    :param curve_path: Where to write ``{"timesteps", "mean", "std", "wall_s"}``
+    :param on_eval: Called with ``(mean_return, num_timesteps)`` after each evaluation
+    :param eval_freq: Evaluate every ``eval_freq`` calls (= env steps / n_envs)
+    :param n_eval_episodes: Episodes per evaluation
+    """
+
+    def __init__(
+        self,
+        eval_env: Any,
+        curve_path: Path,
+        on_eval: Callable[[float, int], None] | None = None,
+        eval_freq: int = 10_000,
+        n_eval_episodes: int = 10,
+    ) -> None:
+        super().__init__(
+            eval_env, callback_after_eval=_RecordEvaluation(), eval_freq=eval_freq, n_eval_episodes=n_eval_episodes, deterministic=True, verbose=0
+        )
+        self.curve_path = Path(curve_path)
+        self.on_eval = on_eval
+        self.curve: dict[str, list[float]] = {"timesteps": [], "mean": [], "std": [], "wall_s": []}
+        self._start = time.perf_counter()
+
+    def _init_callback(self) -> None:
+        with warnings.catch_warnings():
+            # The eval env is wrapped for ε-greedy evaluation (EpsilonGreedyActions) where the protocol says so:
+            # a different VecEnv type from the training env by design.
+            warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
+            super()._init_callback()
+        self.log_path = _Discard()  # type: ignore[assignment]  # keep evaluations_results, write no .npz
+
+    def _on_training_end(self) -> None:
+        if not self.curve["timesteps"] or self.curve["timesteps"][-1] != self.num_timesteps:
+            eval_freq, self.eval_freq = self.eval_freq, 1  # EvalCallback evaluates when n_calls % eval_freq == 0
+            try:
+                super()._on_step()
+            finally:
+                self.eval_freq = eval_freq
+
+    def record_evaluation(self) -> None:
+        """Add the latest evaluation to the curve, write it, log its std and report its mean."""
+        returns = self.evaluations_results[-1]
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        for key, value in (("timesteps", self.num_timesteps), ("mean", mean), ("std", std), ("wall_s", time.perf_counter() - self._start)):
+            self.curve[key].append(value)
+        atomic_write_json(self.curve_path, self.curve)
+        self.logger.record("eval/std_reward", std)  # EvalCallback logs eval/mean_reward
+        self.logger.dump(self.num_timesteps)
+        if self.on_eval is not None:
+            self.on_eval(mean, self.num_timesteps)
+
+
+class RunProgressCallback(BaseCallback):
+    """
+    Per-run progress bar with plain ``tqdm``: SB3's own ``progress_bar=True`` uses a rich live
+    display, which cannot nest under the sweep's grid bar.
+    """
+
+    def __init__(self, total: int, desc: str, position: int = 1) -> None:
+        super().__init__()
+        self.bar = tqdm(total=total, desc=desc, position=position, leave=False, unit="step", dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.model.num_timesteps - self.bar.n)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-friendly copy of a settings value (classes and schedules by name)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def resolve_run(spec: SweepSpec, params: dict[str, Any]) -> tuple[ZooSettings, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """
+    Everything one grid cell trains with: the Zoo section for its (algo, env) as rl_zoo3 reads it,
+    then ``spec.fixed``, then the cell's grid hyperparameters. Nothing is rescaled.
+
+    :return: ``(zoo settings, algorithm kwargs, policy_kwargs, overrides)``, where ``overrides`` are the
+        values that differ from the Zoo section (``fixed`` and grid hyperparameters)
+    """
+    settings = resolve_section(params["algo"], params["env"], spec.conf_dir)
+    overrides = {**spec.fixed, **{k[len(HP_PREFIX):]: v for k, v in params.items() if k.startswith(HP_PREFIX)}}
+    net = {k: v for k, v in overrides.items() if k in EXTRACTOR_ARGS}
+    kwargs = {**settings.algo_kwargs, **{k: v for k, v in overrides.items() if k not in EXTRACTOR_ARGS}}
+    accepted = constructor_args(get_algo(params["algo"]))
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(f"{settings.source} gives {unknown}, which {params['algo']} does not accept; valid: {sorted(accepted)}")
+    # The section's own network arguments other than the grid's axes carry over (e.g. layer_norm).
+    network = {k: v for k, v in settings.network.items() if k not in ("encoder", "bottleneck", "width_scale")}
+    network.update(net)
+    optim = {k: network.pop(k) for k in OPTIMIZER_ARGS if k in network}
+    pk = {**settings.policy_extra, **policy_kwargs(encoder=params["encoder"], bottleneck=params["bottleneck"], width_scale=params["width_scale"], **network)}
+    if optim:  # from the Zoo section's optimizer: its settings carry over where the chosen one takes them (eps to AdamW)
+        pk.update(optimizer_policy_kwargs(**optim, base=settings.policy_extra))
+    return settings, kwargs, pk, overrides
+
+
+def run_settings(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """The resolved settings of one run as plain JSON (written to ``settings.json`` and listed by the report)."""
+    settings, kwargs, pk, overrides = resolve_run(spec, params)
+    return _jsonable(
+        dict(
+            zoo_source=settings.source,
+            algo=params["algo"],
+            env=params["env"],
+            policy="CnnPolicy",
+            hyperparameters=dict(sorted(kwargs.items())),
+            policy_kwargs=pk,
+            env_settings=settings.env,
+            overrides=dict(sorted(overrides.items())),
+            steps=spec.steps,
+            eval=dict(freq=spec.eval_freq, episodes=spec.eval_episodes, final_evals=spec.final_evals,
+                      epsilon=protocol_for(params["env"]).eval_epsilon, protocol=protocol_for(params["env"]).name),  # fmt: skip
+            n_envs=spec.n_envs,
+            seed=params["seed"],
+        )
+    )
+
+
+def build_model(spec: SweepSpec, params: dict[str, Any], env: Any, tensorboard_log: str | None = None) -> BaseAlgorithm:
+    """The algorithm of one grid cell with the hyperparameters of :func:`resolve_run`."""
+    _, kwargs, pk, _ = resolve_run(spec, params)
+    return get_algo(params["algo"])(
+        "CnnPolicy",
+        env,
+        policy_kwargs=pk,
+        seed=params["seed"],
+        tensorboard_log=tensorboard_log,
+        device=spec.device,
+        verbose=0,
+        **materialize(kwargs),
+    )
+
+
+def train_cell(
+    spec: SweepSpec,
+    params: dict[str, Any],
+    on_eval: Callable[[float, int], None] | None = None,
+    tb_name: str = "run",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """
+    Train and evaluate one grid cell; write ``curve.json``, ``result.json`` and ``model.zip``
+    atomically into its run folder.
+
+    :return: The result: ``final_score`` (mean of the last ``final_evals`` evaluations),
+        ``wall_s``, ``fps``, ``n_evals``, parameter counts and the run folder
+    """
+    run_dir = run_dir_for(spec, params)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    protocol = protocol_for(params["env"])
+    settings = run_settings(spec, params)
+    atomic_write_json(run_dir / "settings.json", settings)
+    zoo_env = resolve_section(params["algo"], params["env"], spec.conf_dir).env
+    env_kwargs = zoo_env.get("env_kwargs")
+    env = protocol.make_env(params["env"], spec.n_envs, params["seed"], True, env_kwargs=env_kwargs, env_wrapper=zoo_env.get("env_wrapper"))
+    eval_env = protocol.make_eval_env(params["env"], params["seed"] + EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+    model = build_model(spec, params, env, tensorboard_log=str(run_dir / "tb"))
+    assert spec.eval_freq is not None
+    evaluator = SweepEvalCallback(
+        eval_env, run_dir / "curve.json", on_eval, eval_freq=max(1, spec.eval_freq // spec.n_envs), n_eval_episodes=spec.eval_episodes
+    )
+    callbacks: list[BaseCallback] = [evaluator]
+    if progress:
+        callbacks.append(RunProgressCallback(spec.steps, run_name(params)))
+    start = time.perf_counter()
+    model.learn(spec.steps, callback=callbacks, tb_log_name=tb_name)
+    wall = time.perf_counter() - start
+    means = evaluator.curve["mean"]
+    counts = parameter_report(model).as_dict()
+    result = dict(
+        params=params,
+        final_score=float(np.mean(means[-spec.final_evals :])),
+        wall_s=wall,
+        fps=model.num_timesteps / wall,
+        n_evals=len(means),
+        run_dir=str(run_dir.resolve()),
+        host=socket.gethostname(),
+        device=str(model.device),
+        settings=settings,
+        **{f"params_{k}": v for k, v in counts.items()},
+    )
+    if spec.save_models:
+        buffer = io.BytesIO()
+        model.save(buffer)
+        atomic_write_bytes(run_dir / "model.zip", buffer.getvalue())
+    atomic_write_json(run_dir / "result.json", result)
+    env.close()
+    eval_env.close()
+    return result

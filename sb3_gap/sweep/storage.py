@@ -1,0 +1,125 @@
+"""
+A sweep's Optuna study: its storage (:func:`make_storage`, with heartbeats so that a dead worker's trial is
+retried), the study with the grid and training settings it was run with (:func:`open_study`), the grid
+sampler, and the best trial and state of each grid cell (:func:`best_trials`, :func:`cell_states`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from sb3_gap.sweep.database import check_sqlite_storage, check_storage_url, display_url, rdb_storage
+from sb3_gap.sweep.spec import SweepSpec, cell_key
+
+# Optuna's heartbeat API is marked experimental; it is the documented way to recover dead workers,
+# so its ExperimentalWarnings are silenced where it is used.
+
+_STATE_RANK = {TrialState.COMPLETE: 5, TrialState.RUNNING: 4, TrialState.WAITING: 3, TrialState.FAIL: 2, TrialState.PRUNED: 1}
+
+
+class SweepGridSampler(optuna.samplers.GridSampler):
+    """
+    ``GridSampler`` whose ``after_trial`` tolerates cells queued with ``enqueue_trial``.
+
+    Optuna's ``after_trial`` reads the trial's ``grid_id`` system attribute, which only trials
+    the sampler itself assigned have; for a re-queued cell it raises ``KeyError`` when one grid
+    point is left. Its only effect is ``study.stop()`` once the grid is exhausted, which
+    :func:`run_worker` decides itself (it runs one trial per ``optimize`` call).
+    """
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        if "grid_id" in trial.system_attrs:
+            super().after_trial(study, trial, state, values)
+
+
+def make_storage(spec: SweepSpec, heartbeat: bool = True) -> RDBStorage:
+    """
+    Optuna RDB storage for ``spec.storage``; with ``heartbeat``, dead workers' trials are retried.
+
+    SQLite files get their folder created, are checked first by :func:`check_sqlite_storage` (a corrupt,
+    truncated or locked file is a one-line error within seconds) and get a long lock timeout (many local
+    workers write to one file); other URLs are used as given.
+    """
+    check_storage_url(spec.storage)
+    engine_kwargs: dict[str, Any] = {}
+    if spec.storage.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(spec.storage).database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite_storage(spec.storage, write=True)  # corrupt, truncated or locked: say so now, not after minutes
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    if not heartbeat:
+        return rdb_storage(spec.storage, engine_kwargs=engine_kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return rdb_storage(
+            spec.storage,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=spec.heartbeat_interval,
+            grace_period=spec.grace_period or 3 * spec.heartbeat_interval,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retry),
+        )
+
+
+def open_study(spec: SweepSpec) -> optuna.Study:
+    """Create or load the sweep's study and check that its training settings match ``spec``."""
+    study = optuna.create_study(
+        storage=make_storage(spec),
+        study_name=spec.study,
+        sampler=SweepGridSampler(spec.search_space(), seed=0),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    space = json.loads(json.dumps(spec.search_space()))
+    grids = study.user_attrs.get("grids", [])
+    if space not in grids:  # every grid ever run, so that reports can mark cells never started
+        study.set_user_attr("grids", [*grids, space])
+    config = spec.training_config()
+    stored = study.user_attrs.get("training_config")
+    if stored is None:
+        study.set_user_attr("training_config", config)
+        study.set_user_attr("out_dir", str(Path(spec.out_dir).resolve()))
+    elif stored != json.loads(json.dumps(config)):
+        diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != json.loads(json.dumps(config)).get(k))
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            # Settings that never completed a trial (e.g. a bad value) do not bind the study: the corrected ones replace them.
+            study.set_user_attr("training_config", config)
+            print(
+                f"sb3-gap sweep: study {spec.study!r} has no complete or running trial; its settings {diff} are replaced by the given ones",
+                file=sys.stderr,
+            )
+            return study
+        raise ValueError(
+            f"Study {spec.study!r} in {display_url(spec.storage)} was run with other training settings {diff}: "
+            f"stored {({k: stored.get(k) for k in diff})}, given {({k: config.get(k) for k in diff})}; "
+            f"use the same settings to resume, or a new --study name"
+        )
+    return study
+
+
+def best_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, optuna.trial.FrozenTrial]:
+    """The best trial per cell key (COMPLETE > RUNNING > WAITING > FAIL > PRUNED; the first of equals).
+    A queued trial without params yet counts for the cell of its ``fixed_params``."""
+    best: dict[str, optuna.trial.FrozenTrial] = {}
+    for t in trials:
+        key = cell_key(t.params) if t.params else cell_key(t.system_attrs.get("fixed_params", {}))
+        if key not in best or _STATE_RANK.get(t.state, 0) > _STATE_RANK.get(best[key].state, 0):
+            best[key] = t
+    return best
+
+
+def cell_states(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, TrialState | None]:
+    """Best state per cell key over all trials (see :func:`best_trials`)."""
+    return {key: t.state for key, t in best_trials(trials).items()}
+
