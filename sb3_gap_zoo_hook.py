@@ -70,7 +70,7 @@ class ZooHookFinder:
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None:
             return None
-        spec.loader = _RegisteringLoader(spec.loader)
+        spec.loader = _RegisteringLoader(spec.loader)  # type: ignore[assignment]  # a Loader wrapper, typed as its base
         return spec
 
 

@@ -388,9 +388,9 @@ class FrameReplayBuffer(ReplayBuffer):
         env_indices = np.random.randint(0, high=self.n_envs, size=batch_inds.shape)
         obs, actions, next_obs, dones, rewards, discounts = self._transitions(batch_inds, env_indices, env)
         return ReplayBufferSamples(
-            observations=self.to_torch(obs, copy=False),  # type: ignore[arg-type]
+            observations=self.to_torch(obs, copy=False),
             actions=self.to_torch(actions, copy=False),
-            next_observations=self.to_torch(next_obs, copy=False),  # type: ignore[arg-type]
+            next_observations=self.to_torch(next_obs, copy=False),
             dones=self.to_torch(dones, copy=False),
             rewards=self.to_torch(rewards, copy=False),
             discounts=self.to_torch(discounts, copy=False) if self.n_steps > 1 else None,

@@ -134,7 +134,7 @@ def recorded_env(model_path: str | os.PathLike) -> tuple[str | None, dict | None
     """
     import json
 
-    from sb3_gap.hub.safe import load_zoo_yaml
+    from sb3_gap.hub.zoo_yaml import load_zoo_yaml
 
     folder = Path(model_path).resolve().parent
     settings = folder / "settings.json"
@@ -205,6 +205,7 @@ def _observation_from_env(model: object, env_id: str, steps: int, seed: int, env
             obs = venv.step(action)[0]
     finally:
         venv.close()
+    assert isinstance(obs, np.ndarray)  # image envs only (the extractor refuses others)
     return obs[0]
 
 
@@ -274,7 +275,9 @@ def _run(args: argparse.Namespace) -> None:
         raise ValueError(f"--action {args.action} is not an action of the model ({model.action_space}); valid: 0..{int(model.action_space.n) - 1}")
     cam = grad_cam(model, obs[None], action=args.action)[0]
     with th.no_grad():
-        values = decision_values(model.policy, model.policy.obs_to_tensor(obs[None])[0])[0]
+        obs_t, _ = model.policy.obs_to_tensor(obs[None])
+        assert isinstance(obs_t, th.Tensor)  # an image observation, not a dict
+        values = decision_values(model.policy, obs_t)[0]
     action = int(values.argmax()) if args.action is None else args.action
     frame = frame_image(obs, channels_first=find_extractor(model).channels_first, reduce=args.frame)
     title = f"{path.name} · {args.algo} · action {action}"

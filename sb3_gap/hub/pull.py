@@ -303,8 +303,9 @@ def pull_from_hub(
             weights = dl.get(safe.WEIGHTS_FILE)
             files[safe.WEIGHTS_FILE] = weights
             # The zip the Zoo will unpickle is written here, by this code, from plain data.
-            rebuilt = safe.build_from_config(config, weights, device="cpu")  # type: ignore[arg-type]
-            if "buffer_size" in config["model_attrs"]:
+            assert config is not None  # path "safetensors" is chosen only when the repo has sb3_gap.json
+            rebuilt = safe.build_from_config(config, weights, device="cpu")
+            if isinstance(rebuilt, OffPolicyAlgorithm) and "buffer_size" in config["model_attrs"]:
                 rebuilt.buffer_size = config["model_attrs"]["buffer_size"]  # the trained value, not the inference one
             rebuilt.save(zip_out)
             if hyperparams.get("normalize"):  # only reached with allow_pickle (checked above)

@@ -182,8 +182,8 @@ def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_be
     if issubclass(cls, OffPolicyAlgorithm):
         load_kwargs["buffer_size"] = safe.INFERENCE_BUFFER_SIZE
     model = cls.load(model_path, device=device, **load_kwargs)
-    if "buffer_size" in load_kwargs:
-        model.buffer_size = hyperparams.get("buffer_size", _default_buffer_size(cls))
+    if isinstance(model, OffPolicyAlgorithm):
+        model.buffer_size = int(hyperparams.get("buffer_size") or _default_buffer_size(cls) or 0)
     return _Source(
         model=model,
         algo=algo,
@@ -203,6 +203,7 @@ def _evaluate(
 ) -> dict[str, Any]:
     """SB3's ``evaluate_policy``, recorded with the keys huggingface_sb3 writes to ``results.json``."""
     rewards, lengths = evaluate_policy(model, env, n_eval_episodes=n_eval_episodes, deterministic=deterministic, return_episode_rewards=True, warn=False)
+    assert isinstance(rewards, list) and isinstance(lengths, list)  # return_episode_rewards=True: per-episode lists
     import numpy as np
 
     return {
@@ -227,7 +228,7 @@ def _record_video(model: BaseAlgorithm, make_env: Callable[[], VecEnv], out: Pat
             env = VecVideoRecorder(make_env(), tmp, record_video_trigger=lambda step: step == 0, video_length=length, name_prefix="replay")
             obs = env.reset()
             for _ in range(length):
-                action, _ = model.predict(obs, deterministic=deterministic)
+                action, _ = model.predict(obs, deterministic=deterministic)  # type: ignore[arg-type]  # VecEnv obs, never a tuple here
                 obs, _, _, _ = env.step(action)
             env.close()
             videos = sorted(glob.glob(os.path.join(tmp, "*.mp4")))

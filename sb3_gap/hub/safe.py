@@ -32,7 +32,6 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 import sb3_gap
 from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.hub.plain import NotPlainData, decode_plain, encode_plain, space_from_plain, space_to_plain
-from sb3_gap.hub.zoo_yaml import load_zoo_yaml  # noqa: F401  # TEMP-SHIM issue14: remove after merge
 
 logger = logging.getLogger("sb3_gap.hub")
 
@@ -250,10 +249,10 @@ def _meta_shapes(model: BaseAlgorithm) -> list[tuple[set[str], tuple[int, ...]]]
             return th.nn.modules.module._IncompatibleKeys([], [])
         return original_load(module, state_dict, *args, **load_kwargs)
 
-    th.nn.Module.to, th.nn.Module.load_state_dict = to, load_state_dict  # type: ignore[method-assign]
+    th.nn.Module.to, th.nn.Module.load_state_dict = to, load_state_dict  # type: ignore[method-assign,assignment]
     try:
         with th.device("meta"):
-            policy = model.policy_class(model.observation_space, model.action_space, lambda _: 0.0, **kwargs)  # type: ignore[call-arg]
+            policy = model.policy_class(model.observation_space, model.action_space, lambda _: 0.0, **kwargs)
     finally:
         th.nn.Module.to, th.nn.Module.load_state_dict = original_to, original_load  # type: ignore[method-assign]
     groups: dict[int, tuple[set[str], tuple[int, ...]]] = {}
@@ -290,8 +289,8 @@ def _check_buffer_size(model: BaseAlgorithm, obs_elements: int) -> None:
     n_envs = int(getattr(model, "n_envs", 1) or 1)
     if isinstance(model, OffPolicyAlgorithm):
         slots, what = max(int(model.buffer_size), n_envs) * 2, f"buffer_size={model.buffer_size}"
-    elif isinstance(getattr(model, "n_steps", None), int):
-        slots, what = int(model.n_steps) * n_envs, f"n_steps={model.n_steps} x n_envs={n_envs}"
+    elif isinstance(n_steps := getattr(model, "n_steps", None), int):
+        slots, what = n_steps * n_envs, f"n_steps={n_steps} x n_envs={n_envs}"
     else:
         return
     if slots * obs_elements > MAX_BUFFER_ELEMENTS:

@@ -34,7 +34,7 @@ def _construct_ordered_dict(loader: ZooYamlLoader, node: yaml.Node) -> OrderedDi
     return OrderedDict((k, v) for k, v in pairs)
 
 
-def _construct_tuple(loader: ZooYamlLoader, node: yaml.Node) -> tuple:
+def _construct_tuple(loader: ZooYamlLoader, node: yaml.SequenceNode) -> tuple:
     return tuple(loader.construct_sequence(node, deep=True))
 
 

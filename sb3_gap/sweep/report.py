@@ -436,16 +436,16 @@ def settings_section(df: pd.DataFrame, sources: Sequence[tuple[str, str]]) -> li
         return lines + ["No complete run recorded its settings."]
     for label, group in done.groupby("config", sort=False):
         variants: dict[str, list[str]] = {}
-        sources: dict[str, set[str]] = {}
+        zoo_sources: dict[str, set[str]] = {}
         for _, row in group.iterrows():
             key = _settings_key(row["settings"])
             variants.setdefault(key, []).append(f"{row['env']} s{row['seed']}")
-            sources.setdefault(key, set()).add(str(row["settings"].get("zoo_source")))
+            zoo_sources.setdefault(key, set()).add(str(row["settings"].get("zoo_source")))
         for key, runs in variants.items():
             settings = json.loads(key)
             scope = "all its runs" if len(variants) == 1 else ", ".join(runs)
             lines += [
-                f"**{label}** ({scope}): hyperparameters from `{'`, `'.join(sorted(sources[key]))}`, "
+                f"**{label}** ({scope}): hyperparameters from `{'`, `'.join(sorted(zoo_sources[key]))}`, "
                 f"overrides `{json.dumps(settings.get('overrides', {}), sort_keys=True)}`, {settings.get('steps')} steps, "
                 f"evaluation {json.dumps(settings.get('eval', {}), sort_keys=True)}.",
                 "",

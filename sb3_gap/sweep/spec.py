@@ -276,7 +276,7 @@ class SweepSpec:
 
     def training_config(self) -> dict[str, Any]:
         """Settings every worker of a study must share (checked against the study's copy)."""
-        config = dict(steps=self.steps, eval_freq=self.eval_freq, eval_episodes=self.eval_episodes,
+        config: dict[str, Any] = dict(steps=self.steps, eval_freq=self.eval_freq, eval_episodes=self.eval_episodes,
                       final_evals=self.final_evals, n_envs=self.n_envs, fixed=dict(sorted(self.fixed.items())))  # fmt: skip
         if self.conf_dir is not None:
             config["conf_dir"] = self.conf_dir
@@ -314,7 +314,7 @@ def _init_parameters(cls: type) -> dict[str, inspect.Parameter]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
-        params = inspect.signature(klass.__init__).parameters
+        params = inspect.signature(vars(klass)["__init__"]).parameters
         for name, p in params.items():
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 found.setdefault(name, p)

@@ -271,19 +271,21 @@ def run_sweep(spec: SweepSpec, workers: int | str = 1, progress: bool = True, wa
     spec.validate()
     check_out_dir(spec)
     study = open_study(spec)
+    threads: int | None
     if workers == "auto":
-        workers, threads = auto_workers(spec.device, len(spec.cells()))
+        n_workers, threads = auto_workers(spec.device, len(spec.cells()))
         if progress:
-            print(f"sb3-gap sweep: --workers auto: {workers} worker(s), {threads} torch thread(s) each", file=sys.stderr)
+            print(f"sb3-gap sweep: --workers auto: {n_workers} worker(s), {threads} torch thread(s) each", file=sys.stderr)
     else:
-        threads = max(1, available_cpus() // int(workers)) if workers > 1 else None
-    if workers == 1:
+        n_workers = int(workers)
+        threads = max(1, available_cpus() // n_workers) if n_workers > 1 else None
+    if n_workers == 1:
         run_worker(spec, progress=progress, wait=wait, threads=threads)
         return study
     ctx = mp.get_context("spawn")
     procs = [
         ctx.Process(target=_worker_entry, args=(dataclasses.replace(spec, device=device), threads, wait), name=f"sweep-worker-{i}")
-        for i, device in enumerate(_worker_devices(spec.device, workers))
+        for i, device in enumerate(_worker_devices(spec.device, n_workers))
     ]
     for p in procs:
         p.start()
