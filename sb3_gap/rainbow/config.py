@@ -11,6 +11,7 @@ from typing import Any
 import torch as th
 
 from sb3_gap.checks import check, check_choice, check_int, is_int, is_number
+from sb3_gap.rainbow.buffers import RainbowReplayBuffer
 
 #: Adam's epsilon in Dopamine's Rainbow: 1.5e-4 = 0.01 / 32 (Hessel et al. 2018, Table 1; Sokar & Castro 2025,
 #: Table 1; google/dopamine ``dopamine/jax/agents/rainbow/configs/rainbow.gin``, ``create_optimizer.eps``).
