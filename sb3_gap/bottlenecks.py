@@ -16,7 +16,13 @@ bottleneck     ψ's first layer sees            connection weights
 Every bottleneck owns ψ: its first layer is the ``connection``; what follows is built by a ψ builder
 of :data:`PSI` (``psi="dense"``: ``psi_depth`` more layers of the same width, optional LayerNorm, ReLU;
 ``psi="residual"``: ``psi_depth`` multi-skip residual blocks, Castanyer et al. 2025). Each bottleneck
-exposes ``features_dim`` and ``connection_weights()`` for :func:`sb3_gap.parameter_report`.
+is a :class:`Bottleneck`: it exposes ``features_dim`` and ``connection_weights()`` for
+:func:`sb3_gap.parameter_report`, declares its own ``ConvExtractor`` arguments in ``options`` and the
+weights that read each channel of φ in ``channel_weights`` (for the diagnostics' neuron resets).
+
+Adding a bottleneck is a one-file change (this one): subclass :class:`Bottleneck` (or
+:class:`DenseBottleneck` for a pooling), then add it to :data:`BOTTLENECKS`; importing this module
+checks the declaration against the constructor.
 """
 
 from __future__ import annotations
@@ -24,16 +30,57 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch as th
 from torch import nn
 
+from sb3_gap.checks import check, check_int, is_number
 from sb3_gap.sparse import MASK, SparseConfig, SparseTrainer
 
 
 #: Builds a linear layer ``(in_features, out_features) -> module``: ``nn.Linear``, or one linear layer per expert.
 LinearFactory = Callable[[int, int], nn.Module]
+#: Maps a boolean mask over φ's C output channels to a boolean mask that broadcasts to one weight.
+ChannelMask = Callable[[th.Tensor], th.Tensor]
+#: The constructor arguments every bottleneck takes (``ConvExtractor`` passes them all).
+COMMON_ARGS = ("in_shape", "width", "psi_depth", "layer_norm", "psi")
+
+
+def _weights(layer: nn.Module) -> list[th.Tensor]:
+    """A linear layer's weight matrices: ``weight``, or ``weight_mu`` and ``weight_sigma`` once Rainbow's
+    ``noisy=True`` made it a ``NoisyLinear`` (both read the same inputs)."""
+    return [p for name, p in layer.named_parameters(recurse=False) if name.startswith("weight")]
+
+
+class Bottleneck(nn.Module):
+    """
+    Base class of the bottlenecks: ``forward`` maps φ's feature map ``(B, C, H, W)`` to ψ's output
+    ``(B, features_dim)``. The constructor is ``(in_shape, width, psi_depth, layer_norm, psi, *options)``.
+
+    Optional hooks: ``attach(extractor)``, called by ``ConvExtractor`` once φ and the bottleneck exist.
+    """
+
+    #: Extra constructor arguments, beyond :data:`COMMON_ARGS`, that ``ConvExtractor`` accepts for this bottleneck.
+    options: ClassVar[tuple[str, ...]] = ()
+    features_dim: int
+
+    @classmethod
+    def check_options(cls, **options: Any) -> None:
+        """Check the values of :attr:`options` without building layers; raise ``ValueError`` naming the bad value."""
+
+    def connection_weights(self) -> list[th.Tensor]:
+        """The weights connecting φ to ψ as they act in the forward pass."""
+        raise NotImplementedError
+
+    def channel_weights(self, in_shape: tuple[int, int, int]) -> list[tuple[th.Tensor, ChannelMask]]:
+        """
+        The weights that read channel c of φ's output, each with the function that turns a ``(C,)`` channel
+        mask into a mask of that weight (:mod:`sb3_gap.diagnostics.layers` resets φ's last neurons with it).
+
+        :param in_shape: φ's output shape ``(C, H, W)``
+        """
+        raise NotImplementedError
 
 
 class DensePsi:
@@ -144,7 +191,7 @@ class ResidualPsi:
 PSI: dict[str, DensePsi | ResidualPsi] = {"dense": DensePsi(), "residual": ResidualPsi()}
 
 
-class DenseBottleneck(nn.Module):
+class DenseBottleneck(Bottleneck):
     """
     ``ψ(pool(F))``: reduce the feature map to a vector, then a dense ψ.
     Subclasses only choose the reduction (:meth:`pool`) and its size (:meth:`pooled_dim`).
@@ -175,11 +222,21 @@ class DenseBottleneck(nn.Module):
         return nn.Linear(in_dim, width)
 
     def connection_weights(self) -> list[th.Tensor]:
-        """The weights connecting φ to ψ as they act in the forward pass."""
         return [self.connection.weight]
 
     def forward(self, f: th.Tensor) -> th.Tensor:
         return self.psi(self.connection(self.pool(f)))
+
+
+class _ChannelPool(DenseBottleneck):
+    """A pooling to one value per channel: column c of the connection reads channel c."""
+
+    @staticmethod
+    def pooled_dim(c: int, h: int, w: int) -> int:
+        return c
+
+    def channel_weights(self, in_shape: tuple[int, int, int]) -> list[tuple[th.Tensor, ChannelMask]]:
+        return [(w, lambda f: f.view(1, -1)) for w in _weights(self.connection)]
 
 
 class Flatten(DenseBottleneck):
@@ -192,24 +249,21 @@ class Flatten(DenseBottleneck):
     def pool(self, f: th.Tensor) -> th.Tensor:
         return f.flatten(1)
 
+    def channel_weights(self, in_shape: tuple[int, int, int]) -> list[tuple[th.Tensor, ChannelMask]]:
+        # Channel c is the columns c·H·W .. (c+1)·H·W − 1 of the connection.
+        hw = in_shape[1] * in_shape[2]
+        return [(w, lambda f: f.repeat_interleave(hw).view(1, -1)) for w in _weights(self.connection)]
 
-class GAP(DenseBottleneck):
+
+class GAP(_ChannelPool):
     """Global average pooling, Eq. 1 of Sokar & Castro (2025): g^c = 1/(H·W) Σ_ij F^c_ij."""
-
-    @staticmethod
-    def pooled_dim(c: int, h: int, w: int) -> int:
-        return c
 
     def pool(self, f: th.Tensor) -> th.Tensor:
         return f.mean(dim=(2, 3))
 
 
-class GMP(DenseBottleneck):
+class GMP(_ChannelPool):
     """Global max pooling (Sokar & Castro 2025, Appendix B.1): g^c = max_ij F^c_ij."""
-
-    @staticmethod
-    def pooled_dim(c: int, h: int, w: int) -> int:
-        return c
 
     def pool(self, f: th.Tensor) -> th.Tensor:
         return f.amax(dim=(2, 3))
@@ -234,6 +288,8 @@ class Sparse(Flatten):
     :param rigl_drop: ``rigl``: initial drop fraction (paper: 0.2)
     :param rigl_end: ``rigl``: last mask update (required for ``rigl``)
     """
+
+    options = SparseConfig.names()
 
     def __init__(
         self,
@@ -261,7 +317,9 @@ class Sparse(Flatten):
 
     @classmethod
     def check_options(cls, **options: Any) -> None:
-        """Check the options without building layers (``ConvExtractor.validate``)."""
+        sparsity = options.get("sparsity")
+        if sparsity is not None:
+            check(is_number(sparsity) and 0.0 < sparsity < 1.0, f"sparsity must be a float in (0, 1) (the paper uses 0.9), got {sparsity!r}")
         SparseConfig.build(**options)
 
     def attach(self, extractor: nn.Module) -> None:
@@ -299,7 +357,7 @@ class ExpertLinear(nn.Module):
         return th.einsum("bnpi,nio->bnpo", x, self.weight) + self.bias
 
 
-class SoftMoE(nn.Module):
+class SoftMoE(Bottleneck):
     """
     Soft mixture of experts over φ's H·W tokens of dimension C (Puigcerver et al. 2024), as
     used in deep RL by Obando-Ceron et al. (2024). With ``m = H·W`` tokens ``X ∈ R^{m×C}``,
@@ -316,8 +374,10 @@ class SoftMoE(nn.Module):
     :param psi_depth: Extra hidden layers inside each expert (``psi="residual"``: residual blocks)
     :param layer_norm: LayerNorm before each hidden ReLU of the experts (``psi="residual"``: after each linear layer)
     :param psi: How each expert's ψ continues after its first layer, a name of :data:`PSI`
-    :param num_experts: Number of experts n
+    :param num_experts: Number of experts n (``None``: 4); a number given must not exceed the H·W tokens
     """
+
+    options = ("num_experts",)
 
     def __init__(
         self,
@@ -326,11 +386,15 @@ class SoftMoE(nn.Module):
         psi_depth: int = 0,
         layer_norm: bool = False,
         psi: str = "dense",
-        num_experts: int = 4,
+        num_experts: int | None = None,
     ) -> None:
         super().__init__()
         c, h, w = in_shape
         n_tokens = h * w
+        if num_experts is None:
+            num_experts = 4  # the default may exceed the tokens (then one slot per expert, some empty)
+        elif num_experts > n_tokens:
+            raise ValueError(f"num_experts={num_experts} exceeds the {n_tokens} tokens ({h}x{w}) of φ's feature map; choose 1..{n_tokens}")
         self.num_experts = num_experts
         self.slots_per_expert = math.ceil(n_tokens / num_experts)
         self.router = nn.Parameter(th.randn(c, num_experts * self.slots_per_expert) / math.sqrt(c))
@@ -341,8 +405,17 @@ class SoftMoE(nn.Module):
         self.psi = nn.Sequential(*tail, ExpertLinear(num_experts, out_dim, c))
         self.features_dim = n_tokens * c
 
+    @classmethod
+    def check_options(cls, num_experts: Any = None) -> None:
+        if num_experts is not None:
+            check_int("num_experts", num_experts, 1, example="1, 2, 4, 8")
+
     def connection_weights(self) -> list[th.Tensor]:
         return [self.connection.weight]
+
+    def channel_weights(self, in_shape: tuple[int, int, int]) -> list[tuple[th.Tensor, ChannelMask]]:
+        # Row c of the router and input c of every expert's connection.
+        return [(self.router, lambda f: f.view(-1, 1)), (self.connection.weight, lambda f: f.view(1, -1, 1))]
 
     def forward(self, f: th.Tensor) -> th.Tensor:
         tokens = f.flatten(2).transpose(1, 2)  # (B, m, C)
@@ -358,13 +431,16 @@ class SoftMoE(nn.Module):
 class Tokenize(SoftMoE):
     """SoftMoE-1 (Sokar et al. 2025, "Don't flatten, tokenize!"): one expert, shared over the H·W tokens."""
 
+    options = ()
+
     def __init__(
         self, in_shape: tuple[int, int, int], width: int, psi_depth: int = 0, layer_norm: bool = False, psi: str = "dense"
     ) -> None:
         super().__init__(in_shape, width, psi_depth, layer_norm, psi, num_experts=1)
 
 
-BOTTLENECKS: dict[str, type[nn.Module]] = {
+#: Bottlenecks by name: what ``policy_kwargs(bottleneck=...)``, the sweep and the Zoo YAML accept.
+BOTTLENECKS: dict[str, type[Bottleneck]] = {
     "flatten": Flatten,
     "gap": GAP,
     "gmp": GMP,
@@ -373,11 +449,23 @@ BOTTLENECKS: dict[str, type[nn.Module]] = {
     "softmoe": SoftMoE,
 }
 
-_COMMON = ("self", "in_shape", "width", "psi_depth", "layer_norm", "psi")
-# Keyword arguments that only some bottlenecks take: each bottleneck declares its own in its signature
-# (checked in ConvExtractor; a bottleneck may also define ``check_options(**options)`` and ``attach(extractor)``).
-BOTTLENECK_OPTIONS: dict[str, tuple[str, ...]] = {
-    name: options
-    for name, cls in BOTTLENECKS.items()
-    if (options := tuple(p for p in inspect.signature(cls.__init__).parameters if p not in _COMMON))
-}
+
+def _check_declaration(name: str, cls: type[Bottleneck]) -> None:
+    """Fail at import when a bottleneck's ``options`` and its constructor disagree (a typo), or it lacks ``channel_weights``."""
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    missing = [p for p in COMMON_ARGS if p not in params]
+    extra = [p for p in params if p not in COMMON_ARGS]
+    if missing or sorted(extra) != sorted(cls.options):
+        raise TypeError(
+            f"Bottleneck {name!r} ({cls.__name__}): __init__ must take {list(COMMON_ARGS)} plus exactly its declared "
+            f"options {list(cls.options)}; it lacks {missing} and takes the extra arguments {extra}"
+        )
+    if cls.channel_weights is Bottleneck.channel_weights:
+        raise TypeError(f"Bottleneck {name!r} ({cls.__name__}) must define channel_weights (the weights that read channel c of φ)")
+
+
+for _name, _cls in BOTTLENECKS.items():
+    _check_declaration(_name, _cls)
+
+#: The options of each bottleneck that has some (``{"sparse": ("sparsity", ...), "softmoe": ("num_experts",)}``).
+BOTTLENECK_OPTIONS: dict[str, tuple[str, ...]] = {name: cls.options for name, cls in BOTTLENECKS.items() if cls.options}

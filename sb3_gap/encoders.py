@@ -3,21 +3,47 @@
 Every encoder returns the raw feature map ``F ∈ R^{B×C×H×W}``; what happens to it
 (flatten, pooling, tokens) is the job of :mod:`sb3_gap.bottlenecks`.
 
-Adding an encoder is a one-file change: write an ``nn.Module`` whose constructor takes
-``(in_channels, scale=1, ...)`` and sets ``out_channels``, give it a ``min_image_size`` class
-attribute, and add it to :data:`ENCODERS`. Its extra constructor arguments (such as Impala's
-``extra_blocks``) become valid ``ConvExtractor`` arguments for that encoder only.
+Adding an encoder is a one-file change (this one): subclass :class:`Encoder` (constructor
+``(in_channels, scale=1, ...)`` that sets ``out_channels``; class attributes ``min_image_size`` and
+``options``) and add it to :data:`ENCODERS`. The arguments it lists in ``options`` (such as Impala's
+``extra_blocks``) become valid ``ConvExtractor`` arguments for that encoder only; they are checked
+against its constructor when this module is imported.
 
 Written by hand rather than reusing SB3's ``NatureCNN`` because ``NatureCNN`` fuses
 ``Flatten + Linear`` into the extractor (exactly the connection this project replaces)
 and hard-codes the channel counts, so it cannot be scaled. ``NatureEncoder(scale=1)``
-keeps the layer spec of ``NatureCNN.cnn`` (tested in ``tests/test_extractor.py``).
+keeps the layer spec of ``NatureCNN.cnn``
+(``tests/test_extractor.py::test_nature_counts_and_layers_match_sb3_nature_cnn``).
 """
 
 from __future__ import annotations
 
+import inspect
+from typing import Any, ClassVar
+
 import torch as th
 from torch import nn
+
+from sb3_gap.checks import check_int
+
+
+class Encoder(nn.Module):
+    """
+    Base class of the encoders φ: ``forward`` maps ``(B, in_channels, H, W)`` images to the feature map
+    ``(B, out_channels, H', W')``.
+
+    Subclasses set :attr:`out_channels` in their constructor ``(in_channels, scale=1, **options)``.
+    """
+
+    #: Smallest image side the encoder accepts (checked by ``ConvExtractor`` before building anything).
+    min_image_size: ClassVar[int] = 1
+    #: Extra constructor arguments that ``ConvExtractor`` / ``policy_kwargs`` pass through for this encoder.
+    options: ClassVar[tuple[str, ...]] = ()
+    out_channels: int
+
+    @classmethod
+    def check_options(cls, **options: Any) -> None:
+        """Check the values of :attr:`options` without building layers; raise ``ValueError`` naming the bad value."""
 
 
 class ResidualBlock(nn.Module):
@@ -34,7 +60,7 @@ class ResidualBlock(nn.Module):
         return x + out
 
 
-class ImpalaEncoder(nn.Module):
+class ImpalaEncoder(Encoder):
     """
     Impala ResNet encoder (Espeholt et al. 2018) as used by Dopamine and the paper.
 
@@ -50,7 +76,7 @@ class ImpalaEncoder(nn.Module):
     :param pool: Per stack, whether it down-samples with the 3×3/2 max-pool (default: every stack)
     """
 
-    min_image_size = 1
+    options = ("extra_blocks",)
 
     def __init__(
         self,
@@ -78,11 +104,16 @@ class ImpalaEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
         self.out_channels = prev
 
+    @classmethod
+    def check_options(cls, extra_blocks: Any = None) -> None:
+        if extra_blocks is not None:
+            check_int("extra_blocks", extra_blocks, 0, example="1, 2, 4, 8")
+
     def forward(self, x: th.Tensor) -> th.Tensor:
         return self.net(x)
 
 
-class NatureEncoder(nn.Module):
+class NatureEncoder(Encoder):
     """
     Convolutional torso of the DQN Nature network (Mnih et al. 2015):
     32 8×8/4 → 64 4×4/2 → 64 3×3/1, each followed by ReLU, channels × ``scale``.
@@ -111,8 +142,7 @@ class NatureEncoder(nn.Module):
         return self.net(x)
 
 
-
-class MinAtarEncoder(nn.Module):
+class MinAtarEncoder(Encoder):
     """
     Dopamine's MinAtar torso (``MinatarRainbowNetwork`` / ``MinatarDQNNetwork`` in
     google/dopamine ``dopamine/labs/environments/minatar/minatar_env.py``): one 3×3 convolution,
@@ -123,8 +153,6 @@ class MinAtarEncoder(nn.Module):
     :param in_channels: Number of input channels (the game's object channels)
     :param scale: Multiplier on the channel count
     """
-
-    min_image_size = 1
 
     def __init__(self, in_channels: int, scale: int = 1) -> None:
         super().__init__()
@@ -157,9 +185,48 @@ class MinAtarImpalaEncoder(ImpalaEncoder):
 
 
 #: Encoders φ by name: what ``policy_kwargs(encoder=...)``, the sweep and the Zoo YAML accept.
-ENCODERS: dict[str, type[nn.Module]] = {
+ENCODERS: dict[str, type[Encoder]] = {
     "impala": ImpalaEncoder,
     "nature": NatureEncoder,
     "minatar": MinAtarEncoder,
     "minatar_impala": MinAtarImpalaEncoder,
 }
+
+#: How validation names the encoders an option needs (``"extra_blocks=1 needs a residual encoder [...]"``).
+OPTION_OWNERS = {"extra_blocks": "a residual encoder"}
+
+
+def _check_declaration(name: str, cls: type[Encoder]) -> None:
+    """Fail at import when an encoder's ``options`` name an argument its constructor does not take (a typo)."""
+    params = inspect.signature(cls.__init__).parameters
+    typos = [o for o in cls.options if o not in params]
+    if typos:
+        raise TypeError(f"Encoder {name!r} ({cls.__name__}) declares options {typos} that its __init__ does not take")
+
+
+for _name, _cls in ENCODERS.items():
+    _check_declaration(_name, _cls)
+
+
+def encoder_options(encoder: str, options: dict[str, Any]) -> dict[str, Any]:
+    """
+    Check the encoder options among ``options`` (any encoder's, e.g. ``extra_blocks``) for ``encoder``.
+
+    :param encoder: A name of :data:`ENCODERS`
+    :param options: Keyword arguments; those that are no encoder's option are ignored
+    :return: The options to pass to ``ENCODERS[encoder]``: those given and different from its default
+    :raises ValueError: A bad value, or an option that ``encoder`` does not take
+    """
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        owners = [e for e, cls in ENCODERS.items() if key in cls.options]
+        if not owners or value is None:
+            continue
+        ENCODERS[owners[0]].check_options(**{key: value})
+        default = inspect.signature(ENCODERS[owners[0]].__init__).parameters[key].default
+        if value == default:
+            continue
+        if encoder not in owners:
+            raise ValueError(f"{key}={value!r} needs {OPTION_OWNERS.get(key, 'an encoder of')} {owners}, got {encoder!r}")
+        out[key] = value
+    return out

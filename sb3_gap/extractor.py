@@ -14,7 +14,8 @@ from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from sb3_gap.bottlenecks import BOTTLENECK_OPTIONS, BOTTLENECKS, PSI
-from sb3_gap.encoders import ENCODERS
+from sb3_gap.checks import check_choice, check_int
+from sb3_gap.encoders import ENCODERS, encoder_options
 from sb3_gap.optim import optimizer_policy_kwargs
 
 # Width of ψ's first layer at scale ×1 (Dopamine's Rainbow, paper Table 1).
@@ -23,35 +24,27 @@ BASE_WIDTH = 512
 MAX_WIDTH_SCALE = 64
 #: Largest ``encoder_scale`` (φ's channels × 16).
 MAX_ENCODER_SCALE = 16
-_MAXIMA = {"width_scale": MAX_WIDTH_SCALE, "encoder_scale": MAX_ENCODER_SCALE}
-# Integer arguments, and float ones, that numpy scalars (np.int64(2), np.float32(0.9)) may stand for.
-_INT_ARGS = ("width_scale", "encoder_scale", "psi_depth", "extra_blocks", "num_experts")
-_FLOAT_ARGS = ("sparsity",)
-
-
-def _check_choice(name: str, value: Any, choices: dict) -> None:
-    if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; valid choices: {sorted(choices)}")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    maximum = _MAXIMA.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        bound = f" and at most {maximum}" if maximum is not None else ""
-        raise ValueError(f"{name} must be {kind}{bound} (e.g. 1, 2, 4, 8), got {value!r}")
+# The extractor's own integer arguments: (name, minimum, maximum).
+_INT_ARGS = (("width_scale", 1, MAX_WIDTH_SCALE), ("encoder_scale", 1, MAX_ENCODER_SCALE), ("psi_depth", 0, None))
 
 
 def plain_numbers(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` with numpy scalars of the numeric extractor arguments as Python ``int`` / ``float`` (numbers in spirit)."""
+    """``kwargs`` with numpy scalars as Python ``int`` / ``float`` (numbers in spirit; a sweep's values are numpy's)."""
     out = dict(kwargs)
-    for name in _INT_ARGS:
-        if isinstance(out.get(name), np.integer):
-            out[name] = int(out[name])
-    for name in _FLOAT_ARGS:
-        if isinstance(out.get(name), (np.floating, np.integer)):
-            out[name] = float(out[name])
+    for name, value in kwargs.items():
+        if isinstance(value, np.integer):
+            out[name] = int(value)
+        elif isinstance(value, np.floating):
+            out[name] = float(value)
     return out
+
+
+def _option_names() -> list[str]:
+    """Every option an encoder or a bottleneck declares (``extra_blocks``, ``sparsity``, ``num_experts``, ...)."""
+    names: list[str] = []
+    for cls in [*ENCODERS.values(), *BOTTLENECKS.values()]:
+        names += [o for o in cls.options if o not in names]
+    return names
 
 
 def _dict_space_error(observation_space: spaces.Dict) -> ValueError:
@@ -77,8 +70,8 @@ class ConvExtractor(BaseFeaturesExtractor):
     atoms, policy/value) follows. Use :func:`policy_kwargs` to build the ``policy_kwargs`` dict.
 
     :param observation_space: A 3-D ``Box`` image space, channel-first (C, H, W) or channel-last (H, W, C)
-    :param encoder: φ, a name of :data:`sb3_gap.encoders.ENCODERS` (``"impala"``, ``"nature"``, ``"minatar"``, ``"minatar_impala"``)
-    :param bottleneck: One of ``"flatten"``, ``"gap"``, ``"gmp"``, ``"sparse"``, ``"tokenize"``, ``"softmoe"``
+    :param encoder: φ, a name of :data:`sb3_gap.encoders.ENCODERS`
+    :param bottleneck: A name of :data:`sb3_gap.bottlenecks.BOTTLENECKS`
     :param width_scale: Width multiplier of ψ: dim(ψ) = 512 × ``width_scale``, an integer in [1, :data:`MAX_WIDTH_SCALE`]
         (numpy integers accepted)
     :param encoder_scale: Channel multiplier of φ, an integer in [1, :data:`MAX_ENCODER_SCALE`]
@@ -86,16 +79,14 @@ class ConvExtractor(BaseFeaturesExtractor):
     :param layer_norm: LayerNorm in ψ (None: the ψ builder's default, off for ``"dense"``, on for ``"residual"``)
     :param psi: How ψ continues after its first layer: ``"dense"`` (the paper's MLP) or ``"residual"`` (multi-skip
         residual blocks of Castanyer et al. 2025, :class:`sb3_gap.bottlenecks.ResidualPsi`); works with every bottleneck
-    :param extra_blocks: Extra residual blocks per stack (paper Fig. 4); residual encoders only
-    :param sparsity: Fraction of zero connection weights for ``bottleneck="sparse"`` (default 0.9)
-    :param num_experts: Experts for ``bottleneck="softmoe"`` (default 4)
-    :param unknown: Options a bottleneck declares itself: for ``bottleneck="sparse"`` ``sparse_method``,
-        ``sparse_scope``, ``prune_start``, ``prune_end``, ``prune_every``, ``rigl_interval``, ``rigl_drop``,
-        ``rigl_end`` (:class:`sb3_gap.sparse.SparseConfig`, ``docs/sparse.md``); anything else is an error
+    :param options: The options the chosen encoder and bottleneck declare in their ``options`` class attribute,
+        e.g. ``extra_blocks`` (residual encoders, paper Fig. 4), ``num_experts`` (``"softmoe"``), ``sparsity`` and
+        the other :class:`sb3_gap.sparse.SparseConfig` fields (``"sparse"``, ``docs/sparse.md``); ``None`` means the
+        default; an option of another encoder or bottleneck is an error
     :param normalized_image: Accepted for parity with SB3's ``NatureCNN``; any 3-D Box is accepted
         and SB3's ``normalize_images`` decides whether uint8 pixels are divided by 255
     :param channels_last: Run the convolutions in ``torch.channels_last`` memory format
-        (measurably faster on CPU and on CUDA; see ``docs/benchmarks.md``)
+        (timings in ``docs/benchmarks.md``)
     """
 
     def __init__(
@@ -108,37 +99,16 @@ class ConvExtractor(BaseFeaturesExtractor):
         psi_depth: int = 0,
         layer_norm: bool | None = None,
         psi: str = "dense",
-        extra_blocks: int = 0,
-        sparsity: float | None = None,
-        num_experts: int | None = None,
         normalized_image: bool = False,
         channels_last: bool = True,
-        **unknown: Any,
+        **options: Any,
     ) -> None:
-        numbers = plain_numbers(
-            dict(width_scale=width_scale, encoder_scale=encoder_scale, psi_depth=psi_depth, extra_blocks=extra_blocks,
-                 sparsity=sparsity, num_experts=num_experts)  # fmt: skip
-        )
-        width_scale, encoder_scale, psi_depth = numbers["width_scale"], numbers["encoder_scale"], numbers["psi_depth"]
-        extra_blocks, sparsity, num_experts = numbers["extra_blocks"], numbers["sparsity"], numbers["num_experts"]
         if isinstance(observation_space, spaces.Dict):
             raise _dict_space_error(observation_space)
-        self.validate(
-            **unknown,
-            encoder=encoder,
-            bottleneck=bottleneck,
-            width_scale=width_scale,
-            encoder_scale=encoder_scale,
-            psi_depth=psi_depth,
-            layer_norm=layer_norm,
-            psi=psi,
-            extra_blocks=extra_blocks,
-            sparsity=sparsity,
-            num_experts=num_experts,
-        )
-        options = {k: v for k, v in (("sparsity", sparsity), ("num_experts", num_experts)) if v is not None}
-        # The options a bottleneck declares in its own signature (e.g. sparse_method for "sparse").
-        options.update({k: v for k, v in unknown.items() if k in BOTTLENECK_OPTIONS.get(bottleneck, ()) and v is not None})
+        own = dict(encoder=encoder, bottleneck=bottleneck, width_scale=width_scale, encoder_scale=encoder_scale,
+                   psi_depth=psi_depth, layer_norm=layer_norm, psi=psi)  # fmt: skip
+        args = plain_numbers({**options, **own})
+        self.validate(**args)
         if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 3:
             raise ValueError(
                 f"ConvExtractor needs an image observation space: a 3-D Box (C, H, W) or (H, W, C), "
@@ -155,19 +125,18 @@ class ConvExtractor(BaseFeaturesExtractor):
                 f"{encoder_cls.min_image_size}x{encoder_cls.min_image_size}); encoders that fit: {fits}"
             )
 
-        encoder_options = {"extra_blocks": extra_blocks} if extra_blocks else {}
-        phi = encoder_cls(c, scale=encoder_scale, **encoder_options)
+        phi = encoder_cls(c, scale=args["encoder_scale"], **encoder_options(encoder, args))
         with th.no_grad():
             phi_shape = tuple(phi(th.zeros(1, c, h, w)).shape[1:])
-        if num_experts is not None and num_experts > phi_shape[1] * phi_shape[2]:
-            raise ValueError(
-                f"num_experts={num_experts} exceeds the {phi_shape[1] * phi_shape[2]} tokens "
-                f"({phi_shape[1]}x{phi_shape[2]}) that encoder {encoder!r} makes from {h}x{w} images; "
-                f"choose 1..{phi_shape[1] * phi_shape[2]}"
-            )
-        width = BASE_WIDTH * width_scale
+        neck_cls = BOTTLENECKS[bottleneck]
+        # The options the bottleneck declares (e.g. sparse_method for "sparse"); unset ones take its defaults.
+        neck_options = {k: args[k] for k in neck_cls.options if args.get(k) is not None}
         layer_norm = PSI[psi].layer_norm_default if layer_norm is None else bool(layer_norm)
-        neck = BOTTLENECKS[bottleneck](phi_shape, width, psi_depth=psi_depth, layer_norm=layer_norm, psi=psi, **options)
+        try:
+            neck = neck_cls(phi_shape, BASE_WIDTH * args["width_scale"], psi_depth=args["psi_depth"], layer_norm=layer_norm,
+                            psi=psi, **neck_options)  # fmt: skip
+        except ValueError as e:  # e.g. more experts than tokens: say which encoder and images made φ's output
+            raise ValueError(f"{e} (encoder {encoder!r} on {h}x{w} images)") from None
         super().__init__(observation_space, features_dim=neck.features_dim)
 
         self.encoder = phi
@@ -186,35 +155,27 @@ class ConvExtractor(BaseFeaturesExtractor):
         if unknown:
             raise ValueError(f"Unknown ConvExtractor argument(s) {unknown}; valid arguments: {valid}")
         encoder, bottleneck = kwargs.get("encoder", "impala"), kwargs.get("bottleneck", "gap")
-        _check_choice("encoder", encoder, ENCODERS)
-        _check_choice("bottleneck", bottleneck, BOTTLENECKS)
-        _check_choice("psi", kwargs.get("psi", "dense"), PSI)
+        check_choice("encoder", encoder, ENCODERS)
+        check_choice("bottleneck", bottleneck, BOTTLENECKS)
+        check_choice("psi", kwargs.get("psi", "dense"), PSI)
         if kwargs.get("layer_norm") is not None and not isinstance(kwargs["layer_norm"], (bool, np.bool_)):
             raise ValueError(f"layer_norm must be true, false or None (the ψ builder's default), got {kwargs['layer_norm']!r}")
-        for name, minimum in (("width_scale", 1), ("encoder_scale", 1), ("psi_depth", 0), ("extra_blocks", 0)):
+        for name, minimum, maximum in _INT_ARGS:
             if name in kwargs:
-                _check_int(name, kwargs[name], minimum)
-        if kwargs.get("extra_blocks") and "extra_blocks" not in inspect.signature(ENCODERS[encoder]).parameters:
-            owners = [e for e, cls in ENCODERS.items() if "extra_blocks" in inspect.signature(cls).parameters]
-            raise ValueError(f"extra_blocks={kwargs['extra_blocks']} needs a residual encoder {owners}, got {encoder!r}")
+                check_int(name, kwargs[name], minimum, maximum, example="1, 2, 4, 8")
+        encoder_options(encoder, kwargs)
         for key in sorted({k for keys in BOTTLENECK_OPTIONS.values() for k in keys}):
             if kwargs.get(key) is not None and key not in BOTTLENECK_OPTIONS.get(bottleneck, ()):
                 owners = [b for b, keys in BOTTLENECK_OPTIONS.items() if key in keys]
                 raise ValueError(f"{key}={kwargs[key]!r} only applies to bottleneck {owners}, not {bottleneck!r}")
-        sparsity = kwargs.get("sparsity")
-        if sparsity is not None and (isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < sparsity < 1.0):
-            raise ValueError(f"sparsity must be a float in (0, 1) (the paper uses 0.9), got {sparsity!r}")
-        if kwargs.get("num_experts") is not None:
-            _check_int("num_experts", kwargs["num_experts"], 1)
-        check_options = getattr(BOTTLENECKS[bottleneck], "check_options", None)
-        if check_options is not None:
-            check_options(**{k: kwargs[k] for k in BOTTLENECK_OPTIONS.get(bottleneck, ()) if k in kwargs})
+        neck_cls = BOTTLENECKS[bottleneck]
+        neck_cls.check_options(**{k: kwargs[k] for k in neck_cls.options if k in kwargs})
 
     @classmethod
     def argument_names(cls) -> list[str]:
-        """Every argument the extractor takes: its own, then the options bottlenecks declare (e.g. ``sparse_method``)."""
-        own = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "observation_space", "unknown")]
-        return own + [k for keys in BOTTLENECK_OPTIONS.values() for k in keys if k not in own]
+        """Every argument the extractor takes: its own, then the options encoders and bottlenecks declare (e.g. ``sparse_method``)."""
+        own = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "observation_space", "options")]
+        return own + [k for k in _option_names() if k not in own]
 
     def encode(self, observations: th.Tensor) -> th.Tensor:
         """φ(x): the (B, C, H, W) feature map, before the bottleneck."""
@@ -244,8 +205,8 @@ def policy_kwargs(
     ``net_arch`` defaults to ``[]`` so that ψ lives entirely in the extractor and the algorithm
     only adds its output head (SB3's DQN/QR-DQN would otherwise add a hidden ``[64, 64]`` MLP).
 
-    :param encoder: A name of :data:`sb3_gap.encoders.ENCODERS` (``"impala"``, ``"nature"``, ``"minatar"``, ``"minatar_impala"``)
-    :param bottleneck: ``"flatten"``, ``"gap"``, ``"gmp"``, ``"sparse"``, ``"tokenize"`` or ``"softmoe"``
+    :param encoder: A name of :data:`sb3_gap.encoders.ENCODERS`
+    :param bottleneck: A name of :data:`sb3_gap.bottlenecks.BOTTLENECKS`
     :param width_scale: dim(ψ) = 512 × ``width_scale`` (the paper uses 1, 2, 4, 8; at most :data:`MAX_WIDTH_SCALE`)
     :param net_arch: Layers the algorithm adds after the extractor (default: none)
     :param optimizer: ``"adam"``, ``"adamw"``, ``"kron"`` (:data:`sb3_gap.optim.OPTIMIZERS`) or an optimizer class

@@ -26,7 +26,7 @@ from sb3_gap.diagnostics import (
     neuron_magnitudes,
     reset_neurons,
 )
-from sb3_gap.report import find_extractor, parameter_report
+from sb3_gap.params import find_extractor, parameter_report
 
 # --------------------------------------------------------------------------------------------
 # Hand-built network: every activation is set by a bias, so the dormant / GraMa counts are known.

@@ -12,7 +12,7 @@ from stable_baselines3 import DQN, PPO
 
 from sb3_gap import Rainbow
 from sb3_gap.bottlenecks import GAP
-from sb3_gap.report import find_extractor
+from sb3_gap.params import find_extractor
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CASES = {

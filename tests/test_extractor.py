@@ -30,7 +30,7 @@ def make_model(algo, env, **kw):
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
 def test_every_combination_trains(algo, encoder, bottleneck):
     model = make_model(algo, small_env(), **policy_kwargs(encoder=encoder, bottleneck=bottleneck))
-    ext = sb3_gap.report.find_extractor(model)
+    ext = sb3_gap.params.find_extractor(model)
     before = [p.detach().clone() for p in ext.parameters()]
     model.learn(32)
     changed = any(not th.equal(a, b) for a, b in zip(before, ext.parameters()))
@@ -108,7 +108,7 @@ def test_channels_last_memory_format_is_numerically_the_same():
 
 def test_sparse_mask_survives_training():
     model = make_model(DQN, small_env(), **policy_kwargs(bottleneck="sparse", sparsity=0.8))
-    ext = sb3_gap.report.find_extractor(model)
+    ext = sb3_gap.params.find_extractor(model)
     before = parameter_report(model).effective_connection
     model.learn(64)
     weights = ext.bottleneck.connection.weight * ext.bottleneck.connection.weight_mask

@@ -23,7 +23,7 @@ from sb3_gap.bottlenecks import RESIDUAL_OUT, MultiSkipResidual
 from sb3_gap.diagnostics import dormant_fractions, neuron_layers
 from sb3_gap.optim import Kron, optimizer_policy_kwargs
 from sb3_gap.rainbow import Rainbow
-from sb3_gap.report import find_extractor
+from sb3_gap.params import find_extractor
 from sb3_gap.sweep import SweepSpec, open_study, run_sweep
 from sb3_gap.sweep.report import build_report, load_runs
 from sb3_gap.sweep.cell import resolve_run

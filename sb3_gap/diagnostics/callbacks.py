@@ -43,7 +43,7 @@ from sb3_gap.diagnostics.metrics import (
     inactive_masks,
 )
 from sb3_gap.diagnostics.resets import ResetResult, check_outgoing_scale, reset_neurons
-from sb3_gap.report import find_extractor, parameter_report
+from sb3_gap.params import find_extractor, parameter_report
 
 
 def check_every(every: int) -> int:

@@ -242,7 +242,7 @@ def _run(args: argparse.Namespace) -> None:
     import zipfile
 
     from sb3_gap.algos import get_algo
-    from sb3_gap.report import find_extractor
+    from sb3_gap.params import find_extractor
 
     path = Path(args.model)
     if not path.is_file():

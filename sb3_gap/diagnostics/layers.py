@@ -34,7 +34,7 @@ import numpy as np
 import torch as th
 from torch import nn
 
-from sb3_gap.bottlenecks import DenseBottleneck, ExpertLinear, MultiSkipResidual, SoftMoE
+from sb3_gap.bottlenecks import BOTTLENECKS, Bottleneck, DenseBottleneck, ExpertLinear, MultiSkipResidual
 from sb3_gap.sparse import MASK
 from sb3_gap.encoders import ResidualBlock
 from sb3_gap.extractor import ConvExtractor
@@ -172,23 +172,16 @@ def _into(consumer: nn.Module) -> list[ParamSlice]:
     raise TypeError(type(consumer).__name__)
 
 
-def _into_bottleneck(neck: nn.Module, in_shape: tuple[int, int, int]) -> list[ParamSlice] | None:
-    """Outgoing weights of φ's last channels: the bottleneck's weights that read channel c."""
-    c, h, w = in_shape
-    if isinstance(neck, DenseBottleneck):
-        conn = neck.connection
-        weights = [conn.weight_mu, conn.weight_sigma] if isinstance(conn, NoisyLinear) else [conn.weight]
-        if conn.in_features == c:  # gap / gmp: column c
-            return [ParamSlice(w_, lambda f: f.view(1, -1)) for w_ in weights]
-        if conn.in_features == c * h * w:  # flatten / sparse: columns c·H·W .. (c+1)·H·W - 1
-            return [ParamSlice(w_, lambda f: f.repeat_interleave(h * w).view(1, -1)) for w_ in weights]
-        return None
-    if isinstance(neck, SoftMoE):  # router row c and the connection's input c of every expert
-        return [
-            ParamSlice(neck.router, lambda f: f.view(-1, 1)),
-            ParamSlice(neck.connection.weight, lambda f: f.view(1, -1, 1)),
-        ]
-    return None
+def _into_bottleneck(neck: nn.Module, in_shape: tuple[int, int, int]) -> list[ParamSlice]:
+    """Outgoing weights of φ's last channels: the weights that read channel c, as the bottleneck declares them
+    (:meth:`sb3_gap.bottlenecks.Bottleneck.channel_weights`)."""
+    declared = getattr(type(neck), "channel_weights", None)
+    if declared is None or declared is Bottleneck.channel_weights:
+        raise ValueError(
+            f"Bottleneck {type(neck).__name__} declares no channel_weights (the weights that read channel c of φ), so "
+            f"φ's last neurons cannot be measured; registered bottlenecks: {sorted(BOTTLENECKS)}"
+        )
+    return [ParamSlice(weight, mask_fn) for weight, mask_fn in neck.channel_weights(in_shape)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from torch import nn
 
 from sb3_gap.diagnostics.layers import GROUPS, NeuronLayer, neuron_layers
 from sb3_gap.extractor import ConvExtractor
-from sb3_gap.report import find_extractor, parameter_report
+from sb3_gap.params import find_extractor, parameter_report
 
 #: Default τ of the paper's appendix (Sokar & Castro 2025, "dormancy threshold of 0.001").
 DEFAULT_TAU = 0.001

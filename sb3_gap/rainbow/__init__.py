@@ -2,6 +2,7 @@
 dueling and noisy nets, each a constructor switch."""
 
 from sb3_gap.rainbow.buffers import RainbowReplayBuffer, RainbowSamples
+from sb3_gap.rainbow.config import HeadConfig
 from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, NoisyLinear, RainbowPolicy
 from sb3_gap.rainbow.projection import categorical_projection
 from sb3_gap.rainbow.rainbow import PRESETS, Rainbow, rainbow_preset
@@ -9,6 +10,7 @@ from sb3_gap.rainbow.rainbow import PRESETS, Rainbow, rainbow_preset
 __all__ = [
     "PRESETS",
     "CnnPolicy",
+    "HeadConfig",
     "MlpPolicy",
     "MultiInputPolicy",
     "NoisyLinear",

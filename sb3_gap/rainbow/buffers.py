@@ -21,13 +21,14 @@ only ever samples *complete* windows (no window is cut at the write head).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecNormalize
 
+from sb3_gap.checks import check_range
 from sb3_gap.rainbow.sum_tree import SumTree
 from sb3_gap.replay import FrameReplayBuffer, infer_frame_stack
 
@@ -117,10 +118,9 @@ class RainbowReplayBuffer(FrameReplayBuffer):
         alpha: float = 0.5,
         priority_eps: float = 1e-6,
     ) -> None:
-        if alpha < 0.0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
-        if priority_eps < 0.0:
-            raise ValueError(f"priority_eps must be >= 0, got {priority_eps}")
+        # Rainbow checked its own priority_alpha already; these are for direct users of the buffer.
+        check_range("alpha", alpha, low=0.0)
+        check_range("priority_eps", priority_eps, low=0.0)
         self.prioritized = bool(prioritized)
         self.alpha = float(alpha)
         self.priority_eps = float(priority_eps)
@@ -278,3 +278,30 @@ class RainbowReplayBuffer(FrameReplayBuffer):
         self.tree.update(indices[live], values[live])
         if live.any():
             self.max_priority = max(self.max_priority, float(values[live].max()))
+
+
+#: Rainbow's arguments that decide what the replay stores and how it samples, and the buffer's names for them.
+REPLAY_SETTINGS = {"n_steps": "n_steps", "gamma": "gamma", "prioritized_replay": "prioritized", "priority_alpha": "alpha"}
+
+
+def replay_mismatches(loaded: Any, settings: dict[str, Any], frame_stack: int) -> list[str]:
+    """
+    What differs between a loaded replay buffer and a model's replay settings (``Rainbow.load_replay_buffer``).
+
+    :param loaded: The loaded buffer
+    :param settings: The model's :data:`REPLAY_SETTINGS` values by Rainbow's names
+    :param frame_stack: The model's frame stack
+    :return: One ``"<setting>: model <value>, buffer <value>"`` per difference
+    """
+    if not isinstance(loaded, RainbowReplayBuffer):
+        return [f"class: model RainbowReplayBuffer, buffer {type(loaded).__name__}"]
+    problems = []
+    for model_key, buffer_key in REPLAY_SETTINGS.items():
+        mine, theirs = settings[model_key], getattr(loaded, buffer_key, None)
+        if model_key == "priority_alpha" and not settings["prioritized_replay"]:
+            continue
+        if theirs is None or (float(mine) != float(theirs) if model_key != "prioritized_replay" else bool(mine) != bool(theirs)):
+            problems.append(f"{model_key}: model {mine!r}, buffer {theirs!r}")
+    if getattr(loaded, "frame_stack", frame_stack) != frame_stack:
+        problems.append(f"frame_stack: model {frame_stack!r}, buffer {loaded.frame_stack!r}")
+    return problems

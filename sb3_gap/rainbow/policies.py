@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import math
 import time
-from functools import partial
 from typing import Any, Callable
 
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.torch_layers import (
-    BaseFeaturesExtractor,
-    CombinedExtractor,
-    FlattenExtractor,
-    NatureCNN,
-)
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN, create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
+
+from sb3_gap.rainbow.config import HeadConfig, default_adam_eps
 
 
 class NoisyLinear(nn.Module):
@@ -132,20 +128,18 @@ class _NoiseSequential(nn.Sequential):
         return x
 
 
-def _mlp(
-    input_dim: int,
-    output_dim: int,
-    net_arch: list[int],
-    activation_fn: type[nn.Module],
-    linear: Callable[[int, int], nn.Module],
-) -> _NoiseSequential:
-    # SB3's create_mlp only builds nn.Linear layers; this is the same layout with a pluggable layer class.
+def _mlp(input_dim: int, output_dim: int, net_arch: list[int], activation_fn: type[nn.Module], sigma0: float | None) -> _NoiseSequential:
+    """SB3's ``create_mlp`` layout (``Linear, act, ..., Linear``, same state-dict keys); noisy layers when ``sigma0`` is set."""
+    if sigma0 is None:
+        return _NoiseSequential(*create_mlp(input_dim, output_dim, net_arch, activation_fn))
+    # create_mlp only builds nn.Linear: swapping NoisyLinear in afterwards would draw every init twice (other weights
+    # for a given seed than models trained so far), so the noisy layout is built here, layer for layer the same.
     layers: list[nn.Module] = []
     last = input_dim
     for width in net_arch:
-        layers += [linear(last, width), activation_fn()]
+        layers += [NoisyLinear(last, width, sigma0=sigma0), activation_fn()]
         last = width
-    layers.append(linear(last, output_dim))
+    layers.append(NoisyLinear(last, output_dim, sigma0=sigma0))
     return _NoiseSequential(*layers)
 
 
@@ -179,9 +173,9 @@ class RainbowHead(nn.Module):
         super().__init__()
         self.n_actions = n_actions
         self.n_outputs = n_outputs
-        linear: Callable[[int, int], nn.Module] = partial(NoisyLinear, sigma0=sigma0) if noisy else nn.Linear
-        self.advantage = _mlp(features_dim, n_actions * n_outputs, net_arch, activation_fn, linear)
-        self.value = _mlp(features_dim, n_outputs, net_arch, activation_fn, linear) if dueling else None
+        noise = sigma0 if noisy else None
+        self.advantage = _mlp(features_dim, n_actions * n_outputs, net_arch, activation_fn, noise)
+        self.value = _mlp(features_dim, n_outputs, net_arch, activation_fn, noise) if dueling else None
 
     def forward(self, features: th.Tensor, noise: bool = True) -> th.Tensor:  # type: ignore[override]
         out = self.advantage(features, noise).view(-1, self.n_actions, self.n_outputs)
@@ -199,13 +193,8 @@ class RainbowNetwork(BasePolicy):
     :param action_space: Action space
     :param features_extractor: The features extractor
     :param features_dim: Its output size
-    :param n_atoms: Atoms of the categorical distribution (ignored when not ``distributional``)
-    :param v_min: Smallest atom
-    :param v_max: Largest atom
-    :param distributional: C51 head (else one Q-value per action, as DQN)
-    :param dueling: Dueling value/advantage streams
-    :param noisy: Factorised noisy linear layers in the head and in the extractor's dense layers (ψ)
-    :param sigma0: σ₀ of the noisy layers
+    :param head: The head switches (``n_atoms`` ignored when not ``distributional``; noisy layers in the head and in
+        the extractor's dense layers ψ)
     :param net_arch: Hidden layers of the head
     :param activation_fn: Activation function
     :param normalize_images: Whether to divide uint8 images by 255
@@ -220,27 +209,21 @@ class RainbowNetwork(BasePolicy):
         action_space: spaces.Discrete,
         features_extractor: BaseFeaturesExtractor,
         features_dim: int,
-        n_atoms: int = 51,
-        v_min: float = -10.0,
-        v_max: float = 10.0,
-        distributional: bool = True,
-        dueling: bool = False,
-        noisy: bool = False,
-        sigma0: float = 0.5,
+        head: HeadConfig | None = None,
         net_arch: list[int] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
         normalize_images: bool = True,
     ) -> None:
         super().__init__(observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images)
+        head = HeadConfig() if head is None else head
         self.net_arch = [64, 64] if net_arch is None else net_arch
         self.activation_fn = activation_fn
         self.features_dim = features_dim
-        self.n_atoms = n_atoms
-        self.v_min, self.v_max = v_min, v_max
-        self.distributional = distributional
-        self.dueling = dueling
-        self.noisy = noisy
-        self.sigma0 = sigma0
+        self.head_config = head
+        n_atoms, v_min, v_max, distributional = head.n_atoms, head.v_min, head.v_max, head.distributional
+        dueling, noisy, sigma0 = head.dueling, head.noisy, head.sigma0
+        self.n_atoms, self.v_min, self.v_max, self.distributional = n_atoms, v_min, v_max, distributional
+        self.dueling, self.noisy, self.sigma0 = dueling, noisy, sigma0
         if noisy:
             make_noisy(self.features_extractor, sigma0)
         # A plain list (not submodules): the extractor's noisy layers, switched per forward call.
@@ -304,13 +287,7 @@ class RainbowNetwork(BasePolicy):
             dict(
                 net_arch=self.net_arch,
                 features_dim=self.features_dim,
-                n_atoms=self.n_atoms,
-                v_min=self.v_min,
-                v_max=self.v_max,
-                distributional=self.distributional,
-                dueling=self.dueling,
-                noisy=self.noisy,
-                sigma0=self.sigma0,
+                head=self.head_config,
                 activation_fn=self.activation_fn,
                 features_extractor=self.features_extractor,
             )
@@ -330,13 +307,6 @@ class RainbowPolicy(BasePolicy):
     :param observation_space: Observation space
     :param action_space: Action space
     :param lr_schedule: Learning rate schedule (could be constant)
-    :param n_atoms: Atoms of the C51 distribution
-    :param v_min: Smallest atom
-    :param v_max: Largest atom
-    :param distributional: C51 head (else scalar Q as in DQN)
-    :param dueling: Dueling value/advantage streams
-    :param noisy: Factorised noisy linear layers in the head and in the extractor's dense layers (ψ)
-    :param sigma0: σ₀ of the noisy layers (Fortunato et al. use 0.5, Dopamine 0.1)
     :param net_arch: Hidden layers of the head; ``[]`` puts the head directly on the features
         (what :func:`sb3_gap.policy_kwargs` passes); default ``[64, 64]``, or ``[]`` on ``NatureCNN``
     :param activation_fn: Activation function
@@ -345,7 +315,9 @@ class RainbowPolicy(BasePolicy):
     :param normalize_images: Whether to divide uint8 images by 255
     :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
     :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, for the optimizer
-        (default for Adam: ``{"eps": 1.5e-4}``, Dopamine's Rainbow)
+        (default for Adam: ``{"eps": DOPAMINE_ADAM_EPS}``, Dopamine's Rainbow, :mod:`sb3_gap.rainbow.config`)
+    :param head: The head switches ``distributional``, ``n_atoms``, ``v_min``, ``v_max``, ``dueling``, ``noisy`` and
+        ``sigma0``, as flat keyword arguments (how ``Rainbow`` passes and saves them): :class:`~sb3_gap.rainbow.config.HeadConfig`
     """
 
     q_net: RainbowNetwork
@@ -356,13 +328,6 @@ class RainbowPolicy(BasePolicy):
         observation_space: spaces.Space,
         action_space: spaces.Discrete,
         lr_schedule: Schedule,
-        n_atoms: int = 51,
-        v_min: float = -10.0,
-        v_max: float = 10.0,
-        distributional: bool = True,
-        dueling: bool = False,
-        noisy: bool = False,
-        sigma0: float = 0.5,
         net_arch: list[int] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
@@ -370,10 +335,10 @@ class RainbowPolicy(BasePolicy):
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        **head: Any,
     ) -> None:
-        if optimizer_kwargs is None and optimizer_class is th.optim.Adam:
-            # Dopamine's Rainbow Adam epsilon (Sokar & Castro 2025, Table 1)
-            optimizer_kwargs = {"eps": 1.5e-4}
+        head_config = HeadConfig(**head)
+        optimizer_kwargs = default_adam_eps(optimizer_class, optimizer_kwargs)
         super().__init__(
             observation_space,
             action_space,
@@ -387,16 +352,11 @@ class RainbowPolicy(BasePolicy):
             net_arch = [] if features_extractor_class == NatureCNN else [64, 64]
         self.net_arch = net_arch
         self.activation_fn = activation_fn
+        self.head_config = head_config
         self.net_args = {
             "observation_space": self.observation_space,
             "action_space": self.action_space,
-            "n_atoms": n_atoms,
-            "v_min": v_min,
-            "v_max": v_max,
-            "distributional": distributional,
-            "dueling": dueling,
-            "noisy": noisy,
-            "sigma0": sigma0,
+            "head": self.head_config,
             "net_arch": self.net_arch,
             "activation_fn": self.activation_fn,
             "normalize_images": normalize_images,
@@ -463,13 +423,7 @@ class RainbowPolicy(BasePolicy):
         data = super()._get_constructor_parameters()
         data.update(
             dict(
-                n_atoms=self.net_args["n_atoms"],
-                v_min=self.net_args["v_min"],
-                v_max=self.net_args["v_max"],
-                distributional=self.net_args["distributional"],
-                dueling=self.net_args["dueling"],
-                noisy=self.net_args["noisy"],
-                sigma0=self.net_args["sigma0"],
+                **self.head_config.kwargs(),
                 net_arch=self.net_args["net_arch"],
                 activation_fn=self.net_args["activation_fn"],
                 lr_schedule=self._dummy_schedule,

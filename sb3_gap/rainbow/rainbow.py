@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import io
-import math
-import numbers
 import pathlib
 import time
 import warnings
@@ -19,78 +16,20 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
-from torch.nn import functional as F
 
+from sb3_gap.checks import check
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
-from sb3_gap.rainbow.buffers import RainbowReplayBuffer, infer_frame_stack
+from sb3_gap.rainbow.buffers import REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, replay_mismatches
+from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_args, rainbow_optimizer, rainbow_preset
+from sb3_gap.rainbow.loss import per_sample_loss
 from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy, _greedy_actions
-from sb3_gap.rainbow.projection import categorical_projection
 
 SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
 
-LOSSES = ("huber", "mse")
-
-# Ready-made hyperparameters, as plain kwargs dicts (usable from Python and from RL Zoo YAML files).
-PRESETS: dict[str, dict[str, Any]] = {
-    # Dopamine's Rainbow as used by Sokar & Castro 2025 (their Table 1): the class defaults.
-    "dopamine": {},
-    # Data-efficient Rainbow for Atari-100k (van Hasselt et al. 2019), Dopamine's DER configuration.
-    "der": dict(
-        n_steps=10,
-        train_freq=1,
-        gradient_steps=1,
-        learning_starts=1_600,
-        learning_rate=1e-4,
-        target_update_interval=2_000,
-        exploration_steps=2_000,  # DER.gin's ε schedule; inactive while noisy=True (ε = 0, as in Dopamine)
-        double_q=True,
-        dueling=True,
-        noisy=True,
-        sigma0=0.1,  # Dopamine's NoisyNetwork (dopamine/jax/networks.py): σ = 0.1/√fan_in
-    ),
-    # All six components of Hessel et al. 2018 on top of Dopamine's defaults (Dopamine's full_rainbow agent).
-    "full": dict(double_q=True, dueling=True, noisy=True, sigma0=0.1),
-}
-
-
-def rainbow_preset(name: str) -> dict[str, Any]:
-    """
-    A copy of the keyword arguments of a named preset: ``Rainbow("CnnPolicy", env, **rainbow_preset("der"))``.
-
-    :param name: ``"dopamine"`` (the defaults), ``"der"`` (Atari-100k) or ``"full"`` (all components)
-    :return: A new kwargs dict
-    """
-    if name not in PRESETS:
-        raise ValueError(f"Unknown Rainbow preset {name!r}; valid choices: {sorted(PRESETS)}")
-    return copy.deepcopy(PRESETS[name])
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-def _fused_adam_available(device: th.device) -> bool:
-    """Whether ``th.optim.Adam(..., fused=True)`` runs on ``device``: CUDA, and CPU since torch 2.4."""
-    if device.type == "cuda":
-        return True
-    major, minor = (int(part) for part in th.__version__.split(".")[:2])
-    return device.type == "cpu" and (major, minor) >= (2, 4)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_finite_number(value: Any) -> bool:
-    """A real number (Python or numpy, not bool) that is finite."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(float(value))
-
-
 #: Constructor arguments that shape the network: fixed by the saved weights, refused as overrides by :meth:`Rainbow.load`.
-ARCHITECTURE_ARGS = ("distributional", "n_atoms", "v_min", "v_max", "dueling", "noisy", "sigma0")
+ARCHITECTURE_ARGS = HeadConfig.names()
 #: Constructor arguments that decide what the replay stores and how it samples (checked by :meth:`Rainbow.load_replay_buffer`).
-REPLAY_ARGS = (("n_steps", "n_steps"), ("gamma", "gamma"), ("prioritized_replay", "prioritized"), ("priority_alpha", "alpha"))
+REPLAY_ARGS = tuple(REPLAY_SETTINGS)
 
 
 class Rainbow(OffPolicyAlgorithm):
@@ -116,9 +55,10 @@ class Rainbow(OffPolicyAlgorithm):
     :param train_freq: Update the model every ``train_freq`` steps, or a tuple like ``(5, "step")``
     :param gradient_steps: How many gradient steps to do after each rollout (-1: as many as env steps)
     :param n_steps: Length n of the n-step return (Sutton 1988; Hessel et al. 2018 Eq. 2)
-    :param distributional: Learn a categorical return distribution (C51, Bellemare et al. 2017) with
-        the cross-entropy to the projected target; if False, a scalar Q-value with ``loss``
-    :param n_atoms: Number of atoms N of the categorical distribution (>= 2)
+    :param distributional: C51 head with the cross-entropy to the projected target; if False, a scalar Q-value with
+        ``loss``. This and the other head switches (``n_atoms``, ``v_min``, ``v_max``, ``dueling``, ``noisy``,
+        ``sigma0``) are checked and documented by :class:`~sb3_gap.rainbow.config.HeadConfig`
+    :param n_atoms: Atoms N of the categorical distribution (>= 2)
     :param v_min: Smallest atom
     :param v_max: Largest atom
     :param loss: Loss of the scalar head when ``distributional=False``: ``"huber"`` (DQN's) or ``"mse"``
@@ -128,11 +68,11 @@ class Rainbow(OffPolicyAlgorithm):
         remaining (1 → 0), e.g. ``stable_baselines3.common.utils.LinearSchedule(0.4, 1.0, 1.0)``
     :param priority_eps: Added to every priority so that no transition becomes unsampleable
     :param double_q: The online network picks the next action, the target network evaluates it (van Hasselt et al. 2016)
-    :param dueling: Dueling value and advantage streams (Wang et al. 2016)
-    :param noisy: Factorised noisy linear layers (Fortunato et al. 2018) in the head and in ψ's dense
-        layers. As in Dopamine's full Rainbow (``zero_epsilon`` in ``full_rainbow_agent.py``), ε is then 0
-        throughout, warm-up included, and the noise is resampled for every acting step and every update
-    :param sigma0: σ₀ of the noisy layers (Fortunato et al. 0.5; Dopamine 0.1, set by the ``der``/``full`` presets)
+    :param dueling: Dueling value and advantage streams
+    :param noisy: Noisy nets in the head and ψ. As in Dopamine's full Rainbow (``zero_epsilon`` in
+        ``full_rainbow_agent.py``), ε is then 0 throughout, warm-up included, and the noise is resampled for every
+        acting step and every update
+    :param sigma0: σ₀ of the noisy layers (Dopamine's 0.1 is set by the ``der``/``full`` presets)
     :param target_update_interval: Update the target network every ``target_update_interval`` environment steps
     :param exploration_steps: ε decays linearly from ``exploration_initial_eps`` to
         ``exploration_final_eps`` over this many steps after ``learning_starts`` (Dopamine's schedule)
@@ -218,18 +158,15 @@ class Rainbow(OffPolicyAlgorithm):
         compile_mode: str | None = None,
         _init_setup_model: bool = True,
     ) -> None:
-        _check(isinstance(compile, (bool, np.bool_)), f"compile must be True or False, got {compile!r}")
+        check(isinstance(compile, (bool, np.bool_)), f"compile must be True or False, got {compile!r}")
         check_compile_mode(compile_mode)
-        self._validate(
+        head = HeadConfig(distributional=distributional, n_atoms=n_atoms, v_min=v_min, v_max=v_max, dueling=dueling,
+                          noisy=noisy, sigma0=sigma0)  # fmt: skip
+        check_rainbow_args(
             n_steps=n_steps,
-            distributional=distributional,
-            n_atoms=n_atoms,
-            v_min=v_min,
-            v_max=v_max,
             loss=loss,
             priority_alpha=priority_alpha,
             priority_beta=priority_beta,
-            sigma0=sigma0,
             exploration_steps=exploration_steps,
             exploration_fraction=exploration_fraction,
             exploration_initial_eps=exploration_initial_eps,
@@ -241,44 +178,21 @@ class Rainbow(OffPolicyAlgorithm):
             batch_size=batch_size,
         )
         super().__init__(
-            policy,
-            env,
-            learning_rate,
-            buffer_size,
-            learning_starts,
-            batch_size,
-            tau,
-            gamma,
-            train_freq,
-            gradient_steps,
-            action_noise=None,
-            replay_buffer_class=replay_buffer_class,
-            replay_buffer_kwargs=replay_buffer_kwargs,
-            optimize_memory_usage=optimize_memory_usage,
-            n_steps=n_steps,
-            policy_kwargs=policy_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            verbose=verbose,
-            device=device,
-            seed=seed,
-            sde_support=False,
-            supported_action_spaces=(spaces.Discrete,),
-            support_multi_env=True,
-        )
-        self.distributional = distributional
-        self.n_atoms = int(n_atoms)
-        self.v_min = float(v_min)
-        self.v_max = float(v_max)
+            policy, env, learning_rate, buffer_size, learning_starts, batch_size, tau, gamma, train_freq, gradient_steps,
+            action_noise=None, replay_buffer_class=replay_buffer_class, replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage, n_steps=n_steps, policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size, tensorboard_log=tensorboard_log, verbose=verbose, device=device, seed=seed,
+            sde_support=False, supported_action_spaces=(spaces.Discrete,), support_multi_env=True,
+        )  # fmt: skip
+        # The head switches stay attributes (model.n_atoms, ...), as saved models have them.
+        self.distributional, self.n_atoms, self.v_min, self.v_max = head.distributional, head.n_atoms, head.v_min, head.v_max
+        self.dueling, self.noisy, self.sigma0 = head.dueling, head.noisy, head.sigma0
         self.loss = loss
         self.prioritized_replay = prioritized_replay
         self.priority_alpha = priority_alpha
         self.priority_beta = priority_beta
         self.priority_eps = priority_eps
         self.double_q = double_q
-        self.dueling = dueling
-        self.noisy = noisy
-        self.sigma0 = sigma0
         self.target_update_interval = target_update_interval
         self.exploration_steps = exploration_steps
         self.exploration_fraction = exploration_fraction
@@ -293,7 +207,7 @@ class Rainbow(OffPolicyAlgorithm):
         if self.compile:
             check_compile_mode(compile_mode, self.device)
             problem = compiler_problem(self.device)
-            _check(problem is None, f"compile=True: {problem}; valid choices here: compile=False")
+            check(problem is None, f"compile=True: {problem}; valid choices here: compile=False")
         self._n_calls = 0
         # "epsilon" of the epsilon-greedy exploration
         self.exploration_rate = 0.0 if noisy else exploration_initial_eps
@@ -302,10 +216,7 @@ class Rainbow(OffPolicyAlgorithm):
         # The network switches live in the policy kwargs (so that the policy alone can be rebuilt);
         # a copy, so that the caller's dict is never changed.
         self.policy_kwargs = dict(self.policy_kwargs)
-        network_kwargs = dict(
-            n_atoms=self.n_atoms, v_min=self.v_min, v_max=self.v_max, distributional=distributional,
-            dueling=dueling, noisy=noisy, sigma0=sigma0,
-        )  # fmt: skip
+        network_kwargs = head.kwargs()
         for key, value in network_kwargs.items():
             if key in self.policy_kwargs and self.policy_kwargs[key] != value:
                 raise ValueError(
@@ -313,82 +224,10 @@ class Rainbow(OffPolicyAlgorithm):
                     f"set {key} on Rainbow only"
                 )
         self.policy_kwargs.update(network_kwargs)
-        given_class = self.policy_kwargs.get("optimizer_class")
-        if given_class is None or given_class is th.optim.AdamW:
-            # Dopamine's Rainbow: Adam with eps = 1.5e-4 (= 0.01 / 32 / 2, Hessel et al. 2018 Table 1).
-            # AdamW (sb3_gap.policy_kwargs(weight_decay=...), docs/methods.md) keeps Dopamine's eps.
-            self.policy_kwargs["optimizer_class"] = given_class or th.optim.Adam
-            given = self.policy_kwargs.get("optimizer_kwargs")
-            optimizer_kwargs: dict[str, Any] = dict(eps=1.5e-4) if given is None else dict(given)
-            if given_class is th.optim.AdamW:
-                optimizer_kwargs.setdefault("eps", 1.5e-4)
-            if _fused_adam_available(self.device) and "foreach" not in optimizer_kwargs:
-                # Same update rule in one kernel over all parameters instead of a Python loop of ~10 small ops
-                # per tensor: Adam's step fell from 9.7 to ~1 ms per update for the Nature network (1.7M
-                # parameters) and from ~2.5 to ~1 ms for Impala x1 on 2 CPU threads (benchmarks_rainbow.md).
-                # Also when only Adam's settings are given (the Zoo configs give eps); fused=False opts out.
-                optimizer_kwargs.setdefault("fused", True)
-            self.policy_kwargs["optimizer_kwargs"] = optimizer_kwargs
+        rainbow_optimizer(self.policy_kwargs, self.device)
 
         if _init_setup_model:
             self._setup_model()
-
-    @staticmethod
-    def _validate(**kw: Any) -> None:
-        """Raise ``ValueError`` naming the bad value and the valid choices."""
-        _check(_is_int(kw["n_steps"]) and kw["n_steps"] >= 1, f"n_steps must be an integer >= 1 (e.g. 1, 3, 10), got {kw['n_steps']!r}")
-        if kw["distributional"]:
-            _check(
-                _is_int(kw["n_atoms"]) and kw["n_atoms"] >= 2,
-                f"n_atoms must be an integer >= 2 for the distributional head (C51 uses 51), got {kw['n_atoms']!r}; "
-                "for a scalar Q head pass distributional=False",
-            )
-        else:
-            _check(_is_int(kw["n_atoms"]) and kw["n_atoms"] >= 1, f"n_atoms must be an integer >= 1, got {kw['n_atoms']!r}")
-        _check(
-            _is_finite_number(kw["v_min"]) and _is_finite_number(kw["v_max"]),
-            f"v_min and v_max must be finite numbers (e.g. v_min=-10, v_max=10), got v_min={kw['v_min']!r}, v_max={kw['v_max']!r}",
-        )
-        _check(
-            kw["v_min"] < kw["v_max"],
-            f"v_min must be smaller than v_max (e.g. v_min=-10, v_max=10), got v_min={kw['v_min']!r}, v_max={kw['v_max']!r}",
-        )
-        _check(
-            _is_int(kw["buffer_size"]) and _is_int(kw["batch_size"]) and 1 <= kw["batch_size"] <= kw["buffer_size"],
-            f"buffer_size must be an integer >= batch_size (every batch would repeat the few stored transitions), got "
-            f"buffer_size={kw['buffer_size']!r}, batch_size={kw['batch_size']!r}",
-        )
-        _check(kw["loss"] in LOSSES, f"Unknown loss {kw['loss']!r}; valid choices: {list(LOSSES)}")
-        _check(kw["priority_alpha"] >= 0, f"priority_alpha must be >= 0 (Rainbow uses 0.5), got {kw['priority_alpha']!r}")
-        beta = kw["priority_beta"]
-        _check(
-            callable(beta) or (isinstance(beta, (int, float)) and 0 <= beta <= 1),
-            f"priority_beta must be a float in [0, 1] (Rainbow uses 0.5) or a schedule, got {beta!r}",
-        )
-        _check(kw["sigma0"] > 0, f"sigma0 must be > 0 (noisy nets use 0.5), got {kw['sigma0']!r}")
-        _check(
-            _is_int(kw["exploration_steps"]) and kw["exploration_steps"] >= 0,
-            f"exploration_steps must be an integer >= 0, got {kw['exploration_steps']!r}",
-        )
-        fraction = kw["exploration_fraction"]
-        _check(fraction is None or 0 < fraction <= 1, f"exploration_fraction must be None or in (0, 1], got {fraction!r}")
-        for name in ("exploration_initial_eps", "exploration_final_eps"):
-            _check(0 <= kw[name] <= 1, f"{name} must be in [0, 1], got {kw[name]!r}")
-        _check(
-            _is_int(kw["target_update_interval"]) and kw["target_update_interval"] >= 1,
-            f"target_update_interval must be an integer >= 1, got {kw['target_update_interval']!r}",
-        )
-        cls = kw["replay_buffer_class"]
-        _check(
-            cls is None or (isinstance(cls, type) and issubclass(cls, RainbowReplayBuffer)),
-            f"replay_buffer_class must be None or a subclass of RainbowReplayBuffer (which gets n_steps, gamma and "
-            f"priorities from Rainbow), got {cls!r}",
-        )
-        _check(
-            not kw["optimize_memory_usage"],
-            "optimize_memory_usage=True is not supported: RainbowReplayBuffer stores each frame once already; "
-            "valid choices: [False]",
-        )
 
     def _detect_frame_stack(self) -> int:
         """``n_stack`` of an SB3 ``VecFrameStack`` whose frames the replay can store once, else 1."""
@@ -398,7 +237,7 @@ class Rainbow(OffPolicyAlgorithm):
         extra = dict(self.replay_buffer_kwargs)
         if isinstance(self.observation_space, spaces.Dict):
             # RainbowReplayBuffer holds array observations only; SB3's DictReplayBuffer covers the plain case.
-            _check(
+            check(
                 self.n_steps == 1 and not self.prioritized_replay,
                 "Dict observations need n_steps=1 and prioritized_replay=False (SB3's DictReplayBuffer), got "
                 f"n_steps={self.n_steps}, prioritized_replay={self.prioritized_replay}",
@@ -415,7 +254,7 @@ class Rainbow(OffPolicyAlgorithm):
             priority_eps=self.priority_eps,
         )
         clash = sorted(set(owned) & set(extra))
-        _check(not clash, f"replay_buffer_kwargs {clash} are set by Rainbow's own arguments; pass them to Rainbow instead")
+        check(not clash, f"replay_buffer_kwargs {clash} are set by Rainbow's own arguments; pass them to Rainbow instead")
         buffer_class = self.replay_buffer_class or RainbowReplayBuffer
         return buffer_class(
             self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs, **owned, **extra
@@ -504,52 +343,8 @@ class Rainbow(OffPolicyAlgorithm):
         self.logger.record("rollout/exploration_rate", self.exploration_rate)
 
     def per_sample_loss(self, replay_data: Any) -> tuple[th.Tensor, th.Tensor]:
-        """
-        The per-transition loss of a replay batch, and Q(s, a) of the taken actions.
-
-        Target: ``G = Σ_{i<k} γ^i r_{t+i} + γ^k (1 - done) Z(s_{t+k}, a*)``, with
-        ``a* = argmax_a Q_online(s_{t+k}, a)`` if ``double_q`` else ``argmax_a Q_target(s_{t+k}, a)``.
-        C51: cross-entropy between the projection of G on the support (Bellemare et al. 2017, Eq. 7)
-        and the predicted distribution (Hessel et al. 2018, Eq. 3, in the CE form of Dopamine);
-        scalar head: Huber or squared error to ``G`` as SB3's DQN.
-
-        :param replay_data: A ``RainbowSamples`` (or SB3 ``ReplayBufferSamples``) batch
-        :return: (loss per sample (B,), Q of the taken actions (B,), detached)
-        """
-        actions = replay_data.actions.long().reshape(-1)
-        rewards = replay_data.rewards.reshape(-1)
-        dones = replay_data.dones.reshape(-1)
-        discounts = replay_data.discounts.reshape(-1) if replay_data.discounts is not None else th.full_like(rewards, self.gamma)
-        batch = th.arange(actions.shape[0], device=actions.device)
-
-        out = self.q_net(replay_data.observations)
-        with th.no_grad():
-            out_next = self.q_net_target(replay_data.next_observations)
-            if self.double_q:
-                # The online network's s_{t+n} pass stays out of the graph: batching it with s_t under grad
-                # would make autograd run the backward over both halves (1.4-1.9x slower updates on CPU).
-                next_actions = self.q_net.q_values(replay_data.next_observations).argmax(dim=1)
-            else:
-                next_actions = self.q_net_target.q_from_output(out_next).argmax(dim=1)
-            if self.distributional:
-                next_probs = F.softmax(out_next[batch, next_actions], dim=-1)
-                target = categorical_projection(next_probs, rewards, discounts, dones, self.q_net.support)
-            else:
-                next_q = out_next[batch, next_actions]
-                target = rewards + (1 - dones) * discounts * next_q
-
-        if self.distributional:
-            log_probs = F.log_softmax(out[batch, actions], dim=-1)
-            loss = -(target * log_probs).sum(dim=-1)
-            q_taken = (log_probs.detach().exp() * self.q_net.support).sum(dim=-1)
-        else:
-            current = out[batch, actions]
-            if self.loss == "huber":
-                loss = F.smooth_l1_loss(current, target, reduction="none")
-            else:
-                loss = F.mse_loss(current, target, reduction="none")
-            q_taken = current.detach()
-        return loss, q_taken
+        """The per-transition loss of a replay batch and Q of the taken actions (:func:`sb3_gap.rainbow.loss.per_sample_loss`)."""
+        return per_sample_loss(self.q_net, self.q_net_target, replay_data, self.gamma, self.double_q, self.distributional, self.loss)
 
     def _update_loss(self, replay_data: Any, weights: th.Tensor | None) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """The update's loss (mean of the IS-weighted per-sample losses), the per-sample losses and Q of the taken actions."""
@@ -674,7 +469,7 @@ class Rainbow(OffPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfRainbow:
-        _check(
+        check(
             self.buffer_size >= self.batch_size,
             f"buffer_size={self.buffer_size} is smaller than batch_size={self.batch_size}: every batch would repeat the "
             "few stored transitions; load or build the model with buffer_size >= batch_size to train it",
@@ -730,18 +525,8 @@ class Rainbow(OffPolicyAlgorithm):
         loaded = self.replay_buffer
         problems = []
         if isinstance(previous, RainbowReplayBuffer) or previous is None:
-            if not isinstance(loaded, RainbowReplayBuffer):
-                problems.append(f"class: model RainbowReplayBuffer, buffer {type(loaded).__name__}")
-            else:
-                for model_key, buffer_key in REPLAY_ARGS:
-                    mine, theirs = getattr(self, model_key), getattr(loaded, buffer_key, None)
-                    if model_key == "priority_alpha" and not self.prioritized_replay:
-                        continue
-                    if theirs is None or (float(mine) != float(theirs) if model_key != "prioritized_replay" else bool(mine) != bool(theirs)):
-                        problems.append(f"{model_key}: model {mine!r}, buffer {theirs!r}")
-                expected = self._detect_frame_stack()
-                if getattr(loaded, "frame_stack", expected) != expected:
-                    problems.append(f"frame_stack: model {expected!r}, buffer {loaded.frame_stack!r}")
+            settings = {key: getattr(self, key) for key in REPLAY_ARGS}
+            problems = replay_mismatches(loaded, settings, self._detect_frame_stack())
         if problems:
             self.replay_buffer = previous
             raise ValueError(
@@ -757,4 +542,4 @@ class Rainbow(OffPolicyAlgorithm):
         return ["policy", "policy.optimizer"], []
 
 
-__all__ = ["ARCHITECTURE_ARGS", "LOSSES", "PRESETS", "Rainbow", "rainbow_preset"]
+__all__ = ["ARCHITECTURE_ARGS", "LOSSES", "PRESETS", "HeadConfig", "Rainbow", "rainbow_preset"]
