@@ -14,7 +14,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_gap.report import find_extractor, parameter_report
+from sb3_gap.params import find_extractor, parameter_report
 
 
 def extractor_tags(model: BaseAlgorithm) -> tuple[dict[str, Any], list[str]]:

@@ -25,7 +25,7 @@ from sb3_gap.algos import get_algo
 from sb3_gap.envs.protocols import protocol_for
 from sb3_gap.extractor import policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS, optimizer_policy_kwargs
-from sb3_gap.report import parameter_report
+from sb3_gap.params import parameter_report
 from sb3_gap.sweep.spec import EXTRACTOR_ARGS, HP_PREFIX, SweepSpec, constructor_args, run_dir_for, run_name
 from sb3_gap.zoo_config import ZooSettings, materialize, resolve_section
 
