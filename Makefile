@@ -20,7 +20,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m sb3_gap.sweep.demo
 
+# Lint, format check and type check first (seconds), then the suite (CONTRIBUTING.md).
 test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q tests
 
 clean:

@@ -36,8 +36,10 @@ def _register() -> None:
     except Exception as e:  # never break rl_zoo3 because of sb3_gap
         import warnings
 
-        warnings.warn(f"sb3_gap could not register with rl_zoo3 ({type(e).__name__}: {e}); "
-                      "run `python -m sb3_gap.train` instead or fix the sb3_gap install", stacklevel=2)
+        warnings.warn(
+            f"sb3_gap could not register with rl_zoo3 ({type(e).__name__}: {e}); run `python -m sb3_gap.train` instead or fix the sb3_gap install",
+            stacklevel=2,
+        )
 
 
 class _RegisteringLoader:

@@ -91,7 +91,8 @@ setup(
         "requests>=2.28,<3",  # rl_zoo3.enjoy / load_from_hub import it; huggingface_hub 1.x+ no longer pulls it in
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout"],
+        # the checks `make test` runs (CONTRIBUTING.md); pinned so that a new release cannot fail CI overnight
+        "test": ["pytest>=8", "pytest-timeout", "ruff==0.14.14", "mypy==1.18.2", "types-PyYAML"],
         # database drivers for sweeps shared across machines (docs/sweeps.md): postgresql://, mysql+pymysql://
         "postgres": ["psycopg[binary]>=3.1"],
         "mysql": ["pymysql>=1.0"],

@@ -78,8 +78,10 @@ def main() -> None:
             if cb is not None:
                 cb.on_training_end()
     base = float(np.median(times["none"]))
-    print(f"QR-DQN impala/gap ×{args.width_scale} on {args.env}, batch 32, device {model.device}, "
-          f"median of {args.updates} interleaved updates per configuration")
+    print(
+        f"QR-DQN impala/gap ×{args.width_scale} on {args.env}, batch 32, device {model.device}, "
+        f"median of {args.updates} interleaved updates per configuration"
+    )
     print("| callback | ms / update (median) | extra ms / update | extra |\n|---|---:|---:|---:|")
     for name, ts in times.items():
         per = float(np.median(ts))

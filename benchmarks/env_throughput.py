@@ -46,12 +46,18 @@ def main() -> None:
     th.set_num_threads(1)
     n = args.n_envs
     rows = [
-        (f"Atari {args.atari_game}, Dopamine protocol, DummyVecEnv x{n} (gymnasium AtariPreprocessing)",
-         make_atari_vec_env(args.atari_game, "Dopamine", n_envs=n, seed=0, backend="gymnasium")),
-        (f"Atari {args.atari_game}, Dopamine protocol, envpool x{n} (EnvPoolVecEnv)",
-         make_atari_vec_env(args.atari_game, "Dopamine", n_envs=n, seed=0, backend="envpool")),
-        (f"Procgen {args.procgen_game} easy, DummyVecEnv x{n} of ProcgenEnv (envpool pools of 1)",
-         make_vec_env(ProcgenEnv, n_envs=n, seed=0, env_kwargs=dict(game=args.procgen_game))),
+        (
+            f"Atari {args.atari_game}, Dopamine protocol, DummyVecEnv x{n} (gymnasium AtariPreprocessing)",
+            make_atari_vec_env(args.atari_game, "Dopamine", n_envs=n, seed=0, backend="gymnasium"),
+        ),
+        (
+            f"Atari {args.atari_game}, Dopamine protocol, envpool x{n} (EnvPoolVecEnv)",
+            make_atari_vec_env(args.atari_game, "Dopamine", n_envs=n, seed=0, backend="envpool"),
+        ),
+        (
+            f"Procgen {args.procgen_game} easy, DummyVecEnv x{n} of ProcgenEnv (envpool pools of 1)",
+            make_vec_env(ProcgenEnv, n_envs=n, seed=0, env_kwargs=dict(game=args.procgen_game)),
+        ),
         (f"Procgen {args.procgen_game} easy, envpool x{n} (EnvPoolVecEnv)", make_procgen_vec_env(args.procgen_game, n_envs=n)),
     ]
     print(f"# {platform.processor() or platform.machine()}, {n} envs, {args.steps} vectorized steps each")

@@ -27,7 +27,9 @@ from sb3_gap import ConvExtractor, parameter_report
 
 def build(encoder: str, bottleneck: str, scale: int, channels_last: bool, device: th.device):
     th.manual_seed(0)
-    ext = ConvExtractor(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), encoder=encoder, bottleneck=bottleneck, width_scale=scale, channels_last=channels_last)
+    ext = ConvExtractor(
+        gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), encoder=encoder, bottleneck=bottleneck, width_scale=scale, channels_last=channels_last
+    )
     head = th.nn.Linear(ext.features_dim, 18)  # an Atari-sized Q head
     model = th.nn.Sequential(ext, head).to(device)
     return ext, model, th.optim.Adam(model.parameters(), lr=6.25e-5, eps=1.5e-4)
@@ -135,8 +137,7 @@ def main() -> None:
         write_section(
             args.out,
             f"Command: `python benchmarks/extractor_cost.py --out {args.out}`\n\n"
-            "\"naive\" is the same network with `channels_last=False` (plain NCHW PyTorch); \"sb3_gap\" is the default.\n\n"
-            + table,
+            '"naive" is the same network with `channels_last=False` (plain NCHW PyTorch); "sb3_gap" is the default.\n\n' + table,
         )
 
 

@@ -28,7 +28,6 @@ CANDIDATES = {
 
 def run(args: tuple[str, str, int, int]) -> dict:
     candidate, bottleneck, steps, seed = args
-    import numpy as np
     import torch as th
 
     th.set_num_threads(1)
@@ -41,16 +40,37 @@ def run(args: tuple[str, str, int, int]) -> dict:
 
     spec = CANDIDATES[candidate]
     if isinstance(spec, dict):
-        ENCODERS[candidate] = type(candidate, (ImpalaEncoder,), {"__init__": lambda self, c, scale=1, **kw: ImpalaEncoder.__init__(self, c, scale=scale, **spec)})
+        ENCODERS[candidate] = type(
+            candidate, (ImpalaEncoder,), {"__init__": lambda self, c, scale=1, **kw: ImpalaEncoder.__init__(self, c, scale=scale, **spec)}
+        )
     env_kwargs = dict(use_minimal_action_set=False)
-    env = make_vec_env("MinAtar/Breakout-v1", n_envs=1, seed=seed, env_kwargs=env_kwargs,
-                       wrapper_class=gym.wrappers.ClipReward, wrapper_kwargs=dict(min_reward=-1, max_reward=1))
+    env = make_vec_env(
+        "MinAtar/Breakout-v1",
+        n_envs=1,
+        seed=seed,
+        env_kwargs=env_kwargs,
+        wrapper_class=gym.wrappers.ClipReward,
+        wrapper_kwargs=dict(min_reward=-1, max_reward=1),
+    )
     eval_env = make_vec_env("MinAtar/Breakout-v1", n_envs=1, seed=seed + 10_000, env_kwargs=env_kwargs)
     pk = sb3_gap.policy_kwargs(encoder=candidate, bottleneck=bottleneck, width_scale=4)
     pk["optimizer_kwargs"] = dict(eps=3.125e-4)
-    model = sb3_gap.Rainbow("CnnPolicy", env, policy_kwargs=pk, learning_rate=2.5e-4, buffer_size=100_000, learning_starts=1000,
-                            n_steps=3, train_freq=4, target_update_interval=1000, v_min=-100.0, v_max=100.0,
-                            exploration_steps=25_000, seed=seed, device="cpu")
+    model = sb3_gap.Rainbow(
+        "CnnPolicy",
+        env,
+        policy_kwargs=pk,
+        learning_rate=2.5e-4,
+        buffer_size=100_000,
+        learning_starts=1000,
+        n_steps=3,
+        train_freq=4,
+        target_update_interval=1000,
+        v_min=-100.0,
+        v_max=100.0,
+        exploration_steps=25_000,
+        seed=seed,
+        device="cpu",
+    )
     report = sb3_gap.parameter_report(model).as_dict()
     curve = []
     start = time.perf_counter()
@@ -60,8 +80,17 @@ def run(args: tuple[str, str, int, int]) -> dict:
         mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=10)
         curve.append((model.num_timesteps, float(mean)))
     wall = time.perf_counter() - start
-    return dict(candidate=candidate, bottleneck=bottleneck, steps=steps, seed=seed, wall_s=wall, sps=steps / wall,
-                curve=curve, connection=report["connection"], phi=report["phi"])
+    return dict(
+        candidate=candidate,
+        bottleneck=bottleneck,
+        steps=steps,
+        seed=seed,
+        wall_s=wall,
+        sps=steps / wall,
+        curve=curve,
+        connection=report["connection"],
+        phi=report["phi"],
+    )
 
 
 def main() -> None:

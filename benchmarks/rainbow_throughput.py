@@ -139,9 +139,7 @@ def main() -> None:
             for algo, r in results.items():
                 speedup = ""
                 if algo == "rainbow":
-                    ratios = [
-                        f"{r['steps_per_s'] / results[o]['steps_per_s']:.2f}x {o}" for o in ("dqn", "qrdqn") if o in results
-                    ]
+                    ratios = [f"{r['steps_per_s'] / results[o]['steps_per_s']:.2f}x {o}" for o in ("dqn", "qrdqn") if o in results]
                     speedup = ", ".join(ratios)
                 print(
                     f"| {env_name} | {network} | {algo} | {r['steps_per_s']:.1f} | {r['ms_per_update']:.1f} | "

@@ -148,7 +148,9 @@ def main() -> None:
               + (f"; update_priorities(32) {r['update_us']:.0f} us" if "update_us" in r else ""), flush=True)  # fmt: skip
         rows.append((algo, r, per))
     print()
-    print(f"| algo | replay | RSS growth, n = {args.n:,} | per transition | **extrapolated to 1M** | storage_nbytes() at 1M | SB3 ReplayBuffer at 1M | add() | sample(32) |")
+    print(
+        f"| algo | replay | RSS growth, n = {args.n:,} | per transition | **extrapolated to 1M** | storage_nbytes() at 1M | SB3 ReplayBuffer at 1M | add() | sample(32) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for algo, r, per in rows:
         sampling = "prioritized" if algo == "rainbow" else "uniform"

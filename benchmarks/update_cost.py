@@ -57,9 +57,7 @@ def parse_case(text: str) -> tuple[str, str]:
     """``env:network`` → (env, network), checked against the known envs and networks."""
     env_name, _, network = text.partition(":")
     if env_name not in ("minatar-breakout", "pong") or network not in NETWORKS:
-        raise ValueError(
-            f"Unknown case {text!r}; expected env:network with env in ['minatar-breakout', 'pong'] and network in {sorted(NETWORKS)}"
-        )
+        raise ValueError(f"Unknown case {text!r}; expected env:network with env in ['minatar-breakout', 'pong'] and network in {sorted(NETWORKS)}")
     if env_name != "pong" and network.startswith("nature"):
         raise ValueError(f"Case {text!r}: the Nature network needs >= 36 px images; use it with pong")
     return env_name, network

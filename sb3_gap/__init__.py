@@ -5,8 +5,8 @@ from sb3_gap.bottlenecks import BOTTLENECKS
 from sb3_gap.compile import compile_policy
 from sb3_gap.encoders import ENCODERS, ImpalaEncoder, MinAtarEncoder, MinAtarImpalaEncoder, NatureEncoder
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
-from sb3_gap.rainbow import Rainbow
 from sb3_gap.params import ParameterReport, parameter_report
+from sb3_gap.rainbow import Rainbow
 
 __version__ = "0.1.0"
 

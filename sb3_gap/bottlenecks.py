@@ -38,7 +38,6 @@ from torch import nn
 from sb3_gap.checks import check, check_int, is_number
 from sb3_gap.sparse import MASK, SparseConfig, SparseTrainer
 
-
 #: Builds a linear layer ``(in_features, out_features) -> module``: ``nn.Linear``, or one linear layer per expert.
 LinearFactory = Callable[[int, int], nn.Module]
 #: Maps a boolean mask over φ's C output channels to a boolean mask that broadcasts to one weight.
@@ -203,9 +202,7 @@ class DenseBottleneck(Bottleneck):
     :param psi: How ψ continues after the connection, a name of :data:`PSI`
     """
 
-    def __init__(
-        self, in_shape: tuple[int, int, int], width: int, psi_depth: int = 0, layer_norm: bool = False, psi: str = "dense"
-    ) -> None:
+    def __init__(self, in_shape: tuple[int, int, int], width: int, psi_depth: int = 0, layer_norm: bool = False, psi: str = "dense") -> None:
         super().__init__()
         self.connection = self._make_connection(self.pooled_dim(*in_shape), width)
         PSI[psi].init_connection(self.connection)
@@ -377,7 +374,7 @@ class SoftMoE(Bottleneck):
     :param num_experts: Number of experts n (``None``: 4); a number given must not exceed the H·W tokens
     """
 
-    options = ("num_experts",)
+    options: ClassVar[tuple[str, ...]] = ("num_experts",)
 
     def __init__(
         self,
@@ -406,7 +403,7 @@ class SoftMoE(Bottleneck):
         self.features_dim = n_tokens * c
 
     @classmethod
-    def check_options(cls, num_experts: Any = None) -> None:
+    def check_options(cls, num_experts: Any = None) -> None:  # type: ignore[override]  # checks its own declared options
         if num_experts is not None:
             check_int("num_experts", num_experts, 1, example="1, 2, 4, 8")
 
@@ -433,9 +430,7 @@ class Tokenize(SoftMoE):
 
     options = ()
 
-    def __init__(
-        self, in_shape: tuple[int, int, int], width: int, psi_depth: int = 0, layer_norm: bool = False, psi: str = "dense"
-    ) -> None:
+    def __init__(self, in_shape: tuple[int, int, int], width: int, psi_depth: int = 0, layer_norm: bool = False, psi: str = "dense") -> None:
         super().__init__(in_shape, width, psi_depth, layer_norm, psi, num_experts=1)
 
 

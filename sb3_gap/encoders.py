@@ -105,7 +105,7 @@ class ImpalaEncoder(Encoder):
         self.out_channels = prev
 
     @classmethod
-    def check_options(cls, extra_blocks: Any = None) -> None:
+    def check_options(cls, extra_blocks: Any = None) -> None:  # type: ignore[override]  # checks its own declared options
         if extra_blocks is not None:
             check_int("extra_blocks", extra_blocks, 0, example="1, 2, 4, 8")
 

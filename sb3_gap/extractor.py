@@ -13,9 +13,9 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from sb3_gap.bottlenecks import BOTTLENECK_OPTIONS, BOTTLENECKS, PSI
+from sb3_gap.bottlenecks import BOTTLENECK_OPTIONS, BOTTLENECKS, PSI, Bottleneck
 from sb3_gap.checks import check_choice, check_int
-from sb3_gap.encoders import ENCODERS, encoder_options
+from sb3_gap.encoders import ENCODERS, Encoder, encoder_options
 from sb3_gap.optim import optimizer_policy_kwargs
 
 # Width of ψ's first layer at scale ×1 (Dopamine's Rainbow, paper Table 1).
@@ -42,7 +42,8 @@ def plain_numbers(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _option_names() -> list[str]:
     """Every option an encoder or a bottleneck declares (``extra_blocks``, ``sparsity``, ``num_experts``, ...)."""
     names: list[str] = []
-    for cls in [*ENCODERS.values(), *BOTTLENECKS.values()]:
+    classes: list[type[Encoder] | type[Bottleneck]] = [*ENCODERS.values(), *BOTTLENECKS.values()]
+    for cls in classes:
         names += [o for o in cls.options if o not in names]
     return names
 

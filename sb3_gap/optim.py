@@ -93,9 +93,7 @@ def _plain_state_dict(optimizer: Kron, state_dict: dict[str, Any]) -> dict[str, 
         state[index] = entry
     groups = [dict(g, preconditioner_update_probability=_plain_schedule(g["preconditioner_update_probability"]))
               for g in state_dict["param_groups"]]  # fmt: skip
-    counters = dict(
-        prob_step=int(optimizer._prob_step), update_counter=int(optimizer._update_counter), rng=optimizer.rng.getstate(), exprs=exprs
-    )
+    counters = dict(prob_step=int(optimizer._prob_step), update_counter=int(optimizer._update_counter), rng=optimizer.rng.getstate(), exprs=exprs)
     return {**state_dict, "state": state, "param_groups": groups, KRON_STATE_KEY: counters}
 
 

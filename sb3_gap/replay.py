@@ -140,9 +140,7 @@ class FrameReplayBuffer(ReplayBuffer):
         BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
         self.buffer_size = max(buffer_size // n_envs, 1)
         if self.buffer_size <= n_steps + frame_stack:
-            raise ValueError(
-                f"buffer_size // n_envs = {self.buffer_size} must be > n_steps + frame_stack = {n_steps + frame_stack}"
-            )
+            raise ValueError(f"buffer_size // n_envs = {self.buffer_size} must be > n_steps + frame_stack = {n_steps + frame_stack}")
         if frame_stack > 1 and (len(self.obs_shape) < 1 or self.obs_shape[0] % frame_stack != 0):
             raise ValueError(
                 f"frame_stack={frame_stack} needs observations stacked along axis 0 (channel-first, e.g. "
@@ -156,9 +154,7 @@ class FrameReplayBuffer(ReplayBuffer):
         self.frame_stack = int(frame_stack)
         # channels of one frame: the newest frame is obs[-frame_channels:]
         self.frame_channels: int = self.obs_shape[0] // self.frame_stack  # == obs_shape[0] without a stack
-        self.frame_shape: tuple[int, ...] = (
-            (self.frame_channels, *self.obs_shape[1:]) if self.frame_stack > 1 else tuple(self.obs_shape)
-        )
+        self.frame_shape: tuple[int, ...] = (self.frame_channels, *self.obs_shape[1:]) if self.frame_stack > 1 else tuple(self.obs_shape)
         self._allocate()
         self._warn_if_too_big()
 
@@ -202,8 +198,8 @@ class FrameReplayBuffer(ReplayBuffer):
             return
         if self.storage_nbytes() > available:
             warnings.warn(
-                f"{type(self).__name__} needs {self.storage_nbytes() / 1e9:.2f} GB once full, "
-                f"but only {available / 1e9:.2f} GB are available"
+                f"{type(self).__name__} needs {self.storage_nbytes() / 1e9:.2f} GB once full, but only {available / 1e9:.2f} GB are available",
+                stacklevel=2,
             )
 
     def reset(self) -> None:
@@ -333,7 +329,8 @@ class FrameReplayBuffer(ReplayBuffer):
         if cut.any() and not self._warned_cut:
             warnings.warn(
                 f"{type(self).__name__}: an observation does not continue the previous next_obs "
-                "(env reset without done?); the previous step is stored as a time-limit truncation"
+                "(env reset without done?); the previous step is stored as a time-limit truncation",
+                stacklevel=2,
             )
             self._warned_cut = True
 

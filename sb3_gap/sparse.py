@@ -242,8 +242,11 @@ class SparseTrainer(nn.Module):
 
     def density(self) -> float:
         """Fraction of non-zero weights over all masked layers."""
-        nonzero = sum(int(layer.weight.count_nonzero()) for layer in self._layers)
-        return nonzero / sum(layer.weight.numel() for layer in self._layers)
+        nonzero = total = 0
+        for layer in self._layers:
+            nonzero += int(layer.weight.count_nonzero())
+            total += layer.weight.numel()
+        return nonzero / total
 
     def rigl_due(self, step: int) -> bool:
         """Whether RigL updates the mask after gradient update ``step``."""

@@ -27,8 +27,18 @@ ZOO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "zoo_configs"
 
 #: Keys rl_zoo3 takes out of a section before the rest goes to the algorithm's constructor.
 ENV_KEYS = frozenset(
-    {"n_timesteps", "n_envs", "env_wrapper", "env_kwargs", "frame_stack", "normalize", "vec_env_wrapper",
-     "callback", "monitor_kwargs", "policy"}  # fmt: skip
+    {
+        "n_timesteps",
+        "n_envs",
+        "env_wrapper",
+        "env_kwargs",
+        "frame_stack",
+        "normalize",
+        "vec_env_wrapper",
+        "callback",
+        "monitor_kwargs",
+        "policy",
+    }  # fmt: skip
 )
 #: Keys of ``policy_kwargs`` that describe the network (the sweep's grid sets them per cell).
 NETWORK_KEYS = frozenset({"features_extractor_class", "features_extractor_kwargs", "net_arch"})
@@ -108,9 +118,7 @@ def parse_kwargs_string(text: str, callables: dict[str, Any] | None = None) -> A
                     kwargs[kw.arg] = value(kw.value)
             return allowed[node.func.id](**kwargs)
         what = ast.unparse(node) if hasattr(ast, "unparse") else type(node).__name__
-        raise ValueError(
-            f"{what!r} is not allowed in {text!r}; allowed: literals and keyword calls of {sorted(allowed)}"
-        )
+        raise ValueError(f"{what!r} is not allowed in {text!r}; allowed: literals and keyword calls of {sorted(allowed)}")
 
     return value(tree.body)
 

@@ -10,7 +10,6 @@ from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.logger import configure
 
 from sb3_gap import ConvExtractor, policy_kwargs
-from sb3_gap.rainbow import Rainbow
 from sb3_gap.diagnostics import (
     DiagnosticsCallback,
     ReDoCallback,
@@ -27,6 +26,7 @@ from sb3_gap.diagnostics import (
     reset_neurons,
 )
 from sb3_gap.params import find_extractor, parameter_report
+from sb3_gap.rainbow import Rainbow
 
 # --------------------------------------------------------------------------------------------
 # Hand-built network: every activation is set by a bias, so the dormant / GraMa counts are known.
@@ -87,7 +87,11 @@ def test_dormant_fractions_equal_hand_counts(tau, counts):
     report = dormant_fractions(ext, obs, tau=tau)
     assert {layer.name: layer.inactive for layer in report.layers} == counts
     assert {layer.name: layer.neurons for layer in report.layers} == {
-        "encoder.net.0": 32, "encoder.net.2": 64, "encoder.net.4": 64, "bottleneck.connection": 512, "bottleneck.psi.1": 512
+        "encoder.net.0": 32,
+        "encoder.net.2": 64,
+        "encoder.net.4": 64,
+        "bottleneck.connection": 512,
+        "bottleneck.psi.1": 512,
     }
     phi = counts["encoder.net.0"] + counts["encoder.net.2"] + counts["encoder.net.4"]
     assert report.fraction("phi") == pytest.approx(phi / 160)
@@ -172,7 +176,11 @@ def test_reset_touches_only_flagged_neurons_and_their_adam_moments(scale):
     head = model.policy.q_net.q_net[0]
     layers = neuron_layers(ext, find_head_consumers(model.policy, ext))
     assert [layer.name for layer in layers if layer.resettable] == [
-        "encoder.net.0", "encoder.net.2", "encoder.net.4", "bottleneck.connection", "bottleneck.psi.2"
+        "encoder.net.0",
+        "encoder.net.2",
+        "encoder.net.4",
+        "bottleneck.connection",
+        "bottleneck.psi.2",
     ]
     flags = {"encoder.net.0": 3, "encoder.net.4": 5, "bottleneck.connection": 7, "bottleneck.psi.2": 9}
     flagged = {}
@@ -198,12 +206,18 @@ def test_reset_touches_only_flagged_neurons_and_their_adam_moments(scale):
 
     q = "q_net.features_extractor."
     incoming = {
-        q + "encoder.net.0.weight": sel(net[0].weight, 3), q + "encoder.net.0.bias": sel(net[0].bias, 3),
-        q + "encoder.net.4.weight": sel(net[4].weight, 5), q + "encoder.net.4.bias": sel(net[4].bias, 5),
-        q + "bottleneck.connection.weight": sel(neck.connection.weight, 7), q + "bottleneck.connection.bias": sel(neck.connection.bias, 7),
-        q + "bottleneck.psi.0.weight": sel(neck.psi[0].weight, 7), q + "bottleneck.psi.0.bias": sel(neck.psi[0].bias, 7),
-        q + "bottleneck.psi.2.weight": sel(neck.psi[2].weight, 9), q + "bottleneck.psi.2.bias": sel(neck.psi[2].bias, 9),
-        q + "bottleneck.psi.3.weight": sel(neck.psi[3].weight, 9), q + "bottleneck.psi.3.bias": sel(neck.psi[3].bias, 9),
+        q + "encoder.net.0.weight": sel(net[0].weight, 3),
+        q + "encoder.net.0.bias": sel(net[0].bias, 3),
+        q + "encoder.net.4.weight": sel(net[4].weight, 5),
+        q + "encoder.net.4.bias": sel(net[4].bias, 5),
+        q + "bottleneck.connection.weight": sel(neck.connection.weight, 7),
+        q + "bottleneck.connection.bias": sel(neck.connection.bias, 7),
+        q + "bottleneck.psi.0.weight": sel(neck.psi[0].weight, 7),
+        q + "bottleneck.psi.0.bias": sel(neck.psi[0].bias, 7),
+        q + "bottleneck.psi.2.weight": sel(neck.psi[2].weight, 9),
+        q + "bottleneck.psi.2.bias": sel(neck.psi[2].bias, 9),
+        q + "bottleneck.psi.3.weight": sel(neck.psi[3].weight, 9),
+        q + "bottleneck.psi.3.bias": sel(neck.psi[3].bias, 9),
     }
     outgoing = {
         q + "encoder.net.2.weight": sel(net[2].weight, (slice(None), 3)),
@@ -243,7 +257,9 @@ def test_reset_touches_only_flagged_neurons_and_their_adam_moments(scale):
             assert th.equal(new[~mask], old[~mask]), f"{name}.{key} changed outside the flagged entries"
             assert th.all(new[mask] == 0), f"{name}.{key} not reset"
         assert th.equal(s["step"], state_before[name]["step"])
-    assert result.entries == sum(int((incoming.get(n, th.zeros(1, dtype=th.bool)) | outgoing.get(n, th.zeros(1, dtype=th.bool))).sum()) for n in set(incoming) | set(outgoing))
+    assert result.entries == sum(
+        int((incoming.get(n, th.zeros(1, dtype=th.bool)) | outgoing.get(n, th.zeros(1, dtype=th.bool))).sum()) for n in set(incoming) | set(outgoing)
+    )
 
 
 @pytest.mark.parametrize("scale", [0.0, 0.5])
@@ -307,8 +323,17 @@ class CornerBanditEnv(gym.Env):
 def test_grad_cam_highlights_the_informative_region(informative):
     env = CornerBanditEnv(informative)
     model = DQN(
-        "CnnPolicy", env, gamma=0.0, learning_rate=1e-3, buffer_size=2_000, learning_starts=64, batch_size=32,
-        train_freq=1, target_update_interval=50, exploration_fraction=0.5, seed=0,
+        "CnnPolicy",
+        env,
+        gamma=0.0,
+        learning_rate=1e-3,
+        buffer_size=2_000,
+        learning_starts=64,
+        batch_size=32,
+        train_freq=1,
+        target_update_interval=50,
+        exploration_fraction=0.5,
+        seed=0,
         policy_kwargs=policy_kwargs(encoder="impala", bottleneck="gap"),
     )
     model.learn(400)  # ~340 updates; Q(s, a) = E[r] since γ = 0
@@ -403,8 +428,15 @@ def test_callbacks_run_inside_learn(tmp_path, algo):
     assert diag.n_updates == redo.n_updates == n and n >= 16
     assert len(diag.history) == n // 4 and len(redo.resets) == n // 8 == len(regrama.resets)
     last = diag.history[-1]
-    for key in ("dormant@0/phi", "dormant@0.025/bottleneck", "grama@0.025/psi", "dormant@0/layer/bottleneck.connection",
-                "feature_norm/encoder", "feature_norm/bottleneck", "effective_connection_params"):
+    for key in (
+        "dormant@0/phi",
+        "dormant@0.025/bottleneck",
+        "grama@0.025/psi",
+        "dormant@0/layer/bottleneck.connection",
+        "feature_norm/encoder",
+        "feature_norm/bottleneck",
+        "effective_connection_params",
+    ):
         assert key in last, key
     # Zeroed outgoing weights of reset φ channels lower the non-zero connection count.
     assert last["feature_norm/encoder"] > 0 and 0 < last["effective_connection_params"] <= parameter_report(model).connection
@@ -429,8 +461,14 @@ def test_diagnostics_reach_the_sb3_logger(tmp_path):
     model.set_logger(configure(str(tmp_path), ["csv"]))
     model.learn(64, callback=DiagnosticsCallback(every=2))
     header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
-    for key in ("diagnostics/dormant/phi", "diagnostics/dormant/bottleneck", "diagnostics/dormant/psi", "diagnostics/grama/all",
-                "diagnostics/feature_norm/bottleneck", "diagnostics/effective_connection_params"):
+    for key in (
+        "diagnostics/dormant/phi",
+        "diagnostics/dormant/bottleneck",
+        "diagnostics/dormant/psi",
+        "diagnostics/grama/all",
+        "diagnostics/feature_norm/bottleneck",
+        "diagnostics/effective_connection_params",
+    ):
         assert key in header, key
 
 

@@ -12,7 +12,7 @@ from stable_baselines3.common.monitor import Monitor
 import sb3_gap  # noqa: F401  (registers the ids)
 from sb3_gap.envs import PROCGEN_GAMES, EnvPoolVecEnv, atari_training_wrapper, make_atari, make_atari_vec_env
 from sb3_gap.envs import envpool_vec as envpool_vec_module
-from sb3_gap.envs.atari import ATARI_100K_GAMES, ATARI_20_GAMES, ATARI_GAMES, MAX_FRAMES
+from sb3_gap.envs.atari import ATARI_20_GAMES, ATARI_100K_GAMES, ATARI_GAMES, MAX_FRAMES
 from sb3_gap.envs.procgen import ProcgenEnv, make_procgen_vec_env, procgen_task_id
 
 
@@ -159,8 +159,9 @@ def test_atari_vec_env_stacks_with_vecframestack(backend: str) -> None:
 
 
 def test_envpool_atari_matches_protocol_and_same_step_autoreset() -> None:
-    venv = EnvPoolVecEnv("Breakout-v5", 2, seed=0, repeat_action_probability=0.0, episodic_life=True, reward_clip=True,
-                         use_fire_reset=False, noop_max=30, stack_num=1)
+    venv = EnvPoolVecEnv(
+        "Breakout-v5", 2, seed=0, repeat_action_probability=0.0, episodic_life=True, reward_clip=True, use_fire_reset=False, noop_max=30, stack_num=1
+    )
     cfg = venv.pool.config
     assert cfg["frame_skip"] == 4 and cfg["max_episode_steps"] == 27_000 and cfg["img_height"] == 84
     assert venv.observation_space.shape == (1, 84, 84)

@@ -113,7 +113,9 @@ def test_sparse_mask_survives_training():
     model.learn(64)
     weights = ext.bottleneck.connection.weight * ext.bottleneck.connection.weight_mask
     assert int(weights.count_nonzero()) <= before
-    assert th.all(ext.bottleneck.connection.weight.grad is None or (ext.bottleneck.connection.weight.grad * (1 - ext.bottleneck.connection.weight_mask)) == 0)
+    assert th.all(
+        ext.bottleneck.connection.weight.grad is None or (ext.bottleneck.connection.weight.grad * (1 - ext.bottleneck.connection.weight_mask)) == 0
+    )
 
 
 def test_layer_norm_and_depth_in_psi():
@@ -167,7 +169,10 @@ def test_bad_observation_spaces():
         ConvExtractor(gym.spaces.Box(-1, 1, (8,)))
     with pytest.raises(ValueError, match=r"got Discrete\(3\)"):
         ConvExtractor(gym.spaces.Discrete(3))
-    with pytest.raises(ValueError, match=r"Image 10x10 is too small for encoder 'nature' \(needs at least 36x36\); encoders that fit: \['impala', 'minatar', 'minatar_impala'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Image 10x10 is too small for encoder 'nature' \(needs at least 36x36\); encoders that fit: \['impala', 'minatar', 'minatar_impala'\]",
+    ):
         ConvExtractor(gym.spaces.Box(0, 255, (4, 10, 10), np.uint8), encoder="nature")
     with pytest.raises(ValueError, match=r"num_experts=50 exceeds the 4 tokens \(2x2\)"):
         ConvExtractor(gym.spaces.Box(0, 255, (4, 10, 10), np.uint8), bottleneck="softmoe", num_experts=50)

@@ -19,10 +19,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_gap
 from sb3_gap import Rainbow, parameter_report, policy_kwargs
+from sb3_gap.envs.protocols import DOPAMINE_EVAL_EPSILON, EpsilonGreedyActions, make_plain_env, protocol_for
 from sb3_gap.rainbow import rainbow_preset
 from sb3_gap.rainbow.policies import NoisyLinear
 from sb3_gap.sweep import SweepSpec
-from sb3_gap.envs.protocols import DOPAMINE_EVAL_EPSILON, EpsilonGreedyActions, make_plain_env, protocol_for
 from sb3_gap.sweep import cell as sweep_module
 from sb3_gap.sweep.cell import resolve_run, run_settings, train_cell
 from sb3_gap.sweep.cli import SWEEP_PRESETS
@@ -91,11 +91,19 @@ def test_cells_start_with_the_widest_network_seed_by_seed(tmp_path):
 
 
 def test_zoo_policy_kwargs_strings_are_parsed_not_evaluated():
-    pk = parse_kwargs_string("dict(policy_kwargs(encoder='impala', bottleneck='gap', width_scale=4), n_quantiles=200, optimizer_kwargs=dict(eps=1.5e-4))")
+    pk = parse_kwargs_string(
+        "dict(policy_kwargs(encoder='impala', bottleneck='gap', width_scale=4), n_quantiles=200, optimizer_kwargs=dict(eps=1.5e-4))"
+    )
     assert pk["n_quantiles"] == 200 and pk["optimizer_kwargs"] == {"eps": 1.5e-4}
     assert pk["features_extractor_kwargs"]["width_scale"] == 4 and pk["net_arch"] == []
     assert parse_kwargs_string("dict(net_arch=[64, 64], v=-1.5, t=(1, 2))") == {"net_arch": [64, 64], "v": -1.5, "t": (1, 2)}
-    for bad in ("__import__('os').system('true')", "dict(a=open('x'))", "policy_kwargs.__globals__", "(lambda: 1)()", "dict(**{'a': [x for x in ()]})"):
+    for bad in (
+        "__import__('os').system('true')",
+        "dict(a=open('x'))",
+        "policy_kwargs.__globals__",
+        "(lambda: 1)()",
+        "dict(**{'a': [x for x in ()]})",
+    ):
         with pytest.raises(ValueError, match="not allowed"):
             parse_kwargs_string(bad)
 
@@ -116,7 +124,9 @@ def test_minatar_zoo_section_uses_the_full_action_set_and_clips_training_rewards
         train = make_plain_env("MinAtar/Breakout-v1", 1, 0, True, env_kwargs=env_settings["env_kwargs"], env_wrapper=env_settings["env_wrapper"])
         assert train.action_space == gym.spaces.Discrete(6)  # minatar.Environment's full set, as Dopamine uses it
         assert isinstance(train.envs[0], gym.wrappers.ClipReward)  # outside Monitor: logged returns stay raw
-        evaluation = make_plain_env("MinAtar/Breakout-v1", 1, 0, False, env_kwargs=env_settings["env_kwargs"], env_wrapper=env_settings["env_wrapper"])
+        evaluation = make_plain_env(
+            "MinAtar/Breakout-v1", 1, 0, False, env_kwargs=env_settings["env_kwargs"], env_wrapper=env_settings["env_wrapper"]
+        )
         assert not isinstance(evaluation.envs[0], gym.wrappers.ClipReward)
     assert gym.make("MinAtar/Breakout-v1").action_space == gym.spaces.Discrete(3)  # the minimal set stays available
 
@@ -170,7 +180,9 @@ def test_noisy_zoo_sections_set_dopamine_sigma():
 
 def test_noisy_makes_psi_dense_layers_noisy_for_conv_extractor_and_nature_cnn():
     env = make_vec_env("MinAtar/Breakout-v1", n_envs=1)
-    model = Rainbow("CnnPolicy", env, noisy=True, buffer_size=100, policy_kwargs=policy_kwargs(encoder="minatar_impala", width_scale=1, psi_depth=1), seed=0)
+    model = Rainbow(
+        "CnnPolicy", env, noisy=True, buffer_size=100, policy_kwargs=policy_kwargs(encoder="minatar_impala", width_scale=1, psi_depth=1), seed=0
+    )
     ext = model.q_net.features_extractor
     assert isinstance(ext.bottleneck.connection, NoisyLinear)
     assert sum(isinstance(m, NoisyLinear) for m in ext.bottleneck.psi) == 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -24,16 +23,14 @@ import optuna
 import pytest
 import torch as th
 import yaml
+from fake_hub import TEST_TOKEN, FakeHub  # tests/ is on sys.path (pytest's rootdir-relative import)
 from gymnasium import spaces
 from huggingface_hub import CommitOperationAdd, HfApi
 from stable_baselines3 import DQN
-from stable_baselines3.common.envs import FakeImageEnv
 
-import sb3_gap
-from fake_hub import TEST_TOKEN, FakeHub  # tests/ is on sys.path (pytest's rootdir-relative import)
 from sb3_gap import ConvExtractor, policy_kwargs
 from sb3_gap.cli import main as cli_main
-from sb3_gap.hub import HubError, load_from_hub, pull_from_hub, safe, zoo_yaml
+from sb3_gap.hub import HubError, pull_from_hub, safe, zoo_yaml
 from sb3_gap.rainbow import Rainbow
 from sb3_gap.sweep import SweepSpec, open_study
 from sb3_gap.sweep import database as sweep_database
@@ -507,7 +504,9 @@ def test_item12_gradcam_missing_model_and_unknown_env_are_one_line(tmp_path, cap
 
 
 def test_item12_push_missing_run_is_one_line(hub_env, tmp_path, capsys):
-    line = one_line_error(capsys, ["push", "--algo", "dqn", "--env", ENV_ID, "-f", str(tmp_path / "nothing"), "--repo-id", "a/b", "--no-video"], "push")
+    line = one_line_error(
+        capsys, ["push", "--algo", "dqn", "--env", ENV_ID, "-f", str(tmp_path / "nothing"), "--repo-id", "a/b", "--no-video"], "push"
+    )
     assert "No Zoo run" in line
 
 
@@ -676,7 +675,9 @@ def test_issue16_item6_gradcam_accepts_ale_ids(fresh_registry, tmp_path):
     from sb3_gap.envs.protocols import protocol_for
 
     venv = protocol_for("ALE/Pong-v5").make_env("ALE/Pong-v5", 1, 0, False)
-    QRDQN("CnnPolicy", venv, buffer_size=64, batch_size=8, policy_kwargs=policy_kwargs(encoder="nature", bottleneck="gap"), seed=0).save(tmp_path / "m.zip")
+    QRDQN("CnnPolicy", venv, buffer_size=64, batch_size=8, policy_kwargs=policy_kwargs(encoder="nature", bottleneck="gap"), seed=0).save(
+        tmp_path / "m.zip"
+    )
     venv.close()
     for key in [k for k, s in dict(gym.registry).items() if str(s.entry_point).startswith("ale_py")]:
         del gym.registry[key]  # building the model registered them: back to a fresh process's registry for the CLI

@@ -27,16 +27,15 @@ import numpy as np
 import pytest
 import torch as th
 import yaml
+from fake_hub import TEST_TOKEN  # tests/ is on sys.path (pytest's rootdir-relative import)
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, metadata_load
 from sb3_contrib import QRDQN
 from stable_baselines3 import DQN, PPO
 
 import sb3_gap
 from sb3_gap.cli import main as cli_main
-from sb3_gap.hub import HubError, load_from_hub, model_file_name, pull_from_hub, push_to_hub
-from sb3_gap.hub import plain, safe
+from sb3_gap.hub import HubError, load_from_hub, model_file_name, plain, pull_from_hub, push_to_hub, safe
 from sb3_gap.rainbow import Rainbow
-from fake_hub import TEST_TOKEN  # tests/ is on sys.path (pytest's rootdir-relative import)
 
 TOKEN = TEST_TOKEN
 ENV_ID = "MinAtar/Breakout-v1"
@@ -58,10 +57,24 @@ def small_model(cls, seed: int = 0):
     if cls is PPO:
         model = PPO("CnnPolicy", env, n_steps=16, batch_size=8, n_epochs=1, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=seed)
     elif cls is Rainbow:  # all Rainbow parts on, so every head / noisy layer is in the state dict
-        model = Rainbow("CnnPolicy", env, buffer_size=64, learning_starts=0, batch_size=8, train_freq=4, exploration_steps=100,
-                        dueling=True, noisy=True, double_q=True, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=seed)
+        model = Rainbow(
+            "CnnPolicy",
+            env,
+            buffer_size=64,
+            learning_starts=0,
+            batch_size=8,
+            train_freq=4,
+            exploration_steps=100,
+            dueling=True,
+            noisy=True,
+            double_q=True,
+            policy_kwargs=sb3_gap.policy_kwargs(**PKW),
+            seed=seed,
+        )
     else:
-        model = cls("CnnPolicy", env, buffer_size=64, learning_starts=0, batch_size=8, train_freq=4, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=seed)
+        model = cls(
+            "CnnPolicy", env, buffer_size=64, learning_starts=0, batch_size=8, train_freq=4, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=seed
+        )
     model.learn(32)
     return model
 
@@ -96,8 +109,15 @@ def zoo_run(tmp_path_factory):
     model.save(run / ENV_NAME)  # <env>.zip, as save_trained_model
     model.save(run / "best_model")
     hyper = OrderedDict(
-        [("batch_size", 8), ("buffer_size", 64), ("learning_starts", 0), ("n_timesteps", 32), ("policy", "CnnPolicy"),
-         ("policy_kwargs", "dict(features_extractor_class=ConvExtractor, net_arch=[])"), ("train_freq", 4)]
+        [
+            ("batch_size", 8),
+            ("buffer_size", 64),
+            ("learning_starts", 0),
+            ("n_timesteps", 32),
+            ("policy", "CnnPolicy"),
+            ("policy_kwargs", "dict(features_extractor_class=ConvExtractor, net_arch=[])"),
+            ("train_freq", 4),
+        ]
     )
     with open(params / "config.yml", "w") as f:
         yaml.dump(hyper, f)  # the Zoo dumps an OrderedDict (a python/object/apply tag)
@@ -128,8 +148,15 @@ def test_push_zoo_run_uploads_zoo_files_and_card_in_one_commit(hub, zoo_run, tmp
     assert len(repo.commits) == 1
     assert [p for m, p in hub.requests if m == "POST" and "/commit/" in p and "alice/dqn-gap-breakout" in p].__len__() == 1
     assert set(repo.files) == {
-        f"dqn-{ENV_NAME}.zip", "model.safetensors", "sb3_gap.json", "config.yml", "args.yml", "env_kwargs.yml",
-        "results.json", "train_eval_metrics.zip", "README.md",
+        f"dqn-{ENV_NAME}.zip",
+        "model.safetensors",
+        "sb3_gap.json",
+        "config.yml",
+        "args.yml",
+        "env_kwargs.yml",
+        "results.json",
+        "train_eval_metrics.zip",
+        "README.md",
     }
     run = logs / "dqn" / f"{ENV_NAME}_1"
     assert repo.files[f"dqn-{ENV_NAME}.zip"] == (run / f"{ENV_NAME}.zip").read_bytes()
@@ -148,7 +175,16 @@ def test_push_zoo_run_uploads_zoo_files_and_card_in_one_commit(hub, zoo_run, tmp
     path.write_text(readme, encoding="utf-8")
     meta = metadata_load(path)
     assert meta["library_name"] == "stable-baselines3"
-    for tag in ("sb3_gap", "deep-reinforcement-learning", "reinforcement-learning", "dqn", ENV_ID, "encoder-impala", "bottleneck-gap", "width-scale-1"):
+    for tag in (
+        "sb3_gap",
+        "deep-reinforcement-learning",
+        "reinforcement-learning",
+        "dqn",
+        ENV_ID,
+        "encoder-impala",
+        "bottleneck-gap",
+        "width-scale-1",
+    ):
         assert tag in meta["tags"]
     result = meta["model-index"][0]["results"][0]
     assert meta["model-index"][0]["name"] == "DQN"
@@ -245,8 +281,19 @@ def test_frame_replay_model_round_trips_pickle_free(hub, cls, tmp_path, request)
         return VecFrameStack(make_vec_env(ENV_ID, n_envs=1, seed=0), n_stack=2)
 
     kwargs = dict(frame_stack=2, n_steps=3, gamma=0.9)
-    model = cls("CnnPolicy", venv(), buffer_size=64, learning_starts=0, batch_size=8, train_freq=4, gamma=0.9,
-                replay_buffer_class=FrameReplayBuffer, replay_buffer_kwargs=kwargs, policy_kwargs=sb3_gap.policy_kwargs(**PKW), seed=0)
+    model = cls(
+        "CnnPolicy",
+        venv(),
+        buffer_size=64,
+        learning_starts=0,
+        batch_size=8,
+        train_freq=4,
+        gamma=0.9,
+        replay_buffer_class=FrameReplayBuffer,
+        replay_buffer_kwargs=kwargs,
+        policy_kwargs=sb3_gap.policy_kwargs(**PKW),
+        seed=0,
+    )
     model.learn(32)
     repo_id = f"frank/{cls.__name__.lower()}-frame-replay"
     push_to_hub(model, repo_id, env_id=ENV_ID, eval_env=venv(), n_eval_episodes=1, video=False)
@@ -276,8 +323,15 @@ def test_kron_model_round_trips_pickle_free(hub, tmp_path, request):
     from sb3_gap.optim import Kron
 
     # The small MinAtar encoder and no training step: Kron's preconditioners for the IMPALA encoder take minutes on CPU.
-    model = DQN("CnnPolicy", ENV_ID, buffer_size=64, learning_starts=0, batch_size=8,
-                policy_kwargs=sb3_gap.policy_kwargs(encoder="minatar", bottleneck="gap", optimizer="kron"), seed=0)
+    model = DQN(
+        "CnnPolicy",
+        ENV_ID,
+        buffer_size=64,
+        learning_starts=0,
+        batch_size=8,
+        policy_kwargs=sb3_gap.policy_kwargs(encoder="minatar", bottleneck="gap", optimizer="kron"),
+        seed=0,
+    )
     push_to_hub(model, "kate/dqn-kron", env_id=ENV_ID, n_eval_episodes=1, video=False)
     config = json.loads(hub.repos["kate/dqn-kron"].files[safe.CONFIG_FILE])  # as published
     assert config["policy_kwargs"]["optimizer_class"] == {"__class__": "sb3_gap.optim:Kron"}
@@ -296,8 +350,14 @@ def test_unregistered_replay_class_drops_its_kwargs_too():
     class MyReplay(FrameReplayBuffer):
         pass
 
-    model = DQN("CnnPolicy", ENV_ID, buffer_size=64, replay_buffer_class=MyReplay, replay_buffer_kwargs=dict(n_steps=2, gamma=0.9),
-                policy_kwargs=sb3_gap.policy_kwargs(**PKW))
+    model = DQN(
+        "CnnPolicy",
+        ENV_ID,
+        buffer_size=64,
+        replay_buffer_class=MyReplay,
+        replay_buffer_kwargs=dict(n_steps=2, gamma=0.9),
+        policy_kwargs=sb3_gap.policy_kwargs(**PKW),
+    )
     config, dropped = safe.model_to_plain(model, ENV_ID)
     assert {"replay_buffer_class", "replay_buffer_kwargs"} <= set(dropped)
     assert "replay_buffer_kwargs" not in config["model_attrs"]
@@ -368,9 +428,30 @@ def test_pull_builds_zoo_run_that_rl_zoo3_loads(hub, zoo_run, tmp_path, capsys):
 
     # The Zoo's own enjoy runs on the pulled folder.
     proc = subprocess.run(
-        [sys.executable, "-m", "rl_zoo3.enjoy", "--algo", "dqn", "--env", ENV_ID, "-f", str(downloads), "--exp-id", "1",
-         "-n", "30", "--no-render", "--gym-packages", "sb3_gap", "--device", "cpu"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
+        [
+            sys.executable,
+            "-m",
+            "rl_zoo3.enjoy",
+            "--algo",
+            "dqn",
+            "--env",
+            ENV_ID,
+            "-f",
+            str(downloads),
+            "--exp-id",
+            "1",
+            "-n",
+            "30",
+            "--no-render",
+            "--gym-packages",
+            "sb3_gap",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -397,7 +478,9 @@ def test_pull_refuses_executable_yaml(hub, zoo_run, tmp_path):
     api.create_commit(repo_id, operations=[CommitOperationAdd("config.yml", evil)], commit_message="evil")
     with pytest.raises(ValueError, match="not plain data"):
         pull_from_hub(repo_id, tmp_path / "dl", cache_dir=tmp_path / "c")
-    api.create_commit(repo_id, operations=[CommitOperationAdd("config.yml", b"normalize: \"__import__('os').system('x')\"\n")], commit_message="evil 2")
+    api.create_commit(
+        repo_id, operations=[CommitOperationAdd("config.yml", b"normalize: \"__import__('os').system('x')\"\n")], commit_message="evil 2"
+    )
     with pytest.raises(HubError, match="refused for downloaded configs"):
         pull_from_hub(repo_id, tmp_path / "dl", cache_dir=tmp_path / "c")
     api.create_commit(repo_id, operations=[CommitOperationAdd("config.yml", b"env_wrapper: builtins.exec\n")], commit_message="evil 3")
@@ -481,7 +564,9 @@ def test_push_failures_are_clear_and_leave_run_untouched(hub, zoo_run, monkeypat
 def test_hub_error_never_contains_token(hub, zoo_run):
     logs, _ = zoo_run
     with pytest.raises(HubError) as e:
-        push_to_hub(logs, "alice/x", algo="dqn", env_id=ENV_ID, token=TOKEN, endpoint=f"http://127.0.0.1:{_closed_port()}", n_eval_episodes=1, video=False)
+        push_to_hub(
+            logs, "alice/x", algo="dqn", env_id=ENV_ID, token=TOKEN, endpoint=f"http://127.0.0.1:{_closed_port()}", n_eval_episodes=1, video=False
+        )
     import traceback
 
     assert_no_token(str(e.value), "".join(traceback.format_exception(e.value)))
@@ -522,8 +607,27 @@ def test_pull_rainbow_then_zoo_enjoy(hub, tmp_path):
     run = downloads / "rainbow" / f"{ENV_NAME}_1"
     assert_same_policy(model, Rainbow.load(run / f"{ENV_NAME}.zip"))
     proc = subprocess.run(
-        [sys.executable, "-m", "rl_zoo3.enjoy", "--algo", "rainbow", "--env", ENV_ID, "-f", str(downloads),
-         "-n", "20", "--no-render", "--gym-packages", "sb3_gap", "--device", "cpu"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
+        [
+            sys.executable,
+            "-m",
+            "rl_zoo3.enjoy",
+            "--algo",
+            "rainbow",
+            "--env",
+            ENV_ID,
+            "-f",
+            str(downloads),
+            "-n",
+            "20",
+            "--no-render",
+            "--gym-packages",
+            "sb3_gap",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -22,11 +22,11 @@ from sb3_gap import ConvExtractor, parameter_report, policy_kwargs
 from sb3_gap.bottlenecks import RESIDUAL_OUT, MultiSkipResidual
 from sb3_gap.diagnostics import dormant_fractions, neuron_layers
 from sb3_gap.optim import Kron, optimizer_policy_kwargs
-from sb3_gap.rainbow import Rainbow
 from sb3_gap.params import find_extractor
+from sb3_gap.rainbow import Rainbow
 from sb3_gap.sweep import SweepSpec, open_study, run_sweep
-from sb3_gap.sweep.report import build_report, load_runs
 from sb3_gap.sweep.cell import resolve_run
+from sb3_gap.sweep.report import build_report, load_runs
 from sb3_gap.zoo_config import parse_kwargs_string
 
 SPACE = gym.spaces.Box(0.0, 1.0, (4, 10, 10), np.float32)  # MinAtar-shaped
@@ -203,7 +203,9 @@ def test_kron_state_dict_loads_weights_only():
     state = th.load(buffer, weights_only=True)  # raises on any non-allow-listed object
     copy = Kron(th.nn.Linear(6, 5).parameters(), lr=1e-3)
     copy.load_state_dict(state)
-    assert int(copy._prob_step) == 3 and all(th.equal(a, b) for a, b in zip(opt.state[layer.weight]["Q"], copy.state[copy.param_groups[0]["params"][0]]["Q"]))
+    assert int(copy._prob_step) == 3 and all(
+        th.equal(a, b) for a, b in zip(opt.state[layer.weight]["Q"], copy.state[copy.param_groups[0]["params"][0]]["Q"])
+    )
 
 
 # ----------------------------------------------------------------------------- rl_zoo3 YAML

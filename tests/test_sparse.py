@@ -9,8 +9,8 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.envs import FakeImageEnv
 
 from sb3_gap import ConvExtractor, parameter_report, policy_kwargs
-from sb3_gap.rainbow import Rainbow
 from sb3_gap.params import find_extractor
+from sb3_gap.rainbow import Rainbow
 from sb3_gap.sparse import SparseConfig, cubic_sparsity, erk_densities, rigl_drop_fraction
 
 SPACE = gym.spaces.Box(0.0, 1.0, (4, 10, 10), np.float32)  # MinAtar-sized: 16·10·10 = 1,600 inputs to ψ

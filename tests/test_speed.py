@@ -33,6 +33,8 @@ def cpu_compile_backend(monkeypatch):
     """On CPU without SB3_GAP_INDUCTOR_TESTS=1, make ``torch.compile`` use the ``aot_eager`` backend."""
     if not INDUCTOR_ON_CPU:
         monkeypatch.setattr(th, "compile", functools.partial(th.compile, backend="aot_eager"))
+
+
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device (benchmarks/gpu_check.sh runs these on a GPU machine)")
 
 

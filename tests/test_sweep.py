@@ -21,8 +21,8 @@ from rliable import library as rly
 from rliable import metrics
 
 from sb3_gap.sweep import SweepSpec, open_study, run_sweep, run_worker
-from sb3_gap.sweep.report import build_report, compute_aggregates, load_runs, score_matrices
 from sb3_gap.sweep.cli import main
+from sb3_gap.sweep.report import build_report, compute_aggregates, load_runs, score_matrices
 from sb3_gap.sweep.spec import cell_key
 from sb3_gap.sweep.storage import SweepGridSampler, cell_states, make_storage
 from sb3_gap.sweep.workers import _Objective
@@ -148,7 +148,7 @@ def test_sigkill_mid_trial_loses_nothing_and_resumes(tmp_path):
     run_worker(spec, progress=False, poll_interval=0.5)  # the same command again
 
     trials = {t.number: t for t in study.get_trials()}
-    for number, (value, key) in finished.items():  # finished trials untouched and not rerun
+    for number, (value, _key) in finished.items():  # finished trials untouched and not rerun
         assert trials[number].state == TrialState.COMPLETE and trials[number].value == value
     assert trials[victim.number].state == TrialState.FAIL
     retry = [t for t in trials.values() if t.system_attrs.get("failed_trial") == victim.number]

@@ -51,8 +51,13 @@ def test_startup_hook_is_lazy() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True).stdout.split()
     assert out[:2] == ["True", "sb3_gap.rainbow.rainbow"], HOOK_HINT
     assert out[2] == sb3_gap.__file__  # the checkout's sb3_gap, not another install
-    off = subprocess.run([sys.executable, "-c", "import rl_zoo3.utils as u; print('rainbow' in u.ALGOS)"],
-                         env=_env(SB3_GAP_NO_ZOO_HOOK="1"), capture_output=True, text=True, check=True).stdout
+    off = subprocess.run(
+        [sys.executable, "-c", "import rl_zoo3.utils as u; print('rainbow' in u.ALGOS)"],
+        env=_env(SB3_GAP_NO_ZOO_HOOK="1"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert off.strip() == "False"
 
 
@@ -77,8 +82,17 @@ def test_register_with_zoo() -> None:
     assert is_atari("Dopamine/Pong-v5") and is_atari("Atari100k/Pong-v5") and is_atari("ALE/Pong-v5")
     assert not is_atari("MinAtar/Breakout-v1") and not is_atari("Procgen/Bigfish-v0")
     # -optimize: the sampler returns valid Rainbow kwargs, the converter rebuilds them from a best trial.
-    trial = optuna.trial.FixedTrial({"learning_rate": 1e-4, "one_minus_gamma": 0.01, "n_steps": 3, "target_update_interval": 1000,
-                                     "exploration_final_eps": 0.01, "bottleneck": "flatten", "width_scale": 2})
+    trial = optuna.trial.FixedTrial(
+        {
+            "learning_rate": 1e-4,
+            "one_minus_gamma": 0.01,
+            "n_steps": 3,
+            "target_update_interval": 1000,
+            "exploration_final_eps": 0.01,
+            "bottleneck": "flatten",
+            "width_scale": 2,
+        }
+    )
     params = HYPERPARAMS_SAMPLER["rainbow"](trial, 4, 1, {})
     assert params["gamma"] == pytest.approx(0.99) and params["n_steps"] == 3
     assert params["policy_kwargs"]["features_extractor_kwargs"]["bottleneck"] == "flatten"
@@ -120,8 +134,13 @@ def test_policy_kwargs_net_arch_empty_adds_only_the_head(algo: str) -> None:
     from sb3_gap.algos import get_algo
 
     env = gym.make("MinAtar/Breakout-v1")
-    model = get_algo(algo)("CnnPolicy", env, policy_kwargs=sb3_gap.policy_kwargs(bottleneck="gap", width_scale=1),
-                           device="cpu", **({"n_steps": 8, "batch_size": 8} if algo == "ppo" else {"buffer_size": 100}))
+    model = get_algo(algo)(
+        "CnnPolicy",
+        env,
+        policy_kwargs=sb3_gap.policy_kwargs(bottleneck="gap", width_scale=1),
+        device="cpu",
+        **({"n_steps": 8, "batch_size": 8} if algo == "ppo" else {"buffer_size": 100}),
+    )
     heads = [m for name, m in model.policy.named_modules() if isinstance(m, th.nn.Linear) and "features_extractor" not in name]
     assert heads and all(h.in_features == 512 for h in heads)  # no hidden [64, 64] MLP after ψ
 
@@ -134,8 +153,13 @@ def test_wheel_installs_the_startup_hook(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "sb3_gap", src / "sb3_gap", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("setup.py", "README.md", "MANIFEST.in", "sb3_gap_zoo.pth", "sb3_gap_zoo_hook.py"):
         shutil.copy(ROOT / name, src / name)
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     if proc.returncode != 0 and "No module named pip" in proc.stderr:
         pytest.skip("pip is not available in this interpreter")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -165,7 +189,9 @@ def _enjoy(tmp_path: Path, algo: str, env_id: str) -> str:
 
 def test_zoo_rainbow_minatar_train_and_enjoy(tmp_path: Path) -> None:
     _train(tmp_path, "rainbow", "MinAtar/Breakout-v1", "rainbow.yml", [*TINY_DQN, "exploration_steps:100", "n_atoms:11", TINY_NET])
-    config = yaml.load(next((tmp_path / "logs" / "rainbow").glob("*/MinAtar-Breakout-v1/config.yml")).read_text(), Loader=yaml.UnsafeLoader)  # rl_zoo3 writes OrderedDict tags
+    config = yaml.load(
+        next((tmp_path / "logs" / "rainbow").glob("*/MinAtar-Breakout-v1/config.yml")).read_text(), Loader=yaml.UnsafeLoader
+    )  # rl_zoo3 writes OrderedDict tags
     assert dict(config)["policy_kwargs"] == "policy_kwargs(encoder='impala', bottleneck='gap', width_scale=1)"
     _enjoy(tmp_path, "rainbow", "MinAtar/Breakout-v1")
 
@@ -184,8 +210,16 @@ def test_zoo_qrdqn_minatar_flatten_override(tmp_path: Path) -> None:
 
 def test_sb3_gap_train_ppo_minatar_without_hook(tmp_path: Path) -> None:
     """`python -m sb3_gap.train` registers by itself (hook disabled) and takes rl_zoo3.train's CLI."""
-    _train(tmp_path, "ppo", "MinAtar/Breakout-v1", "ppo.yml", ["n_envs:2", "n_steps:32", "batch_size:32", "n_epochs:1", TINY_NET],
-           n=128, module="sb3_gap.train", SB3_GAP_NO_ZOO_HOOK="1")
+    _train(
+        tmp_path,
+        "ppo",
+        "MinAtar/Breakout-v1",
+        "ppo.yml",
+        ["n_envs:2", "n_steps:32", "batch_size:32", "n_epochs:1", TINY_NET],
+        n=128,
+        module="sb3_gap.train",
+        SB3_GAP_NO_ZOO_HOOK="1",
+    )
     _enjoy(tmp_path, "ppo", "MinAtar/Breakout-v1")
 
 
@@ -193,8 +227,17 @@ def test_zoo_rainbow_atari_dopamine_train_and_enjoy(tmp_path: Path) -> None:
     """`Dopamine/Pong-v5` picks the YAML's `atari` section: ClipRewardEnv and VecFrameStack(4)."""
     from sb3_gap.rainbow import Rainbow
 
-    model = Rainbow.load(_train(tmp_path, "rainbow", "Dopamine/Pong-v5", "rainbow.yml",
-                                [*TINY_DQN, "exploration_steps:100", "n_atoms:11", "buffer_size:300", TINY_NET], n=100), device="cpu")
+    model = Rainbow.load(
+        _train(
+            tmp_path,
+            "rainbow",
+            "Dopamine/Pong-v5",
+            "rainbow.yml",
+            [*TINY_DQN, "exploration_steps:100", "n_atoms:11", "buffer_size:300", TINY_NET],
+            n=100,
+        ),
+        device="cpu",
+    )
     assert model.observation_space.shape == (4, 84, 84)
     _enjoy(tmp_path, "rainbow", "Dopamine/Pong-v5")
 
@@ -202,8 +245,10 @@ def test_zoo_rainbow_atari_dopamine_train_and_enjoy(tmp_path: Path) -> None:
 def test_zoo_ppo_procgen_train_and_enjoy(tmp_path: Path) -> None:
     from stable_baselines3 import PPO
 
-    model = PPO.load(_train(tmp_path, "ppo", "Procgen/Bigfish-v0", "ppo.yml",
-                            ["n_envs:2", "n_steps:32", "batch_size:32", "n_epochs:1", TINY_NET], n=64), device="cpu")
+    model = PPO.load(
+        _train(tmp_path, "ppo", "Procgen/Bigfish-v0", "ppo.yml", ["n_envs:2", "n_steps:32", "batch_size:32", "n_epochs:1", TINY_NET], n=64),
+        device="cpu",
+    )
     assert model.observation_space.shape == (3, 64, 64)
     _enjoy(tmp_path, "ppo", "Procgen/Bigfish-v0")
 

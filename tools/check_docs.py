@@ -61,7 +61,9 @@ from docs_commands import (  # noqa: E402
 LINKED = ("zoo_configs", "examples", "benchmarks", "sb3_gap", "tests", "tools", ".venv", "setup.py", "Makefile",
           "sb3_gap_zoo_hook.py", "sb3_gap_zoo.pth", "MANIFEST.in")  # fmt: skip
 COPIED = ("docs", "README.md")
-ZOO_TRAIN = "python -m rl_zoo3.train --conf-file zoo_configs/{algo}.yml --algo {algo} --env MinAtar/Breakout-v1 -n 64 --eval-freq 32 --eval-episodes 1"
+ZOO_TRAIN = (
+    "python -m rl_zoo3.train --conf-file zoo_configs/{algo}.yml --algo {algo} --env MinAtar/Breakout-v1 -n 64 --eval-freq 32 --eval-episodes 1"
+)
 _TINY_SWEEP = ("sb3-gap sweep --algo dqn --envs MinAtar/Breakout-v1 --bottlenecks gap --steps 64 --eval-freq 32 --eval-episodes 1 "
                "--no-progress --workers 1")  # fmt: skip
 
@@ -120,25 +122,33 @@ SETUPS: dict[str, Setup] = {
     "hub_zoo_repo": Setup(python=(_ZOO_REPO,)),
     "pushed_rainbow": Setup(
         needs=("zoo_rainbow_minatar",),
-        shell=(f"sb3-gap push --algo rainbow --env MinAtar/Breakout-v1 -f logs/ --repo-id {HUB_USER}/rainbow-gap-breakout --n-eval-episodes 1 --no-video",),
+        shell=(
+            f"sb3-gap push --algo rainbow --env MinAtar/Breakout-v1 -f logs/ --repo-id {HUB_USER}/rainbow-gap-breakout --n-eval-episodes 1 --no-video",
+        ),
     ),
     "pulled_dqn": Setup(
         needs=("zoo_dqn_minatar",),
-        shell=(f"sb3-gap push --algo dqn --env MinAtar/Breakout-v1 -f logs/ --repo-id {HUB_USER}/dqn-gap-breakout --n-eval-episodes 1 --no-video",
-               f"sb3-gap pull --repo-id {HUB_USER}/dqn-gap-breakout -f downloads/"),
+        shell=(
+            f"sb3-gap push --algo dqn --env MinAtar/Breakout-v1 -f logs/ --repo-id {HUB_USER}/dqn-gap-breakout --n-eval-episodes 1 --no-video",
+            f"sb3-gap pull --repo-id {HUB_USER}/dqn-gap-breakout -f downloads/",
+        ),
     ),
-    "studies_a_b": Setup(shell=(
-        f"{_TINY_SWEEP} --storage sqlite:///runs/a.db --study scaling",
-        f"{_TINY_SWEEP} --storage sqlite:///runs/a.db --study scaling_more_seeds --seed-list 1",
-        f"{_TINY_SWEEP} --storage sqlite:///runs/a.db --study s1",
-        f"{_TINY_SWEEP} --storage sqlite:///runs/b.db --study s2",
-    )),
-    "demo_dbs_a_b": Setup(shell=(
-        "python -m sb3_gap.sweep.demo --bottlenecks gap --steps 64 --eval-freq 32 --eval-episodes 1 --workers 1 --no-progress "
-        "--storage sqlite:///a/runs/demo.db --out a/runs --report ''",
-        "python -m sb3_gap.sweep.demo --algo rainbow --study demo_rainbow --bottlenecks gap --steps 64 --eval-freq 32 --eval-episodes 1 "
-        "--workers 1 --no-progress --storage sqlite:///b/runs/demo.db --out b/runs --report ''",
-    )),
+    "studies_a_b": Setup(
+        shell=(
+            f"{_TINY_SWEEP} --storage sqlite:///runs/a.db --study scaling",
+            f"{_TINY_SWEEP} --storage sqlite:///runs/a.db --study scaling_more_seeds --seed-list 1",
+            f"{_TINY_SWEEP} --storage sqlite:///runs/a.db --study s1",
+            f"{_TINY_SWEEP} --storage sqlite:///runs/b.db --study s2",
+        )
+    ),
+    "demo_dbs_a_b": Setup(
+        shell=(
+            "python -m sb3_gap.sweep.demo --bottlenecks gap --steps 64 --eval-freq 32 --eval-episodes 1 --workers 1 --no-progress "
+            "--storage sqlite:///a/runs/demo.db --out a/runs --report ''",
+            "python -m sb3_gap.sweep.demo --algo rainbow --study demo_rainbow --bottlenecks gap --steps 64 --eval-freq 32 --eval-episodes 1 "
+            "--workers 1 --no-progress --storage sqlite:///b/runs/demo.db --out b/runs --report ''",
+        )
+    ),
     "study_db_copy": Setup(special=_COPY_STUDY),
 }
 
@@ -299,8 +309,10 @@ class Runner:
 def _stateless(line: str) -> bool:
     """Whether ``line`` is one simple command of a :data:`~docs_commands.STATELESS` program."""
     parts = split_line(line)
-    return len(parts) == 1 and isinstance(parts[0], Simple) and any(
-        program_of(parts[0].argv).startswith(s) or " ".join(parts[0].argv).startswith(s) for s in STATELESS
+    return (
+        len(parts) == 1
+        and isinstance(parts[0], Simple)
+        and any(program_of(parts[0].argv).startswith(s) or " ".join(parts[0].argv).startswith(s) for s in STATELESS)
     )
 
 

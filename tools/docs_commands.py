@@ -106,30 +106,43 @@ OVERRIDES: list[Override] = [
     Override(r"^python -m venv \.venv", skip=SKIP_INSTALL, parse=False),
     Override(r"^pip install", skip=SKIP_INSTALL, parse=False),
     Override(r"^apt-get", skip=SKIP_INSTALL, parse=False),
-    Override(r"^cp sb3_gap_zoo\.pth", skip="copies into site-packages (a from-source set-up step); the installed hook is tested by tests/test_zoo.py", parse=False),
+    Override(
+        r"^cp sb3_gap_zoo\.pth",
+        skip="copies into site-packages (a from-source set-up step); the installed hook is tested by tests/test_zoo.py",
+        parse=False,
+    ),
     Override(r"^createdb ", skip="needs a PostgreSQL server (docs/sweeps.md records the check run with PostgreSQL 15)", parse=False),
     Override(r"^URL=postgresql|^ARGS=|\$ARGS|\$URL|^sleep 12; kill", skip="the recorded PostgreSQL check (needs a PostgreSQL server)", parse=False),
-    Override(r"postgresql://", skip="needs a PostgreSQL server (docs/sweeps.md records the check run with PostgreSQL 15)",
-             parse_as=None),
+    Override(r"postgresql://", skip="needs a PostgreSQL server (docs/sweeps.md records the check run with PostgreSQL 15)", parse_as=None),
     Override(r"^tensorboard ", skip="starts a web server", parse=False),
     # --- `make demo` is the demo module behind the venv stamp: check that make runs exactly that, then run it with the budget
     Override(r"^make demo\b", run="make -n demo | grep -qx '.venv/bin/python -m sb3_gap.sweep.demo' && python -m sb3_gap.sweep.demo"),
     # --- long-running by design
-    Override(r"^sb3-gap sweep --preset minatar-scaling", skip="resumes the committed 150k-step study in results/minatar_scaling "
-             "(hours; a smaller budget would be refused as a changed study); the demo preset runs the same code"),
+    Override(
+        r"^sb3-gap sweep --preset minatar-scaling",
+        skip="resumes the committed 150k-step study in results/minatar_scaling "
+        "(hours; a smaller budget would be refused as a changed study); the demo preset runs the same code",
+    ),
     # --- placeholders
-    Override(r"^python -m sb3_gap\.train \.\.\.", skip="`...` stands for rl_zoo3.train's arguments",
-             parse_as="python -m sb3_gap.train --algo rainbow --env MinAtar/Breakout-v1 --conf-file zoo_configs/rainbow.yml"),
-    Override(r"^sb3-gap push --algo rainbow --env MinAtar/Breakout-v1 -f logs/ --repo-id <user>/rainbow-gap-breakout \[",
-             run="sb3-gap push --algo rainbow --env MinAtar/Breakout-v1 -f logs/ --repo-id {user}/rainbow-gap-breakout-full "
-                 "--exp-id 1 --load-best --n-eval-episodes 1 --stochastic --seed 0 --no-video --private",
-             parse_as="sb3-gap push --algo rainbow --env MinAtar/Breakout-v1 -f logs/ --repo-id u/r --exp-id 1 --load-best "
-                      "--n-eval-episodes 10 --stochastic --seed 0 --no-video --private",
-             setup=("zoo_rainbow_minatar",)),
-    Override(r"^sb3-gap pull --repo-id <user>/rainbow-gap-breakout -f downloads/ \[",
-             run="sb3-gap pull --repo-id {user}/rainbow-gap-breakout-full -f downloads/ --algo rainbow --env MinAtar/Breakout-v1 "
-                 "--revision main --allow-pickle",
-             parse_as="sb3-gap pull --repo-id u/r -f downloads/ --algo rainbow --env MinAtar/Breakout-v1 --revision main --allow-pickle"),
+    Override(
+        r"^python -m sb3_gap\.train \.\.\.",
+        skip="`...` stands for rl_zoo3.train's arguments",
+        parse_as="python -m sb3_gap.train --algo rainbow --env MinAtar/Breakout-v1 --conf-file zoo_configs/rainbow.yml",
+    ),
+    Override(
+        r"^sb3-gap push --algo rainbow --env MinAtar/Breakout-v1 -f logs/ --repo-id <user>/rainbow-gap-breakout \[",
+        run="sb3-gap push --algo rainbow --env MinAtar/Breakout-v1 -f logs/ --repo-id {user}/rainbow-gap-breakout-full "
+        "--exp-id 1 --load-best --n-eval-episodes 1 --stochastic --seed 0 --no-video --private",
+        parse_as="sb3-gap push --algo rainbow --env MinAtar/Breakout-v1 -f logs/ --repo-id u/r --exp-id 1 --load-best "
+        "--n-eval-episodes 10 --stochastic --seed 0 --no-video --private",
+        setup=("zoo_rainbow_minatar",),
+    ),
+    Override(
+        r"^sb3-gap pull --repo-id <user>/rainbow-gap-breakout -f downloads/ \[",
+        run="sb3-gap pull --repo-id {user}/rainbow-gap-breakout-full -f downloads/ --algo rainbow --env MinAtar/Breakout-v1 "
+        "--revision main --allow-pickle",
+        parse_as="sb3-gap pull --repo-id u/r -f downloads/ --algo rainbow --env MinAtar/Breakout-v1 --revision main --allow-pickle",
+    ),
     Override(r"^sb3-gap push .*<user>", setup=("zoo_rainbow_minatar",)),
     Override(r"^sb3-gap gradcam model\.zip --algo qrdqn", setup=("model_zip_qrdqn",)),
     Override(r"^sb3-gap gradcam model\.zip --algo dqn --obs frame\.npy", setup=("model_zip_dqn", "frame_npy")),
@@ -140,14 +153,14 @@ OVERRIDES: list[Override] = [
     Override(r"^python -m rl_zoo3\.enjoy --algo dqn --env MinAtar/Breakout-v1 -f downloads/", setup=("pulled_dqn",)),
     # --- Python snippets: names they use from the surrounding text
     Override(r"^kw = dict\(\n    features_extractor_class=sb3_gap\.ConvExtractor", prelude="import sb3_gap\n"),
-    Override(r"^from sb3_gap\.diagnostics import DiagnosticsCallback, ReDoCallback, dormant_fractions\nmodel\.learn",
-             prelude=_SMALL_QRDQN),
+    Override(r"^from sb3_gap\.diagnostics import DiagnosticsCallback, ReDoCallback, dormant_fractions\nmodel\.learn", prelude=_SMALL_QRDQN),
     Override(r"^from stable_baselines3 import DQN\nfrom sb3_gap\.replay import FrameReplayBuffer\n\n# env: 4 stacked", prelude=_ATARI_ENV),
     Override(r"^from sb3_gap import Rainbow, policy_kwargs\nfrom sb3_gap\.rainbow import rainbow_preset\n\nmodel = Rainbow", prelude=_ATARI_ENV),
-    Override(r"^from sb3_gap\.hub import load_from_hub, pull_from_hub, push_to_hub", prelude=_SMALL_DQN,
-             setup=("zoo_dqn_minatar", "hub_zoo_repo")),
-    Override(r"^from sb3_gap\.hub import load_from_hub\nmodel = load_from_hub\(\"<user>/rainbow-gap-breakout\"\)",
-             setup=("zoo_rainbow_minatar", "pushed_rainbow")),
+    Override(r"^from sb3_gap\.hub import load_from_hub, pull_from_hub, push_to_hub", prelude=_SMALL_DQN, setup=("zoo_dqn_minatar", "hub_zoo_repo")),
+    Override(
+        r"^from sb3_gap\.hub import load_from_hub\nmodel = load_from_hub\(\"<user>/rainbow-gap-breakout\"\)",
+        setup=("zoo_rainbow_minatar", "pushed_rainbow"),
+    ),
 ]
 
 #: ```yaml blocks written to a file (in the document's work folder) before its commands run: (doc, text in block) -> file.
@@ -166,12 +179,13 @@ PY_BUDGET: list[tuple[str, str]] = [
 #: Shell budgets: program -> (options set to a value (added when absent), options cut to their first value).
 #: Programs are the first words after ``python -m`` / ``python`` / ``sb3-gap`` (see :func:`program_of`).
 BUDGETS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
-    "rl_zoo3.train": ({"-n": "64", "--eval-freq": "-1", "--n-trials": "1", "--n-startup-trials": "1", "--n-evaluations": "1",
-                       "--eval-episodes": "1"}, ()),
+    "rl_zoo3.train": (
+        {"-n": "64", "--eval-freq": "-1", "--n-trials": "1", "--n-startup-trials": "1", "--n-evaluations": "1", "--eval-episodes": "1"},
+        (),
+    ),
     "sb3_gap.train": ({"-n": "64", "--eval-freq": "-1"}, ()),
     "rl_zoo3.enjoy": ({"-n": "20", "--no-render": ""}, ()),
-    "sb3-gap sweep": ({"--steps": "64", "--eval-freq": "32", "--eval-episodes": "1", "--seeds": "1", "--workers": "1"},
-                      ("--width-scales",)),
+    "sb3-gap sweep": ({"--steps": "64", "--eval-freq": "32", "--eval-episodes": "1", "--seeds": "1", "--workers": "1"}, ("--width-scales",)),
     "sb3_gap.sweep.demo": ({"--steps": "64", "--eval-freq": "32", "--eval-episodes": "1", "--workers": "1"}, ()),
     "sb3-gap gradcam": ({"--steps": "2"}, ()),
     "sb3-gap push": ({"--n-eval-episodes": "1", "--no-video": ""}, ()),
@@ -179,7 +193,10 @@ BUDGETS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "benchmarks/diagnostics_overhead.py": ({"--updates": "2", "--fill": "100"}, ()),
     "benchmarks/env_throughput.py": ({"--steps": "20", "--n-envs": "2"}, ()),
     "benchmarks/extractor_cost.py": ({"--encoders": "nature", "--bottlenecks": "gap", "--scales": "1", "--repeats": "1"}, ()),
-    "benchmarks/rainbow_throughput.py": ({"--steps": "8", "--pong-steps": "8", "--learning-starts": "8", "--networks": "nature-x1-flatten impala-x1-gap"}, ()),
+    "benchmarks/rainbow_throughput.py": (
+        {"--steps": "8", "--pong-steps": "8", "--learning-starts": "8", "--networks": "nature-x1-flatten impala-x1-gap"},
+        (),
+    ),
     "benchmarks/throughput_floor.py": ({"--n": "1", "--reps": "1", "--networks": "nature-x1-flatten impala-x1-gap"}, ()),
     "benchmarks/replay_memory.py": ({"--n": "2000", "--repeats": "5"}, ()),
     "benchmarks/update_cost.py": ({"--quick": "", "--fill": "64", "--rounds": "1", "--n": "1"}, ("--cases",)),

@@ -77,9 +77,7 @@ class UpdateScheduledCallback(BaseCallback):
         self.extractor = find_extractor(self.model)
         self.optimizer: th.optim.Optimizer = policy.optimizer
         self.layers = neuron_layers(self.extractor, find_head_consumers(policy, self.extractor))
-        self.recorder = ActivityRecorder(
-            self.extractor, self.layers, activations=self.needs_activations, gradients=self.needs_gradients
-        )
+        self.recorder = ActivityRecorder(self.extractor, self.layers, activations=self.needs_activations, gradients=self.needs_gradients)
         self._step_hook = self.optimizer.register_step_post_hook(self._after_step)
         self._arm()
 
@@ -186,9 +184,7 @@ class _ResetCallback(UpdateScheduledCallback):
     def _on_check(self) -> None:
         flagged = inactive_masks(self._magnitudes(), self.tau)
         flagged = {
-            layer.name: flagged[layer.name]
-            for layer in self.layers
-            if layer.resettable and layer.group in self.modules and layer.name in flagged
+            layer.name: flagged[layer.name] for layer in self.layers if layer.resettable and layer.group in self.modules and layer.name in flagged
         }
         result = reset_neurons(self.layers, flagged, self.optimizer, self.outgoing_scale)
         self.resets.append(result)

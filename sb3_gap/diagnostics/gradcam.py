@@ -16,7 +16,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_gap.diagnostics.metrics import prepare_input, decision_values
+from sb3_gap.diagnostics.metrics import decision_values, prepare_input
 
 
 def grad_cam(model: object, obs: np.ndarray | th.Tensor, action: int | np.ndarray | None = None) -> np.ndarray:

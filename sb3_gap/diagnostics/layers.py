@@ -35,10 +35,10 @@ import torch as th
 from torch import nn
 
 from sb3_gap.bottlenecks import BOTTLENECKS, Bottleneck, DenseBottleneck, ExpertLinear, MultiSkipResidual
-from sb3_gap.sparse import MASK
 from sb3_gap.encoders import ResidualBlock
 from sb3_gap.extractor import ConvExtractor
 from sb3_gap.rainbow.policies import NoisyLinear
+from sb3_gap.sparse import MASK
 
 #: The module groups of Sokar & Castro (2025): encoder φ, the φ→ψ connection (ψ's first layer),
 #: and the rest of ψ.
@@ -129,7 +129,7 @@ def fresh_values(m: nn.Module) -> dict[str, th.Tensor]:
             nn.init.uniform_(new.weight, -bound, bound)
             nn.init.uniform_(new.bias, -bound, bound)
         else:
-            new.reset_parameters()  # type: ignore[operator]
+            new.reset_parameters()
         if hasattr(new, MASK):
             new.weight.mul_(getattr(new, MASK))  # keep the sparsity pattern (sb3_gap.sparse)
     return {k: v.detach() for k, v in new.named_parameters(recurse=False)}
@@ -209,9 +209,10 @@ def _walk_chain(
             continue
         if not isinstance(m, NEURON_LAYER_TYPES):
             continue
-        j, norm, probe = k + 1, None, m
+        probe: nn.Module = m
+        j, norm = k + 1, None
         if j < len(items) and isinstance(items[j][1], nn.LayerNorm):
-            norm, j = items[j][1], j + 1  # type: ignore[assignment]
+            norm, j = items[j][1], j + 1
         relu_follows = j < len(items) and isinstance(items[j][1], nn.ReLU)
         outgoing: list[ParamSlice] | None = None
         if relu_follows:
@@ -352,7 +353,7 @@ def find_head_consumers(policy: nn.Module, extractor: ConvExtractor) -> list[nn.
         # A blank observation and a deterministic forward: no RNG (torch's or the space's) is
         # consumed, so attaching a callback does not change the training run.
         space = policy.observation_space
-        obs = th.zeros((1, *space.shape), dtype=th.as_tensor(np.zeros(1, space.dtype)).dtype, device=next(policy.parameters()).device)
+        obs = th.zeros((1, *tuple(space.shape)), dtype=th.as_tensor(np.zeros(1, space.dtype)).dtype, device=next(policy.parameters()).device)
         with th.no_grad():
             try:
                 policy(obs, deterministic=True)

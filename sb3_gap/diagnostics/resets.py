@@ -97,7 +97,7 @@ def reset_neurons(
     if optimizer is not None:
         for param, m in changed.values():
             state = optimizer.state.get(param, {})
-            for key, value in state.items():
+            for _key, value in state.items():
                 # exp_avg, exp_avg_sq (Adam), square_avg (RMSprop), momentum_buffer (SGD), ...;
                 # the scalar "step" is shared by the whole tensor and is left alone.
                 if isinstance(value, th.Tensor) and value.shape == param.shape:

@@ -79,7 +79,7 @@ class EnvPoolVecEnv(VecEnv):
 
     def reset(self) -> VecEnvObs:
         if any(s is not None for s in self._seeds):
-            warnings.warn("EnvPoolVecEnv ignores VecEnv.seed(): envpool seeds are fixed; pass seed= to the constructor")
+            warnings.warn("EnvPoolVecEnv ignores VecEnv.seed(): envpool seeds are fixed; pass seed= to the constructor", stacklevel=2)
         self._reset_seeds()
         self._reset_options()
         obs, _ = self.pool.reset()

@@ -26,8 +26,7 @@ from sb3_gap.envs.envpool_vec import EnvPoolVecEnv, envpool_make
 
 # Game name -> envpool's name stem ("Bigfish" -> "BigfishEasy-v0" / "BigfishHard-v0").
 PROCGEN_GAMES = (
-    "Bigfish Bossfight Caveflyer Chaser Climber Coinrun Dodgeball Fruitbot "
-    "Heist Jumper Leaper Maze Miner Ninja Plunder Starpilot"
+    "Bigfish Bossfight Caveflyer Chaser Climber Coinrun Dodgeball Fruitbot Heist Jumper Leaper Maze Miner Ninja Plunder Starpilot"
 ).split()
 DISTRIBUTION_MODES = ("easy", "hard")
 TRAIN_LEVELS = 200  # Cobbe et al. (2020): 200 training levels (easy mode)
@@ -43,9 +42,7 @@ def procgen_task_id(game: str, distribution_mode: str = "easy") -> str:
     if title not in PROCGEN_GAMES:
         raise ValueError(f"Unknown Procgen game {game!r}; valid games: {PROCGEN_GAMES}")
     if distribution_mode not in DISTRIBUTION_MODES:
-        raise ValueError(
-            f"Unknown Procgen distribution_mode {distribution_mode!r}; valid choices (envpool): {list(DISTRIBUTION_MODES)}"
-        )
+        raise ValueError(f"Unknown Procgen distribution_mode {distribution_mode!r}; valid choices (envpool): {list(DISTRIBUTION_MODES)}")
     return f"{title}{distribution_mode.title()}-v0"
 
 

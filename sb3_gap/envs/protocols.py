@@ -75,9 +75,7 @@ def zoo_wrapper_class(env_wrapper: Any) -> Any:
     return get_wrapper_class({"env_wrapper": env_wrapper})
 
 
-def make_plain_env(
-    env_id: str, n_envs: int, seed: int, training: bool, env_kwargs: dict[str, Any] | None = None, env_wrapper: Any = None
-) -> VecEnv:
+def make_plain_env(env_id: str, n_envs: int, seed: int, training: bool, env_kwargs: dict[str, Any] | None = None, env_wrapper: Any = None) -> VecEnv:
     """
     ``gym.make(env_id, **env_kwargs)`` in a Monitor-wrapped ``DummyVecEnv`` (MinAtar and any other id).
     A Zoo ``env_wrapper`` is applied outside the Monitor, in training only, as rl_zoo3 does (so logged

@@ -112,10 +112,10 @@ layers ψ of *Mind the GAP! The Challenges of Scale in Pixel-based Deep Reinforc
 
 ## Evaluation
 
-**mean_reward = {score}** over **{results['n_eval_episodes']}** episodes of `{env_id}`, measured with
-`stable_baselines3.common.evaluation.evaluate_policy`; policy {policy_text}; env seed {results.get('seed')},
+**mean_reward = {score}** over **{results["n_eval_episodes"]}** episodes of `{env_id}`, measured with
+`stable_baselines3.common.evaluation.evaluate_policy`; policy {policy_text}; env seed {results.get("seed")},
 env wrappers as in `config.yml` (the Zoo's `create_test_env`), episode returns as reported by the `Monitor`
-wrapper. Evaluated on {results['eval_datetime']}; per-episode returns are in `results.json`.
+wrapper. Evaluated on {results["eval_datetime"]}; per-episode returns are in `results.json`.
 
 ## Parameters
 

@@ -59,9 +59,18 @@ def push_main(argv: list[str] | None = None) -> None:
         for module in args.gym_packages:
             importlib.import_module(module)
         info = push_to_hub(
-            args.folder, args.repo_id, algo=args.algo, env_id=args.env, exp_id=args.exp_id, load_best=args.load_best,
-            n_eval_episodes=args.n_eval_episodes, deterministic=not args.stochastic, seed=args.seed,
-            video=not args.no_video, video_length=args.video_length, commit_message=args.commit_message,
+            args.folder,
+            args.repo_id,
+            algo=args.algo,
+            env_id=args.env,
+            exp_id=args.exp_id,
+            load_best=args.load_best,
+            n_eval_episodes=args.n_eval_episodes,
+            deterministic=not args.stochastic,
+            seed=args.seed,
+            video=not args.no_video,
+            video_length=args.video_length,
+            commit_message=args.commit_message,
             private=True if args.private else None,
         )
     except _errors() as e:
@@ -79,7 +88,8 @@ def pull_main(argv: list[str] | None = None) -> None:
     p.add_argument("--exp-id", type=int, default=0, help="Run id to create (default 0: next free)")
     p.add_argument("--revision", help="Branch, tag or commit")
     p.add_argument(
-        "--allow-pickle", action="store_true",
+        "--allow-pickle",
+        action="store_true",
         help="Accept repositories without pickle-free weights (their SB3 zip is unpickled by enjoy: trusted authors only)",
     )
     p.add_argument("--verbose", type=int, default=1)
@@ -89,8 +99,13 @@ def pull_main(argv: list[str] | None = None) -> None:
 
     try:
         info = pull_from_hub(
-            args.repo_id, args.folder, algo=args.algo, env_id=args.env, exp_id=args.exp_id,
-            allow_pickle=args.allow_pickle, revision=args.revision,
+            args.repo_id,
+            args.folder,
+            algo=args.algo,
+            env_id=args.env,
+            exp_id=args.exp_id,
+            allow_pickle=args.allow_pickle,
+            revision=args.revision,
         )
     except _errors() as e:
         _fail("pull", e)

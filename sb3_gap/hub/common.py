@@ -23,6 +23,7 @@ from huggingface_sb3 import EnvironmentName, ModelName
 
 logger = logging.getLogger("sb3_gap.hub")
 
+
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """Network exceptions of whichever HTTP library this huggingface_hub uses (httpx2 in 2.x, httpx in 1.x, requests before)."""
     errors: list[type[BaseException]] = [OSError]

@@ -180,9 +180,12 @@ def load_from_hub(
             logger.warning(
                 "%s was trained with VecNormalize: its statistics (%s) are published only pickled and were NOT loaded; "
                 "wrap your env in VecNormalize with the right statistics, or pull with --allow-pickle if you trust the author",
-                repo_id, VEC_NORMALIZE_HUB,
+                repo_id,
+                VEC_NORMALIZE_HUB,
             )
-        logger.info("Loaded %s from %s@%s via the pickle-free path (safetensors + %s)", type(model).__name__, repo_id, dl.revision[:8], safe.CONFIG_FILE)
+        logger.info(
+            "Loaded %s from %s@%s via the pickle-free path (safetensors + %s)", type(model).__name__, repo_id, dl.revision[:8], safe.CONFIG_FILE
+        )
     else:
         if not allow_pickle:
             raise _refuse_pickle(repo_id)

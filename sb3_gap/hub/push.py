@@ -99,7 +99,17 @@ def _default_buffer_size(cls: type[BaseAlgorithm]) -> int | None:
 
 # Not hyperparameters (run progress, rollout state, local settings): left out of a model's config.yml.
 # (Saving a model pickle-free leaves out the rollout state alone: safe._RUN_STATE_ATTRS.)
-_NOT_HYPERPARAMS = {"ep_info_buffer", "ep_success_buffer", "start_time", "exploration_rate", "verbose", "tensorboard_log", "num_timesteps", "seed", "n_envs"}
+_NOT_HYPERPARAMS = {
+    "ep_info_buffer",
+    "ep_success_buffer",
+    "start_time",
+    "exploration_rate",
+    "verbose",
+    "tensorboard_log",
+    "num_timesteps",
+    "seed",
+    "n_envs",
+}
 
 
 def _hyperparams(config: dict[str, Any]) -> dict[str, Any]:
@@ -198,11 +208,11 @@ def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_be
     )
 
 
-def _evaluate(
-    model: BaseAlgorithm, env: VecEnv, n_eval_episodes: int, deterministic: bool, seed: int, env_id: str
-) -> dict[str, Any]:
+def _evaluate(model: BaseAlgorithm, env: VecEnv, n_eval_episodes: int, deterministic: bool, seed: int, env_id: str) -> dict[str, Any]:
     """SB3's ``evaluate_policy``, recorded with the keys huggingface_sb3 writes to ``results.json``."""
-    rewards, lengths = evaluate_policy(model, env, n_eval_episodes=n_eval_episodes, deterministic=deterministic, return_episode_rewards=True, warn=False)
+    rewards, lengths = evaluate_policy(
+        model, env, n_eval_episodes=n_eval_episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
+    )
     assert isinstance(rewards, list) and isinstance(lengths, list)  # return_episode_rewards=True: per-episode lists
     import numpy as np
 
@@ -344,8 +354,14 @@ def push_to_hub(
         hyperparams = deepcopy(src.hyperparams)
         hyperparams.pop("env_kwargs", None)  # in kwargs already (enjoy removes it too)
         return create_test_env(
-            env_id, n_envs=1, stats_path=src.stats_path, seed=seed, log_dir=None, should_render=render,
-            hyperparams=hyperparams, env_kwargs=kwargs,
+            env_id,
+            n_envs=1,
+            stats_path=src.stats_path,
+            seed=seed,
+            log_dir=None,
+            should_render=render,
+            hyperparams=hyperparams,
+            env_kwargs=kwargs,
         )
 
     env = eval_env if eval_env is not None else make_env()

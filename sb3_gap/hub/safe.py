@@ -329,8 +329,7 @@ def build_from_config(config: dict[str, Any], weights: str | Path, device: th.de
     fixed = sorted(set(overrides) & architecture_args(cls))
     if fixed:
         raise ValueError(
-            f"{fixed} shape {cls.__name__}'s network, which the weights fix: they cannot be overridden on load "
-            "(train a new model to change them)"
+            f"{fixed} shape {cls.__name__}'s network, which the weights fix: they cannot be overridden on load (train a new model to change them)"
         )
     obs_elements = _space_elements(config.get("observation_space"), "observation_space")
     _space_elements(config.get("action_space"), "action_space")

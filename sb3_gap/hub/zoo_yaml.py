@@ -58,8 +58,7 @@ def load_zoo_yaml(path: str | Path) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ValueError(
-            f"{Path(path).name} holds YAML that is not plain data{where}: {problem}; only mappings, lists, scalars, "
-            "OrderedDict and tuple are read"
+            f"{Path(path).name} holds YAML that is not plain data{where}: {problem}; only mappings, lists, scalars, OrderedDict and tuple are read"
         ) from None
 
 
@@ -69,10 +68,16 @@ _ZOO_IMPORT_KEYS = ("env_wrapper", "vec_env_wrapper", "callback")  # and "policy
 TRUSTED_PACKAGES = ("gymnasium.", "stable_baselines3.", "sb3_contrib.", "rl_zoo3.", "sb3_gap.")
 #: Wrappers of the trusted packages that write files wherever their arguments say: never accepted from a download.
 FILE_WRITING_WRAPPERS = frozenset(
-    {"gymnasium.wrappers.RecordVideo", "gymnasium.wrappers.RecordVideoV0", "gymnasium.wrappers.HumanRendering",
-     "stable_baselines3.common.monitor.Monitor", "stable_baselines3.common.vec_env.VecVideoRecorder",
-     "stable_baselines3.common.vec_env.VecMonitor", "stable_baselines3.common.callbacks.CheckpointCallback",
-     "stable_baselines3.common.callbacks.EvalCallback"}  # fmt: skip
+    {
+        "gymnasium.wrappers.RecordVideo",
+        "gymnasium.wrappers.RecordVideoV0",
+        "gymnasium.wrappers.HumanRendering",
+        "stable_baselines3.common.monitor.Monitor",
+        "stable_baselines3.common.vec_env.VecVideoRecorder",
+        "stable_baselines3.common.vec_env.VecMonitor",
+        "stable_baselines3.common.callbacks.CheckpointCallback",
+        "stable_baselines3.common.callbacks.EvalCallback",
+    }  # fmt: skip
 )
 # Argument names that hold a path (video_folder, log_dir, filename, save_path, best_model_save_path...).
 _PATH_ARG = re.compile(r"(?i)(folder|dir|path|file|prefix)")
@@ -109,7 +114,20 @@ def check_expression(text: str, where: str) -> None:
             raise ValueError(f"{where} = {text!r} uses the private name {name!r}; {REFUSED}")
         if not isinstance(
             node,
-            (ast.Expression, ast.Call, ast.Name, ast.Load, ast.keyword, ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Attribute, ast.UnaryOp, ast.USub),
+            (
+                ast.Expression,
+                ast.Call,
+                ast.Name,
+                ast.Load,
+                ast.keyword,
+                ast.Constant,
+                ast.List,
+                ast.Tuple,
+                ast.Dict,
+                ast.Attribute,
+                ast.UnaryOp,
+                ast.USub,
+            ),
         ):
             raise ValueError(f"{where} = {text!r} contains {type(node).__name__}; {REFUSED}")
 

@@ -227,9 +227,9 @@ class RainbowReplayBuffer(FrameReplayBuffer):
         if weights is None:
             weights = np.ones(len(batch_inds), dtype=np.float32)
         return RainbowSamples(
-            observations=self.to_torch(obs, copy=False),  # type: ignore[arg-type]
+            observations=self.to_torch(obs, copy=False),
             actions=self.to_torch(actions, copy=False),
-            next_observations=self.to_torch(next_obs, copy=False),  # type: ignore[arg-type]
+            next_observations=self.to_torch(next_obs, copy=False),
             dones=self.to_torch(dones, copy=False),
             rewards=self.to_torch(rewards, copy=False),
             discounts=self.to_torch(discounts, copy=False),

@@ -124,7 +124,6 @@ class HeadConfig:
 
 def check_rainbow_args(**kw: Any) -> None:
     """Check :class:`~sb3_gap.rainbow.Rainbow`'s arguments other than the head's; raise ``ValueError`` naming the bad value."""
-    from sb3_gap.rainbow.buffers import RainbowReplayBuffer
 
     # ">= 1" rather than checks.check_int's "a positive integer": the wording users (and tests) know.
     check(is_int(kw["n_steps"]) and kw["n_steps"] >= 1, f"n_steps must be an integer >= 1 (e.g. 1, 3, 10), got {kw['n_steps']!r}")
@@ -152,8 +151,7 @@ def check_rainbow_args(**kw: Any) -> None:
     cls = kw["replay_buffer_class"]
     check(
         cls is None or (isinstance(cls, type) and issubclass(cls, RainbowReplayBuffer)),
-        f"replay_buffer_class must be None or a subclass of RainbowReplayBuffer (which gets n_steps, gamma and "
-        f"priorities from Rainbow), got {cls!r}",
+        f"replay_buffer_class must be None or a subclass of RainbowReplayBuffer (which gets n_steps, gamma and priorities from Rainbow), got {cls!r}",
     )
     check(
         not kw["optimize_memory_usage"],

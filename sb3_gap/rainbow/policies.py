@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch as th
 from gymnasium import spaces
@@ -84,7 +85,7 @@ class NoisyLinear(nn.Module):
         self.eps_in.copy_(self._scaled_noise(self.in_features, self.eps_in.device))
         self.eps_out.copy_(self._scaled_noise(self.out_features, self.eps_out.device))
 
-    def forward(self, x: th.Tensor, noise: bool | None = None) -> th.Tensor:  # type: ignore[override]
+    def forward(self, x: th.Tensor, noise: bool | None = None) -> th.Tensor:
         if not (self.use_noise if noise is None else noise):
             return F.linear(x, self.weight_mu, self.bias_mu)
         weight = self.weight_mu + self.weight_sigma * th.outer(self.eps_out, self.eps_in)
@@ -122,7 +123,7 @@ class _NoiseSequential(nn.Sequential):
     Its state-dict keys are those of a plain ``nn.Sequential`` (``0.weight``, ...), so that with noisy
     nets off the head is layer-for-layer SB3's DQN ``q_net``."""
 
-    def forward(self, x: th.Tensor, noise: bool = True) -> th.Tensor:  # type: ignore[override]
+    def forward(self, x: th.Tensor, noise: bool = True) -> th.Tensor:
         for module in self:
             x = module(x, noise) if isinstance(module, NoisyLinear) else module(x)
         return x
@@ -177,7 +178,7 @@ class RainbowHead(nn.Module):
         self.advantage = _mlp(features_dim, n_actions * n_outputs, net_arch, activation_fn, noise)
         self.value = _mlp(features_dim, n_outputs, net_arch, activation_fn, noise) if dueling else None
 
-    def forward(self, features: th.Tensor, noise: bool = True) -> th.Tensor:  # type: ignore[override]
+    def forward(self, features: th.Tensor, noise: bool = True) -> th.Tensor:
         out = self.advantage(features, noise).view(-1, self.n_actions, self.n_outputs)
         if self.value is not None:
             value = self.value(features, noise).view(-1, 1, self.n_outputs)
@@ -229,16 +230,14 @@ class RainbowNetwork(BasePolicy):
         # A plain list (not submodules): the extractor's noisy layers, switched per forward call.
         self._extractor_noisy = [m for m in self.features_extractor.modules() if isinstance(m, NoisyLinear)]
         n_outputs = n_atoms if distributional else 1
-        self.head = RainbowHead(
-            features_dim, int(action_space.n), n_outputs, self.net_arch, activation_fn, dueling, noisy, sigma0
-        )
+        self.head = RainbowHead(features_dim, int(action_space.n), n_outputs, self.net_arch, activation_fn, dueling, noisy, sigma0)
         # The atoms z_i = v_min + i Δz (Bellemare et al. 2017, Sec. 4).
         self.register_buffer("support", th.linspace(v_min, v_max, n_atoms) if distributional else th.zeros(1))
         # A plain list (not submodules) of every noisy layer: reset_noise runs at every acting step with noisy
         # nets, and walking all modules each time costs more than drawing the noise of a small network.
         self._noisy_layers = [m for m in self.modules() if isinstance(m, NoisyLinear)]
 
-    def extract_features(self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor) -> th.Tensor:  # type: ignore[override]
+    def extract_features(self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor) -> th.Tensor:
         """SB3's preprocessing + extractor; a channels-last extractor gets its uint8 batch reordered before the
         float conversion (a quarter of the bytes to move; the float copy then keeps that memory format)."""
         if (
@@ -251,7 +250,7 @@ class RainbowNetwork(BasePolicy):
             obs = obs.contiguous(memory_format=th.channels_last)
         return super().extract_features(obs, features_extractor)
 
-    def forward(self, obs: PyTorchObs, noise: bool = True) -> th.Tensor:  # type: ignore[override]
+    def forward(self, obs: PyTorchObs, noise: bool = True) -> th.Tensor:
         """
         :param obs: Observation
         :param noise: Use the current noise of the noisy layers (no effect without noisy nets)
@@ -382,7 +381,7 @@ class RainbowPolicy(BasePolicy):
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
         return RainbowNetwork(**net_args).to(self.device)
 
-    def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:  # type: ignore[override]
+    def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)
 
     def _predict(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
@@ -435,7 +434,7 @@ class RainbowPolicy(BasePolicy):
         )
         return data
 
-    def predict(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:  # type: ignore[override]
+    def predict(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         """SB3's ``BasePolicy.predict`` under ``torch.inference_mode`` (cheaper than ``no_grad`` when acting); under
         SB3's ``no_grad`` only when acting is compiled (torch 2.13's Dynamo fails its own guards on the numpy arrays of
         SB3's image check, ``observation_space.low``, inside ``inference_mode``)."""
@@ -460,13 +459,11 @@ class CnnPolicy(RainbowPolicy):
     """:class:`RainbowPolicy` with SB3's ``NatureCNN`` extractor by default (images)."""
 
     def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs: Any) -> None:
-        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)  # type: ignore[misc]  # args are positional-only here
 
 
 class MultiInputPolicy(RainbowPolicy):
     """:class:`RainbowPolicy` with SB3's ``CombinedExtractor`` by default (dict observations)."""
 
-    def __init__(
-        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs: Any) -> None:
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)  # type: ignore[misc]  # args are positional-only here

@@ -220,8 +220,7 @@ class Rainbow(OffPolicyAlgorithm):
         for key, value in network_kwargs.items():
             if key in self.policy_kwargs and self.policy_kwargs[key] != value:
                 raise ValueError(
-                    f"policy_kwargs[{key!r}]={self.policy_kwargs[key]!r} conflicts with Rainbow({key}={value!r}); "
-                    f"set {key} on Rainbow only"
+                    f"policy_kwargs[{key!r}]={self.policy_kwargs[key]!r} conflicts with Rainbow({key}={value!r}); set {key} on Rainbow only"
                 )
         self.policy_kwargs.update(network_kwargs)
         rainbow_optimizer(self.policy_kwargs, self.device)
@@ -242,10 +241,8 @@ class Rainbow(OffPolicyAlgorithm):
                 "Dict observations need n_steps=1 and prioritized_replay=False (SB3's DictReplayBuffer), got "
                 f"n_steps={self.n_steps}, prioritized_replay={self.prioritized_replay}",
             )
-            return DictReplayBuffer(
-                self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs, **extra
-            )
-        owned = dict(
+            return DictReplayBuffer(self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs, **extra)
+        owned: dict[str, Any] = dict(
             n_steps=self.n_steps,
             gamma=self.gamma,
             frame_stack=self.frame_stack,
@@ -256,9 +253,7 @@ class Rainbow(OffPolicyAlgorithm):
         clash = sorted(set(owned) & set(extra))
         check(not clash, f"replay_buffer_kwargs {clash} are set by Rainbow's own arguments; pass them to Rainbow instead")
         buffer_class = self.replay_buffer_class or RainbowReplayBuffer
-        return buffer_class(
-            self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs, **owned, **extra
-        )
+        return buffer_class(self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs, **owned, **extra)
 
     def _setup_model(self) -> None:
         # Not OffPolicyAlgorithm._setup_model: that one swaps in NStepReplayBuffer or silently drops n_steps
@@ -287,7 +282,8 @@ class Rainbow(OffPolicyAlgorithm):
         if self.n_envs > self.target_update_interval:
             warnings.warn(
                 f"The number of environments ({self.n_envs}) is greater than target_update_interval "
-                f"({self.target_update_interval}): the target network is updated at every env.step()."
+                f"({self.target_update_interval}): the target network is updated at every env.step().",
+                stacklevel=2,
             )
         self._setup_compile()
 
@@ -309,7 +305,7 @@ class Rainbow(OffPolicyAlgorithm):
         except ValueError as e:
             problem = str(e)
         if problem is not None:
-            warnings.warn(f"Rainbow(compile=True) runs eagerly: {problem}")
+            warnings.warn(f"Rainbow(compile=True) runs eagerly: {problem}", stacklevel=2)
             return
         # Compiled as functions of the modules (not by swapping in torch.compile's OptimizedModule wrappers):
         # the policy's modules and state_dict keys stay those of the eager model, so save/load are unchanged.
@@ -371,7 +367,7 @@ class Rainbow(OffPolicyAlgorithm):
                 started = time.perf_counter()
             if rainbow_buffer:
                 replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env, beta=beta)  # type: ignore[call-arg]
-                weights = replay_data.weights.reshape(-1)
+                weights = replay_data.weights.reshape(-1)  # type: ignore[attr-defined]  # RainbowSamples
             else:
                 replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
                 weights = None
@@ -484,7 +480,7 @@ class Rainbow(OffPolicyAlgorithm):
         )
 
     @classmethod
-    def load(  # type: ignore[override]
+    def load(
         cls: type[SelfRainbow],
         path: str | pathlib.Path | io.BufferedIOBase,
         env: GymEnv | None = None,

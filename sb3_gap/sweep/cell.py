@@ -170,7 +170,7 @@ def resolve_run(spec: SweepSpec, params: dict[str, Any]) -> tuple[ZooSettings, d
         values that differ from the Zoo section (``fixed`` and grid hyperparameters)
     """
     settings = resolve_section(params["algo"], params["env"], spec.conf_dir)
-    overrides = {**spec.fixed, **{k[len(HP_PREFIX):]: v for k, v in params.items() if k.startswith(HP_PREFIX)}}
+    overrides = {**spec.fixed, **{k[len(HP_PREFIX) :]: v for k, v in params.items() if k.startswith(HP_PREFIX)}}
     net = {k: v for k, v in overrides.items() if k in EXTRACTOR_ARGS}
     kwargs = {**settings.algo_kwargs, **{k: v for k, v in overrides.items() if k not in EXTRACTOR_ARGS}}
     accepted = constructor_args(get_algo(params["algo"]))
@@ -181,7 +181,10 @@ def resolve_run(spec: SweepSpec, params: dict[str, Any]) -> tuple[ZooSettings, d
     network = {k: v for k, v in settings.network.items() if k not in ("encoder", "bottleneck", "width_scale")}
     network.update(net)
     optim = {k: network.pop(k) for k in OPTIMIZER_ARGS if k in network}
-    pk = {**settings.policy_extra, **policy_kwargs(encoder=params["encoder"], bottleneck=params["bottleneck"], width_scale=params["width_scale"], **network)}
+    pk = {
+        **settings.policy_extra,
+        **policy_kwargs(encoder=params["encoder"], bottleneck=params["bottleneck"], width_scale=params["width_scale"], **network),
+    }
     if optim:  # from the Zoo section's optimizer: its settings carry over where the chosen one takes them (eps to AdamW)
         pk.update(optimizer_policy_kwargs(**optim, base=settings.policy_extra))
     return settings, kwargs, pk, overrides
@@ -201,8 +204,13 @@ def run_settings(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
             env_settings=settings.env,
             overrides=dict(sorted(overrides.items())),
             steps=spec.steps,
-            eval=dict(freq=spec.eval_freq, episodes=spec.eval_episodes, final_evals=spec.final_evals,
-                      epsilon=protocol_for(params["env"]).eval_epsilon, protocol=protocol_for(params["env"]).name),  # fmt: skip
+            eval=dict(
+                freq=spec.eval_freq,
+                episodes=spec.eval_episodes,
+                final_evals=spec.final_evals,
+                epsilon=protocol_for(params["env"]).eval_epsilon,
+                protocol=protocol_for(params["env"]).name,
+            ),  # fmt: skip
             n_envs=spec.n_envs,
             seed=params["seed"],
         )

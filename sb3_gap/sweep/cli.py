@@ -108,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/sweep.db)")
     p.add_argument("--study", help="study name (default sweep)")
     p.add_argument("--out", dest="out_dir", help="root of run folders (default runs)")
-    p.add_argument("--workers", type=_workers_arg, help="local worker processes (default 1, or the preset's), or 'auto': one "
-                   f"per core on CPU, {WORKERS_PER_GPU} per GPU with --device cuda, each with cores/workers torch threads")
+    p.add_argument(
+        "--workers",
+        type=_workers_arg,
+        help="local worker processes (default 1, or the preset's), or 'auto': one "
+        f"per core on CPU, {WORKERS_PER_GPU} per GPU with --device cuda, each with cores/workers torch threads",
+    )
     p.add_argument("--heartbeat-interval", type=int)
     p.add_argument("--grace-period", type=int)
     p.add_argument("--no-save-models", action="store_true")
@@ -143,8 +147,6 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     if "envs" not in fields:
         raise ValueError("--envs is required (or a --preset), e.g. --envs MinAtar/Breakout-v1")
     return SweepSpec(**fields)
-
-
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -131,9 +131,7 @@ def check_storage_url(url: str) -> None:
     except (ArgumentError, ValueError, TypeError) as e:
         raise ValueError(f"Bad storage URL {display_url(url)!r} ({e}); valid forms: {STORAGE_EXAMPLES}") from None
     if backend not in STORAGE_BACKENDS:
-        raise ValueError(
-            f"Unsupported storage backend {backend!r} in {display_url(url)!r}; valid backends: {list(STORAGE_BACKENDS)}"
-        )
+        raise ValueError(f"Unsupported storage backend {backend!r} in {display_url(url)!r}; valid backends: {list(STORAGE_BACKENDS)}")
 
 
 #: Seconds one probe of an SQLite storage waits for a lock before saying so (then it retries, visibly).

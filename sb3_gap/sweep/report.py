@@ -180,7 +180,7 @@ def config_columns(df: pd.DataFrame) -> list[str]:
 
 
 def config_label(row: dict[str, Any]) -> str:
-    hps = " ".join(f"{k[len(HP_PREFIX):]}={row[k]}" for k in sorted(row) if k.startswith(HP_PREFIX) and not pd.isna(row[k]))
+    hps = " ".join(f"{k[len(HP_PREFIX) :]}={row[k]}" for k in sorted(row) if k.startswith(HP_PREFIX) and not pd.isna(row[k]))
     label = f"{row['algo']} {row['encoder']} {row['bottleneck']} ×{row['width_scale']}"
     return f"{label} {hps}".strip()
 
@@ -234,7 +234,7 @@ def aggregate_table(df: pd.DataFrame, reps: int = 2000, seed: int = 0, gamma: fl
 
 # --------------------------------------------------------------------------------- plots
 def _series_key(row: pd.Series, cols: list[str]) -> str:
-    return " ".join(f"{c[len(HP_PREFIX):]}={row[c]}" if c.startswith(HP_PREFIX) else str(row[c]) for c in cols)
+    return " ".join(f"{c[len(HP_PREFIX) :]}={row[c]}" if c.startswith(HP_PREFIX) else str(row[c]) for c in cols)
 
 
 def _plot_points_with_ci(ax: Any, data: pd.DataFrame, x: str, metric: str, log_x: bool = True) -> None:
@@ -258,7 +258,7 @@ def plot_scaling(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label
     """Aggregate score vs ψ width scale, one line per bottleneck (and other config axes), 95% CI shaded (Fig. 6 left)."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
     others = [c for c in agg.columns if c in ("algo", "encoder", "bottleneck", "steps") or c.startswith(HP_PREFIX)]
-    for key, group in agg.dropna(subset=[metric]).groupby(others, sort=False):
+    for _key, group in agg.dropna(subset=[metric]).groupby(others, sort=False):
         group = group.sort_values("width_scale")
         label = _series_key(group.iloc[0], others)
         ax.plot(group["width_scale"], group[metric], marker="o", label=label)
@@ -298,8 +298,7 @@ def plot_methods(agg: pd.DataFrame, path: Path, score_label: str = "normalized s
     data = agg.dropna(subset=list(METHOD_METRICS))
     points = {row["config"]: np.array([row[m] for m in METHOD_METRICS]) for _, row in data.iterrows()}
     intervals = {
-        row["config"]: np.array([[row[f"{m} low"] for m in METHOD_METRICS], [row[f"{m} high"] for m in METHOD_METRICS]])
-        for _, row in data.iterrows()
+        row["config"]: np.array([[row[f"{m} low"] for m in METHOD_METRICS], [row[f"{m} high"] for m in METHOD_METRICS]]) for _, row in data.iterrows()
     }
     fig, _ = plot_utils.plot_interval_estimates(
         points, intervals, metric_names=list(METHOD_METRICS), algorithms=list(points), xlabel=score_label,

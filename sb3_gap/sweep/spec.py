@@ -65,7 +65,7 @@ def cell_key(params: dict[str, Any]) -> str:
 
 def run_name(params: dict[str, Any]) -> str:
     """``qrdqn-impala-gap-x4-s0`` (+ ``-name=value`` per hyperparameter): the run's folder name."""
-    hps = "".join(f"-{k[len(HP_PREFIX):]}={v}" for k, v in sorted(params.items()) if k.startswith(HP_PREFIX))
+    hps = "".join(f"-{k[len(HP_PREFIX) :]}={v}" for k, v in sorted(params.items()) if k.startswith(HP_PREFIX))
     return f"{params['algo']}-{params['encoder']}-{params['bottleneck']}-x{params['width_scale']}{hps}-s{params['seed']}"
 
 
@@ -244,8 +244,7 @@ class SweepSpec:
             folder = os.path.normpath(run_dir_for(self, cell))
             if any(sep in name for sep in ("/", "\\")) or os.path.dirname(folder) != os.path.normpath(env_dir(self, cell["env"])):
                 raise ValueError(
-                    f"Run folder {name!r} of cell {cell_key(cell)} would not be a folder of {root}: grid values "
-                    "must not contain '/' or '\\'"
+                    f"Run folder {name!r} of cell {cell_key(cell)} would not be a folder of {root}: grid values must not contain '/' or '\\'"
                 )
 
     # ----------------------------------------------------------------------------- grid

@@ -102,7 +102,7 @@ def open_study(spec: SweepSpec) -> optuna.Study:
             return study
         raise ValueError(
             f"Study {spec.study!r} in {display_url(spec.storage)} was run with other training settings {diff}: "
-            f"stored {({k: stored.get(k) for k in diff})}, given {({k: config.get(k) for k in diff})}; "
+            f"stored { ({k: stored.get(k) for k in diff}) }, given { ({k: config.get(k) for k in diff}) }; "
             f"use the same settings to resume, or a new --study name"
         )
     return study
@@ -122,4 +122,3 @@ def best_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, optuna.
 def cell_states(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, TrialState | None]:
     """Best state per cell key over all trials (see :func:`best_trials`)."""
     return {key: t.state for key, t in best_trials(trials).items()}
-
