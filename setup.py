@@ -98,5 +98,6 @@ setup(
         "mysql": ["pymysql>=1.0"],
     },
     entry_points={"console_scripts": ["sb3-gap=sb3_gap.cli:main"]},
-    classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"],
+    license="MIT",
+    classifiers=["Programming Language :: Python :: 3"],
 )
