@@ -454,6 +454,6 @@ class FrameReplayBuffer(ReplayBuffer):
         obs = self._normalize_obs(self._stacks(slots, envs), env)
         next_obs = self._normalize_obs(self._next_stacks(last, envs, ended), env)
         # Every array here is a fresh result of fancy indexing or arithmetic, never a view of the storage,
-        # so the tensors need no extra copy (to_torch(copy=False)): torch's own CPU copy of a 32x4x84x84
-        # batch took ~8 ms with 2 intra-op threads on a loaded 2-core machine, vs ~50 us for the gather.
+        # so the tensors need no extra copy (to_torch(copy=False)): torch's own CPU copy of a batch costs far more
+        # than the gather (measured in docs/benchmarks_replay.md).
         return obs, self.actions[slots, envs], next_obs, dones, returns, discounts  # type: ignore[return-value]

@@ -284,7 +284,7 @@ def test_sweep_axes_reach_every_algorithm(tmp_path):
 
 
 def test_sweep_trains_each_algorithm_with_the_methods_and_reports(tmp_path):
-    """Two gradient updates per run (Kron on 512-wide residual layers costs ~0.3 s of CPU per update)."""
+    """Two gradient updates per run (Kron on 512-wide residual layers is slow on CPU: docs/methods.md, "Cost per update")."""
     methods = {"psi": ["residual"], "psi_depth": [1], "optimizer": ["kron"], "weight_decay": [0.01]}
     run_sweep(_spec(tmp_path, ["dqn", "qrdqn", "rainbow"], dict(learning_starts=24, buffer_size=200, batch_size=8),
                     hyperparams=methods, study="off", steps=32, eval_freq=32), progress=False)  # fmt: skip

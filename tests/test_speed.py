@@ -22,8 +22,8 @@ from sb3_gap.sweep import workers as sweep_mod
 from sb3_gap.sweep.cli import build_parser
 
 CUDA = th.cuda.is_available()
-# Inductor's first C++ build takes minutes on 2 busy CPU cores (measured 206 s for the Rainbow test with a cold
-# cache), too long for the suite: on CPU the compile tests trace with Dynamo + AOT autograd (backend "aot_eager",
+# Inductor's first C++ build takes minutes on 2 busy CPU cores (docs/benchmarks_speed.md, "Compile time"), too
+# long for the suite: on CPU the compile tests trace with Dynamo + AOT autograd (backend "aot_eager",
 # the same graphs and backward, no code generation) unless SB3_GAP_INDUCTOR_TESTS=1 (the CUDA cases always use Inductor).
 INDUCTOR_ON_CPU = os.environ.get("SB3_GAP_INDUCTOR_TESTS") == "1"
 

@@ -85,7 +85,7 @@ ATARI_20_GAMES = (
 
 
 def _rom_ids() -> list[str]:
-    """ROM ids shipped with ale-py (``"space_invaders"``), found without importing ale-py (~0.3 s)."""
+    """ROM ids shipped with ale-py (``"space_invaders"``), found without importing ale-py (slow to import)."""
     spec = importlib.util.find_spec("ale_py")
     if spec is None or not spec.submodule_search_locations:
         return []
