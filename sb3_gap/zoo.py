@@ -14,7 +14,13 @@
    ``replay_buffer_class: FrameReplayBuffer``;
 4. makes ``ExperimentManager.is_atari`` (and so the YAML ``atari`` section, stochastic evaluation and
    ``enjoy``'s score printing) recognise ``Dopamine/*`` and ``Atari100k/*`` ids;
-5. imports :mod:`sb3_gap`, which registers the MinAtar, Atari and Procgen ids.
+5. imports :mod:`sb3_gap`, which registers the MinAtar, Atari and Procgen ids;
+6. makes the evaluation env of ``rl_zoo3.train`` get the YAML's ``env_kwargs`` when ``--eval-env-kwargs`` is not
+   given, as rl_zoo3 documents ("Use env-kwargs if eval_env_kwargs was not specified", ``ExperimentManager.__init__``).
+   rl_zoo3 2.x binds ``eval_env_kwargs`` to the command line's dict before ``_preprocess_hyperparams`` replaces
+   ``env_kwargs`` with the YAML's, so a YAML-only ``env_kwargs`` never reached the evaluation env: with
+   ``zoo_configs``' MinAtar sections (``use_minimal_action_set: false``, 6 actions) the evaluation env had the
+   minimal set (3 for Breakout) and ``--eval-freq`` crashed with ``IndexError`` in ``minatar/gym.py``.
 """
 
 from __future__ import annotations
@@ -84,6 +90,19 @@ def _is_atari_or_sb3_gap_atari(original: Any) -> Any:
     return staticmethod(is_atari)
 
 
+def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
+    """Wrap ``ExperimentManager._preprocess_hyperparams``: see item 6 of the module docstring."""
+
+    def _preprocess_hyperparams(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original(self, *args, **kwargs)
+        if self._eval_env_kwargs_args is None:  # no --eval-env-kwargs: evaluate on the training env's kwargs
+            self.eval_env_kwargs = self.env_kwargs
+        return out
+
+    _preprocess_hyperparams._sb3_gap = True  # type: ignore[attr-defined]
+    return _preprocess_hyperparams
+
+
 def register_with_zoo() -> list[str]:
     """
     Register sb3_gap's algorithms, sampler, YAML names and Atari ids with rl_zoo3 (idempotent).
@@ -111,4 +130,6 @@ def register_with_zoo() -> list[str]:
     manager = exp_manager.ExperimentManager
     if not getattr(manager.is_atari, "_sb3_gap", False):
         manager.is_atari = _is_atari_or_sb3_gap_atari(manager.is_atari)
+    if hasattr(manager, "_preprocess_hyperparams") and not getattr(manager._preprocess_hyperparams, "_sb3_gap", False):
+        manager._preprocess_hyperparams = _eval_env_gets_yaml_env_kwargs(manager._preprocess_hyperparams)
     return added

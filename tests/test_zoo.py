@@ -196,6 +196,35 @@ def test_zoo_rainbow_minatar_train_and_enjoy(tmp_path: Path) -> None:
     _enjoy(tmp_path, "rainbow", "MinAtar/Breakout-v1")
 
 
+def test_zoo_eval_env_gets_the_yaml_env_kwargs(tmp_path: Path) -> None:
+    """rl_zoo3's evaluation env gets the YAML's env_kwargs when --eval-env-kwargs is not given (sb3_gap.zoo, item 6).
+
+    rl_zoo3 alone builds it without them: on MinAtar (YAML: full 6-action set) it had Breakout's 3 minimal
+    actions and `--eval-freq` crashed with IndexError in minatar/gym.py whenever the greedy action was >= 3.
+    """
+    import argparse
+
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_gap.zoo import register_with_zoo
+
+    register_with_zoo()
+    manager = ExperimentManager(argparse.Namespace(), "dqn", "MinAtar/Breakout-v1", str(tmp_path), config=str(ROOT / "zoo_configs" / "dqn.yml"))
+    hyperparams, _ = manager.read_hyperparameters()
+    manager._preprocess_hyperparams(hyperparams)
+    assert manager.env_kwargs == {"use_minimal_action_set": False}
+    assert manager.eval_env_kwargs == manager.env_kwargs
+    train_env, eval_env = manager.create_envs(1, no_log=True), manager.create_envs(1, eval_env=True, no_log=True)
+    assert eval_env.action_space == train_env.action_space and eval_env.action_space.n == 6
+    train_env.close()
+    eval_env.close()
+    # Given on the command line, --eval-env-kwargs still wins.
+    manager = ExperimentManager(argparse.Namespace(), "dqn", "MinAtar/Breakout-v1", str(tmp_path),
+                                config=str(ROOT / "zoo_configs" / "dqn.yml"), eval_env_kwargs={"use_minimal_action_set": True})  # fmt: skip
+    manager._preprocess_hyperparams(manager.read_hyperparameters()[0])
+    assert manager.eval_env_kwargs == {"use_minimal_action_set": True}
+
+
 def test_zoo_qrdqn_minatar_flatten_override(tmp_path: Path) -> None:
     """GAP is the YAML's; flatten x1 comes from --hyperparams (the paper's baseline, side by side)."""
     from sb3_contrib import QRDQN
