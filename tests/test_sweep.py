@@ -239,6 +239,20 @@ def test_bad_input_cli_and_report(tmp_path, capsys):
         open_study(tiny_spec(tmp_path, steps=300))
 
 
+def test_changed_grid_axis_values_refused_with_the_way_out(tmp_path):
+    """Optuna fixes an axis' choices per study: a grid that changes them gets one line naming axis, values, remedy."""
+    spec = tiny_spec(tmp_path)
+    study = open_study(spec)
+    space = spec.search_space()
+    params = {name: values[0] for name, values in space.items()}
+    dists = {name: CategoricalDistribution(values) for name, values in space.items()}
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.0, params=params, distributions=dists))
+    open_study(spec)  # the same grid resumes
+    open_study(tiny_spec(tmp_path, hyperparams={"learning_rate": [1e-4]}))  # a new axis is fine (other name)
+    with pytest.raises(ValueError, match=r"grid axis 'bottleneck' = \['flatten', 'gap'\], given \['gap'\].*new --study name"):
+        open_study(tiny_spec(tmp_path, bottlenecks=["gap"]))
+
+
 def test_cell_states_prefers_complete():
     def trial(state, number):
         t = optuna.trial.create_trial(state=state, params={"seed": 0}, distributions={"seed": CategoricalDistribution([0])},

@@ -72,6 +72,24 @@ def make_storage(spec: SweepSpec, heartbeat: bool = True) -> RDBStorage:
         )
 
 
+def _check_axes_unchanged(study: optuna.Study, spec: SweepSpec) -> None:
+    """
+    Refuse a grid whose axis takes other values than in the study's trials: Optuna fixes a categorical
+    parameter's choices per study ("CategoricalDistribution does not support dynamic value space").
+
+    :raises ValueError: Naming the axis, the stored and the given values, and the way out (a new study)
+    """
+    space = spec.search_space()
+    for trial in study.get_trials(deepcopy=False):
+        for name, dist in trial.distributions.items():
+            if name in space and isinstance(dist, optuna.distributions.CategoricalDistribution) and list(dist.choices) != list(space[name]):
+                raise ValueError(
+                    f"Study {spec.study!r} in {display_url(spec.storage)} has grid axis {name!r} = {list(dist.choices)}, "
+                    f"given {list(space[name])}; Optuna fixes an axis' values per study: use the same values to resume, "
+                    f"or a new --study name (sb3-gap report merges studies)"
+                )
+
+
 def open_study(spec: SweepSpec) -> optuna.Study:
     """Create or load the sweep's study and check that its training settings match ``spec``."""
     study = optuna.create_study(
@@ -81,6 +99,7 @@ def open_study(spec: SweepSpec) -> optuna.Study:
         direction="maximize",
         load_if_exists=True,
     )
+    _check_axes_unchanged(study, spec)
     space = json.loads(json.dumps(spec.search_space()))
     grids = study.user_attrs.get("grids", [])
     if space not in grids:  # every grid ever run, so that reports can mark cells never started
