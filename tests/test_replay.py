@@ -21,9 +21,10 @@ from sb3_gap.rainbow.sum_tree import SumTree
 
 
 @pytest.mark.parametrize("capacity", [1, 5, 64, 1000])
-def test_sum_tree_invariants_after_random_updates(capacity: int) -> None:
+@pytest.mark.parametrize("branching", [2, 16])
+def test_sum_tree_invariants_after_random_updates(capacity: int, branching: int) -> None:
     rng = np.random.default_rng(0)
-    tree = SumTree(capacity)
+    tree = SumTree(capacity, branching)
     leaves = np.zeros(capacity)
     for _ in range(50):
         idx = rng.integers(0, capacity, size=rng.integers(1, 20))
@@ -33,16 +34,17 @@ def test_sum_tree_invariants_after_random_updates(capacity: int) -> None:
             leaves[i] = v
         np.testing.assert_array_equal(tree.leaves(), leaves)
         assert tree.total == pytest.approx(leaves.sum(), rel=1e-12, abs=1e-12)
-        inner = np.arange(1, tree.n_leaves)
-        np.testing.assert_array_equal(tree.nodes[inner], tree.nodes[2 * inner] + tree.nodes[2 * inner + 1])
+        for children, parents in zip(tree.levels[:-1], tree.levels[1:]):  # every inner node = the sum of its children
+            np.testing.assert_array_equal(parents[: len(children) // tree.branching], children.reshape(-1, tree.branching).sum(axis=1))
 
 
-def test_sum_tree_find_matches_prefix_sums_and_edges() -> None:
+@pytest.mark.parametrize("branching", [2, 3, 16])
+def test_sum_tree_find_matches_prefix_sums_and_edges(branching: int) -> None:
     rng = np.random.default_rng(1)
-    capacity = 37  # not a power of two: padding leaves must never come back
+    capacity = 37  # not a power of the branching: padding leaves must never come back
     values = rng.integers(1, 50, size=capacity).astype(np.float64) / 8  # dyadic: all prefix sums are exact
     values[[0, 5, 6, 36]] = 0.0  # zero leaves (incl. first and last) must never be returned
-    tree = SumTree(capacity)
+    tree = SumTree(capacity, branching)
     tree.update(np.arange(capacity), values)
     cumsum = np.cumsum(values)
     queries = np.concatenate([rng.uniform(0, tree.total, 2000), cumsum[:-1], [0.0, tree.total, tree.total * 2, -1.0]])
@@ -56,12 +58,30 @@ def test_sum_tree_find_matches_prefix_sums_and_edges() -> None:
     with pytest.raises(ValueError, match="all leaves are 0"):
         SumTree(4).find(np.array([0.0]))
     # guard against round-off: a descent that ends on a zero leaf is moved to the nearest positive leaf
-    tree = SumTree(4)
+    tree = SumTree(4, branching)
     tree.update(np.arange(4), np.array([1.0, 1.0, 0.0, 0.0]))
-    tree.nodes[1] = 3.0  # as if rounding had made the root larger than its children's sum
+    tree.levels[-1][0] = 3.0  # as if rounding had made the root larger than its children's sum
     assert tree.find(np.array([2.5]))[0] == 1
     with pytest.raises(ValueError, match="capacity"):
         SumTree(0)
+    with pytest.raises(ValueError, match="branching"):
+        SumTree(4, branching=1)
+
+
+def test_sum_tree_pickles_and_reads_the_binary_layout_of_older_versions() -> None:
+    tree = SumTree(37)
+    tree.update(np.arange(37), np.arange(37, dtype=np.float64))
+    copy = pickle.loads(pickle.dumps(tree))
+    np.testing.assert_array_equal(copy.nodes, tree.nodes)
+    copy.update(np.array([3]), 100.0)  # the levels are views of the loaded nodes again
+    assert copy.total == tree.total + 97 and copy.nodes[3] == 100.0
+    # a buffer saved before the k-ary tree pickled a binary heap: node 1 the root, leaf j at node n_leaves + j
+    old = SumTree.__new__(SumTree)
+    heap = np.zeros(128)
+    heap[64 : 64 + 37] = np.arange(37)
+    old.__setstate__({"capacity": 37, "depth": 6, "n_leaves": 64, "nodes": heap})
+    np.testing.assert_array_equal(old.leaves(), np.arange(37))
+    assert old.total == tree.total and old.find(np.array([0.5]))[0] == 1
 
 
 # ----------------------------------------------------------------------------- helpers
