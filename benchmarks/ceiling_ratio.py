@@ -63,7 +63,7 @@ def measure_case(env_name: str, network: str, steps: int, rounds: int, learning_
     model.train = timed_train  # type: ignore[method-assign]
     model.learn(learning_starts + 4)  # fill the replay; the first update runs
     update, q_net = bare_update(model), model.q_net
-    ceiling_env = make_env(env_name, seed=1)
+    ceiling_env = model._wrap_env(make_env(env_name, seed=1))  # as the model sees its env (VecTransposeImage for Pong)
     obs = ceiling_env.reset()
 
     def ceiling_loop() -> None:

@@ -33,7 +33,7 @@ def test_sum_tree_invariants_after_random_updates(capacity: int, branching: int)
         for i, v in zip(idx, val):  # numpy assignment semantics: the last duplicate wins
             leaves[i] = v
         np.testing.assert_array_equal(tree.leaves(), leaves)
-        assert tree.total == pytest.approx(leaves.sum(), rel=1e-12, abs=1e-12)
+        assert tree.total == pytest.approx(leaves.sum(), rel=1e-12, abs=1e-12)  # reading the total recomputes the sums
         for children, parents in zip(tree.levels[:-1], tree.levels[1:]):  # every inner node = the sum of its children
             np.testing.assert_array_equal(parents[: len(children) // tree.branching], children.reshape(-1, tree.branching).sum(axis=1))
 
@@ -80,6 +80,7 @@ def test_sum_tree_pickles_and_reads_the_binary_layout_of_older_versions() -> Non
     heap = np.zeros(128)
     heap[64 : 64 + 37] = np.arange(37)
     old.__setstate__({"capacity": 37, "depth": 6, "n_leaves": 64, "nodes": heap})
+    assert not old._stale  # the rebuilt sums are current
     np.testing.assert_array_equal(old.leaves(), np.arange(37))
     assert old.total == tree.total and old.find(np.array([0.5]))[0] == 1
 

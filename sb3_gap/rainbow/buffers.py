@@ -67,7 +67,7 @@ class RainbowReplayBuffer(FrameReplayBuffer):
 
     **Storage** is :class:`~sb3_gap.replay.FrameReplayBuffer`'s: per slot ``(t, env)`` the newest frame,
     action, reward, episode-end and time-limit flags, and the position in the episode; final frames in
-    a side pool. 1M transitions of 4x84x84 uint8: 7.06 GB of frames + ~42 MB of the rest
+    a side pool. 1M transitions of 4x84x84 uint8: 7.06 GB of frames + ~34 MB of the rest
     (``storage_nbytes()``, sum tree included).
 
     **Which transitions can be sampled.** A transition ``t`` becomes sampleable (gets a priority) once its
@@ -136,7 +136,6 @@ class RainbowReplayBuffer(FrameReplayBuffer):
         self.tree = SumTree(self.buffer_size * self.n_envs)
         self.max_priority = 1.0
         self._pending = np.zeros(self.n_envs, dtype=np.int64)  # newest transitions not yet sampleable
-        self._touched: list[np.ndarray] = []  # leaves set during add(), propagated once at its end
 
     def _storage_arrays(self) -> list[np.ndarray]:
         return [*super()._storage_arrays(), self.tree.nodes]
@@ -145,20 +144,17 @@ class RainbowReplayBuffer(FrameReplayBuffer):
     def _enable(self, slots: np.ndarray, env: int) -> None:
         """Make transitions sampleable, at the max priority recorded so far (Schaul et al. 2016, Alg. 1 l.6)."""
         leaves = np.asarray(slots, dtype=np.int64) % self.buffer_size * self.n_envs + env
-        self.tree.set_leaves(leaves, self.max_priority if self.prioritized else 1.0)
-        self._touched.append(leaves)  # propagated once at the end of add()
+        self.tree.update(leaves, self.max_priority if self.prioritized else 1.0)
 
     def _clear_slot(self, pos: int) -> None:
         """Take slot ``pos`` (and, when full, the stacks that lose a frame with it) out of the tree."""
         super()._clear_slot(pos)
         n_envs = self.n_envs
-        self._touched = [pos * n_envs + np.arange(n_envs)]
-        self.tree.set_leaves(self._touched[0], 0.0)
+        self.tree.update(pos * n_envs + np.arange(n_envs), 0.0)
         if self.full and self.frame_stack > 1:
             # the next frame_stack - 1 oldest slots lose an older frame of their stack: not sampleable anymore
             ahead = (pos + np.arange(1, self.frame_stack)) % self.buffer_size
-            self._touched.append((ahead[:, None] * n_envs + np.arange(n_envs)).reshape(-1))
-            self.tree.set_leaves(self._touched[-1], 0.0)
+            self.tree.update((ahead[:, None] * n_envs + np.arange(n_envs)).reshape(-1), 0.0)
 
     def _end_episode(self, slot: int, env: int, final_obs: np.ndarray, truncated: bool) -> None:
         """Mark ``slot`` as the last step of its episode, keep its final frame, release pending windows."""
@@ -171,13 +167,11 @@ class RainbowReplayBuffer(FrameReplayBuffer):
         self._pending += 1
 
     def _step_added(self, pos: int, done: np.ndarray) -> None:
-        """Release the windows the step completes, then propagate every leaf set during add()."""
+        """Release the windows the step completes (the tree recomputes its sums at the next sample)."""
         for env in np.flatnonzero(~done & (self._pending > self.n_steps)):
             # step pos - n has its n rewards and its bootstrap observation (this slot's frame)
             self._enable(np.array([pos - self.n_steps]), int(env))
             self._pending[env] = self.n_steps
-        self.tree.propagate(np.concatenate(self._touched))
-        self._touched = []
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, env: VecNormalize | None = None, beta: float = 0.5) -> RainbowSamples:  # type: ignore[override]

@@ -25,9 +25,10 @@ class SumTree:
     Layout: :attr:`levels` lists the levels leaves first, root (one node) last; node ``i`` of a level has the
     children ``i * branching ... i * branching + branching - 1`` in the level below. Each level but the root
     is padded with zero nodes to a multiple of ``branching``; the padding is never returned by :meth:`find`.
-    All levels are views of one flat array, :attr:`nodes`. Inner nodes are recomputed from their children on
-    every update (never by adding deltas), so the tree never drifts from the exact sum of its leaves through
-    floating-point error accumulation.
+    All levels are views of one flat array, :attr:`nodes`. Inner nodes are recomputed from their children
+    (never by adding deltas), so the tree never drifts from the exact sum of its leaves through floating-point
+    error accumulation; they are recomputed lazily, at the first read after an :meth:`update` (call :meth:`flush`
+    before reading :attr:`levels` or :attr:`nodes` directly).
 
     :param capacity: Number of leaves (transitions)
     :param branching: Children per inner node (>= 2)
@@ -49,6 +50,7 @@ class SumTree:
         self.sizes = sizes
         # float64: sums of ~1e6 priorities keep ~10 significant digits in the smallest leaves
         self.nodes = np.zeros(sum(sizes), dtype=np.float64)
+        self._stale: list[np.ndarray] = []  # leaves set since the sums were last recomputed (see update)
         self._make_views()
 
     def _make_views(self) -> None:
@@ -58,6 +60,7 @@ class SumTree:
         self._groups = [level.reshape(-1, self.branching) for level in self.levels[:-1]]
 
     def __getstate__(self) -> dict[str, Any]:
+        self.flush()
         state = self.__dict__.copy()
         del state["levels"], state["_groups"]  # views of nodes: rebuilt on load (pickling would copy them)
         return state
@@ -67,6 +70,7 @@ class SumTree:
             n_leaves, capacity = state["n_leaves"], state["capacity"]
             self.__init__(capacity)  # type: ignore[misc]
             self.update(np.arange(capacity), state["nodes"][n_leaves : n_leaves + capacity])
+            self.flush()
             return
         self.__dict__.update(state)
         self._make_views()
@@ -79,6 +83,7 @@ class SumTree:
     @property
     def total(self) -> float:
         """Sum of all leaves (the root)."""
+        self.flush()
         return float(self.levels[-1][0])
 
     def get(self, indices: np.ndarray) -> np.ndarray:
@@ -94,35 +99,27 @@ class SumTree:
 
     def update(self, indices: np.ndarray, values: np.ndarray | float) -> None:
         """
-        Set leaves and recompute their ancestors, one numpy gather and sum per level.
+        Set leaves; their ancestors are recomputed at the next read of the sums (:attr:`total`, :meth:`find`,
+        :meth:`flush`), together with those of every leaf set since the last read: a replay that writes one or two
+        leaves per env step and samples every 4 steps recomputes the ancestors once per sample, not once per write.
         With duplicate indices the last value wins (numpy assignment order); parents written twice
         receive the same sum, so duplicates are harmless.
 
         :param indices: Leaf indices in ``[0, capacity)``
         :param values: Non-negative values (scalar or one per index)
         """
-        self.set_leaves(indices, values)
-        self.propagate(indices)
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        self.levels[0][indices] = values
+        self._stale.append(indices)
+        if len(self._stale) > 4096:  # a long warm-up without reads: keep the list short
+            self.flush()
 
-    def set_leaves(self, indices: np.ndarray, values: np.ndarray | float) -> None:
-        """
-        Set leaves *without* updating their ancestors: several cheap writes can then share one
-        :meth:`propagate`. The tree is inconsistent until :meth:`propagate` is called on these indices.
-
-        :param indices: Leaf indices in ``[0, capacity)``
-        :param values: Non-negative values (scalar or one per index)
-        """
-        self.levels[0][np.asarray(indices, dtype=np.int64)] = values
-
-    def propagate(self, indices: np.ndarray) -> None:
-        """
-        Recompute the ancestors of the given leaves from their children, bottom-up.
-
-        :param indices: Leaf indices in ``[0, capacity)``
-        """
-        nodes = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if nodes.size == 0:
+    def flush(self) -> None:
+        """Recompute the ancestors of the leaves set since the last read, bottom-up, one gather and sum per level."""
+        if not self._stale:
             return
+        nodes = np.concatenate(self._stale) if len(self._stale) > 1 else self._stale[0]
+        self._stale = []
         for groups, parents in zip(self._groups, self.levels[1:]):
             nodes = nodes // self.branching
             parents[nodes] = groups[nodes].sum(axis=1)
