@@ -13,6 +13,7 @@ from stable_baselines3.common.buffers import ReplayBufferSamples
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
@@ -423,3 +424,8 @@ def test_uint8_batches_reordered_channels_last_give_the_same_values(channel_firs
     assert obs.dtype == th.uint8 and fast.q_net.features_extractor.channels_last
     with th.no_grad():
         th.testing.assert_close(fast.q_net(obs), plain.q_net(obs), rtol=1e-5, atol=1e-5)
+        # the in-place division by 255 gives SB3's preprocess_obs values exactly, and leaves the uint8 batch as it was
+        before = obs.clone()
+        extractor = plain.q_net.features_extractor
+        sb3 = BasePolicy.extract_features(plain.q_net, obs, extractor)
+        assert th.equal(plain.q_net.extract_features(obs, extractor), sb3) and th.equal(obs, before)
