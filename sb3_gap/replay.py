@@ -393,6 +393,21 @@ class FrameReplayBuffer(ReplayBuffer):
             discounts=self.to_torch(discounts, copy=False) if self.n_steps > 1 else None,
         )
 
+    def to_torch(self, array: np.ndarray, copy: bool = True) -> th.Tensor:
+        """
+        ``array`` as a tensor on the buffer's device. On CUDA the batch goes through page-locked (pinned) host
+        memory with a non-blocking copy, so the host goes on preparing the update while the copy runs (SB3's
+        ``th.as_tensor`` copies from pageable memory and waits). Torch's pinned-memory allocator keeps each
+        staging block until its copy has finished, so the copy is safe. Elsewhere: SB3's ``to_torch``. Used by
+        DQN, QR-DQN and (through :class:`~sb3_gap.rainbow.buffers.RainbowReplayBuffer`) Rainbow.
+
+        :param array: A numpy array (a fresh sample, never a view of the storage)
+        :param copy: Whether to copy the data on CPU (see SB3's ``BaseBuffer.to_torch``)
+        """
+        if self.device.type == "cuda":
+            return th.from_numpy(np.ascontiguousarray(array)).pin_memory().to(self.device, non_blocking=True)
+        return super().to_torch(array, copy)
+
     def _stacks(self, slots: np.ndarray, envs: np.ndarray) -> np.ndarray:
         """Observations of (slot, env) pairs: the stored frame plus its frame_stack - 1 predecessors."""
         if self.frame_stack == 1:

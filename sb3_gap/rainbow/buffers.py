@@ -231,20 +231,6 @@ class RainbowReplayBuffer(FrameReplayBuffer):
             indices=batch_inds,
         )
 
-    def to_torch(self, array: np.ndarray, copy: bool = True) -> th.Tensor:
-        """
-        ``array`` as a tensor on the buffer's device. On CUDA the batch goes through page-locked (pinned) host
-        memory with a non-blocking copy, so the host goes on preparing the update while the copy runs (SB3's
-        ``th.as_tensor`` copies from pageable memory and waits). Torch's pinned-memory allocator keeps each
-        staging block until its copy has finished, so the copy is safe. Elsewhere: SB3's ``to_torch``.
-
-        :param array: A numpy array (a fresh sample, never a view of the storage)
-        :param copy: Whether to copy the data on CPU (see SB3's ``BaseBuffer.to_torch``)
-        """
-        if self.device.type == "cuda":
-            return th.from_numpy(np.ascontiguousarray(array)).pin_memory().to(self.device, non_blocking=True)
-        return super().to_torch(array, copy)
-
     # ------------------------------------------------------------------ priorities
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray | th.Tensor) -> None:
         """
