@@ -17,6 +17,7 @@ step goes: in ``train()`` (update minus bare update, per step) or outside it (th
 
     flock /tmp/sb3gap.cpu python benchmarks/ceiling_ratio.py --threads 2     # the table in docs/benchmarks_speed.md
     python benchmarks/ceiling_ratio.py --quick                               # smoke run
+    python benchmarks/ceiling_ratio.py --no-updates                          # SB3's loop alone vs bare acting + env steps
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ NETWORKS: dict[str, dict[str, Any]] = {
 DEFAULT_CASES = ["minatar-breakout:minatar_impala-x4-gap", "minatar-breakout:impala-x4-gap", "pong:nature-x1-flatten"]
 
 
-def measure_case(env_name: str, network: str, steps: int, rounds: int, learning_starts: int) -> dict[str, float]:
+def measure_case(env_name: str, network: str, steps: int, rounds: int, learning_starts: int, updates: bool = True) -> dict[str, float]:
     """Median steps/s of Rainbow and of the ceiling loop over interleaved rounds, and the per-step split."""
     env = make_env(env_name, seed=0)
     model = Rainbow(
@@ -63,6 +64,9 @@ def measure_case(env_name: str, network: str, steps: int, rounds: int, learning_
     model.train = timed_train  # type: ignore[method-assign]
     model.learn(learning_starts + 4)  # fill the replay; the first update runs
     update, q_net = bare_update(model), model.q_net
+    if not updates:  # the loop alone: no gradient step in learn() and none in the ceiling loop
+        model.gradient_steps = 0
+        update = lambda: None  # noqa: E731
     ceiling_env = model._wrap_env(make_env(env_name, seed=1))  # as the model sees its env (VecTransposeImage for Pong)
     obs = ceiling_env.reset()
 
@@ -108,6 +112,7 @@ def main() -> None:
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one MinAtar case, 2 short rounds")
+    parser.add_argument("--no-updates", action="store_true", help="no gradient updates on either side: SB3's loop against bare acting + env steps")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     cases = args.cases
@@ -124,7 +129,7 @@ def main() -> None:
     for case in cases:
         env_name, _, network = case.partition(":")
         steps = args.steps if env_name != "pong" else max(args.steps // 4, 40)
-        r = measure_case(env_name, network, steps, args.rounds, args.learning_starts)
+        r = measure_case(env_name, network, steps, args.rounds, args.learning_starts, updates=not args.no_updates)
         print(
             f"| {env_name} | {network} | {r['rainbow']:.1f} | {r['ceiling']:.1f} | {100 * r['ratio']:.0f}% | {r['update_ms']:.2f} | "
             f"{r['bare_ms']:.2f} | {r['extra_in_update_ms']:.2f} | {r['extra_outside_ms']:.2f} |",

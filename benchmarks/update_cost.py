@@ -13,6 +13,7 @@ Reported: the median over rounds of the mean ms per update, and the ratio to DQN
     python benchmarks/update_cost.py --quick                                    # smoke run, < 30 s after imports
     python benchmarks/update_cost.py --compile                                  # + Rainbow(compile=True), compiled DQN
     python benchmarks/update_cost.py --profile --cases minatar-breakout:minatar_impala-x4-gap
+    python benchmarks/update_cost.py --parts                                    # + Rainbow without its replay sample / write-back
 
 ``--profile`` prints, per case, a ``torch.profiler`` table of the top ops of ``--n`` Rainbow updates, with the
 update's parts labelled (``rainbow/sample``, ``rainbow/loss``, ``rainbow/backward`` and so on).
@@ -109,6 +110,16 @@ def measure_case(env_name: str, network: str, args: argparse.Namespace) -> dict[
         if compiled:
             compile_s[label] = time.perf_counter() - start
     variants["bare"] = bare_update(models["rainbow"], BATCH)  # type: ignore[arg-type]
+    if args.parts:  # Rainbow's train() with parts taken out: the differences are what those parts cost inside it
+        for label, write_back in (("rainbow, fixed batch", True), ("rainbow, fixed batch, no write-back", False)):
+            model = build("rainbow", env_name, network, args.fill, args.device, False)
+            model.train(gradient_steps=1, batch_size=BATCH)  # the first update, as for the others
+            buffer: Any = model.replay_buffer
+            fixed = buffer.sample(BATCH)
+            buffer.sample = lambda *a, _batch=fixed, **k: _batch
+            if not write_back:
+                buffer.update_priorities = lambda *a, **k: None
+            models[label], variants[label] = model, _train_fn(model)
     device = models["rainbow"].device
     for fn in variants.values():  # warm-up: allocator, caches
         for _ in range(3):
@@ -210,6 +221,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="also Rainbow(compile=True) and compile_policy(DQN)")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of the Rainbow update")
+    parser.add_argument(
+        "--parts", action="store_true", help="also Rainbow with one fixed batch (no replay sample), and without the priority write-back"
+    )
     parser.add_argument("--top", type=int, default=25, help="rows of the profiler table")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_CASES}, --fill 200 --rounds 3 --n 5 by default")
     args = parser.parse_args()

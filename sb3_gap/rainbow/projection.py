@@ -29,7 +29,7 @@ def categorical_projection(
     around ``b_j = ([T z_j] - V_min) / Δz``, with weights ``1 - (b_j - l)`` and ``b_j - l``; here ``l`` is capped
     at ``N - 2`` so that ``b_j = N - 1`` (and any atom hit exactly) needs no special case, and the mass goes to
     the two atoms with two ``scatter_add_`` calls: the same numbers in ``O(B N)``, with fewer and smaller
-    tensor ops (~3x faster than the kernel on a 2-core CPU at B = 32, N = 51: docs/benchmarks_speed.md).
+    tensor ops (a cheaper Rainbow update on CPU: docs/benchmarks_speed.md).
     ``tests/test_rainbow.py`` checks it against a brute-force Algorithm 1.
 
     :param next_probs: (B, N) probabilities :math:`p_j(x', a^*)` of the target distribution
