@@ -29,18 +29,13 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from rainbow_throughput import NETWORKS as THROUGHPUT_NETWORKS
 from rainbow_throughput import make_env
 from throughput_floor import bare_update
+from update_cost import NETWORKS, parse_case
 
 import sb3_gap
 from sb3_gap import Rainbow
 
-NETWORKS: dict[str, dict[str, Any]] = {
-    **THROUGHPUT_NETWORKS,
-    "minatar_impala-x4-gap": dict(encoder="minatar_impala", bottleneck="gap", width_scale=4),
-    "minatar-x4-gap": dict(encoder="minatar", bottleneck="gap", width_scale=4),
-}
 DEFAULT_CASES = ["minatar-breakout:minatar_impala-x4-gap", "minatar-breakout:impala-x4-gap", "pong:nature-x1-flatten"]
 
 
@@ -118,16 +113,15 @@ def main() -> None:
     cases = args.cases
     if args.quick:
         cases, args.steps, args.rounds, args.learning_starts = DEFAULT_CASES[:1], 80, 2, 200
-    for case in cases:
-        env_name, _, network = case.partition(":")
-        if env_name not in ("minatar-breakout", "pong") or network not in NETWORKS:
-            parser.error(f"Unknown case {case!r}; expected env:network with env in ['minatar-breakout', 'pong'] and network in {sorted(NETWORKS)}")
+    try:
+        parsed = [parse_case(case) for case in cases]
+    except ValueError as e:
+        parser.error(str(e))
     print(
         "| env | network | Rainbow steps/s | ceiling steps/s | Rainbow / ceiling | ms/update | bare update ms | extra ms/step in train() | extra ms/step outside |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for case in cases:
-        env_name, _, network = case.partition(":")
+    for env_name, network in parsed:
         steps = args.steps if env_name != "pong" else max(args.steps // 4, 40)
         r = measure_case(env_name, network, steps, args.rounds, args.learning_starts, updates=not args.no_updates)
         print(
