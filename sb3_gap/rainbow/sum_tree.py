@@ -76,11 +76,6 @@ class SumTree:
         self._make_views()
 
     @property
-    def depth(self) -> int:
-        """Number of levels below the root."""
-        return len(self.levels) - 1
-
-    @property
     def total(self) -> float:
         """Sum of all leaves (the root)."""
         self.flush()
