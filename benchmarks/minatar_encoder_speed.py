@@ -27,6 +27,10 @@ CANDIDATES = {
     "stack16_nopool": dict(channels=(16,), pool=(False,)),  # 16x10x10, 2 residual blocks, receptive field 11
     "stack16_pool_2blocks": dict(channels=(16,), pool=(True,)),  # 16x5x5, 2 residual blocks, receptive field 21
     "stack32_pool_2blocks": dict(channels=(32,), pool=(True,)),  # 32x5x5, 2 residual blocks
+    # The second study's pilot (issue 27, results/minatar_deep/README.md): the paper's three Impala stacks
+    # (15 convolutions), pooling only in the first, so φ keeps 5x5 positions; the paper's channels or 16 everywhere.
+    "deep_16_32_32": dict(channels=(16, 32, 32), pool=(True, False, False)),  # 32x5x5
+    "deep_16_16_16": dict(channels=(16, 16, 16), pool=(True, False, False)),  # 16x5x5
 }
 
 

@@ -184,12 +184,30 @@ class MinAtarImpalaEncoder(ImpalaEncoder):
         super().__init__(in_channels, scale=scale, channels=(16,), num_blocks=1, extra_blocks=extra_blocks, pool=(True,))
 
 
+class MinAtarDeepEncoder(ImpalaEncoder):
+    """
+    The second MinAtar study's encoder (``results/minatar_deep/``, issue 27): the paper's φ, Impala's three
+    stacks with two residual blocks each (15 convolutions) and its channels 16-32-32, fitted to a 10×10 map by
+    max-pooling in the first stack only. A 10×10 map gives 32×5×5 features, so ``flatten``'s connection has 25×
+    the weights of ``gap``'s (800·dim(ψ) vs 32·dim(ψ)), as in the first study, and the receptive field (45×45)
+    covers the map. Channels chosen by the timed pilot recorded in ``results/minatar_deep/README.md``.
+
+    :param in_channels: Number of input channels
+    :param scale: Multiplier on every stack's channel count
+    :param extra_blocks: Extra residual blocks per stack
+    """
+
+    def __init__(self, in_channels: int, scale: int = 1, extra_blocks: int = 0) -> None:
+        super().__init__(in_channels, scale=scale, channels=(16, 32, 32), num_blocks=2, extra_blocks=extra_blocks, pool=(True, False, False))
+
+
 #: Encoders φ by name: what ``policy_kwargs(encoder=...)``, the sweep and the Zoo YAML accept.
 ENCODERS: dict[str, type[Encoder]] = {
     "impala": ImpalaEncoder,
     "nature": NatureEncoder,
     "minatar": MinAtarEncoder,
     "minatar_impala": MinAtarImpalaEncoder,
+    "minatar_deep": MinAtarDeepEncoder,
 }
 
 #: How validation names the encoders an option needs (``"extra_blocks=1 needs a residual encoder [...]"``).

@@ -142,7 +142,7 @@ def test_save_load_identical_predictions(tmp_path, algo, bottleneck):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(encoder="resnet"), r"Unknown encoder 'resnet'; valid choices: \['impala', 'minatar', 'minatar_impala', 'nature'\]"),
+        (dict(encoder="resnet"), r"Unknown encoder 'resnet'; valid choices: \['impala', 'minatar', 'minatar_deep', 'minatar_impala', 'nature'\]"),
         (dict(bottleneck="avg"), r"Unknown bottleneck 'avg'; valid choices: \['flatten', 'gap', 'gmp', 'softmoe', 'sparse', 'tokenize'\]"),
         (dict(width_scale=0), r"width_scale must be a positive integer .* got 0"),
         (dict(width_scale=1.5), r"width_scale must be a positive integer .* got 1.5"),
@@ -153,7 +153,10 @@ def test_save_load_identical_predictions(tmp_path, algo, bottleneck):
         (dict(bottleneck="softmoe", num_experts=0), r"num_experts must be a positive integer .* got 0"),
         (dict(bottleneck="gap", sparsity=0.9), r"sparsity=0.9 only applies to bottleneck \['sparse'\]"),
         (dict(bottleneck="sparse", sparsity=1.0), r"sparsity must be a float in \(0, 1\) .* got 1.0"),
-        (dict(encoder="nature", extra_blocks=1), r"extra_blocks=1 needs a residual encoder \['impala', 'minatar_impala'\], got 'nature'"),
+        (
+            dict(encoder="nature", extra_blocks=1),
+            r"extra_blocks=1 needs a residual encoder \['impala', 'minatar_impala', 'minatar_deep'\], got 'nature'",
+        ),
         (dict(widthscale=4), r"Unknown ConvExtractor argument\(s\) \['widthscale'\]; valid arguments: \["),
     ],
 )
@@ -171,7 +174,7 @@ def test_bad_observation_spaces():
         ConvExtractor(gym.spaces.Discrete(3))
     with pytest.raises(
         ValueError,
-        match=r"Image 10x10 is too small for encoder 'nature' \(needs at least 36x36\); encoders that fit: \['impala', 'minatar', 'minatar_impala'\]",
+        match=r"Image 10x10 is too small for encoder 'nature' \(needs at least 36x36\); encoders that fit: \['impala', 'minatar', 'minatar_deep', 'minatar_impala'\]",
     ):
         ConvExtractor(gym.spaces.Box(0, 255, (4, 10, 10), np.uint8), encoder="nature")
     with pytest.raises(ValueError, match=r"num_experts=50 exceeds the 4 tokens \(2x2\)"):

@@ -234,7 +234,7 @@ def test_noisy_agents_act_with_the_network_during_warm_up(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- encoders for MinAtar
-@pytest.mark.parametrize("encoder, hw, channels", [("minatar", 10, 16), ("minatar_impala", 5, 16), ("impala", 2, 32)])
+@pytest.mark.parametrize("encoder, hw, channels", [("minatar", 10, 16), ("minatar_impala", 5, 16), ("minatar_deep", 5, 32), ("impala", 2, 32)])
 def test_minatar_encoders_connection_counts(encoder, hw, channels):
     for scale in (1, 4):
         width = 512 * scale
@@ -243,6 +243,16 @@ def test_minatar_encoders_connection_counts(encoder, hw, channels):
         assert flat.encoder_out_shape == (channels, hw, hw)
         assert parameter_report(flat).connection == hw * hw * channels * width
         assert parameter_report(gap).connection == channels * width
+
+
+def test_minatar_deep_is_the_papers_impala_phi():
+    """Three stacks of conv + 2 residual blocks (15 convolutions), channels 16-32-32, pooling in the first stack only."""
+    enc = sb3_gap.ENCODERS["minatar_deep"](4)
+    convs = [m for m in enc.modules() if isinstance(m, th.nn.Conv2d)]
+    pools = [m for m in enc.modules() if isinstance(m, th.nn.MaxPool2d)]
+    assert len(convs) == 15 and len(pools) == 1
+    assert [c.out_channels for c in convs[::5]] == [16, 32, 32]
+    assert enc(th.zeros(2, 4, 10, 10)).shape == (2, 32, 5, 5)
 
 
 def test_minatar_encoder_is_dopamines_network_torso():

@@ -343,3 +343,71 @@ def test_storage_creation_race_is_retried(monkeypatch):
     with pytest.raises(sqlalchemy.exc.OperationalError):
         sweep_module.rdb_storage("postgresql://u:p@h/db", attempts=3)
     assert len(calls) == 3
+
+
+# ----------------------------------------------------------------------------- diagnostics per evaluation (issue 27)
+DIAG_KEYS = ("dormant_psi", "dormant_psi@0.1", "dormant_phi", "feature_norm_phi", "feature_norm_out")
+
+
+@pytest.mark.parametrize("algo", ["qrdqn", "dqn", "rainbow", "ppo"])
+def test_every_sweep_run_records_dormancy_and_feature_norm_per_evaluation(tmp_path, algo):
+    """Each evaluation of every run adds ψ/φ dormancy (τ 0.001 and 0.1) and feature norms to curve.json and to the trial."""
+    spec = tiny_spec(tmp_path, algos=[algo], bottlenecks=["flatten"], seeds=1, steps=256, eval_freq=128)
+    study = run_sweep(spec, workers=1, progress=False)
+    (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
+    curve = json.loads((Path(trial.user_attrs["run_dir"]) / "curve.json").read_text())
+    diag = trial.user_attrs["diagnostics"]
+    assert diag["timesteps"] == curve["timesteps"] and len(curve["timesteps"]) == 2
+    for key in DIAG_KEYS:
+        assert len(curve[key]) == 2 and curve[key] == diag[key], key
+        assert all(np.isfinite(curve[key])), (key, curve[key])
+    assert all(0.0 <= v <= 1.0 for key in DIAG_KEYS[:3] for v in curve[key])
+    assert all(v > 0 for v in curve["feature_norm_phi"])
+    assert 0 < trial.user_attrs["diagnostics_s"] < trial.user_attrs["wall_s"]
+
+
+def test_diagnostics_leave_training_unchanged(tmp_path):
+    """Measuring dormancy draws no random number and restores the network's mode: the same run with and without is identical."""
+    from sb3_gap.envs.protocols import protocol_for
+    from sb3_gap.sweep.cell import SweepEvalCallback, build_model
+
+    spec = tiny_spec(tmp_path, algos=["rainbow"], bottlenecks=["gap"], seeds=1, steps=300)
+    params = spec.cells()[0]
+    protocol = protocol_for(params["env"])
+    finals = []
+    for diagnostics in (False, True):
+        env = protocol.make_env(params["env"], 1, 0, True)
+        model = build_model(spec, {**params}, env)
+        model.learning_starts = 50
+        cb = SweepEvalCallback(protocol.make_eval_env(params["env"], 7), tmp_path / f"curve{diagnostics}.json", eval_freq=100,
+                               n_eval_episodes=1, diagnostics=diagnostics)  # fmt: skip
+        model.learn(300, callback=cb)
+        finals.append((cb.curve["mean"], [p.detach().clone() for p in model.policy.parameters()]))
+        assert ("dormant_psi" in cb.curve) == diagnostics
+    assert finals[0][0] == finals[1][0]
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(finals[0][1], finals[1][1]))
+
+
+def test_report_plots_and_tabulates_dormancy(tmp_path):
+    spec = tiny_spec(tmp_path, width_scales=[1, 4], seeds=2)
+    study = open_study(spec)
+    for i, params in enumerate(spec.cells()):
+        dists = {k: CategoricalDistribution(v) for k, v in spec.search_space().items()}
+        diag = {"timesteps": [100, 200], "dormant_psi": [0.1, 0.2 + i / 100], "dormant_psi@0.1": [0.3, 0.4], "dormant_phi": [0.0, 0.05],
+                "feature_norm_phi": [3.0, 4.0], "feature_norm_out": [1.0, 2.0]}  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                value=1.0,
+                intermediate_values={100: 0.5, 200: 1.0},
+                user_attrs=dict(wall_s=100.0, diagnostics_s=1.0, diagnostics=diag),
+            )  # fmt: skip
+        )
+    summary = build_report([(spec.storage, spec.study)], tmp_path / "report", reps=50)
+    text = summary.read_text()
+    assert (tmp_path / "report" / "dormancy.png").stat().st_size > 0 and "![dormancy.png](dormancy.png)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| qrdqn impala flatten ×4 | 2 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    expected = np.mean([0.2 + i / 100 for i, p in enumerate(spec.cells()) if p["bottleneck"] == "flatten" and p["width_scale"] == 4])
+    assert cells[2] == f"{expected:.3f}" and cells[3] == "0.400" and cells[5] == "4" and cells[7] == "1.00%"

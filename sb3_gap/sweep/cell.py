@@ -22,6 +22,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from tqdm import tqdm
 
 from sb3_gap.algos import get_algo
+from sb3_gap.diagnostics.metrics import activity_report, neuron_magnitudes
 from sb3_gap.envs.protocols import protocol_for
 from sb3_gap.extractor import policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS, optimizer_policy_kwargs
@@ -30,6 +31,10 @@ from sb3_gap.sweep.spec import EXTRACTOR_ARGS, HP_PREFIX, SweepSpec, constructor
 from sb3_gap.zoo_config import ZooSettings, materialize, resolve_section
 
 EVAL_SEED_OFFSET = 10_000  # evaluation envs never share a seed with training envs
+#: Dormancy thresholds recorded at each evaluation: the paper's appendix (0.001) and ReDo's (Sokar et al. 2023: 0.1).
+DORMANCY_TAUS = (0.001, 0.1)
+#: Observations the diagnostics are measured on: the last ``DIAG_BATCH`` training observations, one every ``DIAG_STRIDE`` steps.
+DIAG_BATCH, DIAG_STRIDE = 256, 4
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -83,6 +88,10 @@ class SweepEvalCallback(EvalCallback):
     :param on_eval: Called with ``(mean_return, num_timesteps)`` after each evaluation
     :param eval_freq: Evaluate every ``eval_freq`` calls (= env steps / n_envs)
     :param n_eval_episodes: Episodes per evaluation
+    :param diagnostics: Also record, at each evaluation, ψ's and φ's τ-dormant fractions (τ in :data:`DORMANCY_TAUS`)
+        and the feature norms of φ's output and of the extractor's output (paper Fig. 7), measured with
+        :func:`sb3_gap.diagnostics.metrics.neuron_magnitudes` on the last :data:`DIAG_BATCH` training
+        observations (one kept every :data:`DIAG_STRIDE` env steps); the seconds they take go to ``diagnostics_s``
     """
 
     def __init__(
@@ -92,6 +101,7 @@ class SweepEvalCallback(EvalCallback):
         on_eval: Callable[[float, int], None] | None = None,
         eval_freq: int = 10_000,
         n_eval_episodes: int = 10,
+        diagnostics: bool = True,
     ) -> None:
         super().__init__(
             eval_env, callback_after_eval=_RecordEvaluation(), eval_freq=eval_freq, n_eval_episodes=n_eval_episodes, deterministic=True, verbose=0
@@ -100,6 +110,10 @@ class SweepEvalCallback(EvalCallback):
         self.on_eval = on_eval
         self.curve: dict[str, list[float]] = {"timesteps": [], "mean": [], "std": [], "wall_s": []}
         self._start = time.perf_counter()
+        self.diagnostics = diagnostics
+        self.diagnostics_s = 0.0
+        self._obs_ring: np.ndarray | None = None
+        self._obs_seen = 0
 
     def _init_callback(self) -> None:
         with warnings.catch_warnings():
@@ -108,6 +122,49 @@ class SweepEvalCallback(EvalCallback):
             warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
             super()._init_callback()
         self.log_path = _Discard()  # type: ignore[assignment]  # keep evaluations_results, write no .npz
+
+    def _on_step(self) -> bool:
+        if self.diagnostics and self.n_calls % DIAG_STRIDE == 0:
+            self._keep_observation()
+        return super()._on_step()
+
+    def _keep_observation(self) -> None:
+        """Keep the first env's newest observation (as the policy sees it) in a ring of :data:`DIAG_BATCH`."""
+        obs = self.locals.get("new_obs")
+        if not isinstance(obs, np.ndarray):  # Dict observations: no ConvExtractor diagnostics
+            return
+        if self._obs_ring is None:
+            self._obs_ring = np.empty((DIAG_BATCH, *obs.shape[1:]), dtype=obs.dtype)
+        self._obs_ring[self._obs_seen % DIAG_BATCH] = obs[0]
+        self._obs_seen += 1
+
+    def measure_diagnostics(self) -> dict[str, float]:
+        """
+        ψ's and φ's τ-dormant fractions and the feature norms on the kept observations (paper Fig. 7):
+        ``dormant_psi`` (τ = 0.001; ψ = the dense neurons the width scales, i.e. the outputs of the bottleneck's
+        connection layer and of ψ's hidden layers), ``dormant_psi@0.1``, ``dormant_phi``, ``dormant_phi@0.1``,
+        ``feature_norm_phi`` (φ's output) and ``feature_norm_out`` (after the bottleneck and ψ).
+        Empty before any observation was kept. One forward pass without gradients; the online network's
+        mode is restored and no random number is drawn, so training is unchanged.
+        """
+        if self._obs_ring is None:
+            return {}
+        start = time.perf_counter()
+        obs = self._obs_ring[: min(self._obs_seen, DIAG_BATCH)]
+        layers, act, _, norms = neuron_magnitudes(self.model, obs, gradients=False)
+        out: dict[str, float] = {}
+        for tau in DORMANCY_TAUS:
+            report = activity_report("dormant", act, layers, tau)
+            suffix = "" if tau == DORMANCY_TAUS[0] else f"@{tau:g}"
+            # ψ = the dense neurons after φ that the width scales: the connection's outputs and ψ's hidden layers.
+            for key, groups in (("psi", ("bottleneck", "psi")), ("phi", ("phi",))):
+                rows = [layer for layer in report.layers if layer.group in groups]
+                if rows:
+                    out[f"dormant_{key}{suffix}"] = sum(r.inactive for r in rows) / sum(r.neurons for r in rows)
+        out["feature_norm_phi"] = norms.get("encoder", float("nan"))
+        out["feature_norm_out"] = norms.get("bottleneck", float("nan"))
+        self.diagnostics_s += time.perf_counter() - start
+        return out
 
     def _on_training_end(self) -> None:
         if not self.curve["timesteps"] or self.curve["timesteps"][-1] != self.num_timesteps:
@@ -121,8 +178,17 @@ class SweepEvalCallback(EvalCallback):
         """Add the latest evaluation to the curve, write it, log its std and report its mean."""
         returns = self.evaluations_results[-1]
         mean, std = float(np.mean(returns)), float(np.std(returns))
-        for key, value in (("timesteps", self.num_timesteps), ("mean", mean), ("std", std), ("wall_s", time.perf_counter() - self._start)):
-            self.curve[key].append(value)
+        values = {"timesteps": self.num_timesteps, "mean": mean, "std": std, "wall_s": time.perf_counter() - self._start}
+        if self.diagnostics:
+            diag = self.measure_diagnostics()
+            values.update(diag)
+            for key, value in diag.items():
+                self.logger.record(f"diagnostics/{key}", value)
+        n = len(self.curve["timesteps"])
+        for key, value in values.items():  # a key first seen late is NaN-padded so every list stays aligned with timesteps
+            self.curve.setdefault(key, [float("nan")] * n).append(value)
+        for key in self.curve.keys() - values.keys():
+            self.curve[key].append(float("nan"))
         atomic_write_json(self.curve_path, self.curve)
         self.logger.record("eval/std_reward", std)  # EvalCallback logs eval/mean_reward
         self.logger.dump(self.num_timesteps)
@@ -268,6 +334,7 @@ def train_cell(
     wall = time.perf_counter() - start
     means = evaluator.curve["mean"]
     counts = parameter_report(model).as_dict()
+    diagnostics = {k: v for k, v in evaluator.curve.items() if k not in ("mean", "std", "wall_s")}
     result = dict(
         params=params,
         final_score=float(np.mean(means[-spec.final_evals :])),
@@ -278,6 +345,8 @@ def train_cell(
         host=socket.gethostname(),
         device=str(model.device),
         settings=settings,
+        diagnostics=diagnostics if len(diagnostics) > 1 else None,  # per evaluation: timesteps, dormant_psi, ..., feature_norm_phi
+        diagnostics_s=evaluator.diagnostics_s,
         **{f"params_{k}": v for k, v in counts.items()},
     )
     if spec.save_models:

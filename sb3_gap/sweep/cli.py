@@ -55,6 +55,30 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
         workers=2,  # one torch thread each
         report="results/minatar_scaling",
     ),
+    # The second MinAtar study (issue 27; results/minatar_deep/README.md, pre-registered there): is it the encoder?
+    # The first study's settings (Dopamine's MinAtar Rainbow, ε over 25k steps, an update every 4 steps) with the
+    # paper's deep φ (minatar_deep: 3 Impala stacks, 15 convolutions, 16-32-32) and ψ x1 vs x8; dormancy and feature
+    # norms recorded at every evaluation. 100k steps per run: the timed pilot put the 150k grid over the 7-hour budget
+    # (README). Budget override as in the first study: ε decays over 25k steps instead of Dopamine's 250k.
+    "minatar-deep": dict(
+        envs=["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"],
+        algos=["rainbow"],
+        encoders=["minatar_deep"],
+        bottlenecks=["flatten", "gap"],
+        width_scales=[1, 8],
+        seeds=3,
+        steps=100_000,
+        eval_freq=10_000,
+        eval_episodes=10,
+        final_evals=3,
+        fixed={"exploration_steps": 25_000},
+        storage="sqlite:///results/minatar_deep/study.db",
+        study="minatar_deep",
+        out_dir="results",
+        save_models=False,
+        workers=2,  # one torch thread each
+        report="results/minatar_deep",
+    ),
     # The README's main job (`make demo`; wall time in docs/benchmarks_sweeps.md): the study's network and settings, flatten x4 vs
     # GAP x4 on MinAtar Breakout, one seed each, 30k steps. Budget override: ε decays over 10k steps.
     "demo": dict(

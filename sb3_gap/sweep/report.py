@@ -139,14 +139,17 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
                     params_effective_psi=_effective_psi(attrs),
                     curve=dict(sorted(t.intermediate_values.items())),
                     settings=attrs.get("settings"),
+                    diagnostics=attrs.get("diagnostics"),  # per evaluation (sweep runs since issue 27); None for older runs
+                    diag_overhead=attrs.get("diagnostics_s", np.nan) / attrs["wall_s"] if attrs.get("wall_s") else np.nan,
                 )
             rows[key] = row
     df = pd.DataFrame(list(rows.values()))
     if df.empty:
         return df
-    for col in ("score", "wall_h", "params_total", "params_bottleneck", "params_connection", "params_effective_psi", "curve", "settings"):
+    for col in ("score", "wall_h", "params_total", "params_bottleneck", "params_connection", "params_effective_psi", "curve", "settings",
+                "diagnostics", "diag_overhead"):  # fmt: skip
         if col not in df:
-            df[col] = None if col in ("curve", "settings") else np.nan
+            df[col] = None if col in ("curve", "settings", "diagnostics") else np.nan
     df["score"] = df["score"].astype(float)
     normalized, notes = [], []
     for env_id, score in zip(df["env"], df["score"]):
@@ -343,6 +346,60 @@ def plot_curves(df: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
+#: Diagnostics recorded per evaluation by sweep runs (:class:`~sb3_gap.sweep.cell.SweepEvalCallback`), as plotted and tabulated.
+DIAGNOSTICS = {
+    "dormant_psi": "ψ dormant fraction (τ = 0.001)",
+    "dormant_psi@0.1": "ψ dormant fraction (τ = 0.1)",
+    "feature_norm_phi": "φ feature norm",
+}
+
+
+def diagnostics_table(df: pd.DataFrame) -> pd.DataFrame:
+    """
+    Final diagnostics per configuration: the mean over its complete runs (all games) of each run's value at its
+    last evaluation, with the number of runs that recorded them and the share of wall time they cost.
+    """
+    rows = []
+    for label, group in df[df["state"] == "COMPLETE"].groupby("config", sort=False):
+        recorded = [d for d in group["diagnostics"] if isinstance(d, dict) and d.get("timesteps")]
+        row: dict[str, Any] = dict(config=label, runs=len(recorded))
+        for key in list(DIAGNOSTICS) + ["dormant_phi", "feature_norm_out"]:
+            finals = [d[key][-1] for d in recorded if d.get(key)]
+            row[key] = float(np.nanmean(finals)) if finals and not np.all(np.isnan(finals)) else np.nan
+        row["overhead"] = float(pd.to_numeric(group["diag_overhead"]).mean()) if recorded else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_dormancy(df: pd.DataFrame, path: Path) -> bool:
+    """
+    ψ's dormant fractions and φ's feature norm vs env steps (paper Fig. 7), one column per game, one line per
+    configuration: mean over complete runs, shaded ± 1 standard error. Returns ``False`` (no file) when no run recorded them.
+    """
+    done = df[(df["state"] == "COMPLETE") & df["diagnostics"].map(lambda d: isinstance(d, dict) and bool(d.get("timesteps")))]
+    if done.empty:
+        return False
+    envs = sorted(done["env"].unique())
+    fig, axes = plt.subplots(len(DIAGNOSTICS), len(envs), figsize=(4.5 * len(envs), 2.8 * len(DIAGNOSTICS)), squeeze=False)
+    for col, env_id in enumerate(envs):
+        for label, group in done[done["env"] == env_id].groupby("config", sort=False):
+            for row, (key, title) in enumerate(DIAGNOSTICS.items()):
+                series = [pd.Series(d[key], index=d["timesteps"]) for d in group["diagnostics"] if d.get(key)]
+                if not series:
+                    continue
+                table = pd.concat(series, axis=1).sort_index()
+                mean = table.mean(axis=1)
+                sem = table.std(axis=1, ddof=0).fillna(0) / np.sqrt(table.count(axis=1))
+                ax = axes[row][col]
+                ax.plot(mean.index, mean, label=f"{label} (n={len(series)})")
+                ax.fill_between(mean.index, mean - sem, mean + sem, alpha=0.2)
+                ax.set_title(f"{env_id}: {title}", fontsize=8)
+                ax.set_xlabel("env steps")
+        axes[0][col].legend(fontsize=6)
+    _save(fig, path)
+    return True
+
+
 def plot_profiles(matrices: dict[str, np.ndarray], path: Path, reps: int = 2000, seed: int = 0, score_label: str = "normalized score") -> None:
     """Performance profiles (fraction of runs above τ) with 95% CIs, via ``rliable``."""
     from rliable import plot_utils
@@ -412,6 +469,24 @@ def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tupl
             else:
                 cells.append(f"{ok['score'].mean():.3g} (n={len(ok)}/{len(g)})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    diag = diagnostics_table(df)
+    if len(diag) and (diag["runs"] > 0).any():
+        lines += [
+            "",
+            "## Diagnostics at the last evaluation (mean over complete runs and games)",
+            "",
+            "τ-dormant fractions of ψ and φ (Sokar et al. 2023; τ = 0.001 as in the paper's appendix, 0.1 as in ReDo) and feature "
+            "norms (paper Fig. 7), measured on each run's last 256 training observations; overhead = their share of the run's wall time.",
+            "",
+            "| configuration | runs | ψ dormant τ=0.001 | ψ dormant τ=0.1 | φ dormant τ=0.001 | φ feature norm | output feature norm | overhead |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for _, r in diag.iterrows():
+            lines.append(
+                f"| {r['config']} | {r['runs']} | {_fmt(r['dormant_psi'], '.3f')} | {_fmt(r['dormant_psi@0.1'], '.3f')} | "
+                f"{_fmt(r['dormant_phi'], '.3f')} | {_fmt(r['feature_norm_phi'], '.3g')} | {_fmt(r['feature_norm_out'], '.3g')} | "
+                f"{_fmt(100 * r['overhead'], '.2f')}% |"
+            )
     lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
     lines += settings_section(df, sources)
     return "\n".join(lines) + "\n"
@@ -485,7 +560,7 @@ def build_report(
     if df.empty:
         raise ValueError(f"The studies {[n for _, n in sources]} have no trials yet; run `sb3-gap sweep` first")
     agg = aggregate_table(df, reps=reps, seed=seed, gamma=gamma)
-    df.drop(columns=["curve", "settings"]).to_csv(out / "runs.csv", index=False)
+    df.drop(columns=["curve", "settings", "diagnostics"]).to_csv(out / "runs.csv", index=False)
     agg.to_csv(out / "aggregates.csv", index=False)
     figures = []
     label = "raw return" if (df["normalization"] == "raw return").all() else "normalized score"
@@ -501,6 +576,8 @@ def build_report(
     if (df["state"] == "COMPLETE").any():
         plot_curves(df, out / "curves.png")
         figures.append("curves.png")
+        if plot_dormancy(df, out / "dormancy.png"):
+            figures.append("dormancy.png")
     summary = out / "summary.md"
     summary.write_text(markdown_summary(df, agg, sources, figures))
     if print_table:
