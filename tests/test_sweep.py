@@ -411,3 +411,35 @@ def test_report_plots_and_tabulates_dormancy(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     expected = np.mean([0.2 + i / 100 for i, p in enumerate(spec.cells()) if p["bottleneck"] == "flatten" and p["width_scale"] == 4])
     assert cells[2] == f"{expected:.3f}" and cells[3] == "0.400" and cells[5] == "4" and cells[7] == "1.00%"
+
+
+# ----------------------------------------------------------------------------- presets never write into their committed folders (issue 23, item 5)
+@pytest.mark.parametrize(
+    "preset, argv, storage, report",
+    [
+        ("minatar-scaling", ["--storage", "sqlite:///{t}/mine.db", "--out", "{t}/mine"], "sqlite:///{t}/mine.db", "{t}/mine/minatar_scaling_report"),
+        ("minatar-scaling", ["--out", "{t}/mine"], "sqlite:///{t}/mine/minatar_scaling/study.db", "{t}/mine/minatar_scaling"),
+        ("demo", ["--out", "{t}/mine"], "sqlite:///{t}/mine/demo.db", "{t}/mine/demo_report"),
+        ("demo", ["--out", "{t}/mine", "--study", "other"], "sqlite:///{t}/mine/demo.db", "{t}/mine/other_report"),
+        ("minatar-deep", [], "sqlite:///results/minatar_deep/study.db", "results/minatar_deep"),
+    ],
+)
+def test_preset_report_and_database_follow_out_and_storage(tmp_path, monkeypatch, preset, argv, storage, report):
+    import sb3_gap.sweep.cli as cli
+
+    calls = {}
+    monkeypatch.setattr(cli, "run_sweep", lambda spec, **kw: calls.update(spec=spec))
+    monkeypatch.setattr(cli, "build_report", lambda sources, out, **kw: calls.update(sources=sources, report=str(out)))
+    cli.main(["--preset", preset, "--no-progress", *(a.format(t=tmp_path) for a in argv)])
+    assert calls["spec"].storage == storage.format(t=tmp_path) and calls["sources"][0][0] == calls["spec"].storage
+    assert calls["report"] == report.format(t=tmp_path)
+    if argv:
+        assert calls["spec"].out_dir == f"{tmp_path}/mine"
+
+
+def test_preset_with_another_storage_but_its_own_folders_is_refused(tmp_path, monkeypatch):
+    import sb3_gap.sweep.cli as cli
+
+    monkeypatch.setattr(cli, "run_sweep", lambda *a, **k: pytest.fail("must not start"))
+    with pytest.raises(SystemExit, match=r"--storage sqlite:///.*mine.db with --preset minatar-scaling.*results/minatar_scaling.*give --out DIR"):
+        cli.main(["--preset", "minatar-scaling", "--storage", f"sqlite:///{tmp_path}/mine.db"])

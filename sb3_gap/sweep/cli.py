@@ -149,8 +149,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def preset_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """
+    The preset's fields with its paths following the user's ``--out`` and ``--study``, so that a preset run with
+    other folders never writes into the preset's own (e.g. the committed ``results/minatar_scaling/``):
+
+    * ``--out DIR``: the preset's SQLite storage and report under its ``out_dir`` move to ``DIR`` (``runs/demo.db`` ->
+      ``DIR/demo.db``; ``results/minatar_scaling/study.db`` -> ``DIR/minatar_scaling/study.db``);
+    * ``--study NAME`` (or ``--storage`` with ``--out``): the report goes to ``<out>/<NAME>_report``;
+    * ``--storage`` alone is refused: the runs would land in the run folders of the preset's own study.
+
+    :raises ValueError: ``--storage`` without ``--out`` for a preset
+    """
+    if not args.preset:
+        return {}
+    preset = SWEEP_PRESETS[args.preset]
+    fields = dict(preset)
+    old_out = str(preset["out_dir"]).rstrip("/")
+    new_out = args.out_dir.rstrip("/") if args.out_dir is not None else old_out
+    if new_out != old_out:
+        sqlite = "sqlite:///"
+        storage = str(preset["storage"])
+        if storage.startswith(f"{sqlite}{old_out}/"):
+            fields["storage"] = f"{sqlite}{new_out}/{storage[len(sqlite) + len(old_out) + 1 :]}"
+        report = str(preset.get("report", ""))
+        if report.startswith(f"{old_out}/"):
+            fields["report"] = f"{new_out}/{report[len(old_out) + 1 :]}"
+    elif args.storage is not None and args.storage != preset["storage"]:
+        raise ValueError(
+            f"--storage {display_url(args.storage)} with --preset {args.preset}: the runs would go to the preset's own folders "
+            f"({old_out}/{args.study or preset['study']}/...), which belong to {display_url(preset['storage'])}; give --out DIR too"
+        )
+    if (args.study is not None and args.study != preset["study"]) or (args.storage is not None and args.storage != preset["storage"]):
+        fields["report"] = f"{new_out}/{args.study or preset['study']}_report"
+    return fields
+
+
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
-    fields: dict[str, Any] = dict(SWEEP_PRESETS[args.preset]) if args.preset else {}
+    fields = preset_fields(args)
     for key in PRESET_CLI_KEYS:
         fields.pop(key, None)
     for name in ("algos", "envs", "bottlenecks", "width_scales", "encoders", "steps", "eval_freq", "eval_episodes", "final_evals",
@@ -180,12 +216,12 @@ def main(argv: list[str] | None = None) -> None:
         spec = spec_from_args(args)
         storage = spec.storage
         spec.validate()
-        workers = args.workers if args.workers is not None else SWEEP_PRESETS.get(args.preset or "", {}).get("workers", 1)
+        preset = preset_fields(args)
+        workers = args.workers if args.workers is not None else preset.get("workers", 1)
         check_workers(workers)
         start = time.perf_counter()
         run_sweep(spec, workers=workers, progress=not args.no_progress, wait=not args.no_wait)
         wall = time.perf_counter() - start
-        preset = SWEEP_PRESETS.get(args.preset or "", {})
         report_dir = args.report or preset.get("report") or (f"{spec.out_dir}/{spec.study}_report" if args.preset else None)
         print(f"sweep {spec.study}: {wall:.1f} s wall ({display_url(spec.storage)})", file=sys.stderr)
         if report_dir:
