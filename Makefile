@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sb3_gap-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast check install clean
 
 # envpool's Procgen needs the system Qt5 runtime (docs/environments.md); CI runs as root on Debian.
 $(STAMP): setup.py
@@ -20,12 +20,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m sb3_gap.sweep.demo
 
-# Lint, format check and type check first (seconds), then the suite (CONTRIBUTING.md).
-test: $(STAMP)
+# Lint, format check and type check first (seconds), then the suite on every core (pytest-xdist; CONTRIBUTING.md).
+check: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m pytest -q tests
+
+test: check
+	$(PY) -m pytest -q -n auto tests
+
+# The inner loop while developing: the same checks and every test not marked slow (<= 2 minutes here). CI runs `make test`.
+test-fast: check
+	$(PY) -m pytest -q -n auto -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

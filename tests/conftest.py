@@ -4,8 +4,11 @@ import socket
 import pytest
 import torch as th
 
-# Two cores here: more torch threads than cores slows everything down.
-th.set_num_threads(min(2, os.cpu_count() or 1))
+# One torch thread per test process: `make test` runs one pytest-xdist worker per core (`-n auto`), and more
+# torch threads than free cores slows everything badly. Subprocesses started by tests inherit the setting.
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
+th.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
