@@ -443,3 +443,23 @@ def test_preset_with_another_storage_but_its_own_folders_is_refused(tmp_path, mo
     monkeypatch.setattr(cli, "run_sweep", lambda *a, **k: pytest.fail("must not start"))
     with pytest.raises(SystemExit, match=r"--storage sqlite:///.*mine.db with --preset minatar-scaling.*results/minatar_scaling.*give --out DIR"):
         cli.main(["--preset", "minatar-scaling", "--storage", f"sqlite:///{tmp_path}/mine.db"])
+
+
+def test_compare_studies_scores_the_first_study_at_100k(capsys):
+    """tools/compare_studies.py: a run's score at 100k is the mean of its evaluations at 80k, 90k, 100k (committed curves)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_studies", ROOT / "tools" / "compare_studies.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    rows = [r for r in tool.load(100_000, 3) if r["study"].startswith("one stack")]
+    assert len(rows) == 24
+    run = ROOT / "results/minatar_scaling/MinAtar_SpaceInvaders-v1/rainbow-minatar_impala-gap-x1-s0/curve.json"
+    curve = json.loads(run.read_text())
+    expected = np.mean([m for t, m in zip(curve["timesteps"], curve["mean"]) if t in (80_000, 90_000, 100_000)])
+    (row,) = [r for r in rows if (r["bottleneck"], r["width"], r["seed"], r["env"]) == ("gap", 1, 0, "MinAtar/SpaceInvaders-v1")]
+    assert row["score"] == pytest.approx(expected)
+    tool.main(["--reps", "50"])
+    out = capsys.readouterr().out
+    assert "| one stack (study 1) | flatten ×4 | " in out and "[" in out.split("| one stack (study 1) | flatten ×4 | ")[1].split("\n")[0]
