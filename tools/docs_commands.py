@@ -113,7 +113,13 @@ OVERRIDES: list[Override] = [
     ),
     Override(r"^createdb ", skip="needs a PostgreSQL server (docs/sweeps.md records the check run with PostgreSQL 15)", parse=False),
     Override(r"^URL=postgresql|^ARGS=|\$ARGS|\$URL|^sleep 12; kill", skip="the recorded PostgreSQL check (needs a PostgreSQL server)", parse=False),
-    Override(r"postgresql://", skip="needs a PostgreSQL server (docs/sweeps.md records the check run with PostgreSQL 15)", parse_as=None),
+    Override(r"postgresql(\+\w+)?://", skip="needs a PostgreSQL server (docs/sweeps.md records the check run with PostgreSQL 15)", parse_as=None),
+    Override(
+        r"^python tests/postgres_server\.py", skip="starts a PostgreSQL server until Ctrl-C; tests/test_postgres.py runs the same one", parse=False
+    ),
+    Override(
+        r"^D=\$\(mktemp|^runuser |^PGPASSWORD=", skip="a PostgreSQL server by hand (root); tests/test_postgres.py runs the same one", parse=False
+    ),
     Override(r"^tensorboard ", skip="starts a web server", parse=False),
     # --- `make demo` is the demo module behind the venv stamp: check that make runs exactly that, then run it with the budget
     Override(r"^make demo\b", run="make -n demo | grep -qx '.venv/bin/python -m sb3_gap.sweep.demo' && python -m sb3_gap.sweep.demo"),
