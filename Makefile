@@ -10,10 +10,11 @@ STAMP  := $(VENV)/.sb3_gap-installed
 # tests/test_postgres.py starts its own PostgreSQL server from Debian's package (docs/sweeps.md, "Tested in the suite");
 # the createcluster.d line stops the package from creating and starting a default cluster on port 5432.
 $(STAMP): setup.py
-	dpkg -s libqt5gui5 >/dev/null 2>&1 || { apt-get update && apt-get install -y libqt5gui5; }
-	dpkg -s postgresql >/dev/null 2>&1 || { mkdir -p /etc/postgresql-common/createcluster.d && \
+	@missing="$$(for p in libqt5gui5 postgresql; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+		mkdir -p /etc/postgresql-common/createcluster.d && \
 		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/sb3-gap.conf && \
-		apt-get update && apt-get install -y postgresql; }
+		apt-get update && apt-get install -y $$missing; fi
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
