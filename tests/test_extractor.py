@@ -177,7 +177,7 @@ def test_bad_observation_spaces():
         ConvExtractor(gym.spaces.Discrete(3))
     with pytest.raises(
         ValueError,
-        match=r"Image 10x10 is too small for encoder 'nature' \(needs at least 36x36\); encoders that fit: \['impala', 'minatar', 'minatar_deep', 'minatar_impala'\]",
+        match=r"Image 10x10 is too small for encoder 'nature' \(needs at least 36x36\); encoders that fit: \['impala', 'minatar', 'minatar_impala', 'minatar_deep'\]",
     ):
         ConvExtractor(gym.spaces.Box(0, 255, (4, 10, 10), np.uint8), encoder="nature")
     with pytest.raises(ValueError, match=r"num_experts=50 exceeds the 4 tokens \(2x2\)"):

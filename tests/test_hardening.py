@@ -454,7 +454,9 @@ def test_item12_corrupt_or_truncated_sqlite_is_one_line(tmp_path, capsys, damage
         (["--set", "target_update_interval=2.5"], ["target_update_interval=2.5", "must be an integer"]),
     ],
 )
-def test_item12_sweep_cli_bad_input_is_one_line(tmp_path, capsys, extra, words):
+def test_item12_sweep_cli_bad_input_is_one_line(tmp_path, capsys, monkeypatch, extra, words):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` fails, as without the driver (the test extra installs it)
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
     args = tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{tmp_path}/s.db", "--study", "t")
     line = one_line_error(capsys, args + extra, "sweep")
     for word in words:

@@ -87,7 +87,10 @@ def scrub_secrets(text: str, url: str | None) -> str:
     except Exception:  # noqa: BLE001 - unparsable: the pattern below finds the password
         pass
     match = _USERINFO.match(str(url))  # also when SQLAlchemy stopped the password at an '@' inside it
-    secrets += [match.group(2)] if match else []
+    if match:
+        # An unescaped '@' in the password: drivers take what follows it for the host and print it ("host 'secret@db-host'").
+        pieces = match.group(2).split("@")
+        secrets += [match.group(2)] + ["@".join(pieces[i:]) for i in range(1, len(pieces))]
     for secret in sorted(set(secrets), key=len, reverse=True):
         if len(secret) >= 3:  # shorter "secrets" would mask ordinary words and reveal little
             text = text.replace(secret, "***")

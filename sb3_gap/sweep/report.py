@@ -359,14 +359,16 @@ def diagnostics_table(df: pd.DataFrame) -> pd.DataFrame:
     Final diagnostics per configuration: the mean over its complete runs (all games) of each run's value at its
     last evaluation, with the number of runs that recorded them and the share of wall time they cost.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if "diagnostics" not in df:  # a table built by hand (or runs from before diagnostics were recorded)
+        return pd.DataFrame(rows)
     for label, group in df[df["state"] == "COMPLETE"].groupby("config", sort=False):
         recorded = [d for d in group["diagnostics"] if isinstance(d, dict) and d.get("timesteps")]
         row: dict[str, Any] = dict(config=label, runs=len(recorded))
         for key in list(DIAGNOSTICS) + ["dormant_phi", "feature_norm_out"]:
             finals = [d[key][-1] for d in recorded if d.get(key)]
             row[key] = float(np.nanmean(finals)) if finals and not np.all(np.isnan(finals)) else np.nan
-        row["overhead"] = float(pd.to_numeric(group["diag_overhead"]).mean()) if recorded else np.nan
+        row["overhead"] = float(pd.to_numeric(group.get("diag_overhead", pd.Series(dtype=float))).mean()) if recorded else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
