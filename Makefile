@@ -37,7 +37,7 @@ test: check
 
 # The inner loop while developing: the same checks and every test not marked slow (<= 2 minutes here). CI runs `make test`.
 test-fast: check
-	$(PY) -m pytest -q -n auto -m "not slow" tests
+	$(PY) -m pytest -q -n auto -m "not slow and not postgres" tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -320,6 +320,7 @@ class CornerBanditEnv(gym.Env):
 
 
 @pytest.mark.parametrize("informative", ["top_left", "bottom_right"])
+@pytest.mark.slow
 def test_grad_cam_highlights_the_informative_region(informative):
     env = CornerBanditEnv(informative)
     model = DQN(
@@ -414,6 +415,7 @@ def forward_hooks(module):
 
 
 @pytest.mark.parametrize("algo", [DQN, QRDQN, PPO, Rainbow], ids=lambda a: a.__name__)
+@pytest.mark.slow
 def test_callbacks_run_inside_learn(tmp_path, algo):
     model = make_model(algo, bottleneck="flatten")
     ext = find_extractor(model)

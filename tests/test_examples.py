@@ -28,6 +28,7 @@ def test_every_example_is_covered():
 
 
 @pytest.mark.parametrize("script", sorted(CASES))
+@pytest.mark.slow
 def test_example_runs_and_saves(script, tmp_path):
     algo, saved = CASES[script]
     # 1,100 steps: past the off-policy examples' learning_starts=1,000, so gradient updates run too

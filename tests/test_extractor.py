@@ -54,6 +54,7 @@ def test_ppo_heads_sit_directly_on_psi():
 
 
 @pytest.mark.parametrize("scale", [1, 2, 4, 8])
+@pytest.mark.slow
 def test_connection_counts_match_figure_1(scale):
     d = 512 * scale
     counts = {b: parameter_report(ConvExtractor(ATARI, bottleneck=b, width_scale=scale)) for b in BOTTLENECKS}
@@ -129,6 +130,7 @@ def test_layer_norm_and_depth_in_psi():
 
 @pytest.mark.parametrize("algo", [DQN, QRDQN, PPO], ids=lambda a: a.__name__)
 @pytest.mark.parametrize("bottleneck", ["gap", "softmoe", "sparse"])
+@pytest.mark.slow
 def test_save_load_identical_predictions(tmp_path, algo, bottleneck):
     env = small_env()
     model = make_model(algo, env, **policy_kwargs(bottleneck=bottleneck, width_scale=2))

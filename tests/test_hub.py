@@ -397,6 +397,7 @@ def test_pickle_path_needs_explicit_opt_in(hub, zoo_run, tmp_path, caplog):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pull_builds_zoo_run_that_rl_zoo3_loads(hub, zoo_run, tmp_path, capsys):
     logs, model = zoo_run
     if "alice/dqn-gap-breakout" not in hub.repos:
@@ -599,6 +600,7 @@ def test_bad_input_is_a_value_error(zoo_run):
         push_to_hub(logs, "a/b", algo="ppo", env_id=ENV_ID)
 
 
+@pytest.mark.slow
 def test_pull_rainbow_then_zoo_enjoy(hub, tmp_path):
     model = small_model(Rainbow)
     push_to_hub(model, "dave/rainbow-gap", env_id=ENV_ID, n_eval_episodes=1, video=False)

@@ -283,6 +283,7 @@ def test_sweep_axes_reach_every_algorithm(tmp_path):
         _spec(tmp_path, ["dqn"], off, hyperparams={"optimizer": ["lion"]}).validate()
 
 
+@pytest.mark.slow
 def test_sweep_trains_each_algorithm_with_the_methods_and_reports(tmp_path):
     """Two gradient updates per run (Kron on 512-wide residual layers is slow on CPU: docs/methods.md, "Cost per update")."""
     methods = {"psi": ["residual"], "psi_depth": [1], "optimizer": ["kron"], "weight_decay": [0.01]}
@@ -305,6 +306,7 @@ def _fake(study: optuna.Study, spec: SweepSpec, params: dict, value: float, effe
     study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value, intermediate_values={48: value}, user_attrs=attrs))
 
 
+@pytest.mark.slow
 def test_report_draws_method_comparison_and_effective_psi(tmp_path):
     spec = _spec(tmp_path, ["dqn"], {}, envs=["MinAtar/Breakout-v1", "MinAtar/Asterix-v1"], bottlenecks=["flatten", "gap", "sparse"], seeds=3)
     study = open_study(spec)

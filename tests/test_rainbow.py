@@ -142,6 +142,7 @@ CARTPOLE = dict(
 
 
 @pytest.mark.parametrize("noisy", [False, True], ids=["eps-greedy", "noisy-eps0"])
+@pytest.mark.slow
 def test_learns_cartpole(noisy):
     kwargs = dict(CARTPOLE)
     if noisy:

@@ -107,6 +107,7 @@ def _dqn(**sparse):
     return DQN("CnnPolicy", env, buffer_size=100, learning_starts=0, batch_size=4, train_freq=1, policy_kwargs=kw, seed=0)
 
 
+@pytest.mark.slow
 def test_save_load_of_a_half_pruned_model_resumes_pruning(tmp_path):
     model = _dqn(sparsity=0.9, sparse_method="gmp", prune_start=0, prune_end=40, prune_every=2)
     model.learn(20)

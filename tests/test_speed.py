@@ -72,6 +72,7 @@ def _twin(model: Rainbow, **changes: object) -> Rainbow:
 
 
 @pytest.mark.parametrize("device, mode", COMPILE_CASES)
+@pytest.mark.slow
 def test_rainbow_compile_matches_eager(device, mode, tmp_path, request):
     if device == "cpu":
         request.getfixturevalue("cpu_compile_backend")
@@ -108,6 +109,7 @@ def test_rainbow_compile_matches_eager(device, mode, tmp_path, request):
 
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(compiler_problem("cpu") is not None, reason=str(compiler_problem("cpu")))
+@pytest.mark.slow
 def test_compile_policy_dqn_matches_eager(cpu_compile_backend):
     kwargs = dict(buffer_size=600, learning_starts=300, batch_size=16, policy_kwargs=dict(net_arch=[16]), seed=0, device="cpu")
     eager = DQN("MlpPolicy", gym.make("CartPole-v1"), **kwargs)

@@ -100,6 +100,7 @@ def test_duplicate_cell_is_pruned_not_trained(tmp_path):
     assert not (Path(spec.out_dir) / spec.study).exists()  # nothing trained
 
 
+@pytest.mark.slow
 def test_two_workers_complete_grid_without_duplicates(tmp_path):
     spec = tiny_spec(tmp_path)
     study = run_sweep(spec, workers=2, progress=False)
@@ -117,6 +118,7 @@ def test_two_workers_complete_grid_without_duplicates(tmp_path):
     assert run_worker(spec, progress=False) == 0
 
 
+@pytest.mark.slow
 def test_sigkill_mid_trial_loses_nothing_and_resumes(tmp_path):
     spec = tiny_spec(tmp_path, bottlenecks=["gap"], seeds=3, steps=600, eval_freq=100)
     open_study(spec)
@@ -171,6 +173,7 @@ def _fake_complete(study: optuna.Study, spec: SweepSpec, params: dict, value: fl
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_report_renders_partial_merged_studies(tmp_path):
     spec = tiny_spec(tmp_path, envs=["MinAtar/Breakout-v1", "MinAtar/Asterix-v1"], width_scales=[1, 4], seeds=2)
     study = open_study(spec)
@@ -350,6 +353,7 @@ DIAG_KEYS = ("dormant_psi", "dormant_psi@0.1", "dormant_phi", "feature_norm_phi"
 
 
 @pytest.mark.parametrize("algo", ["qrdqn", "dqn", "rainbow", "ppo"])
+@pytest.mark.slow
 def test_every_sweep_run_records_dormancy_and_feature_norm_per_evaluation(tmp_path, algo):
     """Each evaluation of every run adds ψ/φ dormancy (τ 0.001 and 0.1) and feature norms to curve.json and to the trial."""
     spec = tiny_spec(tmp_path, algos=[algo], bottlenecks=["flatten"], seeds=1, steps=256, eval_freq=128)
@@ -366,6 +370,7 @@ def test_every_sweep_run_records_dormancy_and_feature_norm_per_evaluation(tmp_pa
     assert 0 < trial.user_attrs["diagnostics_s"] < trial.user_attrs["wall_s"]
 
 
+@pytest.mark.slow
 def test_diagnostics_leave_training_unchanged(tmp_path):
     """Measuring dormancy draws no random number and restores the network's mode: the same run with and without is identical."""
     from sb3_gap.envs.protocols import protocol_for
@@ -388,6 +393,7 @@ def test_diagnostics_leave_training_unchanged(tmp_path):
     assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(finals[0][1], finals[1][1]))
 
 
+@pytest.mark.slow
 def test_report_plots_and_tabulates_dormancy(tmp_path):
     spec = tiny_spec(tmp_path, width_scales=[1, 4], seeds=2)
     study = open_study(spec)
@@ -445,6 +451,7 @@ def test_preset_with_another_storage_but_its_own_folders_is_refused(tmp_path, mo
         cli.main(["--preset", "minatar-scaling", "--storage", f"sqlite:///{tmp_path}/mine.db"])
 
 
+@pytest.mark.slow
 def test_compare_studies_scores_the_first_study_at_100k(capsys):
     """tools/compare_studies.py: a run's score at 100k is the mean of its evaluations at 80k, 90k, 100k (committed curves)."""
     import importlib.util

@@ -42,6 +42,7 @@ def _run(args: list[str], cwd: Path, **extra: str) -> str:
 # --------------------------------------------------------------------------- hook, in-process registration
 
 
+@pytest.mark.slow
 def test_startup_hook_is_lazy() -> None:
     """Every Python start gets the finder, but neither sb3_gap nor rl_zoo3 is imported until rl_zoo3 is."""
     code = "import sys; print(any(type(f).__name__ == 'ZooHookFinder' for f in sys.meta_path), 'sb3_gap' in sys.modules, 'torch' in sys.modules)"
@@ -145,6 +146,7 @@ def test_policy_kwargs_net_arch_empty_adds_only_the_head(algo: str) -> None:
     assert heads and all(h.in_features == 512 for h in heads)  # no hidden [64, 64] MLP after ψ
 
 
+@pytest.mark.slow
 def test_wheel_installs_the_startup_hook(tmp_path: Path) -> None:
     """A non-editable install puts sb3_gap_zoo.pth and the hook module at the root of site-packages."""
     import shutil
@@ -187,6 +189,7 @@ def _enjoy(tmp_path: Path, algo: str, env_id: str) -> str:
     return _run(["-m", "rl_zoo3.enjoy", "--algo", algo, "--env", env_id, "-f", "logs/", "-n", "60", "--no-render", "--device", "cpu"], tmp_path)
 
 
+@pytest.mark.slow
 def test_zoo_rainbow_minatar_train_and_enjoy(tmp_path: Path) -> None:
     _train(tmp_path, "rainbow", "MinAtar/Breakout-v1", "rainbow.yml", [*TINY_DQN, "exploration_steps:100", "n_atoms:11", TINY_NET])
     config = yaml.load(
@@ -225,6 +228,7 @@ def test_zoo_eval_env_gets_the_yaml_env_kwargs(tmp_path: Path) -> None:
     assert manager.eval_env_kwargs == {"use_minimal_action_set": True}
 
 
+@pytest.mark.slow
 def test_zoo_qrdqn_minatar_flatten_override(tmp_path: Path) -> None:
     """GAP is the YAML's; flatten x1 comes from --hyperparams (the paper's baseline, side by side)."""
     from sb3_contrib import QRDQN
@@ -237,6 +241,7 @@ def test_zoo_qrdqn_minatar_flatten_override(tmp_path: Path) -> None:
     assert model.quantile_net.n_quantiles == 10
 
 
+@pytest.mark.slow
 def test_sb3_gap_train_ppo_minatar_without_hook(tmp_path: Path) -> None:
     """`python -m sb3_gap.train` registers by itself (hook disabled) and takes rl_zoo3.train's CLI."""
     _train(
@@ -252,6 +257,7 @@ def test_sb3_gap_train_ppo_minatar_without_hook(tmp_path: Path) -> None:
     _enjoy(tmp_path, "ppo", "MinAtar/Breakout-v1")
 
 
+@pytest.mark.slow
 def test_zoo_rainbow_atari_dopamine_train_and_enjoy(tmp_path: Path) -> None:
     """`Dopamine/Pong-v5` picks the YAML's `atari` section: ClipRewardEnv and VecFrameStack(4)."""
     from sb3_gap.rainbow import Rainbow
@@ -271,6 +277,7 @@ def test_zoo_rainbow_atari_dopamine_train_and_enjoy(tmp_path: Path) -> None:
     _enjoy(tmp_path, "rainbow", "Dopamine/Pong-v5")
 
 
+@pytest.mark.slow
 def test_zoo_ppo_procgen_train_and_enjoy(tmp_path: Path) -> None:
     from stable_baselines3 import PPO
 
