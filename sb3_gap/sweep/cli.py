@@ -305,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conf-dir", help="folder of the Zoo configs <algo>.yml the runs' hyperparameters come from (default: zoo_configs/)")
     p.add_argument("--no-wait", action="store_true", help="exit when no cell is left to start instead of waiting for other workers")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the runs, env steps, gradient updates, complete cells and a timed wall-time estimate; start nothing",
+    )
+    p.add_argument("--list-presets", action="store_true", help="print every preset with its description and size")
     p.add_argument("--report", metavar="DIR", help="write the report to DIR when the sweep ends (default for presets: runs/<study>_report)")
     return p
 
@@ -369,8 +375,30 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     return SweepSpec(**fields)
 
 
+def preset_size(name: str) -> tuple[int, int]:
+    """A preset's runs and total env steps (its grid as given, not validated)."""
+    fields = {k: v for k, v in SWEEP_PRESETS[name].items() if k not in PRESET_CLI_KEYS}
+    spec = SweepSpec(**fields)
+    runs = len(spec.envs) * len(spec.algos) * len(spec.bottlenecks) * len(spec.width_scales) * len(spec.encoders) * len(spec.seeds)  # type: ignore[arg-type]
+    for values in spec.hyperparams.values():
+        runs *= len(values)
+    return runs, runs * spec.steps
+
+
+def list_presets() -> str:
+    """``--list-presets``: every preset, its description and size, one line each."""
+    lines = []
+    for name in SWEEP_PRESETS:
+        runs, steps = preset_size(name)
+        lines.append(f"{name:<28} {runs:>5,} runs {steps:>16,} env steps  {SWEEP_PRESETS[name].get('description', '')}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.list_presets:
+        print(list_presets())
+        return
     storage = args.storage
     try:
         spec = spec_from_args(args)
@@ -379,6 +407,11 @@ def main(argv: list[str] | None = None) -> None:
         preset = preset_fields(args)
         workers = args.workers if args.workers is not None else preset.get("workers", 1)
         check_workers(workers)
+        if args.dry_run:
+            from sb3_gap.sweep.dryrun import dry_run_report
+
+            print(dry_run_report(spec, workers=workers))
+            return
         start = time.perf_counter()
         run_sweep(spec, workers=workers, progress=not args.no_progress, wait=not args.no_wait)
         wall = time.perf_counter() - start
