@@ -196,13 +196,13 @@ def _all_presets() -> list[str]:
 @pytest.mark.parametrize("name", _all_presets())
 def test_every_preset_resolves_and_one_cell_trains(tmp_path, name):
     """Each preset's whole grid validates and resolves (env ids, encoders, bottlenecks, hyperparameters); one cell, the
-    last one (smallest psi, last value of every axis), trains 48 steps with a tiny buffer (--steps/--set overrides)."""
+    last one (smallest psi, last value of every axis), trains 32 steps with a tiny buffer (--steps/--set overrides)."""
     from sb3_gap.sweep.cli import PRESET_CLI_KEYS, SWEEP_PRESETS
     from sb3_gap.zoo_config import resolve_section
 
     fields = {k: v for k, v in SWEEP_PRESETS[name].items() if k not in PRESET_CLI_KEYS}
-    small = dict(buffer_size=500, learning_starts=16)
-    fields.update(steps=48, eval_freq=48, seeds=[0], storage=f"sqlite:///{tmp_path}/s.db", out_dir=str(tmp_path), fixed={**fields["fixed"], **small})
+    small = dict(buffer_size=500, learning_starts=24)
+    fields.update(steps=32, eval_freq=32, seeds=[0], storage=f"sqlite:///{tmp_path}/s.db", out_dir=str(tmp_path), fixed={**fields["fixed"], **small})
     spec = SweepSpec(**fields)
     spec.validate()
     seen = set()
@@ -217,7 +217,7 @@ def test_every_preset_resolves_and_one_cell_trains(tmp_path, name):
     try:
         model = build_model(spec, cell, env)
         model.learn(spec.steps)
-        assert model.num_timesteps == 48 and model._n_updates > 0
+        assert model.num_timesteps == 32 and model._n_updates > 0
     finally:
         env.close()
     assert not (tmp_path / "s.db").exists()
