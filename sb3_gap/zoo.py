@@ -20,7 +20,10 @@
    rl_zoo3 2.x binds ``eval_env_kwargs`` to the command line's dict before ``_preprocess_hyperparams`` replaces
    ``env_kwargs`` with the YAML's, so a YAML-only ``env_kwargs`` never reached the evaluation env: with
    ``zoo_configs``' MinAtar sections (``use_minimal_action_set: false``, 6 actions) the evaluation env had the
-   minimal set (3 for Breakout) and ``--eval-freq`` crashed with ``IndexError`` in ``minatar/gym.py``.
+   minimal set (3 for Breakout) and ``--eval-freq`` crashed with ``IndexError`` in ``minatar/gym.py``;
+7. turns a ``replay_ratio`` in the YAML or ``--hyperparams`` (gradient updates per env step) into SB3's ``train_freq``
+   and ``gradient_steps`` for the run's ``n_envs`` (:func:`sb3_gap.zoo_config.replay_ratio_schedule`), replacing
+   the section's own ``train_freq``/``gradient_steps``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from sb3_gap.envs.atari import is_sb3_gap_atari
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
 from sb3_gap.optim import Kron
 from sb3_gap.replay import FrameReplayBuffer
+from sb3_gap.zoo_config import REPLAY_RATIO, replay_ratio_schedule
 
 # Names usable inside string hyperparameters that rl_zoo3 eval()s (policy_kwargs, replay_buffer_class, replay_buffer_kwargs).
 YAML_NAMES: dict[str, Any] = {
@@ -91,12 +95,16 @@ def _is_atari_or_sb3_gap_atari(original: Any) -> Any:
 
 
 def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
-    """Wrap ``ExperimentManager._preprocess_hyperparams``: see item 6 of the module docstring."""
+    """Wrap ``ExperimentManager._preprocess_hyperparams``: see items 6 and 7 of the module docstring."""
 
     def _preprocess_hyperparams(self: Any, *args: Any, **kwargs: Any) -> Any:
         out = original(self, *args, **kwargs)
         if self._eval_env_kwargs_args is None:  # no --eval-env-kwargs: evaluate on the training env's kwargs
             self.eval_env_kwargs = self.env_kwargs
+        hyperparams = out[0]
+        if REPLAY_RATIO in hyperparams:  # YAML and --hyperparams are merged by now: the ratio wins over train_freq
+            train_freq, gradient_steps = replay_ratio_schedule(hyperparams.pop(REPLAY_RATIO), self.n_envs)
+            hyperparams.update(train_freq=train_freq, gradient_steps=gradient_steps)
         return out
 
     _preprocess_hyperparams._sb3_gap = True  # type: ignore[attr-defined]

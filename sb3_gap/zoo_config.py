@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
+import numbers
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,66 @@ SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf", "delta_std")
 #: ``replay_buffer_class`` strings our YAML files use (rl_zoo3 ``eval``s them with sb3_gap.zoo.YAML_NAMES in
 #: scope); this reader looks them up here instead.
 REPLAY_BUFFER_CLASS_NAMES = ("FrameReplayBuffer", "sb3_gap.replay.FrameReplayBuffer")
+
+
+#: The sweep's and the Zoo YAML's name for gradient updates per env step; it sets ``train_freq`` and ``gradient_steps``.
+REPLAY_RATIO = "replay_ratio"
+#: The SB3 arguments :data:`REPLAY_RATIO` sets.
+REPLAY_RATIO_SETS = ("train_freq", "gradient_steps")
+#: Largest denominator of a replay ratio p/q (one rollout of q steps, p updates).
+MAX_REPLAY_RATIO_DENOMINATOR = 64
+
+
+def replay_ratio_schedule(ratio: Any, n_envs: int = 1) -> tuple[int, int]:
+    """
+    SB3's ``(train_freq, gradient_steps)`` for ``ratio`` gradient updates per env step (Dopamine's update period 4 =
+    ratio 0.25): ``ratio`` = p/q in lowest terms gives ``train_freq`` = q vec-env steps (of ``n_envs`` env steps each)
+    and ``gradient_steps`` = p, after reducing p·n_envs/q. 0.25 -> (4, 1), 1 -> (1, 1), 2 -> (1, 2), 0.75 -> (4, 3).
+
+    :param ratio: A positive number p/q with q <= :data:`MAX_REPLAY_RATIO_DENOMINATOR`
+    :param n_envs: Parallel envs; SB3's ``train_freq`` counts steps of the vectorized env
+    :raises ValueError: One line naming the bad value and what is accepted
+    """
+    what = (
+        f"must be a positive number p/q with q <= {MAX_REPLAY_RATIO_DENOMINATOR} (gradient updates per env step, "
+        "e.g. 0.25 = one update every 4 steps as Dopamine, 1, 2)"
+    )
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not math.isfinite(float(ratio)) or ratio <= 0:
+        raise ValueError(f"{REPLAY_RATIO}={ratio!r} {what}")
+    frac = Fraction(float(ratio)).limit_denominator(MAX_REPLAY_RATIO_DENOMINATOR)
+    if abs(float(frac) - float(ratio)) > 1e-9 * float(ratio):
+        raise ValueError(f"{REPLAY_RATIO}={ratio!r} {what}")
+    per_rollout = frac * int(n_envs)
+    return per_rollout.denominator, per_rollout.numerator
+
+
+def apply_replay_ratio(*layers: dict[str, Any], n_envs: int = 1, names: tuple[str, ...] = ()) -> dict[str, Any]:
+    """
+    Merge hyperparameter ``layers`` (later ones win), each layer's ``replay_ratio`` turned into ``train_freq`` and
+    ``gradient_steps`` (:func:`replay_ratio_schedule`) before it is merged: a sweep's ``--set replay_ratio=1``
+    replaces the Zoo section's ``train_freq: 4``. The target network keeps its period in env steps (SB3's
+    ``target_update_interval``, Dopamine's ``target_update_period`` in agent steps), whatever the ratio.
+
+    :param layers: E.g. the Zoo section's algorithm kwargs, then the sweep's overrides
+    :param n_envs: Parallel envs of the run
+    :param names: A name per layer for the error message
+    :raises ValueError: A bad ratio, or a layer giving ``replay_ratio`` with ``train_freq`` or ``gradient_steps``
+    """
+    out: dict[str, Any] = {}
+    for i, layer in enumerate(layers):
+        layer = dict(layer)
+        if REPLAY_RATIO in layer:
+            clash = [k for k in REPLAY_RATIO_SETS if k in layer]
+            if clash:
+                where = f" in {names[i]}" if i < len(names) else ""
+                raise ValueError(
+                    f"{REPLAY_RATIO}={layer[REPLAY_RATIO]!r} and {clash} both given{where}: {REPLAY_RATIO} sets "
+                    f"{list(REPLAY_RATIO_SETS)}; give one or the other"
+                )
+            train_freq, gradient_steps = replay_ratio_schedule(layer.pop(REPLAY_RATIO), n_envs)
+            layer.update(train_freq=train_freq, gradient_steps=gradient_steps)
+        out.update(layer)
+    return out
 
 
 def _safe_callables() -> dict[str, Any]:

@@ -82,6 +82,16 @@ ATARI_20_GAMES = (
     "Asterix SpaceInvaders Breakout Pong Qbert DemonAttack Seaquest WizardOfWor RoadRunner BeamRider "
     "Frostbite CrazyClimber Assault Krull Boxing Jamesbond Kangaroo UpNDown Gopher Hero"
 ).split()
+# The full suite of 60 games (paper Fig. 6 right): Dopamine's Atari suite, google/dopamine dopamine/colab/utils.py
+# ALL_GAMES (the games of baselines/atari/data/).
+ATARI_60_GAMES = (
+    "AirRaid Alien Amidar Assault Asterix Asteroids Atlantis BankHeist BattleZone BeamRider Berzerk Bowling Boxing "
+    "Breakout Carnival Centipede ChopperCommand CrazyClimber DemonAttack DoubleDunk ElevatorAction Enduro FishingDerby "
+    "Freeway Frostbite Gopher Gravitar Hero IceHockey Jamesbond JourneyEscape Kangaroo Krull KungFuMaster "
+    "MontezumaRevenge MsPacman NameThisGame Phoenix Pitfall Pong Pooyan PrivateEye Qbert Riverraid RoadRunner Robotank "
+    "Seaquest Skiing Solaris SpaceInvaders StarGunner Tennis TimePilot Tutankham UpNDown Venture VideoPinball "
+    "WizardOfWor YarsRevenge Zaxxon"
+).split()
 
 
 def _rom_ids() -> list[str]:
@@ -283,6 +293,7 @@ def is_sb3_gap_atari(env_id: str) -> bool:
 __all__ = [
     "ATARI_100K_GAMES",
     "ATARI_20_GAMES",
+    "ATARI_60_GAMES",
     "ATARI_GAMES",
     "ATARI_PROTOCOLS",
     "TRAIN_WRAPPERS",

@@ -28,7 +28,7 @@ from sb3_gap.extractor import policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS, optimizer_policy_kwargs
 from sb3_gap.params import parameter_report
 from sb3_gap.sweep.spec import EXTRACTOR_ARGS, HP_PREFIX, SweepSpec, constructor_args, run_dir_for, run_name
-from sb3_gap.zoo_config import ZooSettings, materialize, resolve_section
+from sb3_gap.zoo_config import ZooSettings, apply_replay_ratio, materialize, resolve_section
 
 EVAL_SEED_OFFSET = 10_000  # evaluation envs never share a seed with training envs
 #: Dormancy thresholds recorded at each evaluation: the paper's appendix (0.001) and ReDo's (Sokar et al. 2023: 0.1).
@@ -238,7 +238,9 @@ def resolve_run(spec: SweepSpec, params: dict[str, Any]) -> tuple[ZooSettings, d
     settings = resolve_section(params["algo"], params["env"], spec.conf_dir)
     overrides = {**spec.fixed, **{k[len(HP_PREFIX) :]: v for k, v in params.items() if k.startswith(HP_PREFIX)}}
     net = {k: v for k, v in overrides.items() if k in EXTRACTOR_ARGS}
-    kwargs = {**settings.algo_kwargs, **{k: v for k, v in overrides.items() if k not in EXTRACTOR_ARGS}}
+    algo_overrides = {k: v for k, v in overrides.items() if k not in EXTRACTOR_ARGS}
+    # replay_ratio (in the section or the overrides) becomes train_freq and gradient_steps for this run's n_envs.
+    kwargs = apply_replay_ratio(settings.algo_kwargs, algo_overrides, n_envs=spec.n_envs, names=(settings.source, "the sweep's --set/--hyperparams"))
     accepted = constructor_args(get_algo(params["algo"]))
     unknown = sorted(set(kwargs) - accepted)
     if unknown:

@@ -26,7 +26,7 @@ from sb3_gap.envs.protocols import register_ale_ids
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS
 from sb3_gap.sweep.database import check_storage_url
-from sb3_gap.zoo_config import SCHEDULE_KEYS, materialize, resolve_section
+from sb3_gap.zoo_config import REPLAY_RATIO, REPLAY_RATIO_SETS, SCHEDULE_KEYS, apply_replay_ratio, materialize, replay_ratio_schedule, resolve_section
 
 HP_PREFIX = "hp:"  # grid parameters named "hp:<name>" are hyperparameters
 # ConvExtractor arguments go to policy_kwargs; every other hyperparameter goes to the algorithm.
@@ -193,7 +193,8 @@ class SweepSpec:
         for env_id in self.envs:
             _check_env_id(env_id)
             for algo in self.algos:
-                resolve_section(algo, env_id, self.conf_dir)  # every run has its Zoo section
+                section = resolve_section(algo, env_id, self.conf_dir)  # every run has its Zoo section
+                apply_replay_ratio(section.algo_kwargs, n_envs=1, names=(section.source,))  # its replay_ratio, if any
         for name, value in (("steps", self.steps), ("eval_freq", self.eval_freq), ("eval_episodes", self.eval_episodes),
                             ("final_evals", self.final_evals), ("n_envs", self.n_envs), ("heartbeat_interval", self.heartbeat_interval)):  # fmt: skip
             check_int(name, value)
@@ -202,6 +203,11 @@ class SweepSpec:
         _check_study_name(self.study)
         check_storage_url(self.storage)
         names = list(self.hyperparams) + list(self.fixed)
+        if REPLAY_RATIO in names and set(REPLAY_RATIO_SETS) & set(names):
+            raise ValueError(
+                f"{REPLAY_RATIO} and {sorted(set(REPLAY_RATIO_SETS) & set(names))} both given: {REPLAY_RATIO} sets "
+                f"{list(REPLAY_RATIO_SETS)}; give one or the other"
+            )
         overlap = sorted(set(self.hyperparams) & set(self.fixed))
         if overlap:
             raise ValueError(f"Hyperparameter(s) {overlap} are both a grid axis and fixed; choose one")
@@ -213,6 +219,11 @@ class SweepSpec:
                 continue
             for algo in self.algos:
                 accepted = constructor_args(get_algo(algo))
+                if name == REPLAY_RATIO:
+                    if not set(REPLAY_RATIO_SETS) <= accepted:
+                        takers = sorted(a for a in ALGOS if set(REPLAY_RATIO_SETS) <= constructor_args(get_algo(a)))
+                        raise ValueError(f"{REPLAY_RATIO} sets {list(REPLAY_RATIO_SETS)}, which {algo!r} does not take; algorithms that do: {takers}")
+                    continue
                 if name not in accepted:
                     raise ValueError(
                         f"Unknown hyperparameter {name!r} for algorithm {algo!r}; valid choices: "
@@ -345,6 +356,9 @@ def _check_hp_value(cls: type, algo: str, name: str, value: Any) -> Any:
     :raises ValueError: Naming the value and what the hyperparameter takes
     """
     if name in EXTRACTOR_ARGS:
+        return value
+    if name == REPLAY_RATIO:
+        replay_ratio_schedule(value)  # raises naming the value
         return value
     if name in SCHEDULE_KEYS and isinstance(value, str):
         try:
