@@ -30,6 +30,8 @@ SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
 ARCHITECTURE_ARGS = HeadConfig.names()
 #: Constructor arguments that decide what the replay stores and how it samples (checked by :meth:`Rainbow.load_replay_buffer`).
 REPLAY_ARGS = tuple(REPLAY_SETTINGS)
+# Attributes added after models were first saved, with the behaviour those models had.
+_ADDED_LATER: dict[str, Any] = {"head_init": None}
 
 
 class Rainbow(OffPolicyAlgorithm):
@@ -73,6 +75,9 @@ class Rainbow(OffPolicyAlgorithm):
         ``full_rainbow_agent.py``), ε is then 0 throughout, warm-up included, and the noise is resampled for every
         acting step and every update
     :param sigma0: σ₀ of the noisy layers (Dopamine's 0.1 is set by the ``der``/``full`` presets)
+    :param head_init: Initialisation of the head: None (the default) follows the features extractor's ``init``
+        (``sb3_gap.policy_kwargs(init="dopamine")``), else ``"torch"`` or ``"dopamine"``
+        (:class:`~sb3_gap.rainbow.config.HeadConfig`, :mod:`sb3_gap.initializers`)
     :param target_update_interval: Update the target network every ``target_update_interval`` environment steps
     :param exploration_steps: ε decays linearly from ``exploration_initial_eps`` to
         ``exploration_final_eps`` over this many steps after ``learning_starts`` (Dopamine's schedule)
@@ -139,6 +144,7 @@ class Rainbow(OffPolicyAlgorithm):
         dueling: bool = False,
         noisy: bool = False,
         sigma0: float = 0.5,
+        head_init: str | None = None,
         target_update_interval: int = 8_000,
         exploration_steps: int = 250_000,
         exploration_fraction: float | None = None,
@@ -161,7 +167,7 @@ class Rainbow(OffPolicyAlgorithm):
         check(isinstance(compile, (bool, np.bool_)), f"compile must be True or False, got {compile!r}")
         check_compile_mode(compile_mode)
         head = HeadConfig(distributional=distributional, n_atoms=n_atoms, v_min=v_min, v_max=v_max, dueling=dueling,
-                          noisy=noisy, sigma0=sigma0)  # fmt: skip
+                          noisy=noisy, sigma0=sigma0, head_init=head_init)  # fmt: skip
         check_rainbow_args(
             n_steps=n_steps,
             loss=loss,
@@ -186,7 +192,7 @@ class Rainbow(OffPolicyAlgorithm):
         )  # fmt: skip
         # The head switches stay attributes (model.n_atoms, ...), as saved models have them.
         self.distributional, self.n_atoms, self.v_min, self.v_max = head.distributional, head.n_atoms, head.v_min, head.v_max
-        self.dueling, self.noisy, self.sigma0 = head.dueling, head.noisy, head.sigma0
+        self.dueling, self.noisy, self.sigma0, self.head_init = head.dueling, head.noisy, head.sigma0, head.head_init
         self.loss = loss
         self.prioritized_replay = prioritized_replay
         self.priority_alpha = priority_alpha
@@ -258,6 +264,9 @@ class Rainbow(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         # Not OffPolicyAlgorithm._setup_model: that one swaps in NStepReplayBuffer or silently drops n_steps
         # when a replay_buffer_class is set; Rainbow builds its own buffer from its own arguments.
+        for name, before in _ADDED_LATER.items():  # a model saved before the argument existed behaved as its default
+            if not hasattr(self, name):
+                setattr(self, name, before)
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.frame_stack = self._detect_frame_stack()
