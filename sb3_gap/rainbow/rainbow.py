@@ -17,9 +17,9 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 
-from sb3_gap.checks import check
+from sb3_gap.checks import check, check_choice
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
-from sb3_gap.rainbow.buffers import REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, replay_mismatches
+from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, replay_mismatches
 from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_args, rainbow_optimizer, rainbow_preset
 from sb3_gap.rainbow.loss import per_sample_loss
 from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy, _greedy_actions
@@ -31,7 +31,7 @@ ARCHITECTURE_ARGS = HeadConfig.names()
 #: Constructor arguments that decide what the replay stores and how it samples (checked by :meth:`Rainbow.load_replay_buffer`).
 REPLAY_ARGS = tuple(REPLAY_SETTINGS)
 # Attributes added after models were first saved, with the behaviour those models had.
-_ADDED_LATER: dict[str, Any] = {"head_init": None}
+_ADDED_LATER: dict[str, Any] = {"per_sampling": "stratified", "head_init": None}
 
 
 class Rainbow(OffPolicyAlgorithm):
@@ -68,7 +68,11 @@ class Rainbow(OffPolicyAlgorithm):
     :param priority_alpha: Priority exponent α
     :param priority_beta: Importance-sampling exponent β: a float, or a schedule of the progress
         remaining (1 → 0), e.g. ``stable_baselines3.common.utils.LinearSchedule(0.4, 1.0, 1.0)``
-    :param priority_eps: Added to every priority so that no transition becomes unsampleable
+    :param priority_eps: Added to every per-sample loss before the exponent so that no transition becomes
+        unsampleable (Dopamine: 1e-10, ``priorities=jnp.sqrt(loss + 1e-10)`` in ``jax/agents/rainbow/rainbow_agent.py``)
+    :param per_sampling: How a prioritized batch is drawn: ``"stratified"`` (Schaul et al. 2016, App. B.2.1; the
+        default) or ``"iid"`` (independent draws with replacement, Dopamine 4.1.2's JAX sampler,
+        ``jax/replay_memory/samplers.py``); :data:`~sb3_gap.rainbow.buffers.PER_SAMPLING`
     :param double_q: The online network picks the next action, the target network evaluates it (van Hasselt et al. 2016)
     :param dueling: Dueling value and advantage streams
     :param noisy: Noisy nets in the head and ψ. As in Dopamine's full Rainbow (``zero_epsilon`` in
@@ -140,6 +144,7 @@ class Rainbow(OffPolicyAlgorithm):
         priority_alpha: float = 0.5,
         priority_beta: float | Schedule = 0.5,
         priority_eps: float = 1e-6,
+        per_sampling: str = "stratified",
         double_q: bool = False,
         dueling: bool = False,
         noisy: bool = False,
@@ -165,6 +170,7 @@ class Rainbow(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         check(isinstance(compile, (bool, np.bool_)), f"compile must be True or False, got {compile!r}")
+        check_choice("per_sampling", per_sampling, PER_SAMPLING)
         check_compile_mode(compile_mode)
         head = HeadConfig(distributional=distributional, n_atoms=n_atoms, v_min=v_min, v_max=v_max, dueling=dueling,
                           noisy=noisy, sigma0=sigma0, head_init=head_init)  # fmt: skip
@@ -198,6 +204,7 @@ class Rainbow(OffPolicyAlgorithm):
         self.priority_alpha = priority_alpha
         self.priority_beta = priority_beta
         self.priority_eps = priority_eps
+        self.per_sampling = per_sampling
         self.double_q = double_q
         self.target_update_interval = target_update_interval
         self.exploration_steps = exploration_steps
@@ -255,6 +262,7 @@ class Rainbow(OffPolicyAlgorithm):
             prioritized=self.prioritized_replay,
             alpha=self.priority_alpha,
             priority_eps=self.priority_eps,
+            per_sampling=self.per_sampling,
         )
         clash = sorted(set(owned) & set(extra))
         check(not clash, f"replay_buffer_kwargs {clash} are set by Rainbow's own arguments; pass them to Rainbow instead")
