@@ -14,6 +14,7 @@ import pytest
 import torch as th
 import yaml
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.torch_layers import NatureCNN
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -358,3 +359,41 @@ def test_init_is_reachable_from_the_sweep_and_the_zoo_yaml(tmp_path):
     assert overrides == {"init": "dopamine", "head_init": "torch"}
     pk = parse_kwargs_string("dict(policy_kwargs(encoder='impala', bottleneck='gap', init='dopamine'))")
     assert pk["features_extractor_kwargs"]["init"] == "dopamine"
+
+
+# ----------------------------------------------------------------------------- evaluation ε (issue 26)
+def test_evaluate_policy_acts_with_the_models_eval_epsilon(monkeypatch):
+    env = make_vec_env("CartPole-v1", n_envs=1)
+    model = Rainbow("MlpPolicy", env, buffer_size=100, seed=0)
+    assert model.eval_epsilon is None
+    random_actions = []
+    sample = model.action_space.sample
+    monkeypatch.setattr(model.action_space, "sample", lambda *a: random_actions.append(1) or sample())
+    just_below, just_above = np.nextafter(DOPAMINE_EVAL_EPSILON, 0), np.nextafter(DOPAMINE_EVAL_EPSILON, 1)
+    monkeypatch.setattr(np.random, "rand", lambda: just_below)  # every draw falls under ε = 0.001
+    evaluate_policy(model, env, n_eval_episodes=2)
+    assert random_actions == []  # default: greedy, as before
+    model.eval_epsilon = DOPAMINE_EVAL_EPSILON
+    _, lengths = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
+    assert len(random_actions) == sum(lengths)  # ε = 0.001 reached evaluate_policy: every action random
+    random_actions.clear()
+    monkeypatch.setattr(np.random, "rand", lambda: just_above)
+    evaluate_policy(model, env, n_eval_episodes=2)
+    assert random_actions == []  # ... and exactly 0.001
+
+
+def test_predict_epsilon_rate_override_and_errors(tmp_path):
+    model = Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, eval_epsilon=0.3, seed=0)
+    obs = np.zeros((4, 4), dtype=np.float32)
+    greedy = model.predict(obs, deterministic=True, epsilon=0.0)[0]
+    np.random.seed(0)
+    model.action_space.seed(0)
+    differs = [np.any(model.predict(obs, deterministic=True)[0] != greedy) for _ in range(2_000)]
+    assert np.mean(differs) == pytest.approx(0.3 * (1 - 0.5**4), abs=0.04)  # random with prob. 0.3; 1/16 match greedy
+    model.save(tmp_path / "m")
+    assert Rainbow.load(tmp_path / "m").eval_epsilon == 0.3
+    for bad in dict(eval_epsilon=1.5), dict(eval_epsilon="0.1"):
+        with pytest.raises(ValueError, match=r"eval_epsilon must be in \[0, 1\]"):
+            Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, **bad)
+    with pytest.raises(ValueError, match=r"epsilon must be in \[0, 1\] \(e\.g\. 0\.001.*got -0\.1"):
+        model.predict(obs, epsilon=-0.1)

@@ -17,7 +17,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 
-from sb3_gap.checks import check, check_choice
+from sb3_gap.checks import check, check_choice, check_range
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
 from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, replay_mismatches
 from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_args, rainbow_optimizer, rainbow_preset
@@ -31,7 +31,13 @@ ARCHITECTURE_ARGS = HeadConfig.names()
 #: Constructor arguments that decide what the replay stores and how it samples (checked by :meth:`Rainbow.load_replay_buffer`).
 REPLAY_ARGS = tuple(REPLAY_SETTINGS)
 # Attributes added after models were first saved, with the behaviour those models had.
-_ADDED_LATER: dict[str, Any] = {"per_sampling": "stratified", "head_init": None}
+_ADDED_LATER: dict[str, Any] = {"per_sampling": "stratified", "eval_epsilon": None, "head_init": None}
+
+
+def check_epsilon(name: str, epsilon: Any) -> None:
+    """None or a probability; raise a one-line ``ValueError`` naming the bad value."""
+    if epsilon is not None:
+        check_range(name, epsilon, 0.0, 1.0, example="0.001, Dopamine's epsilon_eval; or None")
 
 
 class Rainbow(OffPolicyAlgorithm):
@@ -89,6 +95,10 @@ class Rainbow(OffPolicyAlgorithm):
         ``total_timesteps`` (``exploration_steps`` is then ignored)
     :param exploration_initial_eps: Initial value of random action probability
     :param exploration_final_eps: Final value of random action probability
+    :param eval_epsilon: ε of greedy (``deterministic=True``) actions, which is how SB3's ``evaluate_policy`` and
+        ``EvalCallback`` and ``rl_zoo3.enjoy --deterministic`` act: None (the default) acts greedily; Dopamine evaluates
+        with 0.001 (``epsilon_eval`` in ``jax/agents/rainbow/rainbow_agent.py``). Saved with the model and settable
+        afterwards (``model.eval_epsilon = 0.001``); ``predict(..., epsilon=...)`` overrides it for one call
     :param max_grad_norm: The maximum value for gradient clipping (None: no clipping, as Dopamine)
     :param replay_buffer_class: A subclass of :class:`~sb3_gap.rainbow.buffers.RainbowReplayBuffer`
         (None: that class); Rainbow always passes it ``n_steps``, ``gamma`` and the priority settings
@@ -155,6 +165,7 @@ class Rainbow(OffPolicyAlgorithm):
         exploration_fraction: float | None = None,
         exploration_initial_eps: float = 1.0,
         exploration_final_eps: float = 0.01,
+        eval_epsilon: float | None = None,
         max_grad_norm: float | None = None,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
@@ -170,6 +181,7 @@ class Rainbow(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         check(isinstance(compile, (bool, np.bool_)), f"compile must be True or False, got {compile!r}")
+        check_epsilon("eval_epsilon", eval_epsilon)
         check_choice("per_sampling", per_sampling, PER_SAMPLING)
         check_compile_mode(compile_mode)
         head = HeadConfig(distributional=distributional, n_atoms=n_atoms, v_min=v_min, v_max=v_max, dueling=dueling,
@@ -205,6 +217,7 @@ class Rainbow(OffPolicyAlgorithm):
         self.priority_beta = priority_beta
         self.priority_eps = priority_eps
         self.per_sampling = per_sampling
+        self.eval_epsilon = eval_epsilon
         self.double_q = double_q
         self.target_update_interval = target_update_interval
         self.exploration_steps = exploration_steps
@@ -449,18 +462,30 @@ class Rainbow(OffPolicyAlgorithm):
         state: tuple[np.ndarray, ...] | None = None,
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
+        epsilon: float | None = None,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         """
-        ε-greedy action, as DQN: random with probability ``exploration_rate`` unless ``deterministic``.
+        ε-greedy action, as DQN: random with probability ε, else the greedy action. ε is ``epsilon`` when given,
+        else ``exploration_rate`` (the training ε) unless ``deterministic``, and :attr:`eval_epsilon` (None: 0)
+        when ``deterministic``: SB3's ``evaluate_policy`` and ``EvalCallback`` act with ``deterministic=True``, so
+        ``model.eval_epsilon = 0.001`` makes them evaluate as Dopamine does (``epsilon_eval``; Dopamine's eval mode
+        also turns the noise of noisy nets off, as ``deterministic`` does here).
         With noisy nets the greedy action uses the current noise unless ``deterministic`` (then μ only).
 
         :param observation: the input observation
         :param state: The last hidden states (unused)
         :param episode_start: The last masks (unused)
-        :param deterministic: Greedy actions of the noise-free network
+        :param deterministic: Greedy actions of the noise-free network (ε-greedy with :attr:`eval_epsilon` if set)
+        :param epsilon: ε for this call, in [0, 1], overriding the above (the noise still follows ``deterministic``)
         :return: the model's action and the next hidden state (unused)
         """
-        if not deterministic and np.random.rand() < self.exploration_rate:
+        if epsilon is None:
+            eval_epsilon = getattr(self, "eval_epsilon", None)
+            epsilon = (eval_epsilon or 0.0) if deterministic else self.exploration_rate
+        else:
+            check_epsilon("epsilon", epsilon)
+        # Training (not deterministic) draws one number per call as before, even at ε = 0: the same random stream.
+        if (not deterministic or epsilon > 0) and np.random.rand() < epsilon:
             if self.policy.is_vectorized_observation(observation):
                 if isinstance(observation, dict):
                     n_batch = observation[next(iter(observation.keys()))].shape[0]
