@@ -88,6 +88,8 @@ class DensePsi:
 
     #: LayerNorm unless ``layer_norm`` is given: off (the paper's networks have none).
     layer_norm_default = False
+    #: Whether ψ keeps its own initialisation under ``init="dopamine"``: no, its layers are Dopamine's dense layers.
+    keeps_own_init = False
 
     def build(self, width: int, psi_depth: int, layer_norm: bool, linear: LinearFactory = nn.Linear) -> tuple[nn.Sequential, int]:
         """:return: ``(the layers after the connection, output dimension)``"""
@@ -173,6 +175,9 @@ class ResidualPsi:
 
     #: LayerNorm unless ``layer_norm=False`` is given: on, as in the method of Castanyer et al. (``use_ln=True``).
     layer_norm_default = True
+    #: Whether ψ keeps its own initialisation under ``init="dopamine"``: yes, its reference's orthogonal one (the
+    #: connection and the experts' output layer included), as Dopamine has no residual ψ.
+    keeps_own_init = True
 
     def build(self, width: int, psi_depth: int, layer_norm: bool, linear: LinearFactory = nn.Linear) -> tuple[nn.Sequential, int]:
         out = linear(width, RESIDUAL_OUT)

@@ -25,6 +25,7 @@ import torch as th
 from torch import nn
 
 from sb3_gap.checks import check_int
+from sb3_gap.initializers import DOPAMINE_NETWORKS, DopamineNetworkInit, init_layer
 
 
 class Encoder(nn.Module):
@@ -39,11 +40,24 @@ class Encoder(nn.Module):
     min_image_size: ClassVar[int] = 1
     #: Extra constructor arguments that ``ConvExtractor`` / ``policy_kwargs`` pass through for this encoder.
     options: ClassVar[tuple[str, ...]] = ()
+    #: The Dopamine network whose initializers ``init="dopamine"`` applies, a key of
+    #: :data:`sb3_gap.initializers.DOPAMINE_NETWORKS` (checked at import).
+    dopamine_network: ClassVar[str] = "rainbow"
     out_channels: int
 
     @classmethod
     def check_options(cls, **options: Any) -> None:
         """Check the values of :attr:`options` without building layers; raise ``ValueError`` naming the bad value."""
+
+    def dopamine_init(self, network: DopamineNetworkInit) -> None:
+        """
+        Redraw every convolution with ``network``'s initializers (``ConvExtractor(init="dopamine")``): those inside a
+        :class:`ResidualBlock` with ``residual_conv``, the others with ``conv``; biases zero.
+        """
+        residual = {id(m) for block in self.modules() if isinstance(block, ResidualBlock) for m in (block.conv0, block.conv1)}
+        for layer in self.modules():
+            if isinstance(layer, nn.Conv2d):
+                init_layer(layer, network.residual_conv if id(layer) in residual else network.conv)
 
 
 class ResidualBlock(nn.Module):
@@ -77,6 +91,7 @@ class ImpalaEncoder(Encoder):
     """
 
     options = ("extra_blocks",)
+    dopamine_network = "impala"
 
     def __init__(
         self,
@@ -124,6 +139,7 @@ class NatureEncoder(Encoder):
     """
 
     min_image_size = 36
+    dopamine_network = "rainbow"  # the torso of Dopamine's RainbowNetwork (dopamine/jax/networks.py)
 
     def __init__(self, in_channels: int, scale: int = 1) -> None:
         super().__init__()
@@ -153,6 +169,8 @@ class MinAtarEncoder(Encoder):
     :param in_channels: Number of input channels (the game's object channels)
     :param scale: Multiplier on the channel count
     """
+
+    dopamine_network = "minatar"
 
     def __init__(self, in_channels: int, scale: int = 1) -> None:
         super().__init__()
@@ -220,6 +238,8 @@ def _check_declaration(name: str, cls: type[Encoder]) -> None:
     typos = [o for o in cls.options if o not in params]
     if typos:
         raise TypeError(f"Encoder {name!r} ({cls.__name__}) declares options {typos} that its __init__ does not take")
+    if cls.dopamine_network not in DOPAMINE_NETWORKS:
+        raise TypeError(f"Encoder {name!r} ({cls.__name__}) names dopamine_network {cls.dopamine_network!r}; valid: {sorted(DOPAMINE_NETWORKS)}")
 
 
 for _name, _cls in ENCODERS.items():

@@ -16,6 +16,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from sb3_gap.bottlenecks import BOTTLENECK_OPTIONS, BOTTLENECKS, PSI, Bottleneck
 from sb3_gap.checks import check_choice, check_int
 from sb3_gap.encoders import ENCODERS, Encoder, encoder_options
+from sb3_gap.initializers import DOPAMINE_NETWORKS, check_init, init_dense_layers
 from sb3_gap.optim import optimizer_policy_kwargs
 
 # Width of ψ's first layer at scale ×1 (Dopamine's Rainbow, paper Table 1).
@@ -88,6 +89,11 @@ class ConvExtractor(BaseFeaturesExtractor):
         and SB3's ``normalize_images`` decides whether uint8 pixels are divided by 255
     :param channels_last: Run the convolutions in ``torch.channels_last`` memory format
         (timings in ``docs/benchmarks.md``)
+    :param init: Weight initialisation, a name of :data:`sb3_gap.initializers.INITS`: ``"torch"`` (the default: each
+        layer's PyTorch default, and the ψ builder's own) or ``"dopamine"``: the initializers of the Dopamine network
+        the encoder follows (``Encoder.dopamine_network``, :data:`sb3_gap.initializers.DOPAMINE_NETWORKS`) for φ's
+        convolutions and, with ``psi="dense"``, the connection and ψ (SoftMoE's router keeps its own; the residual ψ
+        keeps its reference's orthogonal init); zero biases. Rainbow's head follows it unless ``head_init`` is given
     """
 
     def __init__(
@@ -102,12 +108,13 @@ class ConvExtractor(BaseFeaturesExtractor):
         psi: str = "dense",
         normalized_image: bool = False,
         channels_last: bool = True,
+        init: str = "torch",
         **options: Any,
     ) -> None:
         if isinstance(observation_space, spaces.Dict):
             raise _dict_space_error(observation_space)
         own = dict(encoder=encoder, bottleneck=bottleneck, width_scale=width_scale, encoder_scale=encoder_scale,
-                   psi_depth=psi_depth, layer_norm=layer_norm, psi=psi)  # fmt: skip
+                   psi_depth=psi_depth, layer_norm=layer_norm, psi=psi, init=init)  # fmt: skip
         args = plain_numbers({**options, **own})
         self.validate(**args)
         if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 3:
@@ -140,6 +147,14 @@ class ConvExtractor(BaseFeaturesExtractor):
             raise ValueError(f"{e} (encoder {encoder!r} on {h}x{w} images)") from None
         super().__init__(observation_space, features_dim=neck.features_dim)
 
+        #: The initialisation scheme (Rainbow's head follows it) and the Dopamine network whose initializers it means.
+        self.init = init
+        self.dopamine_network = encoder_cls.dopamine_network
+        if init == "dopamine":  # before attach: sparse masks are applied to the weights drawn here
+            network = DOPAMINE_NETWORKS[encoder_cls.dopamine_network]
+            phi.dopamine_init(network)
+            if not PSI[psi].keeps_own_init:
+                init_dense_layers(neck, network.dense)
         self.encoder = phi
         self.bottleneck = neck
         if hasattr(neck, "attach"):  # e.g. sparse training masks layers of φ too (sparse_scope="all")
@@ -159,6 +174,7 @@ class ConvExtractor(BaseFeaturesExtractor):
         check_choice("encoder", encoder, ENCODERS)
         check_choice("bottleneck", bottleneck, BOTTLENECKS)
         check_choice("psi", kwargs.get("psi", "dense"), PSI)
+        check_init("init", kwargs.get("init", "torch"))
         if kwargs.get("layer_norm") is not None and not isinstance(kwargs["layer_norm"], (bool, np.bool_)):
             raise ValueError(f"layer_norm must be true, false or None (the ψ builder's default), got {kwargs['layer_norm']!r}")
         for name, minimum, maximum in _INT_ARGS:

@@ -14,6 +14,7 @@ import pytest
 import torch as th
 import yaml
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.torch_layers import NatureCNN
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -260,3 +261,139 @@ def test_minatar_encoder_is_dopamines_network_torso():
     (conv,) = [m for m in enc.modules() if isinstance(m, th.nn.Conv2d)]
     assert (conv.out_channels, conv.kernel_size, conv.stride, conv.padding) == (16, (3, 3), (1, 1), (1, 1))
     assert th.count_nonzero(conv.bias) == 0  # flax's zero bias init
+
+
+# ----------------------------------------------------------------------------- init="dopamine" (issue 26)
+# Dopamine's formulas written out (jax.nn.initializers.variance_scaling), independent of sb3_gap.initializers:
+# (bound, variance) of xavier_uniform, lecun_normal (flax's default: normal truncated at ±2σ) and RainbowNetwork's
+# variance_scaling(1/√3, fan_in, uniform).
+def _xavier(fan_in: int, fan_out: int) -> tuple[float, float]:
+    return math.sqrt(6 / (fan_in + fan_out)), 2 / (fan_in + fan_out)
+
+
+def _lecun(fan_in: int, fan_out: int) -> tuple[float, float]:
+    return 2 * math.sqrt(1 / fan_in) / 0.87962566103423978, 1 / fan_in
+
+
+def _scaled(fan_in: int, fan_out: int) -> tuple[float, float]:
+    return math.sqrt(3 / math.sqrt(3) / fan_in), 1 / math.sqrt(3) / fan_in
+
+
+def _layer_fans(layer: th.nn.Module) -> tuple[int, int]:
+    if isinstance(layer, th.nn.Conv2d):
+        area = layer.kernel_size[0] * layer.kernel_size[1]
+        return layer.in_channels * area, layer.out_channels * area
+    return layer.in_features, layer.out_features
+
+
+def _assert_drawn_by(layer: th.nn.Module, formula, where: str) -> None:
+    bound, var = formula(*_layer_fans(layer))
+    w = layer.weight.detach().double()
+    assert w.abs().max() <= bound * (1 + 1e-6), where
+    assert w.var().item() == pytest.approx(var, rel=0.2), where  # ≥ 576 weights per layer: the estimate is within ~7%
+    assert w.mean().item() == pytest.approx(0.0, abs=4 * math.sqrt(var / w.numel())), where
+    assert th.count_nonzero(layer.bias) == 0, where
+
+
+# (encoder, image space, bottleneck, first convs, residual convs, dense layers)
+DOPAMINE_INIT_CASES = [
+    ("nature", gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), "flatten", _scaled, None, _scaled),  # RainbowNetwork
+    ("impala", gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), "gap", _xavier, _lecun, _xavier),  # Stack, ImpalaDQNNetwork
+    ("minatar_impala", MINATAR, "flatten", _xavier, _lecun, _xavier),  # Stack
+    ("minatar", MINATAR, "flatten", _xavier, None, _xavier),  # MinatarRainbowNetwork (labs/environments/minatar)
+]
+
+
+@pytest.mark.parametrize("encoder, space, bottleneck, conv, residual, dense", DOPAMINE_INIT_CASES)
+def test_dopamine_init_layer_statistics_match_dopamines_formulas(encoder, space, bottleneck, conv, residual, dense):
+    ext = sb3_gap.ConvExtractor(space, encoder=encoder, bottleneck=bottleneck, psi_depth=1, init="dopamine")
+    in_blocks = {id(c) for b in ext.encoder.modules() if isinstance(b, sb3_gap.encoders.ResidualBlock) for c in (b.conv0, b.conv1)}
+    convs = [m for m in ext.encoder.modules() if isinstance(m, th.nn.Conv2d)]
+    assert convs and (residual is None) == (not in_blocks)
+    for i, layer in enumerate(convs):
+        _assert_drawn_by(layer, residual if id(layer) in in_blocks else conv, f"{encoder} conv {i}")
+    linears = [m for m in ext.bottleneck.modules() if isinstance(m, th.nn.Linear)]
+    assert len(linears) == 2  # the connection and ψ's second layer
+    for i, layer in enumerate(linears):
+        _assert_drawn_by(layer, dense, f"{encoder} dense {i}")
+
+
+def test_default_init_is_torchs_and_the_residual_psi_keeps_its_orthogonal_init():
+    torch_ext = sb3_gap.ConvExtractor(MINATAR, encoder="minatar_impala", bottleneck="gap")
+    assert torch_ext.init == "torch"
+    assert th.count_nonzero(torch_ext.bottleneck.connection.bias) > 0  # nn.Linear's U(±1/√fan_in) bias, as before
+    th.manual_seed(0)
+    residual = sb3_gap.ConvExtractor(MINATAR, encoder="minatar_impala", bottleneck="gap", psi="residual", psi_depth=1, init="dopamine")
+    w = residual.bottleneck.connection.weight.detach()
+    th.testing.assert_close(w.T @ w, 2.0 * th.eye(16), atol=1e-4, rtol=0)  # orthonormal columns, gain √2 (Castanyer et al.)
+    with pytest.raises(ValueError, match=r"Unknown init 'jax'; valid choices: \['dopamine', 'torch'\]"):
+        policy_kwargs(encoder="minatar", init="jax")
+
+
+def test_rainbow_head_follows_the_extractor_init_unless_head_init_is_given():
+    env = make_vec_env("MinAtar/Breakout-v1", n_envs=1)
+    pk = policy_kwargs(encoder="minatar", bottleneck="gap", init="dopamine")
+    for dueling in (False, True):
+        model = Rainbow("CnnPolicy", env, buffer_size=100, dueling=dueling, policy_kwargs=pk, seed=0)
+        heads = [model.q_net.head.advantage[0]] + ([model.q_net.head.value[0]] if dueling else [])
+        for layer in heads:  # MinatarRainbowNetwork's output layer: xavier_uniform, zero bias
+            _assert_drawn_by(layer, _xavier, f"head dueling={dueling}")
+        th.testing.assert_close(model.q_net_target.head.advantage[0].weight, heads[0].weight)
+    torch_head = Rainbow("CnnPolicy", env, buffer_size=100, head_init="torch", policy_kwargs=pk, seed=0).q_net.head.advantage[0]
+    assert th.count_nonzero(torch_head.bias) > 0
+    nature_head = Rainbow(
+        "CnnPolicy", DummyVecEnv([lambda: _ImageEnv(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8))]), buffer_size=100, head_init="dopamine"
+    ).q_net.head.advantage[0]
+    _assert_drawn_by(nature_head, _scaled, "NatureCNN head: RainbowNetwork's initializer")
+    noisy = Rainbow("CnnPolicy", env, buffer_size=100, noisy=True, policy_kwargs=pk, seed=0).q_net
+    connection = noisy.features_extractor.bottleneck.connection
+    assert isinstance(connection, NoisyLinear) and th.count_nonzero(connection.bias_mu) > 0  # NoisyNetwork's own init
+    with pytest.raises(ValueError, match=r"Unknown head_init 'xavier'; valid choices"):
+        Rainbow("CnnPolicy", env, buffer_size=100, head_init="xavier", policy_kwargs=pk)
+
+
+def test_init_is_reachable_from_the_sweep_and_the_zoo_yaml(tmp_path):
+    spec = _spec(tmp_path, fixed={"init": "dopamine", "head_init": "torch"})
+    _, kwargs, pk, overrides = resolve_run(spec, CELL)
+    assert pk["features_extractor_kwargs"]["init"] == "dopamine" and kwargs["head_init"] == "torch"
+    assert overrides == {"init": "dopamine", "head_init": "torch"}
+    pk = parse_kwargs_string("dict(policy_kwargs(encoder='impala', bottleneck='gap', init='dopamine'))")
+    assert pk["features_extractor_kwargs"]["init"] == "dopamine"
+
+
+# ----------------------------------------------------------------------------- evaluation ε (issue 26)
+def test_evaluate_policy_acts_with_the_models_eval_epsilon(monkeypatch):
+    env = make_vec_env("CartPole-v1", n_envs=1)
+    model = Rainbow("MlpPolicy", env, buffer_size=100, seed=0)
+    assert model.eval_epsilon is None
+    random_actions = []
+    sample = model.action_space.sample
+    monkeypatch.setattr(model.action_space, "sample", lambda *a: random_actions.append(1) or sample())
+    just_below, just_above = np.nextafter(DOPAMINE_EVAL_EPSILON, 0), np.nextafter(DOPAMINE_EVAL_EPSILON, 1)
+    monkeypatch.setattr(np.random, "rand", lambda: just_below)  # every draw falls under ε = 0.001
+    evaluate_policy(model, env, n_eval_episodes=2)
+    assert random_actions == []  # default: greedy, as before
+    model.eval_epsilon = DOPAMINE_EVAL_EPSILON
+    _, lengths = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
+    assert len(random_actions) == sum(lengths)  # ε = 0.001 reached evaluate_policy: every action random
+    random_actions.clear()
+    monkeypatch.setattr(np.random, "rand", lambda: just_above)
+    evaluate_policy(model, env, n_eval_episodes=2)
+    assert random_actions == []  # ... and exactly 0.001
+
+
+def test_predict_epsilon_rate_override_and_errors(tmp_path):
+    model = Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, eval_epsilon=0.3, seed=0)
+    obs = np.zeros((4, 4), dtype=np.float32)
+    greedy = model.predict(obs, deterministic=True, epsilon=0.0)[0]
+    np.random.seed(0)
+    model.action_space.seed(0)
+    differs = [np.any(model.predict(obs, deterministic=True)[0] != greedy) for _ in range(2_000)]
+    assert np.mean(differs) == pytest.approx(0.3 * (1 - 0.5**4), abs=0.04)  # random with prob. 0.3; 1/16 match greedy
+    model.save(tmp_path / "m")
+    assert Rainbow.load(tmp_path / "m").eval_epsilon == 0.3
+    for bad in dict(eval_epsilon=1.5), dict(eval_epsilon="0.1"):
+        with pytest.raises(ValueError, match=r"eval_epsilon must be in \[0, 1\]"):
+            Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, **bad)
+    with pytest.raises(ValueError, match=r"epsilon must be in \[0, 1\] \(e\.g\. 0\.001.*got -0\.1"):
+        model.predict(obs, epsilon=-0.1)

@@ -247,6 +247,40 @@ def test_sampling_frequencies_follow_priority_alpha() -> None:
     assert counts[7] < 5  # priority (1e-6)^0.6 ~ 2.5e-4: essentially never
 
 
+@pytest.mark.parametrize("per_sampling", ["iid", "stratified"])
+def test_per_sampling_draws_in_proportion_to_priority(per_sampling: str) -> None:
+    """Issue 26: on a fixed tree both samplers draw transition i with probability p_i / Σp (chi-square over all
+    draws); "iid" (Dopamine 4.1.2's JAX sampler) draws a batch's members independently, with replacement (per-batch
+    counts vary as a multinomial's), "stratified" one per segment (counts within 2 of batch_size * p_i)."""
+    np.random.seed(2)
+    buffer = terminal_steps_buffer(8, alpha=1.0, per_sampling=per_sampling)
+    losses = np.array([1.0, 2.0, 3.0, 4.0, 0.5, 5.5, 6.0, 8.0])  # total 30
+    buffer.update_priorities(np.arange(8), losses)
+    probs = buffer.tree.get(np.arange(8)) / buffer.tree.total
+    n_batches, batch_size = 2_000, 32
+    counts = np.stack([np.bincount(buffer.sample(batch_size).indices, minlength=8) for _ in range(n_batches)])
+    expected = probs * n_batches * batch_size
+    chi2 = ((counts.sum(axis=0) - expected) ** 2 / expected).sum()
+    assert chi2 < 24.3, (chi2, counts.sum(axis=0), expected)  # 99.9% quantile of chi-square with 7 dof
+    binomial_var = batch_size * probs * (1 - probs)
+    if per_sampling == "iid":
+        np.testing.assert_allclose(counts.var(axis=0), binomial_var, rtol=0.2)  # independent draws, with replacement
+    else:
+        assert np.all(np.abs(counts - batch_size * probs) < 2)  # an interval of length L meets at most ⌈L⌉ + 1 segments
+        assert counts.var(axis=0).sum() < 0.25 * binomial_var.sum()
+
+
+def test_per_sampling_and_priority_eps_defaults_and_errors() -> None:
+    box, disc = spaces.Box(0, 1, (2,), np.float32), spaces.Discrete(2)
+    buffer = RainbowReplayBuffer(100, box, disc)
+    assert (buffer.per_sampling, buffer.priority_eps) == ("stratified", 1e-6)
+    with pytest.raises(ValueError, match=r"Unknown per_sampling 'uniform'; valid choices: \['iid', 'stratified'\]"):
+        RainbowReplayBuffer(100, box, disc, per_sampling="uniform")
+    old = terminal_steps_buffer(4)
+    del old.per_sampling  # a buffer pickled before the option: samples stratified
+    assert old.sample(4).indices.tolist() == [0, 1, 2, 3]
+
+
 def test_importance_weights_formula_and_bound() -> None:
     np.random.seed(1)
     buffer = terminal_steps_buffer(8, alpha=0.5)

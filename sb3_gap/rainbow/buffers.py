@@ -28,11 +28,17 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_gap.checks import check_range
+from sb3_gap.checks import check_choice, check_range
 from sb3_gap.rainbow.sum_tree import SumTree
 from sb3_gap.replay import FrameReplayBuffer, infer_frame_stack
 
-__all__ = ["RainbowReplayBuffer", "RainbowSamples", "infer_frame_stack"]
+__all__ = ["PER_SAMPLING", "RainbowReplayBuffer", "RainbowSamples", "infer_frame_stack"]
+
+#: How prioritized replay draws a batch: ``"stratified"`` (one draw in each of ``batch_size`` equal segments of the
+#: total priority; Schaul et al. 2016, App. B.2.1, and Dopamine's TF ``prioritized_replay_buffer``) or ``"iid"``
+#: (``batch_size`` independent draws, with replacement: Dopamine 4.1.2's JAX sampler,
+#: ``dopamine/jax/replay_memory/samplers.py``, ``PrioritizedSamplingDistribution.sample``).
+PER_SAMPLING = ("stratified", "iid")
 
 
 class RainbowSamples(NamedTuple):
@@ -79,9 +85,12 @@ class RainbowReplayBuffer(FrameReplayBuffer):
 
     **Priorities.** New transitions get the maximum priority recorded so far (starting at 1);
     :meth:`update_priorities` takes raw per-sample losses ``p`` and stores ``(p + priority_eps)^alpha``.
-    Sampling is stratified: the total priority is cut into ``batch_size`` equal segments and one value
-    is drawn uniformly in each (Schaul et al. 2016, App. B.2.1). Randomness comes from ``np.random`` (as
-    in SB3), so ``set_random_seed`` makes it reproducible and a pickled buffer resumes exactly.
+    Sampling is stratified by default: the total priority is cut into ``batch_size`` equal segments and one
+    value is drawn uniformly in each (Schaul et al. 2016, App. B.2.1); ``per_sampling="iid"`` draws ``batch_size``
+    values uniformly in ``[0, total)`` instead, as Dopamine 4.1.2's JAX replay does (:data:`PER_SAMPLING`). Both
+    draw each transition with probability ``p_i / Σ p``; stratified batches repeat transitions less. Randomness
+    comes from ``np.random`` (as in SB3), so ``set_random_seed`` makes it reproducible and a pickled buffer resumes
+    exactly.
 
     :param buffer_size: Max number of transitions (split across envs as in SB3)
     :param observation_space: Observation space (``Box`` or ``Discrete``; not ``Dict``)
@@ -98,7 +107,10 @@ class RainbowReplayBuffer(FrameReplayBuffer):
         (``VecFrameStack`` with channel-first images). 1 stores observations as given.
     :param prioritized: Proportional prioritized sampling; False samples uniformly (weights are 1)
     :param alpha: Priority exponent (Schaul et al. 2016, Eq. 1)
-    :param priority_eps: Added to the losses before the exponent so no priority is 0
+    :param priority_eps: Added to the losses before the exponent so no priority is 0 (1e-6 here; Dopamine adds 1e-10,
+        ``priorities=jnp.sqrt(loss + 1e-10)`` in ``dopamine/jax/agents/rainbow/rainbow_agent.py``)
+    :param per_sampling: How a prioritized batch is drawn, a name of :data:`PER_SAMPLING`: ``"stratified"`` (the
+        default) or ``"iid"`` (Dopamine 4.1.2's JAX sampler)
     """
 
     def __init__(
@@ -117,10 +129,12 @@ class RainbowReplayBuffer(FrameReplayBuffer):
         prioritized: bool = True,
         alpha: float = 0.5,
         priority_eps: float = 1e-6,
+        per_sampling: str = "stratified",
     ) -> None:
         # Rainbow checked its own priority_alpha already; these are for direct users of the buffer.
         check_range("alpha", alpha, low=0.0)
         check_range("priority_eps", priority_eps, low=0.0)
+        self.per_sampling = check_choice("per_sampling", per_sampling, PER_SAMPLING)
         self.prioritized = bool(prioritized)
         self.alpha = float(alpha)
         self.priority_eps = float(priority_eps)
@@ -176,7 +190,8 @@ class RainbowReplayBuffer(FrameReplayBuffer):
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, env: VecNormalize | None = None, beta: float = 0.5) -> RainbowSamples:  # type: ignore[override]
         """
-        Sample ``batch_size`` n-step transitions, proportionally to their priority (stratified) or uniformly.
+        Sample ``batch_size`` n-step transitions, proportionally to their priority (stratified or i.i.d.,
+        :attr:`per_sampling`) or uniformly.
 
         :param batch_size: Number of transitions
         :param env: VecNormalize to normalize observations and rewards, if any
@@ -193,10 +208,12 @@ class RainbowReplayBuffer(FrameReplayBuffer):
                 "RainbowReplayBuffer has no complete n-step transition to sample yet: a transition becomes "
                 f"sampleable once n_steps={self.n_steps} more steps were added or its episode ended"
             )
-        if self.prioritized:
+        # getattr: buffers pickled before per_sampling existed sampled stratified
+        if self.prioritized and getattr(self, "per_sampling", "stratified") == "stratified":
             # stratified: one uniform draw in each of batch_size equal segments of [0, total)
             values = (np.arange(batch_size) + np.random.uniform(size=batch_size)) * (total / batch_size)
         else:
+            # i.i.d. with replacement: uniform sampling, or Dopamine's JAX PER (samplers.py: rng.uniform(0, root, size))
             values = np.random.uniform(size=batch_size) * total
         indices = self.tree.find(values)
         if self.prioritized:
@@ -261,7 +278,15 @@ class RainbowReplayBuffer(FrameReplayBuffer):
 
 
 #: Rainbow's arguments that decide what the replay stores and how it samples, and the buffer's names for them.
-REPLAY_SETTINGS = {"n_steps": "n_steps", "gamma": "gamma", "prioritized_replay": "prioritized", "priority_alpha": "alpha"}
+REPLAY_SETTINGS = {
+    "n_steps": "n_steps",
+    "gamma": "gamma",
+    "prioritized_replay": "prioritized",
+    "priority_alpha": "alpha",
+    "per_sampling": "per_sampling",
+}
+#: The value of a setting that buffers saved before it existed had.
+_SETTING_BEFORE = {"per_sampling": "stratified"}
 
 
 def replay_mismatches(loaded: Any, settings: dict[str, Any], frame_stack: int) -> list[str]:
@@ -277,10 +302,16 @@ def replay_mismatches(loaded: Any, settings: dict[str, Any], frame_stack: int) -
         return [f"class: model RainbowReplayBuffer, buffer {type(loaded).__name__}"]
     problems = []
     for model_key, buffer_key in REPLAY_SETTINGS.items():
-        mine, theirs = settings[model_key], getattr(loaded, buffer_key, None)
-        if model_key == "priority_alpha" and not settings["prioritized_replay"]:
+        mine, theirs = settings[model_key], getattr(loaded, buffer_key, _SETTING_BEFORE.get(model_key))
+        if model_key in ("priority_alpha", "per_sampling") and not settings["prioritized_replay"]:
             continue
-        if theirs is None or (float(mine) != float(theirs) if model_key != "prioritized_replay" else bool(mine) != bool(theirs)):
+        if model_key == "prioritized_replay":
+            differ = bool(mine) != bool(theirs)
+        elif model_key == "per_sampling":
+            differ = mine != theirs
+        else:
+            differ = theirs is None or float(mine) != float(theirs)
+        if theirs is None or differ:
             problems.append(f"{model_key}: model {mine!r}, buffer {theirs!r}")
     if getattr(loaded, "frame_stack", frame_stack) != frame_stack:
         problems.append(f"frame_stack: model {frame_stack!r}, buffer {loaded.frame_stack!r}")

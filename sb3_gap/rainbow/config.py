@@ -11,6 +11,7 @@ from typing import Any
 import torch as th
 
 from sb3_gap.checks import check, check_choice, check_int, is_int, is_number
+from sb3_gap.initializers import check_init
 from sb3_gap.rainbow.buffers import RainbowReplayBuffer
 
 #: Adam's epsilon in Dopamine's Rainbow: 1.5e-4 = 0.01 / 32 (Hessel et al. 2018, Table 1; Sokar & Castro 2025,
@@ -78,6 +79,11 @@ class HeadConfig:
     :param dueling: Dueling value and advantage streams (Wang et al. 2016)
     :param noisy: Factorised noisy linear layers (Fortunato et al. 2018) in the head and in ψ's dense layers
     :param sigma0: σ₀ of the noisy layers (σ is initialised to σ₀/√fan_in)
+    :param head_init: Initialisation of the head's plain linear layers, a name of
+        :data:`sb3_gap.initializers.INITS`, or None (the default): the features extractor's ``init``
+        (``ConvExtractor(init=...)``), ``"torch"`` for other extractors. ``"dopamine"``: the dense initializer of the
+        Dopamine network the extractor's encoder follows (Dopamine's ``RainbowNetwork`` for other extractors:
+        variance scaling 1/√3, fan-in, uniform, ``dopamine/jax/networks.py``), zero biases; noisy layers keep theirs
     :raises ValueError: One line naming the bad value and what is valid
     """
 
@@ -88,8 +94,11 @@ class HeadConfig:
     dueling: bool = False
     noisy: bool = False
     sigma0: float = 0.5
+    head_init: str | None = None
 
     def __post_init__(self) -> None:
+        if self.head_init is not None:
+            check_init("head_init", self.head_init)
         if self.distributional:
             check(
                 is_int(self.n_atoms) and self.n_atoms >= 2,

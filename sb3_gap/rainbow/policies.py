@@ -17,6 +17,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_gap.initializers import DOPAMINE_NETWORKS, init_dense_layers
 from sb3_gap.rainbow.config import HeadConfig, default_adam_eps
 
 
@@ -232,6 +233,11 @@ class RainbowNetwork(BasePolicy):
         self._extractor_noisy = [m for m in self.features_extractor.modules() if isinstance(m, NoisyLinear)]
         n_outputs = n_atoms if distributional else 1
         self.head = RainbowHead(features_dim, int(action_space.n), n_outputs, self.net_arch, activation_fn, dueling, noisy, sigma0)
+        head_init = getattr(self.features_extractor, "init", "torch") if head.head_init is None else head.head_init
+        if head_init == "dopamine":
+            # The dense initializer of the extractor's Dopamine network (RainbowNetwork's for other extractors).
+            network = DOPAMINE_NETWORKS[getattr(self.features_extractor, "dopamine_network", "rainbow")]
+            init_dense_layers(self.head, network.dense)
         # The atoms z_i = v_min + i Δz (Bellemare et al. 2017, Sec. 4).
         self.register_buffer("support", th.linspace(v_min, v_max, n_atoms) if distributional else th.zeros(1))
         # A plain list (not submodules) of every noisy layer: reset_noise runs at every acting step with noisy
@@ -318,8 +324,8 @@ class RainbowPolicy(BasePolicy):
     :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
     :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, for the optimizer
         (default for Adam: ``{"eps": DOPAMINE_ADAM_EPS}``, Dopamine's Rainbow, :mod:`sb3_gap.rainbow.config`)
-    :param head: The head switches ``distributional``, ``n_atoms``, ``v_min``, ``v_max``, ``dueling``, ``noisy`` and
-        ``sigma0``, as flat keyword arguments (how ``Rainbow`` passes and saves them): :class:`~sb3_gap.rainbow.config.HeadConfig`
+    :param head: The head switches ``distributional``, ``n_atoms``, ``v_min``, ``v_max``, ``dueling``, ``noisy``,
+        ``sigma0`` and ``head_init``, as flat keyword arguments (how ``Rainbow`` passes and saves them): :class:`~sb3_gap.rainbow.config.HeadConfig`
     """
 
     q_net: RainbowNetwork

@@ -17,9 +17,9 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 
-from sb3_gap.checks import check
+from sb3_gap.checks import check, check_choice, check_range
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
-from sb3_gap.rainbow.buffers import REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, replay_mismatches
+from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, replay_mismatches
 from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_args, rainbow_optimizer, rainbow_preset
 from sb3_gap.rainbow.loss import per_sample_loss
 from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy, _greedy_actions
@@ -30,6 +30,14 @@ SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
 ARCHITECTURE_ARGS = HeadConfig.names()
 #: Constructor arguments that decide what the replay stores and how it samples (checked by :meth:`Rainbow.load_replay_buffer`).
 REPLAY_ARGS = tuple(REPLAY_SETTINGS)
+# Attributes added after models were first saved, with the behaviour those models had.
+_ADDED_LATER: dict[str, Any] = {"per_sampling": "stratified", "eval_epsilon": None, "head_init": None}
+
+
+def check_epsilon(name: str, epsilon: Any) -> None:
+    """None or a probability; raise a one-line ``ValueError`` naming the bad value."""
+    if epsilon is not None:
+        check_range(name, epsilon, 0.0, 1.0, example="0.001, Dopamine's epsilon_eval; or None")
 
 
 class Rainbow(OffPolicyAlgorithm):
@@ -66,13 +74,20 @@ class Rainbow(OffPolicyAlgorithm):
     :param priority_alpha: Priority exponent α
     :param priority_beta: Importance-sampling exponent β: a float, or a schedule of the progress
         remaining (1 → 0), e.g. ``stable_baselines3.common.utils.LinearSchedule(0.4, 1.0, 1.0)``
-    :param priority_eps: Added to every priority so that no transition becomes unsampleable
+    :param priority_eps: Added to every per-sample loss before the exponent so that no transition becomes
+        unsampleable (Dopamine: 1e-10, ``priorities=jnp.sqrt(loss + 1e-10)`` in ``jax/agents/rainbow/rainbow_agent.py``)
+    :param per_sampling: How a prioritized batch is drawn: ``"stratified"`` (Schaul et al. 2016, App. B.2.1; the
+        default) or ``"iid"`` (independent draws with replacement, Dopamine 4.1.2's JAX sampler,
+        ``jax/replay_memory/samplers.py``); :data:`~sb3_gap.rainbow.buffers.PER_SAMPLING`
     :param double_q: The online network picks the next action, the target network evaluates it (van Hasselt et al. 2016)
     :param dueling: Dueling value and advantage streams
     :param noisy: Noisy nets in the head and ψ. As in Dopamine's full Rainbow (``zero_epsilon`` in
         ``full_rainbow_agent.py``), ε is then 0 throughout, warm-up included, and the noise is resampled for every
         acting step and every update
     :param sigma0: σ₀ of the noisy layers (Dopamine's 0.1 is set by the ``der``/``full`` presets)
+    :param head_init: Initialisation of the head: None (the default) follows the features extractor's ``init``
+        (``sb3_gap.policy_kwargs(init="dopamine")``), else ``"torch"`` or ``"dopamine"``
+        (:class:`~sb3_gap.rainbow.config.HeadConfig`, :mod:`sb3_gap.initializers`)
     :param target_update_interval: Update the target network every ``target_update_interval`` environment steps
     :param exploration_steps: ε decays linearly from ``exploration_initial_eps`` to
         ``exploration_final_eps`` over this many steps after ``learning_starts`` (Dopamine's schedule)
@@ -80,6 +95,10 @@ class Rainbow(OffPolicyAlgorithm):
         ``total_timesteps`` (``exploration_steps`` is then ignored)
     :param exploration_initial_eps: Initial value of random action probability
     :param exploration_final_eps: Final value of random action probability
+    :param eval_epsilon: ε of greedy (``deterministic=True``) actions, which is how SB3's ``evaluate_policy`` and
+        ``EvalCallback`` and ``rl_zoo3.enjoy --deterministic`` act: None (the default) acts greedily; Dopamine evaluates
+        with 0.001 (``epsilon_eval`` in ``jax/agents/rainbow/rainbow_agent.py``). Saved with the model and settable
+        afterwards (``model.eval_epsilon = 0.001``); ``predict(..., epsilon=...)`` overrides it for one call
     :param max_grad_norm: The maximum value for gradient clipping (None: no clipping, as Dopamine)
     :param replay_buffer_class: A subclass of :class:`~sb3_gap.rainbow.buffers.RainbowReplayBuffer`
         (None: that class); Rainbow always passes it ``n_steps``, ``gamma`` and the priority settings
@@ -135,15 +154,18 @@ class Rainbow(OffPolicyAlgorithm):
         priority_alpha: float = 0.5,
         priority_beta: float | Schedule = 0.5,
         priority_eps: float = 1e-6,
+        per_sampling: str = "stratified",
         double_q: bool = False,
         dueling: bool = False,
         noisy: bool = False,
         sigma0: float = 0.5,
+        head_init: str | None = None,
         target_update_interval: int = 8_000,
         exploration_steps: int = 250_000,
         exploration_fraction: float | None = None,
         exploration_initial_eps: float = 1.0,
         exploration_final_eps: float = 0.01,
+        eval_epsilon: float | None = None,
         max_grad_norm: float | None = None,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
@@ -159,9 +181,11 @@ class Rainbow(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         check(isinstance(compile, (bool, np.bool_)), f"compile must be True or False, got {compile!r}")
+        check_epsilon("eval_epsilon", eval_epsilon)
+        check_choice("per_sampling", per_sampling, PER_SAMPLING)
         check_compile_mode(compile_mode)
         head = HeadConfig(distributional=distributional, n_atoms=n_atoms, v_min=v_min, v_max=v_max, dueling=dueling,
-                          noisy=noisy, sigma0=sigma0)  # fmt: skip
+                          noisy=noisy, sigma0=sigma0, head_init=head_init)  # fmt: skip
         check_rainbow_args(
             n_steps=n_steps,
             loss=loss,
@@ -186,12 +210,14 @@ class Rainbow(OffPolicyAlgorithm):
         )  # fmt: skip
         # The head switches stay attributes (model.n_atoms, ...), as saved models have them.
         self.distributional, self.n_atoms, self.v_min, self.v_max = head.distributional, head.n_atoms, head.v_min, head.v_max
-        self.dueling, self.noisy, self.sigma0 = head.dueling, head.noisy, head.sigma0
+        self.dueling, self.noisy, self.sigma0, self.head_init = head.dueling, head.noisy, head.sigma0, head.head_init
         self.loss = loss
         self.prioritized_replay = prioritized_replay
         self.priority_alpha = priority_alpha
         self.priority_beta = priority_beta
         self.priority_eps = priority_eps
+        self.per_sampling = per_sampling
+        self.eval_epsilon = eval_epsilon
         self.double_q = double_q
         self.target_update_interval = target_update_interval
         self.exploration_steps = exploration_steps
@@ -249,6 +275,7 @@ class Rainbow(OffPolicyAlgorithm):
             prioritized=self.prioritized_replay,
             alpha=self.priority_alpha,
             priority_eps=self.priority_eps,
+            per_sampling=self.per_sampling,
         )
         clash = sorted(set(owned) & set(extra))
         check(not clash, f"replay_buffer_kwargs {clash} are set by Rainbow's own arguments; pass them to Rainbow instead")
@@ -258,6 +285,9 @@ class Rainbow(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         # Not OffPolicyAlgorithm._setup_model: that one swaps in NStepReplayBuffer or silently drops n_steps
         # when a replay_buffer_class is set; Rainbow builds its own buffer from its own arguments.
+        for name, before in _ADDED_LATER.items():  # a model saved before the argument existed behaved as its default
+            if not hasattr(self, name):
+                setattr(self, name, before)
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.frame_stack = self._detect_frame_stack()
@@ -432,18 +462,30 @@ class Rainbow(OffPolicyAlgorithm):
         state: tuple[np.ndarray, ...] | None = None,
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
+        epsilon: float | None = None,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         """
-        ε-greedy action, as DQN: random with probability ``exploration_rate`` unless ``deterministic``.
+        ε-greedy action, as DQN: random with probability ε, else the greedy action. ε is ``epsilon`` when given,
+        else ``exploration_rate`` (the training ε) unless ``deterministic``, and :attr:`eval_epsilon` (None: 0)
+        when ``deterministic``: SB3's ``evaluate_policy`` and ``EvalCallback`` act with ``deterministic=True``, so
+        ``model.eval_epsilon = 0.001`` makes them evaluate as Dopamine does (``epsilon_eval``; Dopamine's eval mode
+        also turns the noise of noisy nets off, as ``deterministic`` does here).
         With noisy nets the greedy action uses the current noise unless ``deterministic`` (then μ only).
 
         :param observation: the input observation
         :param state: The last hidden states (unused)
         :param episode_start: The last masks (unused)
-        :param deterministic: Greedy actions of the noise-free network
+        :param deterministic: Greedy actions of the noise-free network (ε-greedy with :attr:`eval_epsilon` if set)
+        :param epsilon: ε for this call, in [0, 1], overriding the above (the noise still follows ``deterministic``)
         :return: the model's action and the next hidden state (unused)
         """
-        if not deterministic and np.random.rand() < self.exploration_rate:
+        if epsilon is None:
+            eval_epsilon = getattr(self, "eval_epsilon", None)
+            epsilon = (eval_epsilon or 0.0) if deterministic else self.exploration_rate
+        else:
+            check_epsilon("epsilon", epsilon)
+        # Training (not deterministic) draws one number per call as before, even at ε = 0: the same random stream.
+        if (not deterministic or epsilon > 0) and np.random.rand() < epsilon:
             if self.policy.is_vectorized_observation(observation):
                 if isinstance(observation, dict):
                     n_batch = observation[next(iter(observation.keys()))].shape[0]
