@@ -86,7 +86,7 @@ def parse_command(argv: list[str], monkeypatch) -> None:
         call = getattr(module, prog.split(".")[1] if prog.endswith("train") else "enjoy")
     elif prog in ("sb3_gap.train", "sb3_gap.sweep.demo"):
         call = lambda: importlib.import_module(prog).main(args)  # noqa: E731
-    elif prog == "examples" or prog.startswith("benchmarks/"):
+    elif prog == "examples" or prog.startswith(("benchmarks/", "tools/")):
         path = REPO / argv[1]
         assert path.is_file(), f"{argv[1]} does not exist"
         monkeypatch.setattr(sys, "argv", [str(path), *args])
