@@ -141,7 +141,7 @@ def test_item01_cli_pull_with_allow_pickle_is_refused_in_one_line(hub_env, dqn_f
     _, files = dqn_files
     publish(hub_env, "mallory/evil-cli", {**files, "config.yml": b"env_wrapper: builtins.exec\n"})
     line = one_line_error(capsys, ["pull", "--repo-id", "mallory/evil-cli", "-f", str(tmp_path / "dl"), "--allow-pickle"], "pull")
-    assert "builtins.exec" in line and "outside the trusted packages" in line
+    assert "builtins.exec" in line and "not an allowed class" in line
 
 
 def test_item01_allow_pickle_covers_pickled_vecnormalize_on_the_safetensors_path(hub_env, dqn_files, tmp_path):
@@ -734,3 +734,59 @@ def test_issue16_zoo_progress_bar_is_documented():
     zoo_md = (Path(__file__).resolve().parents[1] / "docs" / "zoo.md").read_text(encoding="utf-8")
     assert re.search(r"python -m rl_zoo3\.train [^\n]*-P\b", zoo_md), "docs/zoo.md shows no rl_zoo3.train command with -P"
     assert '"--progress"' in Path(rl_zoo3.train.__file__).read_text() and '"-P"' in Path(rl_zoo3.train.__file__).read_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 23 (hardening), items 1-4, 9-11: class names, sizes, YAML aliases, archives, report, Hub weights
+# ------------------------------------------------------------------------------------------------
+
+# Callables under trusted package prefixes that an earlier prefix check let through (issue 23's probes).
+PREFIX_PROBES = [
+    "sb3_gap.hub.push.push_to_hub",
+    "sb3_gap.sweep.workers.run_sweep",
+    "stable_baselines3.common.save_util.save_to_zip_file",
+    "gymnasium.make",
+    "rl_zoo3.utils.get_latest_run_id",
+]
+
+
+@pytest.mark.parametrize("key", ["env_wrapper", "vec_env_wrapper", "callback", "policy"])
+@pytest.mark.parametrize("name", PREFIX_PROBES)
+def test_issue23_item1_class_names_outside_the_allow_list_are_refused(key, name):
+    with pytest.raises(ValueError, match=rf"{key} names '{re.escape(name)}', which is not an allowed class.*valid choices: \["):
+        zoo_yaml.check_zoo_config({key: [{name: {}}] if key != "policy" else name})
+
+
+@pytest.mark.parametrize(
+    "key, name",
+    [
+        ("vec_env_wrapper", "stable_baselines3.common.vec_env.vec_video_recorder.VecVideoRecorder"),  # a file writer by its module path
+        ("vec_env_wrapper", "stable_baselines3.common.vec_env.vec_monitor.VecMonitor"),
+        ("env_wrapper", "gymnasium.wrappers.rendering.RecordVideo"),
+        ("callback", "rl_zoo3.callbacks.SaveVecNormalizeCallback"),
+        ("env_wrapper", "stable_baselines3.common.vec_env.VecFrameStack"),  # a VecEnvWrapper is no env wrapper
+    ],
+)
+def test_issue23_item1_file_writers_and_other_kinds_are_refused_under_any_name(key, name):
+    with pytest.raises(ValueError, match="refused for downloaded configs"):
+        zoo_yaml.check_zoo_config({key: name})
+
+
+def test_issue23_item1_our_wrappers_and_the_zoo_configs_still_pass():
+    zoo_yaml.check_zoo_config({"env_wrapper": ["sb3_gap.envs.minatar.MinAtarImage", "rl_zoo3.wrappers.FrameSkip",
+                                               "stable_baselines3.common.atari_wrappers.AtariWrapper", "gymnasium.wrappers.TimeLimit"],
+                               "vec_env_wrapper": "stable_baselines3.common.vec_env.VecTransposeImage",
+                               "callback": "stable_baselines3.common.callbacks.ProgressBarCallback",
+                               "policy": "sb3_gap.rainbow.policies.RainbowPolicy"})  # fmt: skip
+    for path in sorted((Path(__file__).resolve().parents[1] / "zoo_configs").glob("*.yml")):
+        for section in yaml.safe_load(path.read_text()).values():  # local files: their anchors load
+            if isinstance(section, dict):
+                zoo_yaml.check_zoo_config(section, path.name)
+
+
+def test_issue23_item1_pull_refuses_a_function_as_env_wrapper(hub_env, dqn_files, tmp_path, capsys):
+    _, files = dqn_files
+    publish(hub_env, "mallory/push-as-wrapper", {**files, "config.yml": b"env_wrapper: sb3_gap.hub.push.push_to_hub\n"})
+    line = one_line_error(capsys, ["pull", "--repo-id", "mallory/push-as-wrapper", "-f", str(tmp_path / "dl")], "pull")
+    assert "'sb3_gap.hub.push.push_to_hub', which is not an allowed class" in line and "gymnasium.wrappers.ClipReward" in line
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
