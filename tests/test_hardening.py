@@ -790,3 +790,71 @@ def test_issue23_item1_pull_refuses_a_function_as_env_wrapper(hub_env, dqn_files
     line = one_line_error(capsys, ["pull", "--repo-id", "mallory/push-as-wrapper", "-f", str(tmp_path / "dl")], "pull")
     assert "'sb3_gap.hub.push.push_to_hub', which is not an allowed class" in line and "gymnasium.wrappers.ClipReward" in line
     assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+
+
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        ({"frame_stack": 10**9}, "frame_stack must be an integer >= 0 and at most 256"),
+        ({"frame_stack": "1000000000"}, "frame_stack must be an integer >= 0 and at most 256"),
+        ({"frame_stack": 2.5}, "frame_stack must be an integer"),
+        ({"env_wrapper": [{"gymnasium.wrappers.FrameStackObservation": {"stack_size": 10**9}}]}, "stack_size must be an integer"),
+    ],
+)
+def test_issue23_item2_downloaded_frame_stack_is_bounded(entry, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        zoo_yaml.check_zoo_config(entry)
+    zoo_yaml.check_zoo_config({"frame_stack": 4, "env_wrapper": [{"gymnasium.wrappers.FrameStackObservation": {"stack_size": 4}}]})
+
+
+@pytest.fixture
+def no_big_layers(monkeypatch):
+    """Fail the test if a real (not meta-device) linear or conv layer with more than 10**7 weights is built."""
+    for cls in (th.nn.Linear, th.nn.Conv2d):
+        original = cls.__init__
+
+        def guarded(self, a, b, *args, __original=original, **kwargs):
+            if not th.empty(0).is_meta and a * b > 10**7:
+                pytest.fail(f"a {a}x{b} layer was allocated")
+            __original(self, a, b, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", guarded)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(psi_depth=20_000), "psi_depth must be an integer >= 0 and at most 64"),
+        (dict(extra_blocks=100_000), "extra_blocks must be an integer >= 0 and at most 32"),
+        (dict(encoder="minatar_deep", extra_blocks=5_000), "extra_blocks must be an integer >= 0 and at most 32"),
+    ],
+)
+def test_issue23_item2_depths_are_bounded_in_policy_kwargs_and_the_sweep(tmp_path, kwargs, words):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=re.escape(words)):
+        policy_kwargs(**kwargs)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        SweepSpec(envs=[ENV_ID], encoders=[kwargs.get("encoder", "impala")], fixed={k: v for k, v in kwargs.items() if k != "encoder"},
+                  storage=f"sqlite:///{tmp_path}/s.db").validate()  # fmt: skip
+    assert time.perf_counter() - start < 10
+
+
+def test_issue23_item2_total_parameters_are_estimated_before_allocating(no_big_layers):
+    from sb3_gap.extractor import MAX_PARAMETERS, estimate_parameters
+
+    space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    assert estimate_parameters(space, encoder="impala", bottleneck="gap") == sum(p.numel() for p in ConvExtractor(space).parameters())
+    big = dict(encoder="impala", bottleneck="flatten", width_scale=64, psi_depth=8)  # every size within its own bound
+    policy_kwargs(**big)
+    for call in (lambda: estimate_parameters(space, **big), lambda: ConvExtractor(space, **big)):
+        with pytest.raises(ValueError, match=rf"would have [0-9,]+ parameters, more than {MAX_PARAMETERS:,}"):
+            call()
+
+
+def test_issue23_item2_hub_config_with_a_huge_depth_is_refused_before_building(saved_config, no_big_layers):
+    config, weights = saved_config
+    config["policy_kwargs"]["features_extractor_kwargs"].update(psi_depth=2_000)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"psi_depth must be an integer >= 0 and at most 64 .*got 2000"):
+        safe.build_from_config(config, weights, device="cpu")
+    assert time.perf_counter() - start < 10

@@ -265,6 +265,8 @@ def _check_against_weights(model: BaseAlgorithm, stored: dict[str, tuple[int, ..
     """Refuse a config whose network differs from the weights (another width, atom count, action count...) before building it."""
     try:
         groups = _meta_shapes(model)
+    except ValueError:  # a bad argument (e.g. psi_depth above its bound): the config is refused, nothing was allocated
+        raise
     except Exception as e:  # noqa: BLE001 - a layer whose construction reads tensor values cannot be built on meta
         # Then only the bounds on spaces, buffers and extractor arguments apply, and the strict load compares the shapes.
         logger.warning("Could not pre-check %s against %s on torch's meta device (%s: %s)", CONFIG_FILE, Path(weights).name, type(e).__name__, e)

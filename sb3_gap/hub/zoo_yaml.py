@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from sb3_gap.checks import check_int
+
 
 class ZooYamlLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` plus the two Python tags the RL Zoo writes: ``OrderedDict`` and ``tuple``."""
@@ -92,6 +94,11 @@ CALLBACKS = (
     "stable_baselines3.common.callbacks.StopTrainingOnMaxEpisodes",
     "rl_zoo3.callbacks.RawStatisticsCallback",
 )
+#: Largest ``frame_stack`` a downloaded config may ask for (the Zoo stacks that many observations per env; the same
+#: bound as :class:`sb3_gap.replay.FrameReplayBuffer`'s): checked before any env is built.
+MAX_FRAME_STACK = 256
+# Wrapper arguments that multiply what a wrapper allocates per observation: bounded like frame_stack.
+_STACK_ARGS = ("frame_stack", "stack_size", "n_stack", "num_stack", "n_frames")
 # Argument names that hold a path (video_folder, log_dir, filename, save_path, best_model_save_path...).
 _PATH_ARG = re.compile(r"(?i)(folder|dir|path|file|prefix)")
 REFUSED = "refused for downloaded configs (--allow-pickle does not lift this)"
@@ -236,6 +243,19 @@ def _check_allowed(key: str, value: str, name: str) -> None:
         raise ValueError(f"{name}: {key} names {value!r}, which is not an allowed class; {REFUSED}; valid choices: {sorted(allowed)}")
 
 
+def _check_stack(value: Any, where: str) -> None:
+    """Refuse a frame-stack size that is not an integer in [0, :data:`MAX_FRAME_STACK`] (a string is read as a literal,
+    as the Zoo would ``eval`` it; 0 / ``False`` mean no stacking there)."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            pass
+    if value is False or value is None:
+        return
+    check_int(where, value, 0, MAX_FRAME_STACK, example="4")
+
+
 def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
     """
     Refuse a downloaded ``config.yml`` whose strings the Zoo would ``eval`` (:func:`check_expression`) or whose
@@ -255,12 +275,17 @@ def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
     for key in _ZOO_EVAL_KEYS:
         if isinstance(hyperparams.get(key), str):
             check_expression(hyperparams[key], f"{name}: {key}")
+    if "frame_stack" in hyperparams:
+        _check_stack(hyperparams["frame_stack"], f"{name}: frame_stack")
     policy = hyperparams.get("policy")
     if isinstance(policy, str) and "." in policy:
         _check_allowed("policy", policy, name)
     for key in _ZOO_IMPORT_KEYS:
         for wrapper, kwargs in _wrappers(hyperparams.get(key), f"{name}: {key}"):
             _check_allowed(key, wrapper, name)
+            for arg in _STACK_ARGS:
+                if isinstance(kwargs, dict) and arg in kwargs:
+                    _check_stack(kwargs[arg], f"{name}: {key} {wrapper} {arg}")
             if looks_like_path(kwargs):
                 raise ValueError(f"{name}: {key} {wrapper!r} with arguments {kwargs!r} writes or reads files on this machine; {REFUSED}")
 
