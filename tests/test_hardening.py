@@ -858,3 +858,34 @@ def test_issue23_item2_hub_config_with_a_huge_depth_is_refused_before_building(s
     with pytest.raises(ValueError, match=r"psi_depth must be an integer >= 0 and at most 64 .*got 2000"):
         safe.build_from_config(config, weights, device="cpu")
     assert time.perf_counter() - start < 10
+
+
+def alias_yaml(levels: int = 4, fan: int = 5) -> bytes:
+    """Nested YAML aliases ("billion laughs"): ``fan ** levels`` strings from a few hundred bytes (small here)."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fan)}]" for i in range(1, levels)]
+    return ("\n".join(lines) + "\npolicy: CnnPolicy\n").encode()
+
+
+@pytest.mark.parametrize("name", ["config.yml", "env_kwargs.yml", "args.yml"])
+def test_issue23_item3_downloaded_yaml_with_aliases_is_refused(hub_env, dqn_files, tmp_path, capsys, name):
+    _, files = dqn_files
+    repo = f"mallory/laughs-{name.split('.')[0].replace('_', '-')}"
+    publish(hub_env, repo, {**files, name: alias_yaml()})
+    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
+    assert f"{name} holds YAML that is not plain data" in line and "anchors and aliases are refused" in line
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+
+
+def test_issue23_item3_local_yaml_keeps_its_anchors(tmp_path):
+    path = tmp_path / "config.yml"
+    path.write_bytes(b"base: &b {frame_stack: 4}\nMinAtar/Breakout-v1: *b\n")
+    with pytest.raises(ValueError, match=r"config.yml holds YAML that is not plain data \(line 1\): found the anchor &b"):
+        zoo_yaml.load_zoo_yaml(path)
+    assert zoo_yaml.load_zoo_yaml(path, allow_aliases=True)["MinAtar/Breakout-v1"] == {"frame_stack": 4}  # a run being pushed
+    from sb3_gap.zoo_config import load_section  # the repository's zoo_configs/*.yml use &minatar / *minatar
+
+    assert load_section("dqn", "MinAtar/Breakout-v1")[1]
+    path.write_bytes(b"x: " + b"a" * (zoo_yaml.MAX_YAML_BYTES + 1) + b"\n")
+    with pytest.raises(ValueError, match=r"config.yml has 1,048,581 bytes, more than the 1,048,576"):
+        zoo_yaml.load_zoo_yaml(path)

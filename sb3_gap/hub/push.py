@@ -136,7 +136,7 @@ def _saved_hyperparams(params_path: str) -> tuple[dict[str, Any], str | None]:
         return {}, None
     config_file = Path(params_path) / CONFIG_YML
     if config_file.is_file():
-        loaded = load_zoo_yaml(config_file) or {}
+        loaded = load_zoo_yaml(config_file, allow_aliases=True) or {}  # a local run: aliases are fine
         if not isinstance(loaded, dict):
             raise ValueError(f"{config_file} must hold a mapping of hyperparameters, got {type(loaded).__name__}")
         hyperparams: dict[str, Any] = dict(loaded)
@@ -181,7 +181,7 @@ def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_be
     env_kwargs: dict[str, Any] = dict(section_kwargs or {})
     args_path = Path(params_path) / ARGS_YML
     if args_path.is_file():
-        loaded = load_zoo_yaml(args_path)  # never yaml.UnsafeLoader: a run folder may come from anywhere
+        loaded = load_zoo_yaml(args_path, allow_aliases=True)  # never yaml.UnsafeLoader: a run folder may come from anywhere
         if not isinstance(loaded, dict):
             raise ValueError(f"{args_path} must hold a mapping of the run's arguments, got {type(loaded).__name__}")
         if loaded.get("env_kwargs") is not None:

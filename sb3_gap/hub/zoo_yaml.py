@@ -11,6 +11,7 @@ they are in an explicit allow-list (:func:`allowed_classes`), and wrappers that 
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -44,23 +45,49 @@ ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/object/apply:collections
 ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
 
 
-def load_zoo_yaml(path: str | Path) -> Any:
+class NoAliasZooYamlLoader(ZooYamlLoader):
+    """:class:`ZooYamlLoader` that refuses anchors and aliases (``&a`` / ``*a``, merge keys ``<<: *a``): a few hundred
+    bytes of nested aliases expand to gigabytes when walked ("billion laughs"). For YAML read from a download."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            raise yaml.composer.ComposerError(None, None, f"found the {kind}{event.anchor}: anchors and aliases are refused", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+#: Largest YAML file read (a Zoo ``config.yml`` is a few kB): checked before it is read.
+MAX_YAML_BYTES = 2**20
+
+
+def load_zoo_yaml(path: str | Path, *, allow_aliases: bool = False) -> Any:
     """
     Read a Zoo YAML file (``config.yml``, ``args.yml``...) without constructing arbitrary Python objects: plain
     YAML plus the Zoo's ``OrderedDict`` and ``tuple`` tags, nothing else (``yaml.UnsafeLoader``, which rl_zoo3
-    uses, would run ``!!python/object/apply`` tags).
+    uses, would run ``!!python/object/apply`` tags). Files above :data:`MAX_YAML_BYTES` are refused unread.
 
-    :raises ValueError: Naming the file and the tag that is not plain data
+    :param path: The file
+    :param allow_aliases: Accept YAML anchors and aliases: only for local files (a run folder being pushed); a
+        download is read with :class:`NoAliasZooYamlLoader` (the default)
+    :raises ValueError: Naming the file and the tag, alias or size that is not accepted
     """
+    size = os.path.getsize(path)
+    if size > MAX_YAML_BYTES:
+        raise ValueError(
+            f"{Path(path).name} has {size:,} bytes, more than the {MAX_YAML_BYTES:,} a Zoo YAML file may have (sb3_gap.hub.zoo_yaml.MAX_YAML_BYTES)"
+        )
+    loader = ZooYamlLoader if allow_aliases else NoAliasZooYamlLoader
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=ZooYamlLoader)  # noqa: S506 - a SafeLoader subclass
+            return yaml.load(f, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ValueError(
-            f"{Path(path).name} holds YAML that is not plain data{where}: {problem}; only mappings, lists, scalars, OrderedDict and tuple are read"
+            f"{Path(path).name} holds YAML that is not plain data{where}: {problem}; only mappings, lists, scalars, OrderedDict and tuple "
+            f"are read{'' if allow_aliases else ', without anchors or aliases'}"
         ) from None
 
 
