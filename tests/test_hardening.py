@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from stable_baselines3 import DQN
 
 from sb3_gap import ConvExtractor, policy_kwargs
 from sb3_gap.cli import main as cli_main
-from sb3_gap.hub import HubError, pull_from_hub, safe, zoo_yaml
+from sb3_gap.hub import HubError, load_from_hub, pull_from_hub, safe, zoo_yaml
 from sb3_gap.rainbow import Rainbow
 from sb3_gap.sweep import SweepSpec, open_study
 from sb3_gap.sweep import database as sweep_database
@@ -889,3 +890,42 @@ def test_issue23_item3_local_yaml_keeps_its_anchors(tmp_path):
     path.write_bytes(b"x: " + b"a" * (zoo_yaml.MAX_YAML_BYTES + 1) + b"\n")
     with pytest.raises(ValueError, match=r"config.yml has 1,048,581 bytes, more than the 1,048,576"):
         zoo_yaml.load_zoo_yaml(path)
+
+
+def zip_bytes(members: dict[str, bytes], compression: int = 8) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "unpacked, words",
+    [
+        (80 * 2**20, "unpacks to 83,886,080 bytes, more than the 67,108,864 allowed"),  # above MAX_METRICS_BYTES
+        (4 * 2**20, "more than x100"),  # within the size cap, but a bomb's ratio
+    ],
+)
+def test_issue23_item4_metrics_zip_bomb_is_refused_before_unpacking(hub_env, dqn_files, tmp_path, capsys, unpacked, words):
+    _, files = dqn_files
+    bomb = zip_bytes({"evaluations.npz": bytes(unpacked)})
+    assert len(bomb) < unpacked / 500
+    repo = f"mallory/metrics-bomb-{unpacked >> 20}"
+    publish(hub_env, repo, {**files, "train_eval_metrics.zip": bomb})
+    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
+    assert "train_eval_metrics.zip" in line and words in line
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+    # A plain metrics zip still unpacks.
+    publish(hub_env, "alice/metrics-ok", {**files, "train_eval_metrics.zip": zip_bytes({"evaluations.npz": b"x" * 1000, "0.monitor.csv": b"r,l\n"})})
+    info = pull_from_hub("alice/metrics-ok", tmp_path / "ok")
+    assert Path(info.log_path, "evaluations.npz").stat().st_size == 1000
+
+
+def test_issue23_item4_pickled_model_zip_bomb_is_refused(hub_env, tmp_path):
+    bomb = zip_bytes({"data": b"{}", "policy.pth": bytes(8 * 2**20)})
+    publish(hub_env, "mallory/model-bomb", {f"dqn-{ENV_NAME}.zip": bomb})
+    for call in (lambda: pull_from_hub("mallory/model-bomb", tmp_path / "dl", algo="dqn", env_id=ENV_ID, allow_pickle=True),
+                 lambda: load_from_hub("mallory/model-bomb", algo="dqn", env_id=ENV_ID, allow_pickle=True)):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"dqn-{ENV_NAME}.zip unpacks .* more than x100"):
+            call()
