@@ -929,3 +929,51 @@ def test_issue23_item4_pickled_model_zip_bomb_is_refused(hub_env, tmp_path):
                  lambda: load_from_hub("mallory/model-bomb", algo="dqn", env_id=ENV_ID, allow_pickle=True)):  # fmt: skip
         with pytest.raises(ValueError, match=rf"dqn-{ENV_NAME}.zip unpacks .* more than x100"):
             call()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_issue23_item11_non_finite_weights_are_refused(hub_env, dqn_files, saved_config, tmp_path, capsys, value):
+    import safetensors.torch
+
+    config, weights = saved_config
+    tensors = safetensors.torch.load_file(str(weights))
+    name = sorted(tensors)[0]
+    tensors[name].view(-1)[0] = value
+    safetensors.torch.save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=rf"model.safetensors holds NaN or infinite values in '{re.escape(name)}'"):
+        safe.build_from_config(config, weights, device="cpu")
+    _, files = dqn_files
+    repo = f"eve/non-finite-{str(value)}"
+    publish(hub_env, repo, {**files, safe.WEIGHTS_FILE: weights.read_bytes()})
+    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
+    assert "NaN or infinite values" in line
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+
+
+def test_issue23_item11_negative_exp_id_is_refused(hub_env, dqn_files, tmp_path, capsys):
+    _, files = dqn_files
+    publish(hub_env, "alice/exp-id", files)
+    line = one_line_error(capsys, ["pull", "--repo-id", "alice/exp-id", "-f", str(tmp_path / "dl"), "--exp-id", "-1"], "pull")
+    assert "--exp-id" in line and "must be an integer >= 0" in line and "got -1" in line
+    assert not (tmp_path / "dl").exists()
+    line = one_line_error(capsys, ["push", "--algo", "dqn", "--env", ENV_ID, "-f", str(tmp_path / "logs"), "--repo-id", "alice/x",
+                                   "--exp-id", "-3", "--no-video"], "push")  # fmt: skip
+    assert "--exp-id" in line and "got -3" in line
+
+
+def test_issue23_item11_truncated_pickled_zip_is_an_error_not_saved(hub_env, tmp_path, capsys):
+    buf = io.BytesIO()
+    tiny_dqn().save(buf)
+    whole = buf.getvalue()
+    publish(hub_env, "alice/truncated-zip", {f"dqn-{ENV_NAME}.zip": whole[: len(whole) // 2]})
+    argv = ["pull", "--repo-id", "alice/truncated-zip", "-f", str(tmp_path / "dl"), "--algo", "dqn", "--env", ENV_ID, "--allow-pickle"]
+    line = one_line_error(capsys, argv, "pull")
+    assert f"dqn-{ENV_NAME}.zip is not a valid zip archive" in line and "truncated" in line
+    assert not list((tmp_path / "dl" / "dqn").glob(f"{ENV_NAME}_*"))
+    # damaged inside (a flipped byte in a member): the CRC check catches it too
+    broken = bytearray(whole)
+    start = whole.index(b"policy.pth") + 200
+    broken[start : start + 64] = bytes(64)
+    publish(hub_env, "alice/damaged-zip", {f"dqn-{ENV_NAME}.zip": bytes(broken)})
+    line = one_line_error(capsys, [*argv[:2], "alice/damaged-zip", *argv[3:]], "pull")
+    assert "is not a valid zip archive" in line

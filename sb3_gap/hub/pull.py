@@ -24,6 +24,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_gap.algos import ALGOS, get_algo
+from sb3_gap.checks import check_int
 from sb3_gap.hub import safe
 from sb3_gap.hub.common import (
     ARGS_YML,
@@ -265,6 +266,7 @@ def pull_from_hub(
     :param endpoint: Hub URL
     :param cache_dir: huggingface_hub cache folder
     """
+    check_int("exp_id (--exp-id)", exp_id, 0, example="0 for the next free run id, 1, 2")
     dl = _Download(repo_id, revision, token, endpoint, cache_dir)
     config = _safe_info(dl)
     if config is not None:
@@ -325,7 +327,7 @@ def pull_from_hub(
         else:
             name = _zip_name(dl, algo, env_id)
             files[name] = dl.get(name)
-            check_archive(files[name], name, MAX_MODEL_ZIP_BYTES)  # copied as published
+            check_archive(files[name], name, MAX_MODEL_ZIP_BYTES, verify=True)  # copied as published: it must be whole
             shutil.copyfile(files[name], zip_out)
             if VEC_NORMALIZE_HUB in files:
                 shutil.copyfile(files[VEC_NORMALIZE_HUB], params / VEC_NORMALIZE_LOCAL)

@@ -343,6 +343,7 @@ def push_to_hub(
     else:
         if algo is None:
             raise ValueError(f"algo is required to push a Zoo folder; valid choices: {sorted(ALGOS)}")
+        check_int("exp_id (--exp-id)", exp_id, 0, example="0 for the latest run, 1, 2")
         src = _zoo_source(source, algo.lower(), env_id, exp_id, load_best, device)
 
     from rl_zoo3.utils import create_test_env

@@ -371,4 +371,13 @@ def build_from_config(config: dict[str, Any], weights: str | Path, device: th.de
     model._setup_model()
     missing, unexpected = safetensors.torch.load_model(model.policy, str(weights), strict=True, device=str(model.device))
     assert not missing and not unexpected  # strict=True raises before this
+    _check_finite(model.policy, weights)
     return model
+
+
+def _check_finite(policy: th.nn.Module, weights: str | Path) -> None:
+    """Refuse weights holding NaN or infinite values: such a model acts on garbage (diverged, or tampered with)."""
+    bad = [name for name, t in policy.state_dict().items() if t.is_floating_point() and not bool(th.isfinite(t).all())]
+    if bad:
+        shown = ", ".join(repr(n) for n in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(f"{Path(weights).name} holds NaN or infinite values in {shown}: refused (a diverged or damaged model)")
