@@ -977,3 +977,23 @@ def test_issue23_item11_truncated_pickled_zip_is_an_error_not_saved(hub_env, tmp
     publish(hub_env, "alice/damaged-zip", {f"dqn-{ENV_NAME}.zip": bytes(broken)})
     line = one_line_error(capsys, [*argv[:2], "alice/damaged-zip", *argv[3:]], "pull")
     assert "is not a valid zip archive" in line
+
+
+def test_issue23_item9_report_never_writes_into_a_foreign_database(tmp_path, capsys):
+    db = tmp_path / "foreign.db"
+    make_sqlite(db, rows=3)
+    before = db.read_bytes()
+    line = one_line_error(capsys, ["report", "--storage", f"sqlite:///{db}", "--study", "s", "--out", str(tmp_path / "r")], "report")
+    assert "holds no Optuna study" in line and "['t']" in line and "nothing was written" in line
+    assert db.read_bytes() == before
+    conn = sqlite3.connect(db)
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["t"]
+    conn.close()
+
+
+def test_issue23_item9_study_made_by_another_tool_is_one_line(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/other.db"
+    study = optuna.create_study(storage=url, study_name="tuned")
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)}, value=1.0))
+    line = one_line_error(capsys, ["report", "--storage", url, "--study", "tuned", "--out", str(tmp_path / "r")], "report")
+    assert "Study 'tuned'" in line and "was not made by `sb3-gap sweep`" in line and "['x']" in line

@@ -41,6 +41,7 @@ from rliable import metrics  # noqa: E402
 
 from sb3_gap.envs.protocols import load_reference, protocol_for  # noqa: E402
 from sb3_gap.sweep.database import (  # noqa: E402
+    check_holds_optuna_studies,
     check_sqlite_storage,
     check_storage_url,
     cli_errors,
@@ -113,6 +114,7 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
     for storage, name in sources:
         check_storage_url(storage)
         check_sqlite_storage(storage, must_exist=True, write=False)  # a mistyped path is an error, never a new empty database
+        check_holds_optuna_studies(storage)  # never create Optuna's tables in another program's database
         rdb = rdb_storage(storage)
         try:
             study = optuna.load_study(study_name=name, storage=rdb)
@@ -122,7 +124,14 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
         trials = study.get_trials(deepcopy=False)
         best = best_trials([t for t in trials if t.params])  # queued trials without params: cells still "missing"
         steps = study.user_attrs.get("training_config", {}).get("steps")
-        for params in _grid_cells(study, trials):
+        cells = _grid_cells(study, trials)
+        foreign = [sorted(c) for c in cells if "env" not in c or "seed" not in c]
+        if foreign:
+            raise ValueError(
+                f"Study {name!r} in {display_url(storage)} was not made by `sb3-gap sweep`: its trials have parameters {foreign[0]}, "
+                "without 'env' and 'seed'; pass the --study of a sweep"
+            )
+        for params in cells:
             key = cell_key(params)
             if key in rows and rows[key]["state"] == "COMPLETE":
                 continue  # the same cell finished in an earlier-listed study
