@@ -997,3 +997,39 @@ def test_issue23_item9_study_made_by_another_tool_is_one_line(tmp_path, capsys):
     study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)}, value=1.0))
     line = one_line_error(capsys, ["report", "--storage", url, "--study", "tuned", "--out", str(tmp_path / "r")], "report")
     assert "Study 'tuned'" in line and "was not made by `sb3-gap sweep`" in line and "['x']" in line
+
+
+@pytest.fixture
+def finished_study(tmp_path):
+    """A sweep study whose one cell has a COMPLETE trial (recorded directly, nothing trained)."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = SweepSpec(envs=[ENV_ID], algos=["dqn"], bottlenecks=["gap"], storage=url, study="s", out_dir=str(tmp_path / "runs"))
+    study = open_study(spec)
+    for cell in spec.cells():
+        distributions = {k: optuna.distributions.CategoricalDistribution([v]) for k, v in cell.items()}
+        study.add_trial(optuna.trial.create_trial(params=cell, distributions=distributions, value=2.0, user_attrs={"wall_s": 60.0}))
+    return url
+
+
+@pytest.mark.parametrize("pair", ["[NaN, 10]", "[0, Infinity]", "[true, 10]"])
+def test_issue23_item10_reference_must_be_finite(finished_study, tmp_path, capsys, pair):
+    ref = tmp_path / "ref.json"
+    ref.write_text(f'{{"{ENV_ID}": {pair}}}')
+    line = one_line_error(capsys, ["report", "--storage", finished_study, "--study", "s", "--out", str(tmp_path / "r"), "--reference", str(ref)],
+                          "report")  # fmt: skip
+    assert str(ref) in line and "two finite numbers" in line and ENV_ID in line
+    assert not (tmp_path / "r" / "summary.md").exists()
+
+
+@pytest.mark.parametrize("gamma", ["nan", "inf"])
+def test_issue23_item10_gamma_must_be_finite(finished_study, tmp_path, capsys, gamma):
+    line = one_line_error(capsys, ["report", "--storage", finished_study, "--study", "s", "--out", str(tmp_path / "r"), "--gamma", gamma], "report")
+    assert "--gamma" in line and "finite number" in line and gamma in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_issue23_item10_summary_names_the_gamma_used(finished_study, tmp_path):
+    from sb3_gap.sweep.report import build_report
+
+    summary = build_report([(finished_study, "s")], tmp_path / "r", gamma=0.5, reps=20).read_text()
+    assert "below γ = 0.5," in summary and "γ = 1," not in summary

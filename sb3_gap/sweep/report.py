@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from optuna.trial import TrialState  # noqa: E402
 from rliable import library as rly  # noqa: E402
 from rliable import metrics  # noqa: E402
 
+from sb3_gap.checks import is_number  # noqa: E402
 from sb3_gap.envs.protocols import load_reference, protocol_for  # noqa: E402
 from sb3_gap.sweep.database import (  # noqa: E402
     check_holds_optuna_studies,
@@ -437,7 +439,7 @@ def _fmt(value: Any, spec: str) -> str:
     return "–" if value is None or pd.isna(value) else format(value, spec)
 
 
-def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tuple[str, str]], figures: list[str]) -> str:
+def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tuple[str, str]], figures: list[str], gamma: float = 1.0) -> str:
     done = (df["state"] == "COMPLETE").sum()
     lines = [
         "# Sweep report",
@@ -447,7 +449,7 @@ def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tupl
         "Normalization: "
         + "; ".join(f"`{e}`: {n}" for e, n in df.groupby("env")["normalization"].first().items())
         + ". A run's score is the mean of its last evaluations. CIs: 95% stratified bootstrap (Agarwal et al. 2021, `rliable`)."
-        + " The optimality gap is the mean shortfall below γ = 1, meaningful for normalized scores only.",
+        + f" The optimality gap is the mean shortfall below γ = {gamma:g}, meaningful for normalized scores only.",
         "",
         "## Aggregates per configuration",
         "",
@@ -540,6 +542,17 @@ def settings_section(df: pd.DataFrame, sources: Sequence[tuple[str, str]]) -> li
     return lines
 
 
+def check_gamma(gamma: Any) -> float:
+    """
+    Check the optimality-gap threshold (``--gamma``): a finite number.
+
+    :raises ValueError: Naming the value (NaN or infinite would make every optimality gap NaN or infinite)
+    """
+    if not is_number(gamma) or not math.isfinite(gamma):
+        raise ValueError(f"--gamma (the optimality-gap threshold) must be a finite number (e.g. 1 for normalized scores), got {gamma!r}")
+    return float(gamma)
+
+
 def build_report(
     sources: Sequence[tuple[str, str]],
     out_dir: str | Path,
@@ -563,6 +576,7 @@ def build_report(
     """
     if not sources:
         raise ValueError("No study given; pass at least one (storage, study) pair")
+    check_gamma(gamma)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(sources, reference)
@@ -588,7 +602,7 @@ def build_report(
         if plot_dormancy(df, out / "dormancy.png"):
             figures.append("dormancy.png")
     summary = out / "summary.md"
-    summary.write_text(markdown_summary(df, agg, sources, figures))
+    summary.write_text(markdown_summary(df, agg, sources, figures, gamma))
     if print_table:
         _print_table(agg)
         print(f"report: {summary.resolve()}")
@@ -638,6 +652,7 @@ def main(argv: list[str] | None = None) -> None:
         if len(args.storage) not in (1, len(args.study)):
             raise ValueError(f"Give one --storage or one per --study ({len(args.study)}), got {len(args.storage)}")
         storages = args.storage * len(args.study) if len(args.storage) == 1 else args.storage
+        check_gamma(args.gamma)
         reference = read_reference(args.reference) if args.reference else None
         for storage in storages:
             check_storage_url(storage)
