@@ -27,6 +27,9 @@ from torch import nn
 from sb3_gap.checks import check_int
 from sb3_gap.initializers import DOPAMINE_NETWORKS, DopamineNetworkInit, init_layer
 
+#: Largest ``extra_blocks`` (residual blocks added per stack; the paper adds up to 8): checked before any layer exists.
+MAX_EXTRA_BLOCKS = 32
+
 
 class Encoder(nn.Module):
     """
@@ -86,7 +89,8 @@ class ImpalaEncoder(Encoder):
     :param scale: Multiplier on every stack's channel count (scales φ)
     :param channels: Base channel count of each stack
     :param num_blocks: Residual blocks per stack (2 in Impala)
-    :param extra_blocks: Extra residual blocks per stack to deepen φ (paper Fig. 4 / Appendix A)
+    :param extra_blocks: Extra residual blocks per stack to deepen φ (paper Fig. 4 / Appendix A), at most
+        :data:`MAX_EXTRA_BLOCKS`
     :param pool: Per stack, whether it down-samples with the 3×3/2 max-pool (default: every stack)
     """
 
@@ -122,7 +126,7 @@ class ImpalaEncoder(Encoder):
     @classmethod
     def check_options(cls, extra_blocks: Any = None) -> None:  # type: ignore[override]  # checks its own declared options
         if extra_blocks is not None:
-            check_int("extra_blocks", extra_blocks, 0, example="1, 2, 4, 8")
+            check_int("extra_blocks", extra_blocks, 0, MAX_EXTRA_BLOCKS, example="1, 2, 4, 8")
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         return self.net(x)

@@ -25,8 +25,13 @@ BASE_WIDTH = 512
 MAX_WIDTH_SCALE = 64
 #: Largest ``encoder_scale`` (φ's channels × 16).
 MAX_ENCODER_SCALE = 16
+#: Largest ``psi_depth`` (extra layers or residual blocks of ψ; the paper and Castanyer et al. go to 10).
+MAX_PSI_DEPTH = 64
+#: Most parameters (and buffer elements) a ``ConvExtractor`` may have: 2**31, 8 GiB of float32 (the paper's largest
+#: networks have ~0.5e9). :func:`estimate_parameters` counts them on torch's meta device before any memory is allocated.
+MAX_PARAMETERS = 2**31
 # The extractor's own integer arguments: (name, minimum, maximum).
-_INT_ARGS = (("width_scale", 1, MAX_WIDTH_SCALE), ("encoder_scale", 1, MAX_ENCODER_SCALE), ("psi_depth", 0, None))
+_INT_ARGS = (("width_scale", 1, MAX_WIDTH_SCALE), ("encoder_scale", 1, MAX_ENCODER_SCALE), ("psi_depth", 0, MAX_PSI_DEPTH))
 
 
 def plain_numbers(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +82,9 @@ class ConvExtractor(BaseFeaturesExtractor):
     :param width_scale: Width multiplier of ψ: dim(ψ) = 512 × ``width_scale``, an integer in [1, :data:`MAX_WIDTH_SCALE`]
         (numpy integers accepted)
     :param encoder_scale: Channel multiplier of φ, an integer in [1, :data:`MAX_ENCODER_SCALE`]
-    :param psi_depth: Extra hidden layers of ψ (paper Fig. 8); with ``psi="residual"`` the number of residual blocks
+    :param psi_depth: Extra hidden layers of ψ (paper Fig. 8); with ``psi="residual"`` the number of residual blocks;
+        at most :data:`MAX_PSI_DEPTH`. The whole network may have at most :data:`MAX_PARAMETERS` parameters
+        (:func:`estimate_parameters`, checked before anything is allocated)
     :param layer_norm: LayerNorm in ψ (None: the ψ builder's default, off for ``"dense"``, on for ``"residual"``)
     :param psi: How ψ continues after its first layer: ``"dense"`` (the paper's MLP) or ``"residual"`` (multi-skip
         residual blocks of Castanyer et al. 2025, :class:`sb3_gap.bottlenecks.ResidualPsi`); works with every bottleneck
@@ -122,6 +129,9 @@ class ConvExtractor(BaseFeaturesExtractor):
                 f"ConvExtractor needs an image observation space: a 3-D Box (C, H, W) or (H, W, C), "
                 f"got {observation_space!r}. For vector observations use MlpPolicy without sb3_gap."
             )
+        on_meta = th.empty(0).is_meta  # built on torch's meta device: by estimate_parameters, or Hub's pre-check
+        if not on_meta:
+            estimate_parameters(observation_space, **args)  # refuses a network above MAX_PARAMETERS before allocating it
         self.channels_first = is_image_space_channels_first(observation_space)
         shape = observation_space.shape
         c, h, w = shape if self.channels_first else (shape[2], shape[0], shape[1])
@@ -161,6 +171,14 @@ class ConvExtractor(BaseFeaturesExtractor):
             neck.attach(self)
         self.encoder_out_shape = phi_shape
         self.channels_last = channels_last
+        if on_meta:
+            count = sum(t.numel() for t in (*self.parameters(), *self.buffers()))
+            if count > MAX_PARAMETERS:
+                raise ValueError(
+                    f"ConvExtractor({', '.join(f'{k}={v!r}' for k, v in own.items())}, ...) on {h}x{w}x{c} images would have "
+                    f"{count:,} parameters, more than {MAX_PARAMETERS:,} (sb3_gap.extractor.MAX_PARAMETERS): lower width_scale, "
+                    "psi_depth, encoder_scale or extra_blocks"
+                )
 
     @classmethod
     def validate(cls, **kwargs: Any) -> None:
@@ -204,6 +222,22 @@ class ConvExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         return self.bottleneck(self.encode(observations))
+
+
+def estimate_parameters(observation_space: gym.Space, **extractor_kwargs: Any) -> int:
+    """
+    The number of parameters and buffer elements of ``ConvExtractor(observation_space, **extractor_kwargs)``,
+    from the arguments alone: the extractor is built on torch's meta device (shapes, no memory) after
+    :meth:`ConvExtractor.validate` has bounded its sizes (``width_scale``, ``encoder_scale``, ``psi_depth``,
+    ``extra_blocks``), so this takes well under a second for any accepted arguments.
+
+    :param observation_space: A 3-D ``Box`` image space
+    :param extractor_kwargs: :class:`ConvExtractor` arguments
+    :raises ValueError: A bad argument, or more than :data:`MAX_PARAMETERS`
+    """
+    with th.device("meta"):  # ConvExtractor validates its arguments before building anything
+        extractor = ConvExtractor(observation_space, **extractor_kwargs)
+    return sum(t.numel() for t in (*extractor.parameters(), *extractor.buffers()))
 
 
 def policy_kwargs(

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from stable_baselines3 import DQN
 
 from sb3_gap import ConvExtractor, policy_kwargs
 from sb3_gap.cli import main as cli_main
-from sb3_gap.hub import HubError, pull_from_hub, safe, zoo_yaml
+from sb3_gap.hub import HubError, load_from_hub, pull_from_hub, safe, zoo_yaml
 from sb3_gap.rainbow import Rainbow
 from sb3_gap.sweep import SweepSpec, open_study
 from sb3_gap.sweep import database as sweep_database
@@ -141,7 +142,7 @@ def test_item01_cli_pull_with_allow_pickle_is_refused_in_one_line(hub_env, dqn_f
     _, files = dqn_files
     publish(hub_env, "mallory/evil-cli", {**files, "config.yml": b"env_wrapper: builtins.exec\n"})
     line = one_line_error(capsys, ["pull", "--repo-id", "mallory/evil-cli", "-f", str(tmp_path / "dl"), "--allow-pickle"], "pull")
-    assert "builtins.exec" in line and "outside the trusted packages" in line
+    assert "builtins.exec" in line and "not an allowed class" in line
 
 
 def test_item01_allow_pickle_covers_pickled_vecnormalize_on_the_safetensors_path(hub_env, dqn_files, tmp_path):
@@ -736,3 +737,301 @@ def test_issue16_zoo_progress_bar_is_documented():
     zoo_md = (Path(__file__).resolve().parents[1] / "docs" / "zoo.md").read_text(encoding="utf-8")
     assert re.search(r"python -m rl_zoo3\.train [^\n]*-P\b", zoo_md), "docs/zoo.md shows no rl_zoo3.train command with -P"
     assert '"--progress"' in Path(rl_zoo3.train.__file__).read_text() and '"-P"' in Path(rl_zoo3.train.__file__).read_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 23 (hardening), items 1-4, 9-11: class names, sizes, YAML aliases, archives, report, Hub weights
+# ------------------------------------------------------------------------------------------------
+
+# Callables under trusted package prefixes that an earlier prefix check let through (issue 23's probes).
+PREFIX_PROBES = [
+    "sb3_gap.hub.push.push_to_hub",
+    "sb3_gap.sweep.workers.run_sweep",
+    "stable_baselines3.common.save_util.save_to_zip_file",
+    "gymnasium.make",
+    "rl_zoo3.utils.get_latest_run_id",
+]
+
+
+@pytest.mark.parametrize("key", ["env_wrapper", "vec_env_wrapper", "callback", "policy"])
+@pytest.mark.parametrize("name", PREFIX_PROBES)
+def test_issue23_item1_class_names_outside_the_allow_list_are_refused(key, name):
+    with pytest.raises(ValueError, match=rf"{key} names '{re.escape(name)}', which is not an allowed class.*valid choices: \["):
+        zoo_yaml.check_zoo_config({key: [{name: {}}] if key != "policy" else name})
+
+
+@pytest.mark.parametrize(
+    "key, name",
+    [
+        ("vec_env_wrapper", "stable_baselines3.common.vec_env.vec_video_recorder.VecVideoRecorder"),  # a file writer by its module path
+        ("vec_env_wrapper", "stable_baselines3.common.vec_env.vec_monitor.VecMonitor"),
+        ("env_wrapper", "gymnasium.wrappers.rendering.RecordVideo"),
+        ("callback", "rl_zoo3.callbacks.SaveVecNormalizeCallback"),
+        ("env_wrapper", "stable_baselines3.common.vec_env.VecFrameStack"),  # a VecEnvWrapper is no env wrapper
+    ],
+)
+def test_issue23_item1_file_writers_and_other_kinds_are_refused_under_any_name(key, name):
+    with pytest.raises(ValueError, match="refused for downloaded configs"):
+        zoo_yaml.check_zoo_config({key: name})
+
+
+def test_issue23_item1_our_wrappers_and_the_zoo_configs_still_pass():
+    zoo_yaml.check_zoo_config({"env_wrapper": ["sb3_gap.envs.minatar.MinAtarImage", "rl_zoo3.wrappers.FrameSkip",
+                                               "stable_baselines3.common.atari_wrappers.AtariWrapper", "gymnasium.wrappers.TimeLimit"],
+                               "vec_env_wrapper": "stable_baselines3.common.vec_env.VecTransposeImage",
+                               "callback": "stable_baselines3.common.callbacks.ProgressBarCallback",
+                               "policy": "sb3_gap.rainbow.policies.RainbowPolicy"})  # fmt: skip
+    for path in sorted((Path(__file__).resolve().parents[1] / "zoo_configs").glob("*.yml")):
+        for section in yaml.safe_load(path.read_text()).values():  # local files: their anchors load
+            if isinstance(section, dict):
+                zoo_yaml.check_zoo_config(section, path.name)
+
+
+def test_issue23_item1_pull_refuses_a_function_as_env_wrapper(hub_env, dqn_files, tmp_path, capsys):
+    _, files = dqn_files
+    publish(hub_env, "mallory/push-as-wrapper", {**files, "config.yml": b"env_wrapper: sb3_gap.hub.push.push_to_hub\n"})
+    line = one_line_error(capsys, ["pull", "--repo-id", "mallory/push-as-wrapper", "-f", str(tmp_path / "dl")], "pull")
+    assert "'sb3_gap.hub.push.push_to_hub', which is not an allowed class" in line and "gymnasium.wrappers.ClipReward" in line
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+
+
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        ({"frame_stack": 10**9}, "frame_stack must be an integer >= 0 and at most 256"),
+        ({"frame_stack": "1000000000"}, "frame_stack must be an integer >= 0 and at most 256"),
+        ({"frame_stack": 2.5}, "frame_stack must be an integer"),
+        ({"env_wrapper": [{"gymnasium.wrappers.FrameStackObservation": {"stack_size": 10**9}}]}, "stack_size must be an integer"),
+    ],
+)
+def test_issue23_item2_downloaded_frame_stack_is_bounded(entry, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        zoo_yaml.check_zoo_config(entry)
+    zoo_yaml.check_zoo_config({"frame_stack": 4, "env_wrapper": [{"gymnasium.wrappers.FrameStackObservation": {"stack_size": 4}}]})
+
+
+@pytest.fixture
+def no_big_layers(monkeypatch):
+    """Fail the test if a real (not meta-device) linear or conv layer with more than 10**7 weights is built."""
+    for cls in (th.nn.Linear, th.nn.Conv2d):
+        original = cls.__init__
+
+        def guarded(self, a, b, *args, __original=original, **kwargs):
+            if not th.empty(0).is_meta and a * b > 10**7:
+                pytest.fail(f"a {a}x{b} layer was allocated")
+            __original(self, a, b, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", guarded)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(psi_depth=20_000), "psi_depth must be an integer >= 0 and at most 64"),
+        (dict(extra_blocks=100_000), "extra_blocks must be an integer >= 0 and at most 32"),
+        (dict(encoder="minatar_deep", extra_blocks=5_000), "extra_blocks must be an integer >= 0 and at most 32"),
+    ],
+)
+def test_issue23_item2_depths_are_bounded_in_policy_kwargs_and_the_sweep(tmp_path, kwargs, words):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=re.escape(words)):
+        policy_kwargs(**kwargs)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        SweepSpec(envs=[ENV_ID], encoders=[kwargs.get("encoder", "impala")], fixed={k: v for k, v in kwargs.items() if k != "encoder"},
+                  storage=f"sqlite:///{tmp_path}/s.db").validate()  # fmt: skip
+    assert time.perf_counter() - start < 10
+
+
+def test_issue23_item2_total_parameters_are_estimated_before_allocating(no_big_layers):
+    from sb3_gap.extractor import MAX_PARAMETERS, estimate_parameters
+
+    space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    assert estimate_parameters(space, encoder="impala", bottleneck="gap") == sum(p.numel() for p in ConvExtractor(space).parameters())
+    big = dict(encoder="impala", bottleneck="flatten", width_scale=64, psi_depth=8)  # every size within its own bound
+    policy_kwargs(**big)
+    for call in (lambda: estimate_parameters(space, **big), lambda: ConvExtractor(space, **big)):
+        with pytest.raises(ValueError, match=rf"would have [0-9,]+ parameters, more than {MAX_PARAMETERS:,}"):
+            call()
+
+
+def test_issue23_item2_hub_config_with_a_huge_depth_is_refused_before_building(saved_config, no_big_layers):
+    config, weights = saved_config
+    config["policy_kwargs"]["features_extractor_kwargs"].update(psi_depth=2_000)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"psi_depth must be an integer >= 0 and at most 64 .*got 2000"):
+        safe.build_from_config(config, weights, device="cpu")
+    assert time.perf_counter() - start < 10
+
+
+def alias_yaml(levels: int = 4, fan: int = 5) -> bytes:
+    """Nested YAML aliases ("billion laughs"): ``fan ** levels`` strings from a few hundred bytes (small here)."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fan)}]" for i in range(1, levels)]
+    return ("\n".join(lines) + "\npolicy: CnnPolicy\n").encode()
+
+
+@pytest.mark.parametrize("name", ["config.yml", "env_kwargs.yml", "args.yml"])
+def test_issue23_item3_downloaded_yaml_with_aliases_is_refused(hub_env, dqn_files, tmp_path, capsys, name):
+    _, files = dqn_files
+    repo = f"mallory/laughs-{name.split('.')[0].replace('_', '-')}"
+    publish(hub_env, repo, {**files, name: alias_yaml()})
+    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
+    assert f"{name} holds YAML that is not plain data" in line and "anchors and aliases are refused" in line
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+
+
+def test_issue23_item3_local_yaml_keeps_its_anchors(tmp_path):
+    path = tmp_path / "config.yml"
+    path.write_bytes(b"base: &b {frame_stack: 4}\nMinAtar/Breakout-v1: *b\n")
+    with pytest.raises(ValueError, match=r"config.yml holds YAML that is not plain data \(line 1\): found the anchor &b"):
+        zoo_yaml.load_zoo_yaml(path)
+    assert zoo_yaml.load_zoo_yaml(path, allow_aliases=True)["MinAtar/Breakout-v1"] == {"frame_stack": 4}  # a run being pushed
+    from sb3_gap.zoo_config import load_section  # the repository's zoo_configs/*.yml use &minatar / *minatar
+
+    assert load_section("dqn", "MinAtar/Breakout-v1")[1]
+    path.write_bytes(b"x: " + b"a" * (zoo_yaml.MAX_YAML_BYTES + 1) + b"\n")
+    with pytest.raises(ValueError, match=r"config.yml has 1,048,581 bytes, more than the 1,048,576"):
+        zoo_yaml.load_zoo_yaml(path)
+
+
+def zip_bytes(members: dict[str, bytes], compression: int = 8) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "unpacked, words",
+    [
+        (80 * 2**20, "unpacks to 83,886,080 bytes, more than the 67,108,864 allowed"),  # above MAX_METRICS_BYTES
+        (4 * 2**20, "more than x100"),  # within the size cap, but a bomb's ratio
+    ],
+)
+def test_issue23_item4_metrics_zip_bomb_is_refused_before_unpacking(hub_env, dqn_files, tmp_path, capsys, unpacked, words):
+    _, files = dqn_files
+    bomb = zip_bytes({"evaluations.npz": bytes(unpacked)})
+    assert len(bomb) < unpacked / 500
+    repo = f"mallory/metrics-bomb-{unpacked >> 20}"
+    publish(hub_env, repo, {**files, "train_eval_metrics.zip": bomb})
+    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
+    assert "train_eval_metrics.zip" in line and words in line
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+    # A plain metrics zip still unpacks.
+    publish(hub_env, "alice/metrics-ok", {**files, "train_eval_metrics.zip": zip_bytes({"evaluations.npz": b"x" * 1000, "0.monitor.csv": b"r,l\n"})})
+    info = pull_from_hub("alice/metrics-ok", tmp_path / "ok")
+    assert Path(info.log_path, "evaluations.npz").stat().st_size == 1000
+
+
+def test_issue23_item4_pickled_model_zip_bomb_is_refused(hub_env, tmp_path):
+    bomb = zip_bytes({"data": b"{}", "policy.pth": bytes(8 * 2**20)})
+    publish(hub_env, "mallory/model-bomb", {f"dqn-{ENV_NAME}.zip": bomb})
+    for call in (lambda: pull_from_hub("mallory/model-bomb", tmp_path / "dl", algo="dqn", env_id=ENV_ID, allow_pickle=True),
+                 lambda: load_from_hub("mallory/model-bomb", algo="dqn", env_id=ENV_ID, allow_pickle=True)):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"dqn-{ENV_NAME}.zip unpacks .* more than x100"):
+            call()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_issue23_item11_non_finite_weights_are_refused(hub_env, dqn_files, saved_config, tmp_path, capsys, value):
+    import safetensors.torch
+
+    config, weights = saved_config
+    tensors = safetensors.torch.load_file(str(weights))
+    name = sorted(tensors)[0]
+    tensors[name].view(-1)[0] = value
+    safetensors.torch.save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=rf"model.safetensors holds NaN or infinite values in '{re.escape(name)}'"):
+        safe.build_from_config(config, weights, device="cpu")
+    _, files = dqn_files
+    repo = f"eve/non-finite-{str(value)}"
+    publish(hub_env, repo, {**files, safe.WEIGHTS_FILE: weights.read_bytes()})
+    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
+    assert "NaN or infinite values" in line
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+
+
+def test_issue23_item11_negative_exp_id_is_refused(hub_env, dqn_files, tmp_path, capsys):
+    _, files = dqn_files
+    publish(hub_env, "alice/exp-id", files)
+    line = one_line_error(capsys, ["pull", "--repo-id", "alice/exp-id", "-f", str(tmp_path / "dl"), "--exp-id", "-1"], "pull")
+    assert "--exp-id" in line and "must be an integer >= 0" in line and "got -1" in line
+    assert not (tmp_path / "dl").exists()
+    line = one_line_error(capsys, ["push", "--algo", "dqn", "--env", ENV_ID, "-f", str(tmp_path / "logs"), "--repo-id", "alice/x",
+                                   "--exp-id", "-3", "--no-video"], "push")  # fmt: skip
+    assert "--exp-id" in line and "got -3" in line
+
+
+def test_issue23_item11_truncated_pickled_zip_is_an_error_not_saved(hub_env, tmp_path, capsys):
+    buf = io.BytesIO()
+    tiny_dqn().save(buf)
+    whole = buf.getvalue()
+    publish(hub_env, "alice/truncated-zip", {f"dqn-{ENV_NAME}.zip": whole[: len(whole) // 2]})
+    argv = ["pull", "--repo-id", "alice/truncated-zip", "-f", str(tmp_path / "dl"), "--algo", "dqn", "--env", ENV_ID, "--allow-pickle"]
+    line = one_line_error(capsys, argv, "pull")
+    assert f"dqn-{ENV_NAME}.zip is not a valid zip archive" in line and "truncated" in line
+    assert not list((tmp_path / "dl" / "dqn").glob(f"{ENV_NAME}_*"))
+    # damaged inside (a flipped byte in a member): the CRC check catches it too
+    broken = bytearray(whole)
+    start = whole.index(b"policy.pth") + 200
+    broken[start : start + 64] = bytes(64)
+    publish(hub_env, "alice/damaged-zip", {f"dqn-{ENV_NAME}.zip": bytes(broken)})
+    line = one_line_error(capsys, [*argv[:2], "alice/damaged-zip", *argv[3:]], "pull")
+    assert "is not a valid zip archive" in line
+
+
+def test_issue23_item9_report_never_writes_into_a_foreign_database(tmp_path, capsys):
+    db = tmp_path / "foreign.db"
+    make_sqlite(db, rows=3)
+    before = db.read_bytes()
+    line = one_line_error(capsys, ["report", "--storage", f"sqlite:///{db}", "--study", "s", "--out", str(tmp_path / "r")], "report")
+    assert "holds no Optuna study" in line and "['t']" in line and "nothing was written" in line
+    assert db.read_bytes() == before
+    conn = sqlite3.connect(db)
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["t"]
+    conn.close()
+
+
+def test_issue23_item9_study_made_by_another_tool_is_one_line(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/other.db"
+    study = optuna.create_study(storage=url, study_name="tuned")
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)}, value=1.0))
+    line = one_line_error(capsys, ["report", "--storage", url, "--study", "tuned", "--out", str(tmp_path / "r")], "report")
+    assert "Study 'tuned'" in line and "was not made by `sb3-gap sweep`" in line and "['x']" in line
+
+
+@pytest.fixture
+def finished_study(tmp_path):
+    """A sweep study whose one cell has a COMPLETE trial (recorded directly, nothing trained)."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = SweepSpec(envs=[ENV_ID], algos=["dqn"], bottlenecks=["gap"], storage=url, study="s", out_dir=str(tmp_path / "runs"))
+    study = open_study(spec)
+    for cell in spec.cells():
+        distributions = {k: optuna.distributions.CategoricalDistribution([v]) for k, v in cell.items()}
+        study.add_trial(optuna.trial.create_trial(params=cell, distributions=distributions, value=2.0, user_attrs={"wall_s": 60.0}))
+    return url
+
+
+@pytest.mark.parametrize("pair", ["[NaN, 10]", "[0, Infinity]", "[true, 10]"])
+def test_issue23_item10_reference_must_be_finite(finished_study, tmp_path, capsys, pair):
+    ref = tmp_path / "ref.json"
+    ref.write_text(f'{{"{ENV_ID}": {pair}}}')
+    line = one_line_error(capsys, ["report", "--storage", finished_study, "--study", "s", "--out", str(tmp_path / "r"), "--reference", str(ref)],
+                          "report")  # fmt: skip
+    assert str(ref) in line and "two finite numbers" in line and ENV_ID in line
+    assert not (tmp_path / "r" / "summary.md").exists()
+
+
+@pytest.mark.parametrize("gamma", ["nan", "inf"])
+def test_issue23_item10_gamma_must_be_finite(finished_study, tmp_path, capsys, gamma):
+    line = one_line_error(capsys, ["report", "--storage", finished_study, "--study", "s", "--out", str(tmp_path / "r"), "--gamma", gamma], "report")
+    assert "--gamma" in line and "finite number" in line and gamma in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_issue23_item10_summary_names_the_gamma_used(finished_study, tmp_path):
+    from sb3_gap.sweep.report import build_report
+
+    summary = build_report([(finished_study, "s")], tmp_path / "r", gamma=0.5, reps=20).read_text()
+    assert "below γ = 0.5," in summary and "γ = 1," not in summary

@@ -11,6 +11,7 @@ touching the sweep.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -247,7 +248,8 @@ def load_reference(path: str | Path) -> dict[str, tuple[float, float]]:
     data = json.loads(Path(path).read_text())
     table = {}
     for env_id, pair in data.items():
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair) and pair[1] != pair[0]):
-            raise ValueError(f"Reference for {env_id!r} in {path} must be [low, high] with low != high, got {pair!r}")
+        finite = isinstance(pair, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
+        if not (finite and len(pair) == 2 and pair[1] != pair[0]):
+            raise ValueError(f"Reference for {env_id!r} in {path} must be [low, high], two finite numbers with low != high, got {pair!r}")
         table[env_id] = (float(pair[0]), float(pair[1]))
     return table

@@ -9,6 +9,8 @@ import contextlib
 import logging
 import os
 import re
+import zipfile
+import zlib
 from collections.abc import Iterator
 
 import huggingface_hub
@@ -39,6 +41,14 @@ _TRANSPORT_ERRORS = _transport_errors()
 CONFIG_YML, ARGS_YML, ENV_KWARGS_YML, RESULTS_JSON = "config.yml", "args.yml", "env_kwargs.yml", "results.json"
 VEC_NORMALIZE_HUB, VEC_NORMALIZE_LOCAL = "vec_normalize.pkl", "vecnormalize.pkl"
 METRICS_ZIP, VIDEO, README = "train_eval_metrics.zip", "replay.mp4", "README.md"
+
+#: Most bytes ``train_eval_metrics.zip`` may unpack to (rl_zoo3's evaluations.npz and monitor CSVs: a few MB).
+MAX_METRICS_BYTES = 2**26
+#: Most bytes a model zip pulled with ``allow_pickle`` may unpack to (SB3 reads every member into memory on load).
+MAX_MODEL_ZIP_BYTES = 2**31
+#: Largest unpacked / packed ratio of an archive above 1 MiB unpacked (SB3 stores its members uncompressed, ratio ~1;
+#: a zip bomb reaches ~1000).
+MAX_ARCHIVE_RATIO = 100
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9]{8,}")
@@ -120,3 +130,38 @@ def resolve_endpoint(endpoint: str | None) -> str:
 def model_file_name(algo: str, env_id: str) -> str:
     """``{algo}-{env}.zip`` as rl_zoo3 / huggingface_sb3 name it (``/`` in the env id becomes ``-``)."""
     return ModelName(algo, EnvironmentName(env_id)).filename
+
+
+def check_archive(path: str | os.PathLike[str], name: str, max_bytes: int, verify: bool = False) -> list[zipfile.ZipInfo]:
+    """
+    Check a downloaded zip archive from its central directory before anything is unpacked: it must open (a truncated
+    or corrupt download does not), unpack to at most ``max_bytes`` and at most :data:`MAX_ARCHIVE_RATIO` times its
+    size. ``zipfile`` never unpacks more than a member's recorded size, so these bounds hold while unpacking.
+
+    :param path: The archive
+    :param name: Its name, for the messages
+    :param max_bytes: Most bytes the members may unpack to, together
+    :param verify: Also read every member through (CRC-32 checks), for an archive that is copied as it is
+    :return: The members
+    :raises ValueError: Naming the archive and the size, ratio or damage at fault
+    """
+    packed = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            total = sum(m.file_size for m in members)
+            if total > max_bytes:
+                raise ValueError(f"{name} unpacks to {total:,} bytes, more than the {max_bytes:,} allowed; refused before unpacking")
+            if total > 2**20 and total > MAX_ARCHIVE_RATIO * max(packed, 1):
+                raise ValueError(
+                    f"{name} unpacks {packed:,} bytes to {total:,} (x{total / max(packed, 1):,.0f}), more than x{MAX_ARCHIVE_RATIO} "
+                    "(sb3_gap.hub.common.MAX_ARCHIVE_RATIO): a zip bomb; refused before unpacking"
+                )
+            if verify:
+                for member in members:
+                    with archive.open(member) as f:
+                        while f.read(2**20):
+                            pass
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as e:
+        raise ValueError(f"{name} is not a valid zip archive ({_first_line(e)}): corrupt or truncated download") from None
+    return members

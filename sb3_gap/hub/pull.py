@@ -24,17 +24,21 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_gap.algos import ALGOS, get_algo
+from sb3_gap.checks import check_int
 from sb3_gap.hub import safe
 from sb3_gap.hub.common import (
     ARGS_YML,
     CONFIG_YML,
     ENV_KWARGS_YML,
+    MAX_METRICS_BYTES,
+    MAX_MODEL_ZIP_BYTES,
     METRICS_ZIP,
     README,
     RESULTS_JSON,
     VEC_NORMALIZE_HUB,
     VEC_NORMALIZE_LOCAL,
     HubError,
+    check_archive,
     check_repo_id,
     hub_errors,
     logger,
@@ -194,6 +198,7 @@ def load_from_hub(
         cls = get_algo(algo)
         name = _zip_name(dl, algo.lower(), env_id)
         path = dl.get(name)
+        check_archive(path, name, MAX_MODEL_ZIP_BYTES)
         kwargs: dict[str, Any] = {"buffer_size": safe.INFERENCE_BUFFER_SIZE} if issubclass(cls, OffPolicyAlgorithm) else {}
         kwargs.update(overrides)
         model = cls.load(path, device=device, **kwargs)
@@ -215,9 +220,11 @@ def _next_run_folder(folder: Path, algo: str, env_name: str, exp_id: int) -> Pat
 
 
 def _extract_metrics(archive: str, out: Path) -> None:
-    """Unpack ``train_eval_metrics.zip``: only flat ``.npz`` / ``.csv`` members (no paths out of ``out``)."""
+    """Unpack ``train_eval_metrics.zip``: only flat ``.npz`` / ``.csv`` members (no paths out of ``out``), at most
+    :data:`~sb3_gap.hub.common.MAX_METRICS_BYTES` in all (:func:`~sb3_gap.hub.common.check_archive`)."""
+    members = check_archive(archive, METRICS_ZIP, MAX_METRICS_BYTES)
     with zipfile.ZipFile(archive) as z:
-        for member in z.infolist():
+        for member in members:
             name = member.filename
             if "/" in name or "\\" in name or name.startswith(".") or not name.endswith((".npz", ".csv")):
                 logger.warning("Skipping %r in %s", name, METRICS_ZIP)
@@ -259,6 +266,7 @@ def pull_from_hub(
     :param endpoint: Hub URL
     :param cache_dir: huggingface_hub cache folder
     """
+    check_int("exp_id (--exp-id)", exp_id, 0, example="0 for the next free run id, 1, 2")
     dl = _Download(repo_id, revision, token, endpoint, cache_dir)
     config = _safe_info(dl)
     if config is not None:
@@ -286,6 +294,8 @@ def pull_from_hub(
     # evaluate or import from them must pass the same allow-list whatever the flag.
     path = "safetensors" if config is not None else "pickle"
     hyperparams = _check_downloaded_yaml(repo_id, files)
+    if METRICS_ZIP in files:
+        check_archive(files[METRICS_ZIP], METRICS_ZIP, MAX_METRICS_BYTES)  # before anything is staged
     if path == "safetensors" and hyperparams.get("normalize"):
         if not allow_pickle:
             raise HubError(
@@ -317,6 +327,7 @@ def pull_from_hub(
         else:
             name = _zip_name(dl, algo, env_id)
             files[name] = dl.get(name)
+            check_archive(files[name], name, MAX_MODEL_ZIP_BYTES, verify=True)  # copied as published: it must be whole
             shutil.copyfile(files[name], zip_out)
             if VEC_NORMALIZE_HUB in files:
                 shutil.copyfile(files[VEC_NORMALIZE_HUB], params / VEC_NORMALIZE_LOCAL)

@@ -136,7 +136,7 @@ def _saved_hyperparams(params_path: str) -> tuple[dict[str, Any], str | None]:
         return {}, None
     config_file = Path(params_path) / CONFIG_YML
     if config_file.is_file():
-        loaded = load_zoo_yaml(config_file) or {}
+        loaded = load_zoo_yaml(config_file, allow_aliases=True) or {}  # a local run: aliases are fine
         if not isinstance(loaded, dict):
             raise ValueError(f"{config_file} must hold a mapping of hyperparameters, got {type(loaded).__name__}")
         hyperparams: dict[str, Any] = dict(loaded)
@@ -181,7 +181,7 @@ def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_be
     env_kwargs: dict[str, Any] = dict(section_kwargs or {})
     args_path = Path(params_path) / ARGS_YML
     if args_path.is_file():
-        loaded = load_zoo_yaml(args_path)  # never yaml.UnsafeLoader: a run folder may come from anywhere
+        loaded = load_zoo_yaml(args_path, allow_aliases=True)  # never yaml.UnsafeLoader: a run folder may come from anywhere
         if not isinstance(loaded, dict):
             raise ValueError(f"{args_path} must hold a mapping of the run's arguments, got {type(loaded).__name__}")
         if loaded.get("env_kwargs") is not None:
@@ -343,6 +343,7 @@ def push_to_hub(
     else:
         if algo is None:
             raise ValueError(f"algo is required to push a Zoo folder; valid choices: {sorted(ALGOS)}")
+        check_int("exp_id (--exp-id)", exp_id, 0, example="0 for the latest run, 1, 2")
         src = _zoo_source(source, algo.lower(), env_id, exp_id, load_best, device)
 
     from rl_zoo3.utils import create_test_env

@@ -265,6 +265,8 @@ def _check_against_weights(model: BaseAlgorithm, stored: dict[str, tuple[int, ..
     """Refuse a config whose network differs from the weights (another width, atom count, action count...) before building it."""
     try:
         groups = _meta_shapes(model)
+    except ValueError:  # a bad argument (e.g. psi_depth above its bound): the config is refused, nothing was allocated
+        raise
     except Exception as e:  # noqa: BLE001 - a layer whose construction reads tensor values cannot be built on meta
         # Then only the bounds on spaces, buffers and extractor arguments apply, and the strict load compares the shapes.
         logger.warning("Could not pre-check %s against %s on torch's meta device (%s: %s)", CONFIG_FILE, Path(weights).name, type(e).__name__, e)
@@ -369,4 +371,13 @@ def build_from_config(config: dict[str, Any], weights: str | Path, device: th.de
     model._setup_model()
     missing, unexpected = safetensors.torch.load_model(model.policy, str(weights), strict=True, device=str(model.device))
     assert not missing and not unexpected  # strict=True raises before this
+    _check_finite(model.policy, weights)
     return model
+
+
+def _check_finite(policy: th.nn.Module, weights: str | Path) -> None:
+    """Refuse weights holding NaN or infinite values: such a model acts on garbage (diverged, or tampered with)."""
+    bad = [name for name, t in policy.state_dict().items() if t.is_floating_point() and not bool(th.isfinite(t).all())]
+    if bad:
+        shown = ", ".join(repr(n) for n in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(f"{Path(weights).name} holds NaN or infinite values in {shown}: refused (a diverged or damaged model)")

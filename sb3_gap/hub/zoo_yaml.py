@@ -4,19 +4,22 @@ rl_zoo3 reads ``config.yml`` / ``args.yml`` with ``yaml.UnsafeLoader`` and ``eva
 (``policy_kwargs``, ``normalize``...) or imports the names they give (``env_wrapper``, ``callback``...).
 :func:`load_zoo_yaml` reads them with :class:`ZooYamlLoader`, a ``yaml.SafeLoader`` that additionally
 understands the two Python tags the Zoo writes (``OrderedDict``, ``tuple``), and :func:`check_zoo_config`
-rejects strings that the Zoo would ``eval`` or import unless they are plain literals / names from trusted
-packages, and wrappers that write files.
+rejects strings that the Zoo would ``eval`` unless they are plain literals, class names that it would import unless
+they are in an explicit allow-list (:func:`allowed_classes`), and wrappers that write files.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from sb3_gap.checks import check_int
 
 
 class ZooYamlLoader(yaml.SafeLoader):
@@ -42,30 +45,55 @@ ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/object/apply:collections
 ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
 
 
-def load_zoo_yaml(path: str | Path) -> Any:
+class NoAliasZooYamlLoader(ZooYamlLoader):
+    """:class:`ZooYamlLoader` that refuses anchors and aliases (``&a`` / ``*a``, merge keys ``<<: *a``): a few hundred
+    bytes of nested aliases expand to gigabytes when walked ("billion laughs"). For YAML read from a download."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            raise yaml.composer.ComposerError(None, None, f"found the {kind}{event.anchor}: anchors and aliases are refused", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+#: Largest YAML file read (a Zoo ``config.yml`` is a few kB): checked before it is read.
+MAX_YAML_BYTES = 2**20
+
+
+def load_zoo_yaml(path: str | Path, *, allow_aliases: bool = False) -> Any:
     """
     Read a Zoo YAML file (``config.yml``, ``args.yml``...) without constructing arbitrary Python objects: plain
     YAML plus the Zoo's ``OrderedDict`` and ``tuple`` tags, nothing else (``yaml.UnsafeLoader``, which rl_zoo3
-    uses, would run ``!!python/object/apply`` tags).
+    uses, would run ``!!python/object/apply`` tags). Files above :data:`MAX_YAML_BYTES` are refused unread.
 
-    :raises ValueError: Naming the file and the tag that is not plain data
+    :param path: The file
+    :param allow_aliases: Accept YAML anchors and aliases: only for local files (a run folder being pushed); a
+        download is read with :class:`NoAliasZooYamlLoader` (the default)
+    :raises ValueError: Naming the file and the tag, alias or size that is not accepted
     """
+    size = os.path.getsize(path)
+    if size > MAX_YAML_BYTES:
+        raise ValueError(
+            f"{Path(path).name} has {size:,} bytes, more than the {MAX_YAML_BYTES:,} a Zoo YAML file may have (sb3_gap.hub.zoo_yaml.MAX_YAML_BYTES)"
+        )
+    loader = ZooYamlLoader if allow_aliases else NoAliasZooYamlLoader
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=ZooYamlLoader)  # noqa: S506 - a SafeLoader subclass
+            return yaml.load(f, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ValueError(
-            f"{Path(path).name} holds YAML that is not plain data{where}: {problem}; only mappings, lists, scalars, OrderedDict and tuple are read"
+            f"{Path(path).name} holds YAML that is not plain data{where}: {problem}; only mappings, lists, scalars, OrderedDict and tuple "
+            f"are read{'' if allow_aliases else ', without anchors or aliases'}"
         ) from None
 
 
 # Keys of config.yml whose strings the Zoo evaluates (``eval``) or imports by name.
 _ZOO_EVAL_KEYS = ("normalize", "policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs", "frame_stack", "monitor_kwargs")
 _ZOO_IMPORT_KEYS = ("env_wrapper", "vec_env_wrapper", "callback")  # and "policy" when it is a dotted name
-TRUSTED_PACKAGES = ("gymnasium.", "stable_baselines3.", "sb3_contrib.", "rl_zoo3.", "sb3_gap.")
 #: Wrappers of the trusted packages that write files wherever their arguments say: never accepted from a download.
 FILE_WRITING_WRAPPERS = frozenset(
     {
@@ -77,8 +105,27 @@ FILE_WRITING_WRAPPERS = frozenset(
         "stable_baselines3.common.vec_env.VecMonitor",
         "stable_baselines3.common.callbacks.CheckpointCallback",
         "stable_baselines3.common.callbacks.EvalCallback",
+        "rl_zoo3.callbacks.EvalCallback",
+        "rl_zoo3.callbacks.SaveVecNormalizeCallback",
     }  # fmt: skip
 )
+#: Modules whose ``gymnasium.Wrapper`` subclasses a downloaded ``env_wrapper`` may name (gymnasium's wrappers, SB3's and
+#: rl_zoo3's Atari / frame wrappers, sb3_gap's env wrappers); nothing else, and never a function or another callable.
+ENV_WRAPPER_MODULES = ("gymnasium.wrappers", "stable_baselines3.common.atari_wrappers", "rl_zoo3.wrappers", "sb3_gap.envs.minatar")
+#: Modules whose ``VecEnvWrapper`` subclasses a downloaded ``vec_env_wrapper`` may name.
+VEC_ENV_WRAPPER_MODULES = ("stable_baselines3.common.vec_env", "sb3_gap.envs.protocols")
+#: The callbacks a downloaded ``callback`` may name: they take no file or folder and build nothing from their arguments.
+CALLBACKS = (
+    "stable_baselines3.common.callbacks.ProgressBarCallback",
+    "stable_baselines3.common.callbacks.LogEveryNTimesteps",
+    "stable_baselines3.common.callbacks.StopTrainingOnMaxEpisodes",
+    "rl_zoo3.callbacks.RawStatisticsCallback",
+)
+#: Largest ``frame_stack`` a downloaded config may ask for (the Zoo stacks that many observations per env; the same
+#: bound as :class:`sb3_gap.replay.FrameReplayBuffer`'s): checked before any env is built.
+MAX_FRAME_STACK = 256
+# Wrapper arguments that multiply what a wrapper allocates per observation: bounded like frame_stack.
+_STACK_ARGS = ("frame_stack", "stack_size", "n_stack", "num_stack", "n_frames")
 # Argument names that hold a path (video_folder, log_dir, filename, save_path, best_model_save_path...).
 _PATH_ARG = re.compile(r"(?i)(folder|dir|path|file|prefix)")
 REFUSED = "refused for downloaded configs (--allow-pickle does not lift this)"
@@ -155,11 +202,93 @@ def looks_like_path(value: Any) -> bool:
     return isinstance(value, str) and ("/" in value or "\\" in value or value.startswith(("~", ".")))
 
 
+def _classes_in(modules: tuple[str, ...], base: type) -> dict[str, type]:
+    """Public subclasses of ``base`` in ``modules``, by every dotted name the Zoo's ``get_class_by_name`` could import
+    them under here (``<module>.<name>`` and the class's own ``<__module__>.<name>``), file-writing ones left out."""
+    import importlib
+    import inspect
+
+    found: dict[str, type] = {}
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for attr, cls in vars(module).items():  # vars, not dir: no lazy import (gymnasium's jax / torch converters)
+            if attr.startswith("_") or not inspect.isclass(cls) or not issubclass(cls, base) or inspect.isabstract(cls):
+                continue
+            names = {f"{module_name}.{attr}", f"{cls.__module__}.{cls.__name__}"}
+            if names & FILE_WRITING_WRAPPERS:  # the class itself, under whichever name
+                continue
+            found.update((dotted, cls) for dotted in names if not any(part.startswith("_") for part in dotted.split(".")))
+    return found
+
+
+_ALLOWED: dict[str, dict[str, type]] = {}
+
+
+def allowed_classes(key: str) -> dict[str, type]:
+    """
+    The classes a downloaded ``config.yml`` may name under ``key``, by dotted name: an explicit allow-list, never
+    "anything under a trusted package" (which would admit functions such as ``gymnasium.make``).
+
+    * ``env_wrapper``: ``gymnasium.Wrapper`` subclasses of :data:`ENV_WRAPPER_MODULES`;
+    * ``vec_env_wrapper``: ``VecEnvWrapper`` subclasses of :data:`VEC_ENV_WRAPPER_MODULES`;
+    * ``callback``: :data:`CALLBACKS`;
+    * ``policy``: the policy classes of :data:`sb3_gap.algos.ALGOS` (their ``policy_aliases``).
+
+    File-writing classes (:data:`FILE_WRITING_WRAPPERS`) are never in it.
+
+    :param key: ``"env_wrapper"``, ``"vec_env_wrapper"``, ``"callback"`` or ``"policy"``
+    :raises ValueError: For another key
+    """
+    if key not in _ALLOWED:
+        import gymnasium as gym
+        from stable_baselines3.common.callbacks import BaseCallback
+        from stable_baselines3.common.vec_env import VecEnvWrapper
+
+        from sb3_gap.algos import ALGOS, get_algo
+
+        if key == "env_wrapper":
+            _ALLOWED[key] = _classes_in(ENV_WRAPPER_MODULES, gym.Wrapper)
+        elif key == "vec_env_wrapper":
+            _ALLOWED[key] = _classes_in(VEC_ENV_WRAPPER_MODULES, VecEnvWrapper)
+        elif key == "callback":
+            modules = tuple(sorted({name.rsplit(".", 1)[0] for name in CALLBACKS}))
+            _ALLOWED[key] = {k: v for k, v in _classes_in(modules, BaseCallback).items() if k in CALLBACKS}
+        elif key == "policy":
+            policies = {cls for algo in ALGOS for cls in get_algo(algo).policy_aliases.values()}
+            _ALLOWED[key] = {f"{cls.__module__}.{cls.__name__}": cls for cls in policies}
+        else:
+            raise ValueError(f"Unknown config key {key!r}; valid choices: {['callback', 'env_wrapper', 'policy', 'vec_env_wrapper']}")
+    return _ALLOWED[key]
+
+
+def _check_allowed(key: str, value: str, name: str) -> None:
+    """Refuse ``value`` unless it is one of :func:`allowed_classes` ``(key)``, naming the valid choices."""
+    if value in FILE_WRITING_WRAPPERS:
+        raise ValueError(f"{name}: {key} {value!r} writes files on this machine; {REFUSED}")
+    allowed = allowed_classes(key)
+    if value not in allowed:
+        raise ValueError(f"{name}: {key} names {value!r}, which is not an allowed class; {REFUSED}; valid choices: {sorted(allowed)}")
+
+
+def _check_stack(value: Any, where: str) -> None:
+    """Refuse a frame-stack size that is not an integer in [0, :data:`MAX_FRAME_STACK`] (a string is read as a literal,
+    as the Zoo would ``eval`` it; 0 / ``False`` mean no stacking there)."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            pass
+    if value is False or value is None:
+        return
+    check_int(where, value, 0, MAX_FRAME_STACK, example="4")
+
+
 def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
     """
-    Refuse a downloaded ``config.yml`` whose strings the Zoo would ``eval`` (:func:`check_expression`) or
-    import from outside :data:`TRUSTED_PACKAGES`, and wrappers / callbacks that write files
-    (:data:`FILE_WRITING_WRAPPERS`, or any with a path-like argument such as ``video_folder``), whatever
+    Refuse a downloaded ``config.yml`` whose strings the Zoo would ``eval`` (:func:`check_expression`) or whose
+    class names it would import unless they are in the explicit allow-list (:func:`allowed_classes`: gymnasium /
+    SB3 / rl_zoo3 / sb3_gap env wrappers, a few callbacks, registered policies), and wrappers / callbacks that write
+    files (:data:`FILE_WRITING_WRAPPERS`, or any with a path-like argument such as ``video_folder``), whatever
     ``--allow-pickle`` says: that flag only accepts a pickled *model*.
 
     :param hyperparams: The loaded YAML
@@ -173,14 +302,18 @@ def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
     for key in _ZOO_EVAL_KEYS:
         if isinstance(hyperparams.get(key), str):
             check_expression(hyperparams[key], f"{name}: {key}")
+    if "frame_stack" in hyperparams:
+        _check_stack(hyperparams["frame_stack"], f"{name}: frame_stack")
     policy = hyperparams.get("policy")
-    if isinstance(policy, str) and "." in policy and not policy.startswith(TRUSTED_PACKAGES):
-        raise ValueError(f"{name}: policy imports {policy!r}, outside the trusted packages {list(TRUSTED_PACKAGES)}; {REFUSED}")
+    if isinstance(policy, str) and "." in policy:
+        _check_allowed("policy", policy, name)
     for key in _ZOO_IMPORT_KEYS:
         for wrapper, kwargs in _wrappers(hyperparams.get(key), f"{name}: {key}"):
-            if not wrapper.startswith(TRUSTED_PACKAGES) or any(part.startswith("_") for part in wrapper.split(".")):
-                raise ValueError(f"{name}: {key} imports {wrapper!r}, outside the trusted packages {list(TRUSTED_PACKAGES)}; {REFUSED}")
-            if wrapper in FILE_WRITING_WRAPPERS or looks_like_path(kwargs):
+            _check_allowed(key, wrapper, name)
+            for arg in _STACK_ARGS:
+                if isinstance(kwargs, dict) and arg in kwargs:
+                    _check_stack(kwargs[arg], f"{name}: {key} {wrapper} {arg}")
+            if looks_like_path(kwargs):
                 raise ValueError(f"{name}: {key} {wrapper!r} with arguments {kwargs!r} writes or reads files on this machine; {REFUSED}")
 
 

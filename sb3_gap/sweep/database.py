@@ -249,6 +249,35 @@ def check_sqlite_storage(url: str, must_exist: bool = False, write: bool = True,
             raise ValueError(f"SQLite storage {path} is corrupt ({e}); restore it from a copy or use another --storage") from None
 
 
+#: Tables every Optuna RDB storage has (``optuna.storages._rdb.models``): a database without them holds no study.
+OPTUNA_TABLES = ("studies", "trials", "version_info")
+
+
+def check_holds_optuna_studies(url: str) -> None:
+    """
+    Refuse a database that holds no Optuna storage, only reading its table names: ``RDBStorage`` would create
+    Optuna's tables in it (13 of them, in someone else's database). For reports, which only read.
+
+    :param url: Storage URL (an existing SQLite file: :func:`check_sqlite_storage` first)
+    :raises ValueError: Naming the database and the tables it has instead
+    """
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = sorted(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    missing = [t for t in OPTUNA_TABLES if t not in tables]
+    if missing:
+        shown = tables[:10] + (["..."] if len(tables) > 10 else [])
+        raise ValueError(
+            f"{display_url(url)} holds no Optuna study (no tables {missing}; its tables: {shown}): it is not a database written by "
+            "`sb3-gap sweep`; check --storage (nothing was written to it)"
+        )
+
+
 def cli_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
     """
     Failures the CLIs report in one line (bad input, files, databases, drivers) instead of a traceback.

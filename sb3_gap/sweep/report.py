@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,10 @@ from optuna.trial import TrialState  # noqa: E402
 from rliable import library as rly  # noqa: E402
 from rliable import metrics  # noqa: E402
 
+from sb3_gap.checks import is_number  # noqa: E402
 from sb3_gap.envs.protocols import load_reference, protocol_for  # noqa: E402
 from sb3_gap.sweep.database import (  # noqa: E402
+    check_holds_optuna_studies,
     check_sqlite_storage,
     check_storage_url,
     cli_errors,
@@ -113,6 +116,7 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
     for storage, name in sources:
         check_storage_url(storage)
         check_sqlite_storage(storage, must_exist=True, write=False)  # a mistyped path is an error, never a new empty database
+        check_holds_optuna_studies(storage)  # never create Optuna's tables in another program's database
         rdb = rdb_storage(storage)
         try:
             study = optuna.load_study(study_name=name, storage=rdb)
@@ -122,7 +126,14 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
         trials = study.get_trials(deepcopy=False)
         best = best_trials([t for t in trials if t.params])  # queued trials without params: cells still "missing"
         steps = study.user_attrs.get("training_config", {}).get("steps")
-        for params in _grid_cells(study, trials):
+        cells = _grid_cells(study, trials)
+        foreign = [sorted(c) for c in cells if "env" not in c or "seed" not in c]
+        if foreign:
+            raise ValueError(
+                f"Study {name!r} in {display_url(storage)} was not made by `sb3-gap sweep`: its trials have parameters {foreign[0]}, "
+                "without 'env' and 'seed'; pass the --study of a sweep"
+            )
+        for params in cells:
             key = cell_key(params)
             if key in rows and rows[key]["state"] == "COMPLETE":
                 continue  # the same cell finished in an earlier-listed study
@@ -430,7 +441,7 @@ def _fmt(value: Any, spec: str) -> str:
     return "–" if value is None or pd.isna(value) else format(value, spec)
 
 
-def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tuple[str, str]], figures: list[str]) -> str:
+def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tuple[str, str]], figures: list[str], gamma: float = 1.0) -> str:
     done = (df["state"] == "COMPLETE").sum()
     lines = [
         "# Sweep report",
@@ -440,7 +451,7 @@ def markdown_summary(df: pd.DataFrame, agg: pd.DataFrame, sources: Sequence[tupl
         "Normalization: "
         + "; ".join(f"`{e}`: {n}" for e, n in df.groupby("env")["normalization"].first().items())
         + ". A run's score is the mean of its last evaluations. CIs: 95% stratified bootstrap (Agarwal et al. 2021, `rliable`)."
-        + " The optimality gap is the mean shortfall below γ = 1, meaningful for normalized scores only.",
+        + f" The optimality gap is the mean shortfall below γ = {gamma:g}, meaningful for normalized scores only.",
         "",
         "## Aggregates per configuration",
         "",
@@ -533,6 +544,17 @@ def settings_section(df: pd.DataFrame, sources: Sequence[tuple[str, str]]) -> li
     return lines
 
 
+def check_gamma(gamma: Any) -> float:
+    """
+    Check the optimality-gap threshold (``--gamma``): a finite number.
+
+    :raises ValueError: Naming the value (NaN or infinite would make every optimality gap NaN or infinite)
+    """
+    if not is_number(gamma) or not math.isfinite(gamma):
+        raise ValueError(f"--gamma (the optimality-gap threshold) must be a finite number (e.g. 1 for normalized scores), got {gamma!r}")
+    return float(gamma)
+
+
 def build_report(
     sources: Sequence[tuple[str, str]],
     out_dir: str | Path,
@@ -556,6 +578,7 @@ def build_report(
     """
     if not sources:
         raise ValueError("No study given; pass at least one (storage, study) pair")
+    check_gamma(gamma)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(sources, reference)
@@ -581,7 +604,7 @@ def build_report(
         if plot_dormancy(df, out / "dormancy.png"):
             figures.append("dormancy.png")
     summary = out / "summary.md"
-    summary.write_text(markdown_summary(df, agg, sources, figures))
+    summary.write_text(markdown_summary(df, agg, sources, figures, gamma))
     if print_table:
         _print_table(agg)
         print(f"report: {summary.resolve()}")
@@ -631,6 +654,7 @@ def main(argv: list[str] | None = None) -> None:
         if len(args.storage) not in (1, len(args.study)):
             raise ValueError(f"Give one --storage or one per --study ({len(args.study)}), got {len(args.storage)}")
         storages = args.storage * len(args.study) if len(args.storage) == 1 else args.storage
+        check_gamma(args.gamma)
         reference = read_reference(args.reference) if args.reference else None
         for storage in storages:
             check_storage_url(storage)
