@@ -153,6 +153,11 @@ OVERRIDES: list[Override] = [
     Override(r"^sb3-gap gradcam model\.zip --algo qrdqn", setup=("model_zip_qrdqn",)),
     Override(r"^sb3-gap gradcam model\.zip --algo dqn --obs frame\.npy", setup=("model_zip_dqn", "frame_npy")),
     Override(r"^sb3-gap report --storage sqlite:///runs/a\.db --study scaling scaling_more_seeds", setup=("studies_a_b",)),
+    Override(
+        r"^sb3-gap report --storage sqlite:///runs/atari_methods_",
+        skip="merges the four Fig. 10 studies (hours of Atari runs each); the same several-storage report runs on tiny "
+        "studies in docs/sweeps.md (sb3-gap report --storage sqlite:///runs/a.db sqlite:///runs/b.db ...)",
+    ),
     Override(r"^sb3-gap report --storage sqlite:///runs/a\.db sqlite:///runs/b\.db", setup=("studies_a_b",)),
     Override(r"^sb3-gap report --storage sqlite:///a/runs/demo\.db sqlite:///b/runs/demo\.db", setup=("demo_dbs_a_b",)),
     Override(r"^sb3-gap report --storage sqlite:///results/minatar_scaling/study\.db", setup=("study_db_copy",)),
