@@ -46,7 +46,7 @@ def check_range(
     name: str, value: Any, low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False, example: str = ""
 ) -> float:
     """
-    Check that ``value`` is a real number in the interval and return it as a Python ``float``.
+    Check that ``value`` is a finite real number in the interval and return it as a Python ``float``.
 
     :param name: The argument's name
     :param value: The value to check
@@ -57,7 +57,7 @@ def check_range(
     :param example: A valid value to show (e.g. the paper's)
     :raises ValueError: ``"<name> must be in [low, high] (e.g. ...), got <value>"``
     """
-    ok = is_number(value) and not np.isnan(value)
+    ok = is_number(value) and bool(np.isfinite(value))
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
@@ -66,11 +66,11 @@ def check_range(
         if low is not None and high is not None:
             where = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         elif low is not None:
-            where = f"{'>' if low_open else '>='} {low:g}"
+            where = f"a finite number {'>' if low_open else '>='} {low:g}"
         elif high is not None:
-            where = f"{'<' if high_open else '<='} {high:g}"
+            where = f"a finite number {'<' if high_open else '<='} {high:g}"
         else:
-            where = "a number"
+            where = "a finite number"
         hint = f" (e.g. {example})" if example else ""
         raise ValueError(f"{name} must be {where}{hint}, got {value!r}")
     return float(value)
@@ -100,3 +100,43 @@ def check(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition``: for checks the helpers above do not cover."""
     if not condition:
         raise ValueError(message)
+
+
+#: The device names ``check_device`` shows as valid (``cuda:N`` for the N-th GPU).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def check_device(device: Any, name: str = "device") -> str:
+    """
+    Check a torch device name and that it exists here; return it as a string (``"auto"`` as it is).
+
+    SB3's ``get_device("cuda")`` falls back to the CPU without a word when no GPU is visible: a study asked to run
+    on a GPU would train for hours on the CPU. Here ``cuda`` without a GPU (or ``cuda:N`` past the last one, or
+    ``mps`` without Metal) is an error instead.
+
+    :param device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a ``torch.device``
+    :param name: The argument's name, as the user wrote it (``"--device"``)
+    :raises ValueError: ``"Unknown <name> 'bogus'; valid choices: [...]"`` or naming the missing device
+    """
+    import torch as th
+
+    text = str(device).strip() if isinstance(device, (str, th.device)) else None
+    if text == "auto":
+        return text
+    try:
+        dev = th.device(text) if text else None
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unknown {name} {device!r}; valid choices: {list(DEVICE_CHOICES)}")
+    if dev.type == "cuda":
+        count = th.cuda.device_count() if th.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"{name} {text!r}: no CUDA GPU is visible to torch (torch.cuda.is_available() is False); valid choices here: ['auto', 'cpu']"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"{name} {text!r}: torch sees {count} CUDA GPU(s); valid choices: cuda:0..cuda:{count - 1}")
+    if dev.type == "mps" and not (hasattr(th.backends, "mps") and th.backends.mps.is_available()):
+        raise ValueError(f"{name} {text!r}: Metal (MPS) is not available here; valid choices here: ['auto', 'cpu']")
+    return str(text)

@@ -25,7 +25,9 @@ from typing import Any
 
 import kron_torch
 import torch as th
-from kron_torch.kron import ProbScheduler, precond_update_prob_schedule
+from kron_torch.kron import precond_update_prob_schedule
+
+from sb3_gap.algo_args import check_kron_args, is_kron_schedule
 
 #: The state-dict key of Kron's own counters (preconditioner schedule step, update counter, RNG, einsum strings).
 KRON_STATE_KEY = "kron"
@@ -57,6 +59,7 @@ class Kron(kron_torch.Kron):
     """
 
     def __init__(self, params: Iterable[Any], **kwargs: Any) -> None:
+        check_kron_args(kwargs)  # kron-torch checks none: b1=nan trains to NaN, a callable cannot be saved
         super().__init__(params, **kwargs)
         self._pending: dict[str, Any] | None = None
         self.register_state_dict_post_hook(_plain_state_dict)
@@ -70,7 +73,7 @@ class Kron(kron_torch.Kron):
 
 
 def _plain_schedule(value: Any) -> Any:
-    if isinstance(value, ProbScheduler):
+    if is_kron_schedule(value):
         # ProbScheduler.__reduce__ gives its constructor arguments (max_prob, min_prob, decay, flat_start).
         return {"precond_update_prob_schedule": [float(a) for a in value.__reduce__()[1]]}
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -201,4 +204,6 @@ def optimizer_policy_kwargs(
         valid = sorted((accepted or set()) - {"lr"})
         raise ValueError(f"{cls.__name__} does not take {bad} (the learning rate comes from the algorithm); valid: {valid}")
     defaults = {k: v for k, v in (base.get("optimizer_kwargs") or {}).items() if k != "lr" and (accepted is None or k in accepted)}
+    if issubclass(cls, kron_torch.Kron):
+        check_kron_args({**defaults, **given})  # here already, before a model (or a sweep's first trial) is built
     return {"optimizer_class": cls, "optimizer_kwargs": {**defaults, **given}}

@@ -16,14 +16,17 @@ def main(argv: list[str] | None = None) -> None:
 
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     """
-    from sb3_gap.zoo import register_with_zoo
+    from sb3_gap.zoo import HyperparameterError, register_with_zoo
 
     register_with_zoo()
     from rl_zoo3.train import train
 
     if argv is not None:  # rl_zoo3.train parses sys.argv
         sys.argv = [sys.argv[0], *argv]
-    train()
+    try:
+        train()
+    except HyperparameterError as e:  # refused before anything was built: one line, no traceback
+        raise SystemExit(f"sb3-gap train: error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -23,7 +23,11 @@
    minimal set (3 for Breakout) and ``--eval-freq`` crashed with ``IndexError`` in ``minatar/gym.py``;
 7. turns a ``replay_ratio`` in the YAML or ``--hyperparams`` (gradient updates per env step) into SB3's ``train_freq``
    and ``gradient_steps`` for the run's ``n_envs`` (:func:`sb3_gap.zoo_config.replay_ratio_schedule`), replacing
-   the section's own ``train_freq``/``gradient_steps``.
+   the section's own ``train_freq``/``gradient_steps``;
+8. checks every numeric hyperparameter against its range (:func:`sb3_gap.algo_args.check_algo_args`) for every
+   algorithm, DQN, QR-DQN and PPO included;
+9. refuses ``--device cuda`` (or ``cuda:N``, ``mps``) where torch sees no such device
+   (:func:`sb3_gap.checks.check_device`) instead of SB3's silent fall-back to the CPU.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ import importlib
 from typing import Any
 
 import sb3_gap
+from sb3_gap.algo_args import check_algo_args
 from sb3_gap.algos import ALGOS as SB3_GAP_ALGOS
 from sb3_gap.algos import get_algo
+from sb3_gap.checks import check_device
 from sb3_gap.envs.atari import is_sb3_gap_atari
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
 from sb3_gap.optim import Kron
@@ -48,6 +54,10 @@ YAML_NAMES: dict[str, Any] = {
     "Kron": Kron,  # optimizer_class=Kron (sb3_gap.optim.Kron: kron-torch's, with a state dict SB3 can load)
     "sb3_gap": sb3_gap,
 }
+
+
+class HyperparameterError(ValueError):
+    """A hyperparameter or ``--device`` refused by the hook before anything is built (``sb3-gap train`` prints it in one line)."""
 
 
 def sample_rainbow_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +115,11 @@ def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
         if REPLAY_RATIO in hyperparams:  # YAML and --hyperparams are merged by now: the ratio wins over train_freq
             train_freq, gradient_steps = replay_ratio_schedule(hyperparams.pop(REPLAY_RATIO), self.n_envs)
             hyperparams.update(train_freq=train_freq, gradient_steps=gradient_steps)
+        try:
+            check_algo_args(hyperparams)  # item 8: a NaN, a negative max_grad_norm, train_freq 0 ... never train
+            check_device(self.device, "--device")  # item 9: SB3 would run --device cuda on the CPU without a word
+        except ValueError as e:
+            raise HyperparameterError(str(e)) from None
         return out
 
     _preprocess_hyperparams._sb3_gap = True  # type: ignore[attr-defined]

@@ -29,8 +29,10 @@ def test_check_range():
     for bad in (1.5, -0.1, float("nan"), "0.5", True):
         with pytest.raises(ValueError, match=r"^gamma must be in \[0, 1\], got "):
             check_range("gamma", bad, 0, 1)
-    with pytest.raises(ValueError, match=r"lr must be > 0, got 0"):
+    with pytest.raises(ValueError, match=r"lr must be a finite number > 0, got 0"):
         check_range("lr", 0, low=0, low_open=True)
+    with pytest.raises(ValueError, match=r"lr must be a finite number > 0, got inf"):
+        check_range("lr", float("inf"), low=0, low_open=True)
     with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\) \(e\.g\. 0\.9\), got 1"):
         check_range("sparsity", 1, 0, 1, high_open=True, example="0.9")
 

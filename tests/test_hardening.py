@@ -1035,3 +1035,118 @@ def test_issue23_item10_summary_names_the_gamma_used(finished_study, tmp_path):
 
     summary = build_report([(finished_study, "s")], tmp_path / "r", gamma=0.5, reps=20).read_text()
     assert "below γ = 0.5," in summary and "γ = 1," not in summary
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 23, item 6 (and 13: Kron callables, train_freq=0): no out-of-range number trains silently
+# ------------------------------------------------------------------------------------------------
+
+BAD_NUMBERS = [
+    (dict(learning_rate=float("nan")), "learning_rate"),
+    (dict(learning_rate=float("inf")), "learning_rate"),
+    (dict(tau=0.0), "tau"),
+    (dict(tau=2.0), "tau"),
+    (dict(max_grad_norm=-1.0), "max_grad_norm"),  # clip_grad_norm_ with a negative norm flips the gradient
+    (dict(gamma=float("nan")), "gamma"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(train_freq=0), "train_freq"),
+    (dict(train_freq=(0, "step")), "train_freq"),
+    (dict(train_freq=(4, "epoch")), "train_freq unit"),
+    (dict(gradient_steps=0), "gradient_steps"),
+    (dict(gradient_steps=-3), "gradient_steps"),
+    (dict(exploration_fraction=-0.1), "exploration_fraction"),
+    (dict(target_update_interval=0), "target_update_interval"),
+    (dict(sigma0=float("nan")), "sigma0"),
+    (dict(priority_alpha=float("nan")), "priority_alpha"),
+    (dict(priority_eps=-1.0), "priority_eps"),
+    (dict(learning_starts=-5), "learning_starts"),
+]
+
+
+@pytest.mark.parametrize("kwargs, name", BAD_NUMBERS, ids=lambda x: repr(x) if isinstance(x, dict) else None)
+def test_issue23_item6_rainbow_refuses_out_of_range_numbers(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^(Unknown )?{re.escape(name)}( must be .*got |.*valid choices)") as info:
+        Rainbow("MlpPolicy", "CartPole-v1", **{"buffer_size": 64, "batch_size": 8, **kwargs})
+    assert "\n" not in str(info.value)
+
+
+def test_issue23_item6_the_table_keeps_valid_values():
+    from sb3_gap.algo_args import check_algo_args
+
+    check_algo_args(dict(learning_rate=lambda p: 1e-4 * p, max_grad_norm=None, gradient_steps=-1, train_freq=(1, "episode"),
+                         exploration_fraction=None, clip_range="lin_0.1", gamma=1.0, priority_beta=1.0, unknown=object()))  # fmt: skip
+    with pytest.raises(ValueError, match=r"^clip_range must be a finite number > 0"):
+        check_algo_args(dict(clip_range="lin_-0.1"))
+
+
+@pytest.mark.parametrize("setting, name", [("max_grad_norm=-1", "max_grad_norm"), ("tau=2", "tau"), ("batch_size=0", "batch_size"),
+                                           ("train_freq=0", "train_freq"), ("gradient_steps=0", "gradient_steps")])  # fmt: skip
+def test_issue23_item6_sweep_set_out_of_range_is_one_line_before_the_study(tmp_path, capsys, setting, name):
+    db = tmp_path / "s.db"
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{db}", "--set", setting), "sweep")
+    assert name in line and "must be" in line
+    assert not db.exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("algo", ["dqn", "qrdqn", "ppo"])
+def test_issue23_item6_zoo_hook_refuses_out_of_range_numbers_for_every_algo(tmp_path, capsys, algo):
+    line = one_line_error(capsys, ["train", "--algo", algo, "--env", "CartPole-v1", "-n", "64", "-f", str(tmp_path),
+                                   "--hyperparams", "max_grad_norm:-1.0"], "train")  # fmt: skip
+    assert "max_grad_norm must be a finite number > 0" in line and "-1.0" in line
+    assert not any(tmp_path.rglob("*.zip"))
+
+
+def test_issue23_item6_and_13_kron_options_are_checked_at_construction():
+    from kron_torch import precond_update_prob_schedule
+
+    from sb3_gap.optim import Kron
+
+    params = [th.nn.Parameter(th.zeros(3, 3))]
+    for bad, name in ((dict(b1=float("nan")), "b1"), (dict(b1=1.0), "b1"), (dict(lr=-1.0), "lr"), (dict(precond_lr=0.0), "precond_lr"),
+                      (dict(max_size_triangular=0), "max_size_triangular"), (dict(memory_save_mode="some"), "memory_save_mode"),
+                      (dict(preconditioner_update_probability=1.5), "preconditioner_update_probability")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^(Unknown )?Kron {name}"):
+            Kron(params, **bad)
+        if name != "lr":  # (the learning rate comes from the algorithm) policy_kwargs refuses it before any model is built
+            with pytest.raises(ValueError, match=rf"Kron {name}"):
+                policy_kwargs(encoder="nature", optimizer="kron", optimizer_kwargs=bad)
+    # item 13: a callable other than kron-torch's schedule could not be saved with the model: refused when built
+    with pytest.raises(ValueError, match=r"callable other than kron-torch's schedule"):
+        Kron(params, preconditioner_update_probability=lambda n: 0.5)
+    # kron_torch's exported schedule is dist_kron's ProbScheduler: accepted, and its state dict saves (it raised before)
+    assert Kron(params, preconditioner_update_probability=precond_update_prob_schedule(min_prob=0.1)).state_dict()["kron"]
+    Kron(params, preconditioner_update_probability=0.5, b1=0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 23, item 8 (and 13: --device bogus): --device cuda without a GPU is an error, never a silent CPU run
+# ------------------------------------------------------------------------------------------------
+
+no_gpu = pytest.mark.skipif(th.cuda.is_available(), reason="checks the machine without a CUDA GPU")
+
+
+def test_issue23_item13_unknown_device_is_one_line(tmp_path, capsys):
+    from sb3_gap.checks import check_device
+
+    assert check_device("auto") == "auto" and check_device("cpu") == "cpu" and check_device(th.device("cpu")) == "cpu"
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{tmp_path}/s.db", "--device", "bogus"), "sweep")
+    assert "Unknown --device 'bogus'; valid choices: ['auto', 'cpu', 'cuda', 'cuda:N', 'mps']" in line
+    with pytest.raises(ValueError, match=r"Unknown device 'bogus'"):
+        Rainbow("MlpPolicy", "CartPole-v1", buffer_size=64, batch_size=8, device="bogus")
+
+
+@no_gpu
+def test_issue23_item8_device_cuda_without_a_gpu_is_refused_everywhere(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"device 'cuda': no CUDA GPU is visible"):
+        Rainbow("MlpPolicy", "CartPole-v1", buffer_size=64, batch_size=8, device="cuda")
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{tmp_path}/s.db", "--device", "cuda"), "sweep")
+    assert "--device 'cuda': no CUDA GPU is visible" in line
+    assert not (tmp_path / "s.db").exists()
+    line = one_line_error(capsys, ["train", "--algo", "dqn", "--env", "CartPole-v1", "-n", "64", "-f", str(tmp_path), "--device", "cuda"], "train")
+    assert "--device 'cuda': no CUDA GPU is visible" in line
+    model = tmp_path / "m.zip"
+    tiny_dqn().save(model)
+    line = one_line_error(
+        capsys, ["gradcam", str(model), "--algo", "dqn", "--env", ENV_ID, "--device", "cuda:1", "--out", str(tmp_path / "g.png")], "gradcam"
+    )
+    assert "--device 'cuda:1'" in line and not (tmp_path / "g.png").exists()

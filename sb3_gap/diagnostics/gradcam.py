@@ -16,6 +16,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
+from sb3_gap.checks import check_device
 from sb3_gap.diagnostics.metrics import decision_values, prepare_input
 
 
@@ -256,6 +257,7 @@ def _run(args: argparse.Namespace) -> None:
         args.env = env_id
     if args.env:
         _check_env_id(args.env)
+    check_device(args.device, "--device")
     th.set_num_threads(max(1, min(th.get_num_threads(), 2)))
     try:
         model = get_algo(args.algo).load(str(path), device=args.device)

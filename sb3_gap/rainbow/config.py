@@ -10,7 +10,8 @@ from typing import Any
 
 import torch as th
 
-from sb3_gap.checks import check, check_choice, check_int, is_int, is_number
+from sb3_gap.algo_args import check_algo_args
+from sb3_gap.checks import check, check_choice, is_int, is_number
 from sb3_gap.initializers import check_init
 from sb3_gap.rainbow.buffers import RainbowReplayBuffer
 
@@ -132,31 +133,18 @@ class HeadConfig:
 
 
 def check_rainbow_args(**kw: Any) -> None:
-    """Check :class:`~sb3_gap.rainbow.Rainbow`'s arguments other than the head's; raise ``ValueError`` naming the bad value."""
-
-    # ">= 1" rather than checks.check_int's "a positive integer": the wording users (and tests) know.
-    check(is_int(kw["n_steps"]) and kw["n_steps"] >= 1, f"n_steps must be an integer >= 1 (e.g. 1, 3, 10), got {kw['n_steps']!r}")
+    """
+    Check :class:`~sb3_gap.rainbow.Rainbow`'s arguments other than the head's: each number against its range
+    (:func:`sb3_gap.algo_args.check_algo_args`, the table DQN, QR-DQN and PPO share), then what only Rainbow
+    asks (buffer_size >= batch_size, the loss, the replay class); raise ``ValueError`` naming the bad value.
+    """
+    check_algo_args(kw)
     check(
-        is_int(kw["buffer_size"]) and is_int(kw["batch_size"]) and 1 <= kw["batch_size"] <= kw["buffer_size"],
+        kw["buffer_size"] >= kw["batch_size"],
         f"buffer_size must be an integer >= batch_size (every batch would repeat the few stored transitions), got "
         f"buffer_size={kw['buffer_size']!r}, batch_size={kw['batch_size']!r}",
     )
     check_choice("loss", kw["loss"], LOSSES)
-    check(kw["priority_alpha"] >= 0, f"priority_alpha must be >= 0 (Rainbow uses 0.5), got {kw['priority_alpha']!r}")
-    beta = kw["priority_beta"]
-    check(
-        callable(beta) or (isinstance(beta, (int, float)) and 0 <= beta <= 1),
-        f"priority_beta must be a float in [0, 1] (Rainbow uses 0.5) or a schedule, got {beta!r}",
-    )
-    check_int("exploration_steps", kw["exploration_steps"], 0)
-    fraction = kw["exploration_fraction"]
-    check(fraction is None or 0 < fraction <= 1, f"exploration_fraction must be None or in (0, 1], got {fraction!r}")
-    for name in ("exploration_initial_eps", "exploration_final_eps"):
-        check(0 <= kw[name] <= 1, f"{name} must be in [0, 1], got {kw[name]!r}")
-    check(
-        is_int(kw["target_update_interval"]) and kw["target_update_interval"] >= 1,
-        f"target_update_interval must be an integer >= 1, got {kw['target_update_interval']!r}",
-    )
     cls = kw["replay_buffer_class"]
     check(
         cls is None or (isinstance(cls, type) and issubclass(cls, RainbowReplayBuffer)),

@@ -17,7 +17,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 
-from sb3_gap.checks import check, check_choice, check_range
+from sb3_gap.checks import check, check_choice, check_device, check_range
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
 from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, replay_mismatches
 from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_args, rainbow_optimizer, rainbow_preset
@@ -181,12 +181,24 @@ class Rainbow(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         check(isinstance(compile, (bool, np.bool_)), f"compile must be True or False, got {compile!r}")
-        check_epsilon("eval_epsilon", eval_epsilon)
+        if device != "auto":
+            check_device(device)  # SB3 would run a missing GPU's share on the CPU without a word
         check_choice("per_sampling", per_sampling, PER_SAMPLING)
         check_compile_mode(compile_mode)
         head = HeadConfig(distributional=distributional, n_atoms=n_atoms, v_min=v_min, v_max=v_max, dueling=dueling,
                           noisy=noisy, sigma0=sigma0, head_init=head_init)  # fmt: skip
         check_rainbow_args(
+            learning_rate=learning_rate,
+            tau=tau,
+            gamma=gamma,
+            learning_starts=learning_starts,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            max_grad_norm=max_grad_norm,
+            sigma0=sigma0,
+            priority_eps=priority_eps,
+            eval_epsilon=eval_epsilon,
+            stats_window_size=stats_window_size,
             n_steps=n_steps,
             loss=loss,
             priority_alpha=priority_alpha,

@@ -19,9 +19,10 @@ import gymnasium as gym
 import numpy as np
 
 import sb3_gap  # noqa: F401  (registers MinAtar/* ids)
+from sb3_gap.algo_args import check_algo_args
 from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.bottlenecks import BOTTLENECKS
-from sb3_gap.checks import check_choice, check_int
+from sb3_gap.checks import check_choice, check_device, check_int
 from sb3_gap.envs.protocols import register_ale_ids
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS
@@ -202,6 +203,7 @@ class SweepSpec:
             raise ValueError(f"grace_period ({self.grace_period}) must exceed heartbeat_interval ({self.heartbeat_interval})")
         _check_study_name(self.study)
         check_storage_url(self.storage)
+        check_device(self.device, "--device")
         names = list(self.hyperparams) + list(self.fixed)
         if REPLAY_RATIO in names and set(REPLAY_RATIO_SETS) & set(names):
             raise ValueError(
@@ -351,10 +353,19 @@ def _check_hp_value(cls: type, algo: str, name: str, value: Any) -> Any:
     """
     ``value`` for hyperparameter ``name`` of ``cls``, checked against the constructor's default: a number for a
     number (finite; an integral float becomes an int where the default is an int), a bool for a bool, a string for
-    a string, ``lin_<float>`` strings for schedules. Network arguments are checked by ``ConvExtractor.validate``.
+    a string, ``lin_<float>`` strings for schedules; then against its range (:func:`sb3_gap.algo_args.check_algo_args`:
+    ``batch_size=0``, ``max_grad_norm=-1``, ``tau=2`` are refused). Network arguments are checked by ``ConvExtractor.validate``.
 
     :raises ValueError: Naming the value and what the hyperparameter takes
     """
+    value = _typed_hp_value(cls, algo, name, value)
+    if name not in EXTRACTOR_ARGS and name != REPLAY_RATIO:
+        check_algo_args({name: value})
+    return value
+
+
+def _typed_hp_value(cls: type, algo: str, name: str, value: Any) -> Any:
+    """``value`` with the type the constructor's default has (:func:`_check_hp_value`)."""
     if name in EXTRACTOR_ARGS:
         return value
     if name == REPLAY_RATIO:
