@@ -85,6 +85,14 @@ def test_study_preset_lists_its_budget_overrides():
     assert preset["bottlenecks"] == ["flatten", "gap"] and preset["width_scales"] == [1, 4]
 
 
+def test_width_preset_is_the_first_study_at_x8():
+    """Issue 27, item 4: width alone, so every setting but the width (and where results go) is the first study's."""
+    first, width = SWEEP_PRESETS["minatar-scaling"], SWEEP_PRESETS["minatar-width"]
+    where = {"description", "width_scales", "storage", "study", "report"}
+    assert {k: v for k, v in width.items() if k not in where} == {k: v for k, v in first.items() if k not in where}
+    assert width["width_scales"] == [8] and width["study"] == "minatar_width"
+
+
 def test_cells_start_with_the_widest_network_seed_by_seed(tmp_path):
     spec = _spec(tmp_path, width_scales=[1, 4], seeds=2, bottlenecks=["flatten", "gap"])
     order = [(c["width_scale"], c["seed"]) for c in spec.cells()]

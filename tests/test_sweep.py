@@ -428,6 +428,7 @@ def test_report_plots_and_tabulates_dormancy(tmp_path):
         ("demo", ["--out", "{t}/mine"], "sqlite:///{t}/mine/demo.db", "{t}/mine/demo_report"),
         ("demo", ["--out", "{t}/mine", "--study", "other"], "sqlite:///{t}/mine/demo.db", "{t}/mine/other_report"),
         ("minatar-deep", [], "sqlite:///results/minatar_deep/study.db", "results/minatar_deep"),
+        ("minatar-width", [], "sqlite:///results/minatar_width/study.db", "results/minatar_width"),
     ],
 )
 def test_preset_report_and_database_follow_out_and_storage(tmp_path, monkeypatch, preset, argv, storage, report):

@@ -83,6 +83,29 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
         workers=2,  # one torch thread each
         report="results/minatar_deep",
     ),
+    # Issue 27, item 4 (width alone): the first study's encoder and settings (minatar-scaling) at psi x8, so that with
+    # that study's x1 and x4 it answers whether width alone degrades either bottleneck. A study of its own: Optuna fixes
+    # an axis' values per study, so x8 cannot join results/minatar_scaling/study.db.
+    "minatar-width": dict(
+        description="MinAtar study 1 at psi x8 (results/minatar_width/): Rainbow, minatar_impala, flatten vs GAP at x8, 2 games x 3 seeds, 150k steps",
+        envs=["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"],
+        algos=["rainbow"],
+        encoders=["minatar_impala"],
+        bottlenecks=["flatten", "gap"],
+        width_scales=[8],
+        seeds=3,
+        steps=150_000,
+        eval_freq=10_000,
+        eval_episodes=10,
+        final_evals=3,
+        fixed={"exploration_steps": 25_000},
+        storage="sqlite:///results/minatar_width/study.db",
+        study="minatar_width",
+        out_dir="results",
+        save_models=False,
+        workers=2,  # one torch thread each
+        report="results/minatar_width",
+    ),
     # The README's main job (`make demo`; wall time in docs/benchmarks_sweeps.md): the study's network and settings, flatten x4 vs
     # GAP x4 on MinAtar Breakout, one seed each, 30k steps. Budget override: ε decays over 10k steps.
     "demo": dict(
