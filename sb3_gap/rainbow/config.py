@@ -10,7 +10,7 @@ from typing import Any
 
 import torch as th
 
-from sb3_gap.algo_args import check_algo_args
+from sb3_gap.algo_args import ALGO_ARG_BOUNDS, check_algo_args
 from sb3_gap.checks import check, check_choice, is_int, is_number
 from sb3_gap.initializers import check_init
 from sb3_gap.rainbow.buffers import RainbowReplayBuffer
@@ -116,7 +116,7 @@ class HeadConfig:
             self.v_min < self.v_max,
             f"v_min must be smaller than v_max (e.g. v_min=-10, v_max=10), got v_min={self.v_min!r}, v_max={self.v_max!r}",
         )
-        check(self.sigma0 > 0, f"sigma0 must be > 0 (noisy nets use 0.5), got {self.sigma0!r}")
+        ALGO_ARG_BOUNDS["sigma0"].check("sigma0", self.sigma0)
         # Plain Python numbers (numpy scalars from a sweep become int / float), as the saved attributes always were.
         object.__setattr__(self, "n_atoms", int(self.n_atoms))
         object.__setattr__(self, "v_min", float(self.v_min))
