@@ -354,6 +354,10 @@ class FrameReplayBuffer(ReplayBuffer):
             self.pos = 0
 
     # ------------------------------------------------------------------ sampling
+    def can_sample(self) -> bool:
+        """Whether :meth:`sample` has a transition to draw: a stored step (of a full buffer, one that kept its stack)."""
+        return self.size() - (self.frame_stack - 1 if self.full else 0) >= 1
+
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
         """
         Sample ``batch_size`` transitions uniformly, as SB3's ``ReplayBuffer.sample`` (same ``np.random``

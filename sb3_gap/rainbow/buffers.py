@@ -188,6 +188,14 @@ class RainbowReplayBuffer(FrameReplayBuffer):
             self._pending[env] = self.n_steps
 
     # ------------------------------------------------------------------ sampling
+    def can_sample(self) -> bool:
+        """
+        Whether :meth:`sample` has a transition to draw: at least one complete n-step window (see "Which transitions
+        can be sampled" above). False for the first ``n_steps`` steps of an ongoing episode, so ``Rainbow`` skips its
+        updates until then when ``learning_starts`` or ``train_freq`` is below ``n_steps`` or it resumes without its replay.
+        """
+        return self.tree.total > 0.0
+
     def sample(self, batch_size: int, env: VecNormalize | None = None, beta: float = 0.5) -> RainbowSamples:  # type: ignore[override]
         """
         Sample ``batch_size`` n-step transitions, proportionally to their priority (stratified or i.i.d.,
