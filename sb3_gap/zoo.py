@@ -23,12 +23,19 @@
    minimal set (3 for Breakout) and ``--eval-freq`` crashed with ``IndexError`` in ``minatar/gym.py``;
 7. turns a ``replay_ratio`` in the YAML or ``--hyperparams`` (gradient updates per env step) into SB3's ``train_freq``
    and ``gradient_steps`` for the run's ``n_envs`` (:func:`sb3_gap.zoo_config.replay_ratio_schedule`), replacing
-   the section's own ``train_freq``/``gradient_steps``.
+   the section's own ``train_freq``/``gradient_steps``;
+8. gives an n-step ``FrameReplayBuffer`` the algorithm's ``gamma`` (SB3 passes a custom buffer neither ``n_steps`` nor
+   ``gamma``) and refuses a different one in ``replay_buffer_kwargs`` (:func:`sb3_gap.replay.with_algorithm_gamma`);
+9. makes ``--trained-agent`` refuse the ``replay_buffer.pkl`` next to the model when it is a ``FrameReplayBuffer`` whose
+   ``n_steps``/``gamma`` differ from the model's (:func:`sb3_gap.replay.check_loaded_replay`), as
+   ``Rainbow.load_replay_buffer`` does: rl_zoo3's ``_load_pretrained_agent`` loads it with SB3's unchecked
+   ``load_replay_buffer``, and training would silently use the buffer's settings.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import sb3_gap
@@ -37,7 +44,7 @@ from sb3_gap.algos import get_algo
 from sb3_gap.envs.atari import is_sb3_gap_atari
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
 from sb3_gap.optim import Kron
-from sb3_gap.replay import FrameReplayBuffer
+from sb3_gap.replay import FrameReplayBuffer, check_loaded_replay, with_algorithm_gamma
 from sb3_gap.zoo_config import REPLAY_RATIO, replay_ratio_schedule
 
 # Names usable inside string hyperparameters that rl_zoo3 eval()s (policy_kwargs, replay_buffer_class, replay_buffer_kwargs).
@@ -95,7 +102,7 @@ def _is_atari_or_sb3_gap_atari(original: Any) -> Any:
 
 
 def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
-    """Wrap ``ExperimentManager._preprocess_hyperparams``: see items 6 and 7 of the module docstring."""
+    """Wrap ``ExperimentManager._preprocess_hyperparams``: see items 6, 7 and 8 of the module docstring."""
 
     def _preprocess_hyperparams(self: Any, *args: Any, **kwargs: Any) -> Any:
         out = original(self, *args, **kwargs)
@@ -105,10 +112,31 @@ def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
         if REPLAY_RATIO in hyperparams:  # YAML and --hyperparams are merged by now: the ratio wins over train_freq
             train_freq, gradient_steps = replay_ratio_schedule(hyperparams.pop(REPLAY_RATIO), self.n_envs)
             hyperparams.update(train_freq=train_freq, gradient_steps=gradient_steps)
+        algo_class = importlib.import_module("rl_zoo3.utils").ALGOS.get(self.algo)
+        if algo_class is not None:  # replay_buffer_class is a class by now (rl_zoo3 eval()s it above)
+            hyperparams.update(with_algorithm_gamma(algo_class, hyperparams))
         return out
 
     _preprocess_hyperparams._sb3_gap = True  # type: ignore[attr-defined]
     return _preprocess_hyperparams
+
+
+def _trained_agent_replay_is_checked(original: Any) -> Any:
+    """Wrap ``ExperimentManager._load_pretrained_agent``: see item 9 of the module docstring."""
+
+    def _load_pretrained_agent(self: Any, *args: Any, **kwargs: Any) -> Any:
+        model = original(self, *args, **kwargs)
+        path = os.path.join(os.path.dirname(self.trained_agent), "replay_buffer.pkl")  # where rl_zoo3 loads it from
+        buffer_class = getattr(model, "replay_buffer_class", None)
+        frame_replay = isinstance(getattr(model, "replay_buffer", None), FrameReplayBuffer) or (
+            isinstance(buffer_class, type) and issubclass(buffer_class, FrameReplayBuffer)
+        )
+        if os.path.exists(path) and frame_replay:
+            check_loaded_replay(model, f"The replay buffer in {path}")
+        return model
+
+    _load_pretrained_agent._sb3_gap = True  # type: ignore[attr-defined]
+    return _load_pretrained_agent
 
 
 def register_with_zoo() -> list[str]:
@@ -140,4 +168,6 @@ def register_with_zoo() -> list[str]:
         manager.is_atari = _is_atari_or_sb3_gap_atari(manager.is_atari)
     if hasattr(manager, "_preprocess_hyperparams") and not getattr(manager._preprocess_hyperparams, "_sb3_gap", False):
         manager._preprocess_hyperparams = _eval_env_gets_yaml_env_kwargs(manager._preprocess_hyperparams)
+    if hasattr(manager, "_load_pretrained_agent") and not getattr(manager._load_pretrained_agent, "_sb3_gap", False):
+        manager._load_pretrained_agent = _trained_agent_replay_is_checked(manager._load_pretrained_agent)
     return added

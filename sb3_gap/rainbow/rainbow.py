@@ -19,10 +19,11 @@ from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_nam
 
 from sb3_gap.checks import check, check_choice, check_range
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
-from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, replay_mismatches
+from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, rainbow_replay_mismatches
 from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_args, rainbow_optimizer, rainbow_preset
 from sb3_gap.rainbow.loss import per_sample_loss
 from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy, _greedy_actions
+from sb3_gap.replay import replay_mismatch_error, replay_mismatches
 
 SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
 
@@ -580,17 +581,17 @@ class Rainbow(OffPolicyAlgorithm):
         """
         previous = self.replay_buffer
         super().load_replay_buffer(path, truncate_last_traj)
-        loaded = self.replay_buffer
-        problems = []
-        if isinstance(previous, RainbowReplayBuffer) or previous is None:
-            settings = {key: getattr(self, key) for key in REPLAY_ARGS}
-            problems = replay_mismatches(loaded, settings, self._detect_frame_stack())
+        problems = self._replay_mismatches(self.replay_buffer) if isinstance(previous, RainbowReplayBuffer) or previous is None else []
         if problems:
             self.replay_buffer = previous
-            raise ValueError(
-                f"The replay buffer in {path} was saved with other settings ({'; '.join(problems)}): training would use the "
-                "buffer's; load it into a model with the buffer's settings, or start a new buffer"
-            )
+            raise replay_mismatch_error(f"The replay buffer in {path}", problems)
+
+    def _replay_mismatches(self, loaded: Any) -> list[str]:
+        """What differs between ``loaded`` and the replay this model builds (also :func:`sb3_gap.replay.check_loaded_replay`'s)."""
+        if isinstance(self.observation_space, spaces.Dict):  # SB3's DictReplayBuffer, 1-step uniform
+            return replay_mismatches(loaded, {"n_steps": 1})
+        settings = {key: getattr(self, key) for key in REPLAY_ARGS}
+        return rainbow_replay_mismatches(loaded, settings, self._detect_frame_stack())
 
     def _excluded_save_params(self) -> list[str]:
         # compile and compile_mode are saved; the compiled functions and their timings are rebuilt by _setup_model
