@@ -15,16 +15,24 @@ x 84 bytes per Atari transition: 56 GB for 1M transitions, and its 26 GiB ``np.z
 24 GB machine); its ``optimize_memory_usage`` (28 GB) cannot be combined with time-limit handling or
 n-step returns, and no SB3 package stores frames once.
 
-Usage (n-step returns go through the buffer kwargs: SB3 ignores the algorithm's ``n_steps`` when a
-``replay_buffer_class`` is passed)::
+Usage (n-step returns go through the buffer kwargs: SB3 ignores the algorithm's ``n_steps`` and ``gamma`` when a
+``replay_buffer_class`` is passed, so an n-step buffer needs the algorithm's ``gamma`` too)::
 
     env = VecFrameStack(make_atari_env("PongNoFrameskip-v4"), n_stack=4)
-    model = DQN("CnnPolicy", env, buffer_size=1_000_000, replay_buffer_class=FrameReplayBuffer,
+    model = DQN("CnnPolicy", env, buffer_size=1_000_000, gamma=0.99, replay_buffer_class=FrameReplayBuffer,
                 replay_buffer_kwargs=dict(frame_stack=4, n_steps=3, gamma=0.99))
+
+Where sb3_gap builds the model (the rl_zoo3 hook, :mod:`sb3_gap.sweep`) the buffer's ``gamma`` is filled in from the
+algorithm's (:func:`with_algorithm_gamma`). A saved buffer is loaded with :func:`load_replay_buffer`, which refuses one
+whose ``n_steps``/``gamma`` differ from the model's (the rl_zoo3 hook does so for ``--trained-agent``).
 """
 
 from __future__ import annotations
 
+import inspect
+import io
+import numbers
+import pathlib
 import warnings
 from typing import Any
 
@@ -32,6 +40,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack, VecNormalize, VecTransposeImage
 
@@ -90,6 +99,15 @@ class FrameReplayBuffer(ReplayBuffer):
     ``learn()`` called again) cuts the previous step as a time-limit truncation, where SB3 would
     chain the two episodes in an n-step window.
 
+    **gamma.** The buffer never sees the algorithm, and SB3 passes it neither the algorithm's ``n_steps`` nor its
+    ``gamma`` (``OffPolicyAlgorithm._setup_model``), so ``n_steps > 1`` needs ``gamma`` in ``replay_buffer_kwargs``,
+    the algorithm's: without it the buffer refuses to build instead of discounting with another value than the
+    bootstrap (``gamma`` is None, unused, for ``n_steps=1``). The rl_zoo3 hook and the sweep fill it in from the
+    algorithm's and refuse a different one (:func:`with_algorithm_gamma`). A buffer saved with
+    ``save_replay_buffer`` is loaded with :func:`load_replay_buffer`, which refuses one whose ``n_steps`` or
+    ``gamma`` differ from the model's (``Rainbow.load_replay_buffer`` does so for Rainbow, and the rl_zoo3 hook for
+    ``--trained-agent``'s ``replay_buffer.pkl``); SB3's own ``model.load_replay_buffer`` does not check.
+
     :param buffer_size: Max number of transitions (split across envs as in SB3)
     :param observation_space: Observation space (``Box`` or ``Discrete``; not ``Dict``)
     :param action_space: Action space
@@ -100,7 +118,8 @@ class FrameReplayBuffer(ReplayBuffer):
         non-terminal: the window stops there and bootstraps from the final observation. If False,
         they are treated as terminations.
     :param n_steps: Length ``n`` of the multi-step return; 1 for SB3's ``ReplayBuffer`` batches
-    :param gamma: Discount factor of the n-step return (give the algorithm's ``gamma``)
+    :param gamma: Discount factor of the n-step return: the algorithm's ``gamma``, required when ``n_steps > 1``
+        (None: unused with ``n_steps=1``)
     :param frame_stack: Number ``k`` of frames stacked along axis 0 of the observation, oldest first
         (``VecFrameStack`` on channel-first images, or channel-last ones under SB3's automatic
         ``VecTransposeImage``: see :func:`infer_frame_stack`). 1 stores observations as given.
@@ -117,7 +136,7 @@ class FrameReplayBuffer(ReplayBuffer):
         handle_timeout_termination: bool = True,
         *,
         n_steps: int = 1,
-        gamma: float = 0.99,
+        gamma: float | None = None,
         frame_stack: int = 1,
     ) -> None:
         name = type(self).__name__
@@ -130,7 +149,12 @@ class FrameReplayBuffer(ReplayBuffer):
             )
         if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
             raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-        if not 0.0 <= gamma <= 1.0:
+        if gamma is None and n_steps > 1:
+            raise ValueError(
+                f"{name}(n_steps={n_steps}) needs gamma, the algorithm's discount, for its n-step return "
+                f"(SB3 does not pass it): e.g. replay_buffer_kwargs=dict(n_steps={n_steps}, gamma=model's gamma); valid: a float in [0, 1]"
+            )
+        if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0):
             raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
         if isinstance(frame_stack, bool) or not isinstance(frame_stack, (int, np.integer)) or not 1 <= frame_stack <= 256:
             raise ValueError(f"frame_stack must be an integer in [1, 256], got {frame_stack!r}")
@@ -150,7 +174,7 @@ class FrameReplayBuffer(ReplayBuffer):
         self.optimize_memory_usage = False
         self.handle_timeout_termination = handle_timeout_termination
         self.n_steps = int(n_steps)
-        self.gamma = float(gamma)
+        self.gamma = None if gamma is None else float(gamma)
         self.frame_stack = int(frame_stack)
         # channels of one frame: the newest frame is obs[-frame_channels:]
         self.frame_channels: int = self.obs_shape[0] // self.frame_stack  # == obs_shape[0] without a stack
@@ -354,6 +378,10 @@ class FrameReplayBuffer(ReplayBuffer):
             self.pos = 0
 
     # ------------------------------------------------------------------ sampling
+    def can_sample(self) -> bool:
+        """Whether :meth:`sample` has a transition to draw: a stored step (of a full buffer, one that kept its stack)."""
+        return self.size() - (self.frame_stack - 1 if self.full else 0) >= 1
+
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
         """
         Sample ``batch_size`` transitions uniformly, as SB3's ``ReplayBuffer.sample`` (same ``np.random``
@@ -459,8 +487,9 @@ class FrameReplayBuffer(ReplayBuffer):
         ends = (self.dones[window, envs[:, None]] > 0) | (window == (self.pos - 1) % self.buffer_size)
         last_offset = np.where(ends.any(axis=1), ends.argmax(axis=1), self.n_steps - 1)
         mask = steps <= last_offset[:, None]
-        discounts = self.gamma ** mask.sum(axis=1, keepdims=True).astype(np.float32)
-        gammas = self.gamma ** np.arange(self.n_steps, dtype=np.float32).reshape(1, -1)
+        gamma = 1.0 if self.gamma is None else self.gamma  # None only with n_steps=1, whose discounts are not returned
+        discounts = gamma ** mask.sum(axis=1, keepdims=True).astype(np.float32)
+        gammas = gamma ** np.arange(self.n_steps, dtype=np.float32).reshape(1, -1)
         returns = (rewards_seq * gammas * mask).sum(axis=1, keepdims=True)
         last = (slots + last_offset) % self.buffer_size
         ended = self.dones[last, envs] > 0
@@ -472,3 +501,138 @@ class FrameReplayBuffer(ReplayBuffer):
         # so the tensors need no extra copy (to_torch(copy=False)): torch's own CPU copy of a batch costs far more
         # than the gather (measured in docs/benchmarks_replay.md).
         return obs, self.actions[slots, envs], next_obs, dones, returns, discounts  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------------- the algorithm's settings
+
+#: The value of a buffer attribute for buffers without it: SB3's ``ReplayBuffer`` is 1-step; Rainbow buffers saved before
+#: ``per_sampling`` existed sampled stratified.
+_BUFFER_BEFORE: dict[str, Any] = {"n_steps": 1, "per_sampling": "stratified"}
+
+
+def replay_mismatches(loaded: Any, expected: dict[str, Any], buffer_class: type | None = None, names: dict[str, str] | None = None) -> list[str]:
+    """
+    What differs between a loaded replay buffer and the replay a model builds (:func:`load_replay_buffer`,
+    ``Rainbow.load_replay_buffer``).
+
+    :param loaded: The loaded buffer
+    :param expected: The model's value of each buffer attribute that must match (``n_steps``, ``gamma``...)
+    :param buffer_class: The class the buffer must be an instance of (None: any)
+    :param names: The model's name of a buffer attribute, for the messages (e.g. ``{"prioritized": "prioritized_replay"}``)
+    :return: One ``"<setting>: model <value>, buffer <value>"`` per difference
+    """
+    if buffer_class is not None and not isinstance(loaded, buffer_class):
+        return [f"class: model {buffer_class.__name__}, buffer {type(loaded).__name__}"]
+    problems = []
+    for attribute, mine in expected.items():
+        theirs = getattr(loaded, attribute, _BUFFER_BEFORE.get(attribute))
+        if theirs is None or mine is None:
+            differ = theirs is not mine
+        elif isinstance(mine, (bool, np.bool_)):
+            differ = bool(mine) != bool(theirs)
+        elif isinstance(mine, numbers.Real) and isinstance(theirs, numbers.Real):
+            differ = float(mine) != float(theirs)
+        else:
+            differ = mine != theirs
+        if differ:
+            problems.append(f"{(names or {}).get(attribute, attribute)}: model {mine!r}, buffer {theirs!r}")
+    return problems
+
+
+def replay_settings(model: OffPolicyAlgorithm) -> dict[str, Any]:
+    """
+    The n-step settings of the replay ``model`` builds: ``n_steps`` from its ``replay_buffer_kwargs`` (where SB3 also
+    puts those of its ``NStepReplayBuffer``; 1 without), and for ``n_steps > 1`` the algorithm's ``gamma``.
+
+    :param model: An off-policy model (SB3's DQN, sb3-contrib's QR-DQN...)
+    :return: ``{"n_steps": n}`` or ``{"n_steps": n, "gamma": gamma}``
+    """
+    n_steps = int((getattr(model, "replay_buffer_kwargs", None) or {}).get("n_steps", 1))
+    return {"n_steps": n_steps, "gamma": float(model.gamma)} if n_steps > 1 else {"n_steps": n_steps}
+
+
+def check_loaded_replay(model: OffPolicyAlgorithm, source: str = "The loaded replay buffer") -> None:
+    """
+    Refuse ``model.replay_buffer`` if its n-step settings differ from the replay the model builds (:func:`replay_settings`;
+    Rainbow's own checks for a Rainbow): training would silently use the buffer's. Call it after SB3's
+    ``model.load_replay_buffer``, or use :func:`load_replay_buffer`, which also keeps the model's buffer on refusal.
+
+    :param model: An off-policy model whose replay buffer was just loaded
+    :param source: What the buffer is, for the message (e.g. ``"The replay buffer in run/replay_buffer.pkl"``)
+    :raises ValueError: One line naming each setting, the model's value and the buffer's
+    """
+    own = getattr(model, "_replay_mismatches", None)  # Rainbow: n-step, gamma, prioritized sampling, frame stack
+    problems = own(model.replay_buffer) if callable(own) else replay_mismatches(model.replay_buffer, replay_settings(model))
+    if problems:
+        raise replay_mismatch_error(source, problems)
+
+
+def replay_mismatch_error(source: str, problems: list[str]) -> ValueError:
+    """The one-line error for a loaded replay buffer saved with other settings (:func:`replay_mismatches`)."""
+    return ValueError(
+        f"{source} was saved with other settings ({'; '.join(problems)}): training would use the buffer's; "
+        "load it into a model with the buffer's settings, or start a new buffer"
+    )
+
+
+def load_replay_buffer(model: OffPolicyAlgorithm, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+    """
+    SB3's ``model.load_replay_buffer``, refusing a buffer whose ``n_steps`` or ``gamma`` differ from the model's
+    (:func:`check_loaded_replay`), as ``Rainbow.load_replay_buffer`` does. The model keeps its own buffer when the
+    loaded one is refused.
+
+    :param model: An off-policy model (DQN, QR-DQN, Rainbow...)
+    :param path: Path of the pickled replay buffer (``save_replay_buffer``)
+    :param truncate_last_traj: See SB3's ``OffPolicyAlgorithm.load_replay_buffer``
+    :raises ValueError: Naming each setting, the model's value and the buffer's
+    """
+    previous = model.replay_buffer
+    model.load_replay_buffer(path, truncate_last_traj)
+    try:
+        check_loaded_replay(model, f"The replay buffer in {path}")
+    except ValueError:
+        model.replay_buffer = previous
+        raise
+
+
+def _default_gamma(algo_class: type) -> Any:
+    """The default ``gamma`` of ``algo_class``'s constructor (None when it has none)."""
+    for klass in algo_class.__mro__:
+        if "__init__" in vars(klass):
+            param = inspect.signature(vars(klass)["__init__"]).parameters.get("gamma")
+            if param is not None and param.default is not param.empty:
+                return param.default
+    return None
+
+
+def with_algorithm_gamma(algo_class: type, hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """
+    ``hyperparams`` whose :class:`FrameReplayBuffer` (``replay_buffer_class``) gets the algorithm's ``gamma`` (that of
+    ``hyperparams``, else ``algo_class``'s default) in ``replay_buffer_kwargs`` when its ``n_steps > 1``: SB3 passes
+    a custom buffer neither (``OffPolicyAlgorithm._setup_model``). Used by the rl_zoo3 hook and the sweep; Rainbow
+    passes its own and is left alone, as are other buffers and 1-step ones (which do not discount).
+
+    :param algo_class: The algorithm class (DQN, QRDQN...)
+    :param hyperparams: Its keyword arguments, ``replay_buffer_class`` a class (not a string)
+    :return: ``hyperparams``, or a copy with ``replay_buffer_kwargs["gamma"]`` filled in
+    :raises ValueError: ``replay_buffer_kwargs`` give a ``gamma`` other than the algorithm's
+    """
+    buffer_class = hyperparams.get("replay_buffer_class")
+    if not (isinstance(buffer_class, type) and issubclass(buffer_class, FrameReplayBuffer)):
+        return hyperparams
+    from sb3_gap.rainbow.rainbow import Rainbow  # here: sb3_gap.rainbow imports this module
+
+    if issubclass(algo_class, Rainbow):
+        return hyperparams
+    gamma = hyperparams.get("gamma", _default_gamma(algo_class))
+    buffer_kwargs = dict(hyperparams.get("replay_buffer_kwargs") or {})
+    given = buffer_kwargs.get("gamma")
+    if given is not None and gamma is not None and float(given) != float(gamma):
+        raise ValueError(
+            f"replay_buffer_kwargs gamma={given!r} differs from the algorithm's gamma={gamma!r}: the n-step return would "
+            f"discount with another gamma than the bootstrap; valid: gamma={gamma!r}, or leave it out (sb3_gap fills it in)"
+        )
+    if given is not None or gamma is None or int(buffer_kwargs.get("n_steps", 1)) <= 1:
+        return hyperparams
+    buffer_kwargs["gamma"] = gamma
+    return {**hyperparams, "replay_buffer_kwargs": buffer_kwargs}

@@ -24,15 +24,22 @@
 7. turns a ``replay_ratio`` in the YAML or ``--hyperparams`` (gradient updates per env step) into SB3's ``train_freq``
    and ``gradient_steps`` for the run's ``n_envs`` (:func:`sb3_gap.zoo_config.replay_ratio_schedule`), replacing
    the section's own ``train_freq``/``gradient_steps``;
-8. checks every numeric hyperparameter against its range (:func:`sb3_gap.algo_args.check_algo_args`) for every
-   algorithm, DQN, QR-DQN and PPO included;
-9. refuses ``--device cuda`` (or ``cuda:N``, ``mps``) where torch sees no such device
-   (:func:`sb3_gap.checks.check_device`) instead of SB3's silent fall-back to the CPU.
+8. gives an n-step ``FrameReplayBuffer`` the algorithm's ``gamma`` (SB3 passes a custom buffer neither ``n_steps`` nor
+   ``gamma``) and refuses a different one in ``replay_buffer_kwargs`` (:func:`sb3_gap.replay.with_algorithm_gamma`);
+9. makes ``--trained-agent`` refuse the ``replay_buffer.pkl`` next to the model when it is a ``FrameReplayBuffer`` whose
+   ``n_steps``/``gamma`` differ from the model's (:func:`sb3_gap.replay.check_loaded_replay`), as
+   ``Rainbow.load_replay_buffer`` does: rl_zoo3's ``_load_pretrained_agent`` loads it with SB3's unchecked
+   ``load_replay_buffer``, and training would silently use the buffer's settings;
+10. checks every numeric hyperparameter against its range (:func:`sb3_gap.algo_args.check_algo_args`) for every
+    algorithm, DQN, QR-DQN and PPO included;
+11. refuses ``--device cuda`` (or ``cuda:N``, ``mps``) where torch sees no such device
+    (:func:`sb3_gap.checks.check_device`) instead of SB3's silent fall-back to the CPU.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import sb3_gap
@@ -43,7 +50,7 @@ from sb3_gap.checks import check_device
 from sb3_gap.envs.atari import is_sb3_gap_atari
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
 from sb3_gap.optim import Kron
-from sb3_gap.replay import FrameReplayBuffer
+from sb3_gap.replay import FrameReplayBuffer, check_loaded_replay, with_algorithm_gamma
 from sb3_gap.zoo_config import REPLAY_RATIO, replay_ratio_schedule
 
 # Names usable inside string hyperparameters that rl_zoo3 eval()s (policy_kwargs, replay_buffer_class, replay_buffer_kwargs).
@@ -57,7 +64,8 @@ YAML_NAMES: dict[str, Any] = {
 
 
 class HyperparameterError(ValueError):
-    """A hyperparameter or ``--device`` refused by the hook before anything is built (``sb3-gap train`` prints it in one line)."""
+    """A hyperparameter, ``--device`` or ``--trained-agent`` (its replay) refused by the hook before training
+    (``sb3-gap train`` prints it in one line)."""
 
 
 def sample_rainbow_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict[str, Any]) -> dict[str, Any]:
@@ -105,7 +113,7 @@ def _is_atari_or_sb3_gap_atari(original: Any) -> Any:
 
 
 def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
-    """Wrap ``ExperimentManager._preprocess_hyperparams``: see items 6 and 7 of the module docstring."""
+    """Wrap ``ExperimentManager._preprocess_hyperparams``: see items 6, 7 and 8 of the module docstring."""
 
     def _preprocess_hyperparams(self: Any, *args: Any, **kwargs: Any) -> Any:
         out = original(self, *args, **kwargs)
@@ -116,14 +124,38 @@ def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
             train_freq, gradient_steps = replay_ratio_schedule(hyperparams.pop(REPLAY_RATIO), self.n_envs)
             hyperparams.update(train_freq=train_freq, gradient_steps=gradient_steps)
         try:
-            check_algo_args(hyperparams)  # item 8: a NaN, a negative max_grad_norm, train_freq 0 ... never train
-            check_device(self.device, "--device")  # item 9: SB3 would run --device cuda on the CPU without a word
+            check_algo_args(hyperparams)  # item 10: a NaN, a negative max_grad_norm, train_freq 0 ... never train
+            check_device(self.device, "--device")  # item 11: SB3 would run --device cuda on the CPU without a word
+            algo_class = importlib.import_module("rl_zoo3.utils").ALGOS.get(self.algo)
+            if algo_class is not None:  # replay_buffer_class is a class by now (rl_zoo3 eval()s it above)
+                hyperparams.update(with_algorithm_gamma(algo_class, hyperparams))  # item 8
         except ValueError as e:
             raise HyperparameterError(str(e)) from None
         return out
 
     _preprocess_hyperparams._sb3_gap = True  # type: ignore[attr-defined]
     return _preprocess_hyperparams
+
+
+def _trained_agent_replay_is_checked(original: Any) -> Any:
+    """Wrap ``ExperimentManager._load_pretrained_agent``: see item 9 of the module docstring."""
+
+    def _load_pretrained_agent(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:  # Rainbow.load / load_replay_buffer refuse what they cannot honour with a one-line ValueError
+            model = original(self, *args, **kwargs)
+            path = os.path.join(os.path.dirname(self.trained_agent), "replay_buffer.pkl")  # where rl_zoo3 loads it from
+            buffer_class = getattr(model, "replay_buffer_class", None)
+            frame_replay = isinstance(getattr(model, "replay_buffer", None), FrameReplayBuffer) or (
+                isinstance(buffer_class, type) and issubclass(buffer_class, FrameReplayBuffer)
+            )
+            if os.path.exists(path) and frame_replay:
+                check_loaded_replay(model, f"The replay buffer in {path}")
+        except ValueError as e:
+            raise HyperparameterError(str(e)) from None
+        return model
+
+    _load_pretrained_agent._sb3_gap = True  # type: ignore[attr-defined]
+    return _load_pretrained_agent
 
 
 def register_with_zoo() -> list[str]:
@@ -155,4 +187,6 @@ def register_with_zoo() -> list[str]:
         manager.is_atari = _is_atari_or_sb3_gap_atari(manager.is_atari)
     if hasattr(manager, "_preprocess_hyperparams") and not getattr(manager._preprocess_hyperparams, "_sb3_gap", False):
         manager._preprocess_hyperparams = _eval_env_gets_yaml_env_kwargs(manager._preprocess_hyperparams)
+    if hasattr(manager, "_load_pretrained_agent") and not getattr(manager._load_pretrained_agent, "_sb3_gap", False):
+        manager._load_pretrained_agent = _trained_agent_replay_is_checked(manager._load_pretrained_agent)
     return added

@@ -198,7 +198,7 @@ def test_bad_arguments_raise_value_errors() -> None:
     with pytest.raises(ValueError, match="Dict"):
         FrameReplayBuffer(100, spaces.Dict({"a": box}), disc)
     with pytest.raises(ValueError, match="buffer_size"):
-        FrameReplayBuffer(4, box, disc, n_steps=3)
+        FrameReplayBuffer(4, box, disc, n_steps=3, gamma=0.99)
     venv = make_venv(1, 2, channels=2)  # 2 frames of 2 channels, the buffer is told 4: the first add() says so
     wrong = FrameReplayBuffer(100, venv.observation_space, venv.action_space, "cpu", frame_stack=4)
     with pytest.raises(ValueError, match="frame_stack=4"):
@@ -261,7 +261,7 @@ def test_qrdqn_with_several_envs() -> None:
 def test_pickle_keeps_only_the_written_prefix() -> None:
     """A big buffer that is not full pickles its written steps only, and unpickles lazily to full size."""
     venv = make_venv(2, 4)
-    buffer = FrameReplayBuffer(200_000, venv.observation_space, venv.action_space, "cpu", 2, n_steps=3, frame_stack=4)
+    buffer = FrameReplayBuffer(200_000, venv.observation_space, venv.action_space, "cpu", 2, n_steps=3, gamma=0.99, frame_stack=4)
     feed(venv, [buffer], 30)
     data = pickle.dumps(buffer)
     assert len(data) < 200_000  # frames alone would be 100k slots x 2 envs x 42 B = 8.4 MB
@@ -285,6 +285,6 @@ def test_atari_scale_storage_fits_in_7_5_gb() -> None:
     obs_space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "not enough memory available" on a small machine
-        buffer = FrameReplayBuffer(1_000_000, obs_space, spaces.Discrete(18), "cpu", frame_stack=4, n_steps=3)
+        buffer = FrameReplayBuffer(1_000_000, obs_space, spaces.Discrete(18), "cpu", frame_stack=4, n_steps=3, gamma=0.99)
     assert buffer.frames.nbytes == 1_000_000 * 84 * 84
     assert buffer.storage_nbytes() <= 7.5e9 and buffer.storage_nbytes() - buffer.frames.nbytes < 0.05e9

@@ -111,6 +111,7 @@ def test_all_components_off_is_dqn():
     batch = _fixed_batch()
     dqn.replay_buffer.sample = lambda *a, **k: batch
     rb.replay_buffer.sample = lambda *a, **k: RainbowSamples(*batch, weights=th.ones(16), indices=np.arange(16))
+    rb.replay_buffer.can_sample = lambda: True  # the empty buffer would make train() skip the update
     for model in (dqn, rb):
         model.set_logger(Logger(folder=None, output_formats=[]))
         model.train(gradient_steps=1, batch_size=16)

@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_gap.checks import check_choice, check_range
 from sb3_gap.rainbow.sum_tree import SumTree
-from sb3_gap.replay import FrameReplayBuffer, infer_frame_stack
+from sb3_gap.replay import FrameReplayBuffer, infer_frame_stack, replay_mismatches
 
 __all__ = ["PER_SAMPLING", "RainbowReplayBuffer", "RainbowSamples", "infer_frame_stack"]
 
@@ -188,6 +188,14 @@ class RainbowReplayBuffer(FrameReplayBuffer):
             self._pending[env] = self.n_steps
 
     # ------------------------------------------------------------------ sampling
+    def can_sample(self) -> bool:
+        """
+        Whether :meth:`sample` has a transition to draw: at least one complete n-step window (see "Which transitions
+        can be sampled" above). False for the first ``n_steps`` steps of an ongoing episode, so ``Rainbow`` skips its
+        updates until then when ``learning_starts`` or ``train_freq`` is below ``n_steps`` or it resumes without its replay.
+        """
+        return self.tree.total > 0.0
+
     def sample(self, batch_size: int, env: VecNormalize | None = None, beta: float = 0.5) -> RainbowSamples:  # type: ignore[override]
         """
         Sample ``batch_size`` n-step transitions, proportionally to their priority (stratified or i.i.d.,
@@ -285,34 +293,24 @@ REPLAY_SETTINGS = {
     "priority_alpha": "alpha",
     "per_sampling": "per_sampling",
 }
-#: The value of a setting that buffers saved before it existed had.
-_SETTING_BEFORE = {"per_sampling": "stratified"}
 
 
-def replay_mismatches(loaded: Any, settings: dict[str, Any], frame_stack: int) -> list[str]:
+def rainbow_replay_mismatches(loaded: Any, settings: dict[str, Any], frame_stack: int) -> list[str]:
     """
-    What differs between a loaded replay buffer and a model's replay settings (``Rainbow.load_replay_buffer``).
+    What differs between a loaded replay buffer and a Rainbow model's replay settings (``Rainbow.load_replay_buffer``):
+    :func:`sb3_gap.replay.replay_mismatches` over :data:`REPLAY_SETTINGS` (α and the sampling only when prioritized).
 
     :param loaded: The loaded buffer
     :param settings: The model's :data:`REPLAY_SETTINGS` values by Rainbow's names
     :param frame_stack: The model's frame stack
     :return: One ``"<setting>: model <value>, buffer <value>"`` per difference
     """
-    if not isinstance(loaded, RainbowReplayBuffer):
-        return [f"class: model RainbowReplayBuffer, buffer {type(loaded).__name__}"]
-    problems = []
-    for model_key, buffer_key in REPLAY_SETTINGS.items():
-        mine, theirs = settings[model_key], getattr(loaded, buffer_key, _SETTING_BEFORE.get(model_key))
-        if model_key in ("priority_alpha", "per_sampling") and not settings["prioritized_replay"]:
-            continue
-        if model_key == "prioritized_replay":
-            differ = bool(mine) != bool(theirs)
-        elif model_key == "per_sampling":
-            differ = mine != theirs
-        else:
-            differ = theirs is None or float(mine) != float(theirs)
-        if theirs is None or differ:
-            problems.append(f"{model_key}: model {mine!r}, buffer {theirs!r}")
-    if getattr(loaded, "frame_stack", frame_stack) != frame_stack:
-        problems.append(f"frame_stack: model {frame_stack!r}, buffer {loaded.frame_stack!r}")
-    return problems
+    expected = {
+        buffer_key: settings[model_key]
+        for model_key, buffer_key in REPLAY_SETTINGS.items()
+        if settings["prioritized_replay"] or model_key not in ("priority_alpha", "per_sampling")
+    }
+    if hasattr(loaded, "frame_stack"):
+        expected["frame_stack"] = frame_stack
+    names = {buffer_key: model_key for model_key, buffer_key in REPLAY_SETTINGS.items()}
+    return replay_mismatches(loaded, expected, buffer_class=RainbowReplayBuffer, names=names)

@@ -19,10 +19,11 @@ from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_nam
 
 from sb3_gap.checks import check, check_choice, check_device, check_range
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
-from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, replay_mismatches
+from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, rainbow_replay_mismatches
 from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_args, rainbow_optimizer, rainbow_preset
 from sb3_gap.rainbow.loss import per_sample_loss
 from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy, _greedy_actions
+from sb3_gap.replay import replay_mismatch_error, replay_mismatches
 
 SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
 
@@ -131,6 +132,10 @@ class Rainbow(OffPolicyAlgorithm):
     q_net_target: RainbowNetwork
     policy: RainbowPolicy
     replay_buffer: ReplayBuffer  # RainbowReplayBuffer, or DictReplayBuffer for dict observations
+    #: Gradient steps skipped because the replay had no complete n-step transition yet (``train/skipped_updates``;
+    #: ``train/n_updates`` counts the real ones). A class default: models saved before it existed, and the Hub's
+    #: pickle-free files, which keep the constructor's attributes only, start from 0.
+    _n_skipped_updates: int = 0
 
     def __init__(
         self,
@@ -391,12 +396,26 @@ class Rainbow(OffPolicyAlgorithm):
         loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
         return loss, per_sample, q_taken
 
+    def _replay_can_sample(self) -> bool:
+        """Whether the replay holds a transition to sample (a complete n-step window for :class:`RainbowReplayBuffer`)."""
+        can_sample = getattr(self.replay_buffer, "can_sample", None)
+        return bool(can_sample()) if callable(can_sample) else self.replay_buffer.size() > 0
+
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # Switch to train mode (this affects batch norm / dropout, never the noise of noisy layers)
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         beta = self._current_beta()
         rainbow_buffer = isinstance(self.replay_buffer, RainbowReplayBuffer)
+        if not self._replay_can_sample():
+            # No complete n-step window yet (learning_starts or train_freq below n_steps, e.g. DER's train_freq=1 with a
+            # small learning_starts, or a model resumed without its replay): skip these updates rather than raise inside
+            # learn(). SB3 trains as soon as num_timesteps > learning_starts (off_policy_algorithm.py, learn()); Dopamine
+            # never reaches this, its min_replay_history exceeding its update_horizon. Nothing is drawn or changed.
+            self._n_skipped_updates += gradient_steps
+            self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+            self.logger.record("train/skipped_updates", self._n_skipped_updates, exclude="tensorboard")
+            return
 
         # Statistics stay on the device until the end: no host sync per gradient step
         # (except the priorities, which the replay needs on the host).
@@ -439,6 +458,8 @@ class Rainbow(OffPolicyAlgorithm):
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        if self._n_skipped_updates:
+            self.logger.record("train/skipped_updates", self._n_skipped_updates, exclude="tensorboard")
         if losses:
             # One device-to-host copy for the three statistics (instead of one sync per .item()).
             stats = [th.stack(losses).mean(), th.stack(mean_qs).mean()] + ([th.stack(mean_weights).mean()] if mean_weights else [])
@@ -572,17 +593,17 @@ class Rainbow(OffPolicyAlgorithm):
         """
         previous = self.replay_buffer
         super().load_replay_buffer(path, truncate_last_traj)
-        loaded = self.replay_buffer
-        problems = []
-        if isinstance(previous, RainbowReplayBuffer) or previous is None:
-            settings = {key: getattr(self, key) for key in REPLAY_ARGS}
-            problems = replay_mismatches(loaded, settings, self._detect_frame_stack())
+        problems = self._replay_mismatches(self.replay_buffer) if isinstance(previous, RainbowReplayBuffer) or previous is None else []
         if problems:
             self.replay_buffer = previous
-            raise ValueError(
-                f"The replay buffer in {path} was saved with other settings ({'; '.join(problems)}): training would use the "
-                "buffer's; load it into a model with the buffer's settings, or start a new buffer"
-            )
+            raise replay_mismatch_error(f"The replay buffer in {path}", problems)
+
+    def _replay_mismatches(self, loaded: Any) -> list[str]:
+        """What differs between ``loaded`` and the replay this model builds (also :func:`sb3_gap.replay.check_loaded_replay`'s)."""
+        if isinstance(self.observation_space, spaces.Dict):  # SB3's DictReplayBuffer, 1-step uniform
+            return replay_mismatches(loaded, {"n_steps": 1})
+        settings = {key: getattr(self, key) for key in REPLAY_ARGS}
+        return rainbow_replay_mismatches(loaded, settings, self._detect_frame_stack())
 
     def _excluded_save_params(self) -> list[str]:
         # compile and compile_mode are saved; the compiled functions and their timings are rebuilt by _setup_model

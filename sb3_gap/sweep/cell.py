@@ -27,6 +27,7 @@ from sb3_gap.envs.protocols import protocol_for
 from sb3_gap.extractor import policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS, optimizer_policy_kwargs
 from sb3_gap.params import parameter_report
+from sb3_gap.replay import with_algorithm_gamma
 from sb3_gap.sweep.spec import EXTRACTOR_ARGS, HP_PREFIX, SweepSpec, constructor_args, run_dir_for, run_name
 from sb3_gap.zoo_config import ZooSettings, apply_replay_ratio, materialize, resolve_section
 
@@ -241,6 +242,8 @@ def resolve_run(spec: SweepSpec, params: dict[str, Any]) -> tuple[ZooSettings, d
     algo_overrides = {k: v for k, v in overrides.items() if k not in EXTRACTOR_ARGS}
     # replay_ratio (in the section or the overrides) becomes train_freq and gradient_steps for this run's n_envs.
     kwargs = apply_replay_ratio(settings.algo_kwargs, algo_overrides, n_envs=spec.n_envs, names=(settings.source, "the sweep's --set/--hyperparams"))
+    # An n-step FrameReplayBuffer discounts with the algorithm's gamma (SB3 does not pass it to a custom buffer).
+    kwargs = with_algorithm_gamma(get_algo(params["algo"]), kwargs)
     accepted = constructor_args(get_algo(params["algo"]))
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
