@@ -164,7 +164,12 @@ class FrameReplayBuffer(ReplayBuffer):
         BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
         self.buffer_size = max(buffer_size // n_envs, 1)
         if self.buffer_size <= n_steps + frame_stack:
-            raise ValueError(f"buffer_size // n_envs = {self.buffer_size} must be > n_steps + frame_stack = {n_steps + frame_stack}")
+            # Built, and refused at the first add(): rl_zoo3's enjoy loads off-policy models with buffer_size=1 only
+            # to act (rl_zoo3/enjoy.py), which must work; a buffer that small can never hold a stacked n-step transition.
+            self._too_small = (
+                f"buffer_size // n_envs = {self.buffer_size} must be > n_steps + frame_stack = {n_steps + frame_stack} to store "
+                "transitions (a smaller buffer only serves models loaded to act)"
+            )
         if frame_stack > 1 and (len(self.obs_shape) < 1 or self.obs_shape[0] % frame_stack != 0):
             raise ValueError(
                 f"frame_stack={frame_stack} needs observations stacked along axis 0 (channel-first, e.g. "
@@ -234,6 +239,8 @@ class FrameReplayBuffer(ReplayBuffer):
     # Slot-indexed arrays: a buffer that is not full pickles only its written prefix (save_replay_buffer
     # of a 1M Atari buffer after 100k steps writes 0.7 GB, not 7 GB) and unpickles into lazily mapped zeros.
     _SLOT_ARRAYS = ("frames", "actions", "rewards", "dones", "timeouts", "episode_steps", "final_index")
+    #: Why this buffer cannot store transitions (too small), or None
+    _too_small: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -327,6 +334,8 @@ class FrameReplayBuffer(ReplayBuffer):
         are done (SB3's ``_store_transition`` substitutes ``terminal_observation``), and
         ``infos[i]["TimeLimit.truncated"]`` marks time-limit truncations.
         """
+        if self._too_small is not None:
+            raise ValueError(self._too_small)
         n_envs, pos, size = self.n_envs, self.pos, self.buffer_size
         obs = np.asarray(obs).reshape((n_envs, *self.obs_shape))
         next_obs = np.asarray(next_obs).reshape((n_envs, *self.obs_shape))

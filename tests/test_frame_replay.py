@@ -197,8 +197,9 @@ def test_bad_arguments_raise_value_errors() -> None:
             FrameReplayBuffer(100, box, disc, **kwargs)
     with pytest.raises(ValueError, match="Dict"):
         FrameReplayBuffer(100, spaces.Dict({"a": box}), disc)
-    with pytest.raises(ValueError, match="buffer_size"):
-        FrameReplayBuffer(4, box, disc, n_steps=3, gamma=0.99)
+    small = FrameReplayBuffer(4, box, disc, n_steps=3, gamma=0.99)  # built (a model loaded to act), refused when fed
+    with pytest.raises(ValueError, match=r"buffer_size // n_envs = 4 must be > n_steps \+ frame_stack = 4"):
+        small.add(*[np.zeros((1, *box.shape), np.uint8)] * 2, np.zeros((1, 1)), np.zeros(1), np.zeros(1), [{}])
     venv = make_venv(1, 2, channels=2)  # 2 frames of 2 channels, the buffer is told 4: the first add() says so
     wrong = FrameReplayBuffer(100, venv.observation_space, venv.action_space, "cpu", frame_stack=4)
     with pytest.raises(ValueError, match="frame_stack=4"):
@@ -207,6 +208,22 @@ def test_bad_arguments_raise_value_errors() -> None:
 
 
 # ----------------------------------------------------------------------------- in SB3's algorithms
+
+
+def test_model_trained_with_it_loads_to_act_as_rl_zoo3_enjoy_does(tmp_path) -> None:
+    """rl_zoo3's enjoy loads off-policy models with ``buffer_size=1`` (rl_zoo3/enjoy.py): a stacked buffer must not refuse it."""
+    from stable_baselines3 import DQN
+
+    venv = make_venv(1, 2)
+    model = DQN("MlpPolicy", venv, buffer_size=100, learning_starts=10, replay_buffer_class=FrameReplayBuffer,
+                replay_buffer_kwargs=dict(frame_stack=2), seed=0, device="cpu")  # fmt: skip
+    model.learn(20)
+    model.save(tmp_path / "m")
+    loaded = DQN.load(tmp_path / "m", env=venv, buffer_size=1, device="cpu")
+    action, _ = loaded.predict(venv.reset(), deterministic=True)
+    assert action.shape == (1,)
+    with pytest.raises(ValueError, match="only serves models loaded to act"):
+        loaded.learn(5)
 
 
 def test_dqn_n_steps_through_buffer_kwargs_and_save_load(tmp_path) -> None:
