@@ -101,8 +101,8 @@ class FrameReplayBuffer(ReplayBuffer):
 
     **gamma.** The buffer never sees the algorithm, and SB3 passes it neither the algorithm's ``n_steps`` nor its
     ``gamma`` (``OffPolicyAlgorithm._setup_model``), so ``n_steps > 1`` needs ``gamma`` in ``replay_buffer_kwargs``,
-    the algorithm's: without it the buffer refuses to build instead of discounting with another value than the
-    bootstrap (``gamma`` is None, unused, for ``n_steps=1``). The rl_zoo3 hook and the sweep fill it in from the
+    the algorithm's: without it the buffer refuses its first ``add`` instead of discounting with another value than
+    the bootstrap (``gamma`` is None, unused, for ``n_steps=1``; a model saved that way still loads to act). The rl_zoo3 hook and the sweep fill it in from the
     algorithm's and refuse a different one (:func:`with_algorithm_gamma`). A buffer saved with
     ``save_replay_buffer`` is loaded with :func:`load_replay_buffer`, which refuses one whose ``n_steps`` or
     ``gamma`` differ from the model's (``Rainbow.load_replay_buffer`` does so for Rainbow, and the rl_zoo3 hook for
@@ -149,11 +149,6 @@ class FrameReplayBuffer(ReplayBuffer):
             )
         if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
             raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-        if gamma is None and n_steps > 1:
-            raise ValueError(
-                f"{name}(n_steps={n_steps}) needs gamma, the algorithm's discount, for its n-step return "
-                f"(SB3 does not pass it): e.g. replay_buffer_kwargs=dict(n_steps={n_steps}, gamma=model's gamma); valid: a float in [0, 1]"
-            )
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0):
             raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
         if isinstance(frame_stack, bool) or not isinstance(frame_stack, (int, np.integer)) or not 1 <= frame_stack <= 256:
@@ -163,10 +158,16 @@ class FrameReplayBuffer(ReplayBuffer):
         # ReplayBuffer.__init__ would allocate full obs and next_obs arrays: only set up the base.
         BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
         self.buffer_size = max(buffer_size // n_envs, 1)
-        if self.buffer_size <= n_steps + frame_stack:
-            # Built, and refused at the first add(): rl_zoo3's enjoy loads off-policy models with buffer_size=1 only
-            # to act (rl_zoo3/enjoy.py), which must work; a buffer that small can never hold a stacked n-step transition.
-            self._too_small = (
+        # What makes a buffer unable to store transitions is refused at its first add(), not here: a model loaded only
+        # to act builds its buffer too (rl_zoo3's enjoy loads off-policy models with buffer_size=1, rl_zoo3/enjoy.py;
+        # models saved before gamma was required have n_steps > 1 without it), and must load.
+        if gamma is None and n_steps > 1:
+            self._unusable = (
+                f"{name}(n_steps={n_steps}) needs gamma, the algorithm's discount, for its n-step return (SB3 does not pass "
+                f"it): e.g. replay_buffer_kwargs=dict(n_steps={n_steps}, gamma=model's gamma); valid: a float in [0, 1]"
+            )
+        elif self.buffer_size <= n_steps + frame_stack:
+            self._unusable = (
                 f"buffer_size // n_envs = {self.buffer_size} must be > n_steps + frame_stack = {n_steps + frame_stack} to store "
                 "transitions (a smaller buffer only serves models loaded to act)"
             )
@@ -239,8 +240,8 @@ class FrameReplayBuffer(ReplayBuffer):
     # Slot-indexed arrays: a buffer that is not full pickles only its written prefix (save_replay_buffer
     # of a 1M Atari buffer after 100k steps writes 0.7 GB, not 7 GB) and unpickles into lazily mapped zeros.
     _SLOT_ARRAYS = ("frames", "actions", "rewards", "dones", "timeouts", "episode_steps", "final_index")
-    #: Why this buffer cannot store transitions (too small), or None
-    _too_small: str | None = None
+    #: Why this buffer cannot store transitions (no gamma for its n-step return, too small), or None
+    _unusable: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -334,8 +335,8 @@ class FrameReplayBuffer(ReplayBuffer):
         are done (SB3's ``_store_transition`` substitutes ``terminal_observation``), and
         ``infos[i]["TimeLimit.truncated"]`` marks time-limit truncations.
         """
-        if self._too_small is not None:
-            raise ValueError(self._too_small)
+        if self._unusable is not None:
+            raise ValueError(self._unusable)
         n_envs, pos, size = self.n_envs, self.pos, self.buffer_size
         obs = np.asarray(obs).reshape((n_envs, *self.obs_shape))
         next_obs = np.asarray(next_obs).reshape((n_envs, *self.obs_shape))

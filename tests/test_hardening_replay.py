@@ -56,9 +56,10 @@ def zoo_manager(tmp_path: Path, section: dict, trained_agent: str = "", algo: st
 def test_issue23_item7_buffer_without_gamma_refuses_n_steps():
     """Direct use: an n-step FrameReplayBuffer needs the algorithm's gamma (it used to discount with 0.99 silently)."""
     box, disc = spaces.Box(0, 255, (4, 6, 7), np.uint8), spaces.Discrete(2)
-    with pytest.raises(ValueError, match=r"FrameReplayBuffer\(n_steps=3\) needs gamma") as info:
-        FrameReplayBuffer(100, box, disc, n_steps=3)
-    assert "\n" not in str(info.value)
+    no_gamma = FrameReplayBuffer(100, box, disc, n_steps=3)  # built (a model saved that way still loads to act) ...
+    with pytest.raises(ValueError, match=r"FrameReplayBuffer\(n_steps=3\) needs gamma") as info:  # ... refused when fed
+        no_gamma.add(*[np.zeros((1, *box.shape), np.uint8)] * 2, np.zeros((1, 1)), np.zeros(1), np.zeros(1), [{}])
+    assert "\n" not in str(info.value) and no_gamma.pos == 0
     assert FrameReplayBuffer(100, box, disc, n_steps=3, gamma=0.5).gamma == 0.5
     one_step = FrameReplayBuffer(100, box, disc)  # 1-step: no discount inside the buffer, gamma not needed
     assert one_step.n_steps == 1 and one_step.gamma is None
