@@ -33,31 +33,33 @@ def _parse_assignments(items: Sequence[str], grid: bool) -> dict[str, Any]:
 
 # Presets list every change from the Zoo configs explicitly (``fixed``); nothing is rescaled silently.
 # ``workers`` and ``report`` are CLI defaults, not part of the SweepSpec.
+# The MinAtar scaling study (issue 11; results/minatar_scaling/, README "Results"): Rainbow with Dopamine's
+# MinAtar settings (zoo_configs/rainbow.yml, minatar section), the study encoder, flatten vs GAP at ψ x1 and
+# x4, 2 games x 3 seeds x 150k steps. Budget override: ε decays over 25k steps instead of Dopamine's 250k
+# (which would never finish within 150k steps). Committed runs resume with the same command.
+_MINATAR_SCALING: dict[str, Any] = dict(
+    description="MinAtar study 1 (results/minatar_scaling/): Rainbow, minatar_impala, flatten vs GAP at psi x1/x4, 2 games x 3 seeds, 150k steps",
+    envs=["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"],
+    algos=["rainbow"],
+    encoders=["minatar_impala"],
+    bottlenecks=["flatten", "gap"],
+    width_scales=[1, 4],
+    seeds=3,
+    steps=150_000,
+    eval_freq=10_000,
+    eval_episodes=10,
+    final_evals=3,
+    fixed={"exploration_steps": 25_000},
+    storage="sqlite:///results/minatar_scaling/study.db",
+    study="minatar_scaling",
+    out_dir="results",
+    save_models=False,
+    workers=2,  # one torch thread each
+    report="results/minatar_scaling",
+)
+
 SWEEP_PRESETS: dict[str, dict[str, Any]] = {
-    # The MinAtar scaling study (issue 11; results/minatar_scaling/, README "Results"): Rainbow with Dopamine's
-    # MinAtar settings (zoo_configs/rainbow.yml, minatar section), the study encoder, flatten vs GAP at ψ x1 and
-    # x4, 2 games x 3 seeds x 150k steps. Budget override: ε decays over 25k steps instead of Dopamine's 250k
-    # (which would never finish within 150k steps). Committed runs resume with the same command.
-    "minatar-scaling": dict(
-        description="MinAtar study 1 (results/minatar_scaling/): Rainbow, minatar_impala, flatten vs GAP at psi x1/x4, 2 games x 3 seeds, 150k steps",
-        envs=["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"],
-        algos=["rainbow"],
-        encoders=["minatar_impala"],
-        bottlenecks=["flatten", "gap"],
-        width_scales=[1, 4],
-        seeds=3,
-        steps=150_000,
-        eval_freq=10_000,
-        eval_episodes=10,
-        final_evals=3,
-        fixed={"exploration_steps": 25_000},
-        storage="sqlite:///results/minatar_scaling/study.db",
-        study="minatar_scaling",
-        out_dir="results",
-        save_models=False,
-        workers=2,  # one torch thread each
-        report="results/minatar_scaling",
-    ),
+    "minatar-scaling": _MINATAR_SCALING,
     # The second MinAtar study (issue 27; results/minatar_deep/README.md, pre-registered there): is it the encoder?
     # The first study's settings (Dopamine's MinAtar Rainbow, ε over 25k steps, an update every 4 steps) with the
     # paper's deep φ (minatar_deep: 3 Impala stacks, 15 convolutions, 16-32-32) and ψ x1 vs x8; dormancy and feature
@@ -86,26 +88,14 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     # Issue 27, item 4 (width alone): the first study's encoder and settings (minatar-scaling) at psi x8, so that with
     # that study's x1 and x4 it answers whether width alone degrades either bottleneck. A study of its own: Optuna fixes
     # an axis' values per study, so x8 cannot join results/minatar_scaling/study.db.
-    "minatar-width": dict(
-        description="MinAtar study 1 at psi x8 (results/minatar_width/): Rainbow, minatar_impala, flatten vs GAP at x8, 2 games x 3 seeds, 150k steps",
-        envs=["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"],
-        algos=["rainbow"],
-        encoders=["minatar_impala"],
-        bottlenecks=["flatten", "gap"],
-        width_scales=[8],
-        seeds=3,
-        steps=150_000,
-        eval_freq=10_000,
-        eval_episodes=10,
-        final_evals=3,
-        fixed={"exploration_steps": 25_000},
-        storage="sqlite:///results/minatar_width/study.db",
-        study="minatar_width",
-        out_dir="results",
-        save_models=False,
-        workers=2,  # one torch thread each
-        report="results/minatar_width",
-    ),
+    "minatar-width": {
+        **_MINATAR_SCALING,
+        "description": "MinAtar study 1 at psi x8 (results/minatar_width/): Rainbow, minatar_impala, flatten vs GAP at x8, 2 games x 3 seeds, 150k steps",
+        "width_scales": [8],
+        "storage": "sqlite:///results/minatar_width/study.db",
+        "study": "minatar_width",
+        "report": "results/minatar_width",
+    },
     # The README's main job (`make demo`; wall time in docs/benchmarks_sweeps.md): the study's network and settings, flatten x4 vs
     # GAP x4 on MinAtar Breakout, one seed each, 30k steps. Budget override: ε decays over 10k steps.
     "demo": dict(
