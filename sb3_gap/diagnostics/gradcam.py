@@ -165,8 +165,10 @@ def _check_env_id(env_id: str) -> None:
 
     import gymnasium as gym
 
+    from sb3_gap.checks import check_env_id_form
     from sb3_gap.envs.protocols import register_ale_ids
 
+    check_env_id_form(env_id)
     register_ale_ids()
     try:
         gym.spec(env_id)
@@ -242,8 +244,11 @@ def _run(args: argparse.Namespace) -> None:
     import zipfile
 
     from sb3_gap.algos import get_algo
+    from sb3_gap.checks import check_env_id_form
     from sb3_gap.params import find_extractor
 
+    if args.env is not None:
+        check_env_id_form(args.env)
     path = Path(args.model)
     if not path.is_file():
         raise ValueError(f"model file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))

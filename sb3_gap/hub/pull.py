@@ -24,7 +24,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_gap.algos import ALGOS, get_algo
-from sb3_gap.checks import check_int
+from sb3_gap.checks import check_env_id_form, check_int
 from sb3_gap.hub import safe
 from sb3_gap.hub.common import (
     ARGS_YML,
@@ -174,6 +174,8 @@ def load_from_hub(
     :param return_info: Return ``(model, LoadInfo)``
     :param overrides: Model attributes to set on load (e.g. ``buffer_size`` to continue training)
     """
+    if env_id is not None:
+        check_env_id_form(env_id)
     dl = _Download(repo_id, revision, token, endpoint, cache_dir)
     config = _safe_info(dl)
     if config is not None:
@@ -267,9 +269,13 @@ def pull_from_hub(
     :param cache_dir: huggingface_hub cache folder
     """
     check_int("exp_id (--exp-id)", exp_id, 0, example="0 for the next free run id, 1, 2")
+    if env_id is not None:
+        check_env_id_form(env_id)  # it names the run folder: never a path
     dl = _Download(repo_id, revision, token, endpoint, cache_dir)
     config = _safe_info(dl)
     if config is not None:
+        if config.get("env_id") is not None:
+            check_env_id_form(config["env_id"], safe.CONFIG_FILE)  # a download never chooses where the pull writes
         for given, stored, what in ((algo, config["algo"], "algo"), (env_id, config.get("env_id"), "env")):
             if given is not None and stored is not None and given.lower() != str(stored).lower():
                 raise ValueError(f"--{what} {given!r} does not match the repository's {what} {stored!r}")

@@ -35,7 +35,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecVideoRecorder
 
 from sb3_gap.algos import ALGOS, get_algo
-from sb3_gap.checks import check_int
+from sb3_gap.checks import check_env_id_form, check_int
 from sb3_gap.hub import safe
 from sb3_gap.hub.card import build_card
 from sb3_gap.hub.common import (
@@ -314,6 +314,7 @@ def push_to_hub(
         raise ValueError(f"Unknown algorithm {algo!r}; valid choices: {sorted(ALGOS)}")
     if env_id is None:
         raise ValueError("env_id is required (the Gymnasium id the agent plays, e.g. 'MinAtar/Breakout-v1')")
+    check_env_id_form(env_id)  # names the run folder read and the files pushed: never a path
     endpoint = resolve_endpoint(endpoint)
     token = token or huggingface_hub.get_token()
     if not token:

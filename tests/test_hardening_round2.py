@@ -1,0 +1,179 @@
+"""Hardening, round 2 (issue 23, item 13): the rest of the list in one pass. A locked SQLite storage mid-run, a full
+disk, ``--reps`` <= 0, deep / non-UTF-8 / extra-tensor Hub files, a Rainbow ``set_parameters`` with another atom
+count, ``gradcam --algo`` naming another algorithm than the zip's, and path-like env ids such as ``".."``.
+
+Every failure is one line naming the culprit; nothing trained is lost. Hub tests drive the real huggingface_hub client
+against the loopback fake Hub of ``tests/fake_hub.py``; models are tiny and never trained long.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import safetensors.torch
+import torch as th
+from test_hardening import ENV_ID, ENV_NAME, finished_study, one_line_error, publish, safe_files, tiny_dqn  # noqa: F401 - a fixture
+
+from sb3_gap import policy_kwargs
+from sb3_gap.cli import main as cli_main
+from sb3_gap.hub import pull_from_hub, safe
+from sb3_gap.rainbow import Rainbow
+
+
+def tiny_rainbow(n_atoms: int = 5) -> Rainbow:
+    """An untrained Rainbow with sb3_gap's extractor (built, never trained)."""
+    return Rainbow("CnnPolicy", gym.make(ENV_ID), buffer_size=64, batch_size=8, n_atoms=n_atoms,
+                   policy_kwargs=policy_kwargs(encoder="impala", bottleneck="gap"), seed=0)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dqn_files(tmp_path_factory):
+    model = tiny_dqn()
+    return model, safe_files(model, tmp_path_factory.mktemp("safe"))
+
+
+def empty_or_missing(folder: Path) -> bool:
+    return not folder.exists() or not any(folder.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------
+# --reps <= 0
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reps", ["0", "-5"])
+def test_issue23_item13_report_reps_must_be_positive(finished_study, tmp_path, capsys, reps):  # noqa: F811 - the fixture
+    line = one_line_error(capsys, ["report", "--storage", finished_study, "--study", "s", "--out", str(tmp_path / "r"), "--reps", reps], "report")
+    assert "--reps" in line and "positive integer" in line and reps in line
+    assert not (tmp_path / "r" / "summary.md").exists()
+    from sb3_gap.sweep.report import build_report
+
+    with pytest.raises(ValueError, match=r"reps .*must be a positive integer .*got 0"):
+        build_report([(finished_study, "s")], tmp_path / "r2", reps=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Rainbow set_parameters with another atom count
+# ------------------------------------------------------------------------------------------------
+
+
+def test_issue23_item13_set_parameters_names_both_atom_counts(tmp_path):
+    model, other = tiny_rainbow(n_atoms=5), tiny_rainbow(n_atoms=7)
+    other.save(tmp_path / "seven.zip")
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    for source in (str(tmp_path / "seven.zip"), other.get_parameters()):
+        with pytest.raises(ValueError) as info:
+            model.set_parameters(source)
+        message = str(info.value)
+        assert "\n" not in message and "n_atoms=7" in message and "n_atoms=5" in message, message
+        after = model.policy.state_dict()
+        assert all(th.equal(before[k], after[k]) for k in before)  # nothing was half-loaded
+    model.set_parameters(tiny_rainbow(n_atoms=5).get_parameters())  # the same atom count still loads
+
+
+# ------------------------------------------------------------------------------------------------
+# gradcam --algo that is not the zip's
+# ------------------------------------------------------------------------------------------------
+
+
+def test_issue23_item13_gradcam_algo_must_match_the_zip(tmp_path, capsys):
+    tiny_rainbow().save(tmp_path / "rainbow.zip")
+    tiny_dqn().save(tmp_path / "dqn.zip")
+    out = tmp_path / "cam.png"
+    for path, given, held in ((tmp_path / "rainbow.zip", "dqn", "rainbow"), (tmp_path / "dqn.zip", "rainbow", "dqn")):
+        line = one_line_error(capsys, ["gradcam", str(path), "--algo", given, "--env", ENV_ID, "--steps", "1", "--out", str(out)], "gradcam")
+        assert f"holds a {held} model" in line and f"--algo {given}" in line and f"--algo {held}" in line, line
+    assert not out.exists()
+    cli_main(["gradcam", str(tmp_path / "rainbow.zip"), "--algo", "rainbow", "--env", ENV_ID, "--steps", "1", "--out", str(out)])
+    assert out.stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------------
+# env ids that are paths
+# ------------------------------------------------------------------------------------------------
+
+PATH_LIKE_IDS = ["..", ".", "../MinAtar/Breakout-v1", "MinAtar/../Breakout-v1", "a\\..\\b", "/etc/passwd", ""]
+
+
+@pytest.mark.parametrize("env_id", PATH_LIKE_IDS)
+def test_issue23_item13_path_like_env_ids_are_refused_everywhere(hub_env, dqn_files, tmp_path, capsys, env_id):
+    model, files = dqn_files
+    words = f"env id {env_id!r} is not a Gymnasium env id"
+    line = one_line_error(capsys, ["sweep", "--envs", env_id, "--storage", f"sqlite:///{tmp_path}/s.db", "--out", str(tmp_path / "runs")], "sweep")
+    assert words in line, line
+    model.save(tmp_path / "m.zip")
+    line = one_line_error(capsys, ["gradcam", str(tmp_path / "m.zip"), "--algo", "dqn", "--env", env_id], "gradcam")
+    assert words in line, line
+    line = one_line_error(capsys, ["push", "--algo", "dqn", "--env", env_id, "-f", str(tmp_path / "logs"), "--repo-id", "a/b", "--no-video"], "push")
+    assert words in line, line
+    downloads = tmp_path / "dl"
+    publish(hub_env, "alice/plain", files)
+    line = one_line_error(capsys, ["pull", "--repo-id", "alice/plain", "-f", str(downloads), "--env", env_id], "pull")
+    assert words in line or "does not match the repository's env" in line, line
+    # A download cannot steer where a pull writes: the env id recorded in sb3_gap.json is checked too.
+    config = json.loads(files[safe.CONFIG_FILE])
+    repo = f"mallory/env-{abs(hash(env_id)) % 10**6}"
+    publish(hub_env, repo, {**files, safe.CONFIG_FILE: json.dumps(dict(config, env_id=env_id)).encode()})
+    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(downloads)], "pull")
+    assert words in line and safe.CONFIG_FILE in line, line
+    assert empty_or_missing(downloads / "dqn")
+    with pytest.raises(ValueError, match="is not a Gymnasium env id"):
+        pull_from_hub(repo, downloads, env_id=ENV_ID)
+    assert empty_or_missing(downloads / "dqn") and not (downloads / "config.yml").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Hub files: deeply nested, not UTF-8, a tensor the model does not have
+# ------------------------------------------------------------------------------------------------
+
+
+def _deep_json(depth: int) -> bytes:
+    return b'{"format": "sb3_gap.hub/1", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def _deep_yaml(depth: int) -> bytes:
+    return b"policy: CnnPolicy\nx: " + b"[" * depth + b"]" * depth + b"\n"
+
+
+@pytest.mark.parametrize(
+    "name, content, words",
+    [
+        (safe.CONFIG_FILE, _deep_json(100_000), "nested deeper than"),
+        ("config.yml", _deep_yaml(100_000), "nested deeper than"),
+        ("args.yml", _deep_yaml(5_000), "nested deeper than"),
+        (safe.CONFIG_FILE, b'{"format": "sb3_gap.hub/1", "env_id": "\xff\xfe"}', "is not UTF-8 text"),
+        ("config.yml", b"policy: CnnPolicy\nx: \xff\xfe\n", "is not UTF-8 text"),
+        ("env_kwargs.yml", b"\x80\x81", "is not UTF-8 text"),
+    ],
+)
+def test_issue23_item13_deep_or_binary_hub_files_are_one_line(hub_env, dqn_files, tmp_path, capsys, name, content, words):
+    _, files = dqn_files
+    repo = f"mallory/{name.split('.')[0].replace('_', '-')}-{abs(hash(content)) % 10**6}"
+    publish(hub_env, repo, {**files, name: content})
+    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
+    assert name in line and words in line, line
+    assert empty_or_missing(tmp_path / "dl" / "dqn")
+
+
+def test_issue23_item13_extra_tensor_in_the_weights_is_one_line(hub_env, dqn_files, tmp_path, capsys):
+    model, files = dqn_files
+    tensors = safetensors.torch.load(files[safe.WEIGHTS_FILE])
+    tensors["q_net.backdoor.weight"] = th.zeros(3, 3)
+    publish(hub_env, "mallory/extra-tensor", {**files, safe.WEIGHTS_FILE: safetensors.torch.save(tensors, metadata={"format": "pt"})})
+    line = one_line_error(capsys, ["pull", "--repo-id", "mallory/extra-tensor", "-f", str(tmp_path / "dl")], "pull")
+    assert safe.WEIGHTS_FILE in line and "'q_net.backdoor.weight'" in line and "does not build" in line, line
+    assert empty_or_missing(tmp_path / "dl" / "dqn")
+
+
+def test_issue23_item13_every_registered_env_id_has_the_form():
+    from sb3_gap.checks import check_env_id_form
+    from sb3_gap.envs.protocols import register_ale_ids
+
+    register_ale_ids()
+    for env_id in gym.registry:
+        check_env_id_form(env_id)
+    with pytest.raises(ValueError, match=r"^sb3_gap.json: env id 'MinAtar/Breakout-v1\\n' is not a Gymnasium env id"):
+        check_env_id_form("MinAtar/Breakout-v1\n", "sb3_gap.json")
