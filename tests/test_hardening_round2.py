@@ -55,6 +55,23 @@ def test_issue23_item13_report_reps_must_be_positive(finished_study, tmp_path, c
         build_report([(finished_study, "s")], tmp_path / "r2", reps=0)
 
 
+def test_issue23_item13_benchmark_reps_must_be_positive(monkeypatch, capsys):
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("throughput_floor", bench / "throughput_floor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["throughput_floor.py", "--reps", "0"])
+    monkeypatch.setattr(module, "measure", lambda *a: pytest.fail("measured with --reps 0"))
+    with pytest.raises(SystemExit) as info:
+        module.main()
+    assert info.value.code == 2
+    assert "--reps must be a positive integer, got 0" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 # ------------------------------------------------------------------------------------------------
 # Rainbow set_parameters with another atom count
 # ------------------------------------------------------------------------------------------------

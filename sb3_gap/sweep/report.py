@@ -40,7 +40,7 @@ from optuna.trial import TrialState  # noqa: E402
 from rliable import library as rly  # noqa: E402
 from rliable import metrics  # noqa: E402
 
-from sb3_gap.checks import is_number  # noqa: E402
+from sb3_gap.checks import check_int, is_number  # noqa: E402
 from sb3_gap.envs.protocols import load_reference, protocol_for  # noqa: E402
 from sb3_gap.sweep.database import (  # noqa: E402
     check_holds_optuna_studies,
@@ -555,6 +555,15 @@ def check_gamma(gamma: Any) -> float:
     return float(gamma)
 
 
+def check_reps(reps: Any) -> int:
+    """
+    Check the bootstrap replications (``--reps``): a positive integer.
+
+    :raises ValueError: Naming the value (0 or fewer replications leave no interval to estimate)
+    """
+    return check_int("--reps (bootstrap replications)", reps, example="2000; 200 for a quick look")
+
+
 def build_report(
     sources: Sequence[tuple[str, str]],
     out_dir: str | Path,
@@ -579,6 +588,7 @@ def build_report(
     if not sources:
         raise ValueError("No study given; pass at least one (storage, study) pair")
     check_gamma(gamma)
+    check_reps(reps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(sources, reference)
@@ -655,6 +665,7 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"Give one --storage or one per --study ({len(args.study)}), got {len(args.storage)}")
         storages = args.storage * len(args.study) if len(args.storage) == 1 else args.storage
         check_gamma(args.gamma)
+        check_reps(args.reps)
         reference = read_reference(args.reference) if args.reference else None
         for storage in storages:
             check_storage_url(storage)
