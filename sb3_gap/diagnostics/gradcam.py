@@ -159,6 +159,37 @@ def recorded_env(model_path: str | os.PathLike) -> tuple[str | None, dict | None
     return None, None, None
 
 
+def saved_algos(model_path: str | os.PathLike) -> tuple[list[str], str] | None:
+    """
+    The registered algorithms (:data:`sb3_gap.algos.ALGOS`) whose policy an SB3 zip holds, read from its ``data``
+    JSON without unpickling anything: the policy class is a by-reference pickle (module and name), disassembled with
+    :mod:`pickletools`.
+
+    :param model_path: A zip written by ``model.save()``
+    :return: ``(algorithm names, "module.Class" of the policy)``, or ``None`` when the zip does not say (not an SB3
+        zip, a policy pickled by value, one of no registered algorithm)
+    """
+    import base64
+    import json
+    import pickletools
+    import zipfile
+
+    from sb3_gap.algos import ALGOS, get_algo
+
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            entry = json.loads(archive.read("data")).get("policy_class", {})
+        ops = list(pickletools.genops(base64.b64decode(entry[":serialized:"])))
+    except Exception:  # noqa: BLE001 - whatever the zip holds, the check is skipped and SB3's loader speaks
+        return None
+    refs = [arg for _, arg, _ in ops if isinstance(arg, str)]
+    if [op.name for op, _, _ in ops].count("STACK_GLOBAL") != 1 or len(refs) != 2:  # one global by reference: (module, name)
+        return None
+    module, name = refs
+    held = [algo for algo in ALGOS if any((c.__module__, c.__qualname__) == (module, name) for c in get_algo(algo).policy_aliases.values())]
+    return (held, f"{module}.{name}") if held else None
+
+
 def _check_env_id(env_id: str) -> None:
     """Raise ``ValueError`` naming an unknown env id and the closest registered ones."""
     import difflib
@@ -261,6 +292,11 @@ def _run(args: argparse.Namespace) -> None:
         args.env = env_id
     if args.env:
         _check_env_id(args.env)
+    held = saved_algos(path)
+    if held is not None and args.algo not in held[0]:
+        raise ValueError(
+            f"{path.name} holds a {' or '.join(held[0])} model (policy {held[1]}), not the --algo {args.algo} given: pass --algo {held[0][0]}"
+        )
     th.set_num_threads(max(1, min(th.get_num_threads(), 2)))
     try:
         model = get_algo(args.algo).load(str(path), device=args.device)
