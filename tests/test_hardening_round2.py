@@ -194,3 +194,21 @@ def test_issue23_item13_every_registered_env_id_has_the_form():
         check_env_id_form(env_id)
     with pytest.raises(ValueError, match=r"^sb3_gap.json: env id 'MinAtar/Breakout-v1\\n' is not a Gymnasium env id"):
         check_env_id_form("MinAtar/Breakout-v1\n", "sb3_gap.json")
+
+
+def test_issue23_item13_extra_tensor_without_the_meta_precheck_is_one_line(dqn_files, tmp_path, monkeypatch):
+    model, files = dqn_files
+    tensors = safetensors.torch.load(files[safe.WEIGHTS_FILE])
+    tensors["q_net.backdoor.weight"] = th.zeros(3, 3)
+    weights = tmp_path / safe.WEIGHTS_FILE
+    weights.write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))
+    config = json.loads(files[safe.CONFIG_FILE])
+
+    def cannot_build_on_meta(model):
+        raise NotImplementedError("a layer that reads tensor values")
+
+    monkeypatch.setattr(safe, "_meta_shapes", cannot_build_on_meta)  # then only the strict load compares
+    with pytest.raises(ValueError) as info:
+        safe.build_from_config(config, weights, device="cpu")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{safe.WEIGHTS_FILE} does not fit the network") and "q_net.backdoor.weight" in message
