@@ -8,14 +8,25 @@ against the loopback fake Hub of ``tests/fake_hub.py``; models are tiny and neve
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import gymnasium as gym
 import pytest
 import safetensors.torch
 import torch as th
-from test_hardening import ENV_ID, ENV_NAME, finished_study, one_line_error, publish, safe_files, tiny_dqn  # noqa: F401 - a fixture
+from test_hardening import (  # noqa: F401 - finished_study is a fixture
+    ENV_ID,
+    ENV_NAME,
+    finished_study,
+    one_line_error,
+    publish,
+    safe_files,
+    tiny_dqn,
+    tiny_sweep_args,
+)
 
 from sb3_gap import policy_kwargs
 from sb3_gap.cli import main as cli_main
@@ -212,3 +223,110 @@ def test_issue23_item13_extra_tensor_without_the_meta_precheck_is_one_line(dqn_f
         safe.build_from_config(config, weights, device="cpu")
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"{safe.WEIGHTS_FILE} does not fit the network") and "q_net.backdoor.weight" in message
+
+
+# ------------------------------------------------------------------------------------------------
+# A full disk: one line with the path, no temp file left, nothing trained lost
+# ------------------------------------------------------------------------------------------------
+
+
+def disk_full_on(monkeypatch, name: str) -> list[str]:
+    """Make ``os.fsync`` fail with ENOSPC for files whose name contains ``name`` (what a full disk does to a write);
+    returns the paths it failed for."""
+    real_fsync, failed = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if name in Path(path).name:
+            failed.append(path)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to tell which file is written")
+    monkeypatch.setattr(os, "fsync", fsync)
+    return failed
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".tmp-" in p.name or "-pull-" in p.name]
+
+
+def test_issue23_item13_disk_full_keeps_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    from sb3_gap.sweep.cell import atomic_write_json
+
+    path = tmp_path / "run" / "curve.json"
+    atomic_write_json(path, {"mean": [1.0]})
+    disk_full_on(monkeypatch, "curve.json")
+    with pytest.raises(OSError) as info:
+        atomic_write_json(path, {"mean": [1.0, 2.0]})
+    assert info.value.errno == errno.ENOSPC and str(path) in str(info.value) and "\n" not in str(info.value)
+    assert json.loads(path.read_text()) == {"mean": [1.0]}  # the previous file, whole
+    assert temp_files(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_issue23_item13_disk_full_in_a_sweep_is_one_line_and_the_run_is_retried(tmp_path, monkeypatch, capsys):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    args = tiny_sweep_args(tmp_path, "--storage", storage, "--study", "full")
+    failed = disk_full_on(monkeypatch, "result.json")
+    line = one_line_error(capsys, args, "sweep")
+    assert failed and "No space left on device" in line and "result.json" in line, line
+    assert str(Path(failed[0]).parent) in line, line
+    assert temp_files(tmp_path / "runs") == []
+    (trial,) = optuna.load_study(study_name="full", storage=storage).get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL
+    monkeypatch.undo()  # the disk has room again: the same command trains the cell again
+    cli_main(args)
+    trials = optuna.load_study(study_name="full", storage=storage).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert list((tmp_path / "runs").rglob("result.json")) and temp_files(tmp_path / "runs") == []
+
+
+def test_issue23_item13_disk_full_in_a_report_is_one_line(finished_study, tmp_path, monkeypatch, capsys):  # noqa: F811 - the fixture
+    out = tmp_path / "r"
+    disk_full_on(monkeypatch, "summary.md")
+    line = one_line_error(capsys, ["report", "--storage", finished_study, "--study", "s", "--out", str(out), "--reps", "20"], "report")
+    assert "No space left on device" in line and str(out / "summary.md") in line, line
+    assert not (out / "summary.md").exists() and temp_files(out) == []
+
+
+def test_issue23_item13_disk_full_in_gradcam_is_one_line(tmp_path, monkeypatch, capsys):
+    tiny_dqn().save(tmp_path / "m.zip")
+    out = tmp_path / "cam.png"
+    disk_full_on(monkeypatch, "cam.png")
+    line = one_line_error(
+        capsys, ["gradcam", str(tmp_path / "m.zip"), "--algo", "dqn", "--env", ENV_ID, "--steps", "1", "--out", str(out)], "gradcam"
+    )
+    assert "No space left on device" in line and str(out) in line, line
+    assert not out.exists() and temp_files(tmp_path) == [] and not list(tmp_path.glob("*.png"))
+
+
+def test_issue23_item13_disk_full_in_a_pull_is_one_line(hub_env, dqn_files, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from huggingface_hub import HfApi
+
+    _, files = dqn_files
+    publish(hub_env, "alice/full-disk", files)
+    downloads = tmp_path / "dl"
+
+    def copyfile(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "copyfile", copyfile)  # writing the run folder
+        line = one_line_error(capsys, ["pull", "--repo-id", "alice/full-disk", "-f", str(downloads)], "pull")
+    assert "No space left on device" in line and str(downloads / "dqn" / f"{ENV_NAME}_1") in line, line
+    assert empty_or_missing(downloads / "dqn")
+
+    def download(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m:
+        m.setattr(HfApi, "hf_hub_download", download)  # the Hub cache
+        line = one_line_error(capsys, ["pull", "--repo-id", "alice/full-disk", "-f", str(downloads)], "pull")
+    assert "No space left on the local disk" in line and "hf-cache" in line and "connection" not in line, line
+    assert empty_or_missing(downloads / "dqn")

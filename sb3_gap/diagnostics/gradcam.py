@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +88,8 @@ def frame_image(obs: np.ndarray, channels_first: bool = True, reduce: str = "max
 
 def save_overlay(frame: np.ndarray, cam: np.ndarray, path: str | os.PathLike, title: str = "", alpha: float = 0.5) -> Path:
     """
-    Render ``cam`` over ``frame`` with matplotlib and write a PNG atomically (temp file, then
-    ``os.replace``), so an interrupted run never leaves a truncated image.
+    Render ``cam`` over ``frame`` with matplotlib and write a PNG atomically
+    (:func:`sb3_gap.files.atomic_save_figure`), so an interrupted run never leaves a truncated image.
 
     :return: The written path
     """
@@ -98,6 +97,8 @@ def save_overlay(frame: np.ndarray, cam: np.ndarray, path: str | os.PathLike, ti
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from sb3_gap.files import atomic_save_figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,15 +114,10 @@ def save_overlay(frame: np.ndarray, cam: np.ndarray, path: str | os.PathLike, ti
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
     if title:
         fig.suptitle(title, fontsize=9)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        atomic_save_figure(fig, path, dpi=120, bbox_inches="tight")  # a full disk: an error naming path, no temp file left
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

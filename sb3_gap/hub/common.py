@@ -6,6 +6,7 @@ exception is translated (with any token scrubbed from the message).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -109,11 +110,17 @@ def hub_errors(action: str, repo_id: str, endpoint: str, token: str | None) -> I
         else:
             msg = f"The Hub answered HTTP {status} while {action}: {_first_line(e)}. Nothing was changed locally; retry later."
     except _TRANSPORT_ERRORS as e:
-        msg = (
-            f"Cannot complete {action}: the connection to {endpoint} failed or was interrupted ({type(e).__name__}). "
-            "Check your network (and HF_ENDPOINT); nothing local was modified. A Hub commit is all-or-nothing, "
-            "so an interrupted push left the repository as it was: re-run the same command."
-        )
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # the local disk, not the network
+            msg = (
+                f"No space left on the local disk while {action} ({e.filename or huggingface_hub.constants.HF_HUB_CACHE}): "
+                "free some space, or set HF_HUB_CACHE to a folder on another disk, and re-run the same command"
+            )
+        else:
+            msg = (
+                f"Cannot complete {action}: the connection to {endpoint} failed or was interrupted ({type(e).__name__}). "
+                "Check your network (and HF_ENDPOINT); nothing local was modified. A Hub commit is all-or-nothing, "
+                "so an interrupted push left the repository as it was: re-run the same command."
+            )
     if msg is not None:
         raise HubError(_scrub(msg, token))
 

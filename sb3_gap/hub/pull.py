@@ -25,6 +25,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.checks import check_env_id_form, check_int
+from sb3_gap.files import write_error
 from sb3_gap.hub import safe
 from sb3_gap.hub.common import (
     ARGS_YML,
@@ -345,8 +346,10 @@ def pull_from_hub(
         if METRICS_ZIP in files:
             _extract_metrics(files[METRICS_ZIP], tmp)
         os.replace(tmp, target)  # the run folder appears complete or not at all
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.filename is None:  # a full disk: name the run folder that could not be written
+            raise write_error(target, e) from None
         raise
     how = "pickle-free path (rebuilt from safetensors)" if path == "safetensors" else "pickle path (model zip copied as published)"
     (logger.info if path == "safetensors" else logger.warning)("Pulled %s@%s into %s via the %s", repo_id, dl.revision[:8], target, how)
