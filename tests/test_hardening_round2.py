@@ -330,3 +330,97 @@ def test_issue23_item13_disk_full_in_a_pull_is_one_line(hub_env, dqn_files, tmp_
         line = one_line_error(capsys, ["pull", "--repo-id", "alice/full-disk", "-f", str(downloads)], "pull")
     assert "No space left on the local disk" in line and "hf-cache" in line and "connection" not in line, line
     assert empty_or_missing(downloads / "dqn")
+
+
+# ------------------------------------------------------------------------------------------------
+# The SQLite storage locked by another process while a trial runs
+# ------------------------------------------------------------------------------------------------
+
+LOCK_HOLDER = """import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute('BEGIN EXCLUSIVE')
+print('locked', flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def locked_mid_run(tmp_path, monkeypatch):
+    """Shrink the lock waits to fractions of a second, and replace training by a stand-in that has another process
+    lock the storage for ``hold`` seconds while the trial runs (the trial returns after ``train`` seconds)."""
+    import subprocess
+    import sys
+    import threading
+
+    from sb3_gap.sweep import database as sweep_database
+    from sb3_gap.sweep import storage as sweep_storage
+    from sb3_gap.sweep import workers as sweep_workers
+
+    monkeypatch.setattr(sweep_database, "SQLITE_BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(sweep_storage, "LOCK_BACKOFF_S", 0.2)
+    thread_errors: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+    holders: list[subprocess.Popen] = []
+    plan = {"hold": 0.0, "train": 0.0}
+
+    def train_cell(spec, params, **kwargs):
+        if plan["hold"]:
+            db = spec.storage.removeprefix("sqlite:///")
+            holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, db, str(plan["hold"])], stdout=subprocess.PIPE, text=True)
+            holders.append(holder)
+            assert holder.stdout.readline().strip() == "locked"
+        import time
+
+        time.sleep(plan["train"])
+        return {"params": params, "final_score": 1.0}
+
+    monkeypatch.setattr(sweep_workers, "train_cell", train_cell)
+
+    def release() -> None:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+
+    yield plan, thread_errors, release
+    release()
+
+
+def test_issue23_item13_heartbeat_outlasts_a_lock_mid_run(tmp_path, locked_mid_run, capsys):
+    import optuna
+
+    plan, thread_errors, _ = locked_mid_run
+    plan.update(hold=3.0, train=4.0)  # the lock is gone before the trial's result is recorded
+    storage = f"sqlite:///{tmp_path}/s.db"
+    cli_main(tiny_sweep_args(tmp_path, "--storage", storage, "--study", "hb", "--heartbeat-interval", "1"))
+    err = capsys.readouterr().err
+    assert thread_errors == []  # Optuna's heartbeat thread did not die
+    assert f"SQLite storage {tmp_path / 's.db'} is locked by PID" in err and "the next heartbeat tries again" in err, err
+    assert "Traceback" not in err
+    (trial,) = optuna.load_study(study_name="hb", storage=storage).get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+
+
+def test_issue23_item13_result_outlasts_a_short_lock_and_a_long_one_is_one_line(tmp_path, locked_mid_run, capsys):
+    import optuna
+
+    plan, thread_errors, release = locked_mid_run
+    storage = f"sqlite:///{tmp_path}/s.db"
+
+    def args(study: str) -> list[str]:
+        return tiny_sweep_args(tmp_path, "--storage", storage, "--study", study, "--heartbeat-interval", "1", "--grace-period", "2")
+
+    plan.update(hold=1.2, train=0.0)  # locked while the result is recorded, for less than the tries wait
+    cli_main(args("short"))
+    err = capsys.readouterr().err
+    assert "while recording trial id 1's" in err and "try 2 of 3" in err and "Traceback" not in err, err
+    assert optuna.load_study(study_name="short", storage=storage).get_trials()[0].state == optuna.trial.TrialState.COMPLETE
+
+    plan.update(hold=60.0)  # locked past every try of the result
+    line = one_line_error(capsys, args("long"), "sweep")
+    assert f"SQLite storage {tmp_path / 's.db'} is locked by PID" in line and "retried by the next run of the same command" in line, line
+    assert thread_errors == []
+    release()
+    plan.update(hold=0.0)
+    cli_main(args("long"))  # the same command: the unfinished trial goes stale, fails and is trained again
+    states = [t.state.name for t in optuna.load_study(study_name="long", storage=storage).get_trials()]
+    assert states == ["FAIL", "COMPLETE"], states

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from sb3_gap.checks import is_int
 from sb3_gap.sweep.cell import train_cell
-from sb3_gap.sweep.database import cli_errors, cli_message
+from sb3_gap.sweep.database import cli_errors, cli_message, is_lock_error, locked_message
 from sb3_gap.sweep.spec import SweepSpec, cell_key, run_name
 from sb3_gap.sweep.storage import cell_states, open_study
 
@@ -184,9 +184,22 @@ def run_worker(
             study.optimize(objective, n_trials=1)
             ran += 1
         bar.update(_n_complete(study, set(cells)) - bar.n)
+    except Exception as e:
+        if not is_lock_error(e):
+            raise
+        # Optuna may raise something else while handling it (AssertionError "Should not reach." when the tell fails).
+        raise StorageLockedError(
+            locked_message(
+                spec.storage, "mid-run, longer than this worker waits: stopped; an unfinished trial is retried by the next run of the same command"
+            )
+        ) from None
     finally:
         bar.close()
     return ran
+
+
+class StorageLockedError(ValueError):
+    """The sweep's storage stayed locked by another process longer than a worker waits (one line; re-run to resume)."""
 
 
 class SweepWorkersFailed(RuntimeError):
