@@ -400,6 +400,7 @@ def test_issue23_item13_heartbeat_outlasts_a_lock_mid_run(tmp_path, locked_mid_r
     assert trial.state == optuna.trial.TrialState.COMPLETE
 
 
+@pytest.mark.slow
 def test_issue23_item13_result_outlasts_a_short_lock_and_a_long_one_is_one_line(tmp_path, locked_mid_run, capsys):
     import optuna
 
