@@ -110,6 +110,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    for name in ("n", "reps", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
     th.set_num_threads(args.threads)
     for name in args.networks or []:
         if name not in NETWORKS:

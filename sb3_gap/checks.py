@@ -7,6 +7,7 @@ which the CLIs print as is (never a traceback). Use these instead of writing the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -140,3 +141,28 @@ def check_device(device: Any, name: str = "device") -> str:
     if dev.type == "mps" and not (hasattr(th.backends, "mps") and th.backends.mps.is_available()):
         raise ValueError(f"{name} {text!r}: Metal (MPS) is not available here; valid choices here: ['auto', 'cpu']")
     return str(text)
+
+
+#: The form of a Gymnasium env id, ``[namespace/]name[-vN]`` (``gymnasium.envs.registration.ENV_ID_RE``): letters, digits,
+#: ``_``, ``-``, ``:`` and (in the name) ``.``; never a ``\\``, a second ``/`` or an absolute path.
+_ENV_ID_FORM = re.compile(r"(?:[\w:-]+/)?[\w:.-]+")
+
+
+def check_env_id_form(env_id: Any, where: str = "") -> str:
+    """
+    Check that ``env_id`` has the form of a Gymnasium env id before it is looked up, or used in a folder or file name
+    (``logs/<algo>/<env>_<N>/``, ``<algo>-<env>.zip``): ``".."``, ``"."``, ``"a/../b"``, ``"/etc/x"``, ``"a\\b"`` and
+    ``""`` never are, and a name never starts with ``.``. Whether the id is *registered* is checked elsewhere.
+
+    :param env_id: The env id, from the command line or from a file (a download's ``sb3_gap.json``)
+    :param where: Where the id comes from, prefixed to the message (``"sb3_gap.json"``); empty for an argument
+    :raises ValueError: ``"env id '..' is not a Gymnasium env id: ..."``
+    """
+    name = env_id.rsplit("/", 1)[-1] if isinstance(env_id, str) else ""
+    if not isinstance(env_id, str) or not _ENV_ID_FORM.fullmatch(env_id) or name.startswith("."):
+        prefix = f"{where}: " if where else ""
+        raise ValueError(
+            f"{prefix}env id {env_id!r} is not a Gymnasium env id: ids have the form [namespace/]name[-vN] "
+            "(e.g. MinAtar/Breakout-v1, ALE/Pong-v5) and are never paths such as '..'"
+        )
+    return env_id

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +89,8 @@ def frame_image(obs: np.ndarray, channels_first: bool = True, reduce: str = "max
 
 def save_overlay(frame: np.ndarray, cam: np.ndarray, path: str | os.PathLike, title: str = "", alpha: float = 0.5) -> Path:
     """
-    Render ``cam`` over ``frame`` with matplotlib and write a PNG atomically (temp file, then
-    ``os.replace``), so an interrupted run never leaves a truncated image.
+    Render ``cam`` over ``frame`` with matplotlib and write a PNG atomically
+    (:func:`sb3_gap.files.atomic_save_figure`), so an interrupted run never leaves a truncated image.
 
     :return: The written path
     """
@@ -99,6 +98,8 @@ def save_overlay(frame: np.ndarray, cam: np.ndarray, path: str | os.PathLike, ti
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from sb3_gap.files import atomic_save_figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,15 +115,10 @@ def save_overlay(frame: np.ndarray, cam: np.ndarray, path: str | os.PathLike, ti
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
     if title:
         fig.suptitle(title, fontsize=9)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        atomic_save_figure(fig, path, dpi=120, bbox_inches="tight")  # a full disk: an error naming path, no temp file left
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -160,14 +156,47 @@ def recorded_env(model_path: str | os.PathLike) -> tuple[str | None, dict | None
     return None, None, None
 
 
+def saved_algos(model_path: str | os.PathLike) -> tuple[list[str], str] | None:
+    """
+    The registered algorithms (:data:`sb3_gap.algos.ALGOS`) whose policy an SB3 zip holds, read from its ``data``
+    JSON without unpickling anything: the policy class is a by-reference pickle (module and name), disassembled with
+    :mod:`pickletools`.
+
+    :param model_path: A zip written by ``model.save()``
+    :return: ``(algorithm names, "module.Class" of the policy)``, or ``None`` when the zip does not say (not an SB3
+        zip, a policy pickled by value, one of no registered algorithm)
+    """
+    import base64
+    import json
+    import pickletools
+    import zipfile
+
+    from sb3_gap.algos import ALGOS, get_algo
+
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            entry = json.loads(archive.read("data")).get("policy_class", {})
+        ops = list(pickletools.genops(base64.b64decode(entry[":serialized:"])))
+    except Exception:  # noqa: BLE001 - whatever the zip holds, the check is skipped and SB3's loader speaks
+        return None
+    refs = [arg for _, arg, _ in ops if isinstance(arg, str)]
+    if [op.name for op, _, _ in ops].count("STACK_GLOBAL") != 1 or len(refs) != 2:  # one global by reference: (module, name)
+        return None
+    module, name = refs
+    held = [algo for algo in ALGOS if any((c.__module__, c.__qualname__) == (module, name) for c in get_algo(algo).policy_aliases.values())]
+    return (held, f"{module}.{name}") if held else None
+
+
 def _check_env_id(env_id: str) -> None:
     """Raise ``ValueError`` naming an unknown env id and the closest registered ones."""
     import difflib
 
     import gymnasium as gym
 
+    from sb3_gap.checks import check_env_id_form
     from sb3_gap.envs.protocols import register_ale_ids
 
+    check_env_id_form(env_id)
     register_ale_ids()
     try:
         gym.spec(env_id)
@@ -243,8 +272,11 @@ def _run(args: argparse.Namespace) -> None:
     import zipfile
 
     from sb3_gap.algos import get_algo
+    from sb3_gap.checks import check_env_id_form
     from sb3_gap.params import find_extractor
 
+    if args.env is not None:
+        check_env_id_form(args.env)
     path = Path(args.model)
     if not path.is_file():
         raise ValueError(f"model file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
@@ -258,6 +290,11 @@ def _run(args: argparse.Namespace) -> None:
     if args.env:
         _check_env_id(args.env)
     check_device(args.device, "--device")
+    held = saved_algos(path)
+    if held is not None and args.algo not in held[0]:
+        raise ValueError(
+            f"{path.name} holds a {' or '.join(held[0])} model (policy {held[1]}), not the --algo {args.algo} given: pass --algo {held[0][0]}"
+        )
     th.set_num_threads(max(1, min(th.get_num_threads(), 2)))
     try:
         model = get_algo(args.algo).load(str(path), device=args.device)

@@ -6,12 +6,15 @@ exception is translated (with any token scrubbed from the message).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
 import zipfile
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import huggingface_hub
 from huggingface_hub.errors import (
@@ -49,6 +52,10 @@ MAX_MODEL_ZIP_BYTES = 2**31
 #: Largest unpacked / packed ratio of an archive above 1 MiB unpacked (SB3 stores its members uncompressed, ratio ~1;
 #: a zip bomb reaches ~1000).
 MAX_ARCHIVE_RATIO = 100
+
+#: Deepest nesting of mappings and lists a JSON or YAML file read here may have (``sb3_gap.json`` and the Zoo's files
+#: nest a few levels): deeper data would exhaust Python's recursion in the parsers and in every check that walks it.
+MAX_NESTING = 64
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9]{8,}")
@@ -103,17 +110,66 @@ def hub_errors(action: str, repo_id: str, endpoint: str, token: str | None) -> I
         else:
             msg = f"The Hub answered HTTP {status} while {action}: {_first_line(e)}. Nothing was changed locally; retry later."
     except _TRANSPORT_ERRORS as e:
-        msg = (
-            f"Cannot complete {action}: the connection to {endpoint} failed or was interrupted ({type(e).__name__}). "
-            "Check your network (and HF_ENDPOINT); nothing local was modified. A Hub commit is all-or-nothing, "
-            "so an interrupted push left the repository as it was: re-run the same command."
-        )
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # the local disk, not the network
+            msg = (
+                f"No space left on the local disk while {action} ({e.filename or huggingface_hub.constants.HF_HUB_CACHE}): "
+                "free some space, or set HF_HUB_CACHE to a folder on another disk, and re-run the same command"
+            )
+        else:
+            msg = (
+                f"Cannot complete {action}: the connection to {endpoint} failed or was interrupted ({type(e).__name__}). "
+                "Check your network (and HF_ENDPOINT); nothing local was modified. A Hub commit is all-or-nothing, "
+                "so an interrupted push left the repository as it was: re-run the same command."
+            )
     if msg is not None:
         raise HubError(_scrub(msg, token))
 
 
 def _first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """
+    The UTF-8 text of a file (a download's ``sb3_gap.json`` or Zoo YAML).
+
+    :raises ValueError: Naming the file and the first byte that is not UTF-8
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{Path(path).name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): a corrupt download or another kind of file"
+        ) from None
+
+
+def nesting_error(name: str) -> ValueError:
+    """The error for a file nested deeper than :data:`MAX_NESTING` (or than the parser's recursion allows)."""
+    return ValueError(f"{name} holds data nested deeper than {MAX_NESTING} levels (sb3_gap.hub.common.MAX_NESTING): refused")
+
+
+def check_nesting(value: Any, name: str) -> None:
+    """
+    Refuse ``value`` (parsed JSON or YAML) if its mappings and lists nest deeper than :data:`MAX_NESTING`; walked
+    without recursion.
+
+    :param value: The parsed data
+    :param name: The file it came from, for the message
+    :raises ValueError: Naming the file and the limit
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > MAX_NESTING:
+            raise nesting_error(name)
+        stack.extend((child, depth + 1) for child in children)
 
 
 def check_repo_id(repo_id: str) -> None:

@@ -24,7 +24,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_gap.algos import ALGOS, get_algo
-from sb3_gap.checks import check_int
+from sb3_gap.checks import check_env_id_form, check_int
+from sb3_gap.files import write_error
 from sb3_gap.hub import safe
 from sb3_gap.hub.common import (
     ARGS_YML,
@@ -174,6 +175,8 @@ def load_from_hub(
     :param return_info: Return ``(model, LoadInfo)``
     :param overrides: Model attributes to set on load (e.g. ``buffer_size`` to continue training)
     """
+    if env_id is not None:
+        check_env_id_form(env_id)
     dl = _Download(repo_id, revision, token, endpoint, cache_dir)
     config = _safe_info(dl)
     if config is not None:
@@ -267,9 +270,13 @@ def pull_from_hub(
     :param cache_dir: huggingface_hub cache folder
     """
     check_int("exp_id (--exp-id)", exp_id, 0, example="0 for the next free run id, 1, 2")
+    if env_id is not None:
+        check_env_id_form(env_id)  # it names the run folder: never a path
     dl = _Download(repo_id, revision, token, endpoint, cache_dir)
     config = _safe_info(dl)
     if config is not None:
+        if config.get("env_id") is not None:
+            check_env_id_form(config["env_id"], safe.CONFIG_FILE)  # a download never chooses where the pull writes
         for given, stored, what in ((algo, config["algo"], "algo"), (env_id, config.get("env_id"), "env")):
             if given is not None and stored is not None and given.lower() != str(stored).lower():
                 raise ValueError(f"--{what} {given!r} does not match the repository's {what} {stored!r}")
@@ -339,8 +346,10 @@ def pull_from_hub(
         if METRICS_ZIP in files:
             _extract_metrics(files[METRICS_ZIP], tmp)
         os.replace(tmp, target)  # the run folder appears complete or not at all
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.filename is None:  # a full disk: name the run folder that could not be written
+            raise write_error(target, e) from None
         raise
     how = "pickle-free path (rebuilt from safetensors)" if path == "safetensors" else "pickle path (model zip copied as published)"
     (logger.info if path == "safetensors" else logger.warning)("Pulled %s@%s into %s via the %s", repo_id, dl.revision[:8], target, how)

@@ -12,6 +12,7 @@ folder and uploaded in one commit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import glob
 import json
@@ -19,7 +20,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecVideoRecorder
 
 from sb3_gap.algos import ALGOS, get_algo
-from sb3_gap.checks import check_int
+from sb3_gap.checks import check_env_id_form, check_int
+from sb3_gap.files import write_error
 from sb3_gap.hub import safe
 from sb3_gap.hub.card import build_card
 from sb3_gap.hub.common import (
@@ -262,6 +264,17 @@ def _metrics_zip(log_path: Path | None, out: Path) -> None:
             archive.write(monitor, arcname=os.path.basename(monitor))
 
 
+@contextlib.contextmanager
+def _naming_on_error(folder: str) -> Iterator[None]:
+    """Re-raise an ``OSError`` that names no file (a full disk while staging) naming ``folder``."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise write_error(folder, e) from None
+
+
 def push_to_hub(
     source: BaseAlgorithm | str | Path,
     repo_id: str,
@@ -314,6 +327,7 @@ def push_to_hub(
         raise ValueError(f"Unknown algorithm {algo!r}; valid choices: {sorted(ALGOS)}")
     if env_id is None:
         raise ValueError("env_id is required (the Gymnasium id the agent plays, e.g. 'MinAtar/Breakout-v1')")
+    check_env_id_form(env_id)  # names the run folder read and the files pushed: never a path
     endpoint = resolve_endpoint(endpoint)
     token = token or huggingface_hub.get_token()
     if not token:
@@ -373,7 +387,7 @@ def push_to_hub(
     )  # fmt: skip
 
     # Everything is staged in a temporary folder: the run folder is only read.
-    with tempfile.TemporaryDirectory(prefix="sb3_gap-push-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sb3_gap-push-") as tmp, _naming_on_error(tmp):
         stage = Path(tmp)
         zip_name = model_file_name(src.algo, env_id)
         if src.model_zip is not None:

@@ -31,6 +31,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 import sb3_gap
 from sb3_gap.algos import ALGOS, get_algo
+from sb3_gap.hub.common import check_nesting, nesting_error, read_text
 from sb3_gap.hub.plain import NotPlainData, decode_plain, encode_plain, space_from_plain, space_to_plain
 
 logger = logging.getLogger("sb3_gap.hub")
@@ -155,8 +156,20 @@ def save_safe(
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """Read and check ``sb3_gap.json`` (plain JSON; nothing is evaluated)."""
-    config = json.loads(Path(path).read_text(encoding="utf-8"))
+    """
+    Read and check ``sb3_gap.json`` (plain JSON; nothing is evaluated).
+
+    :raises ValueError: Naming the file when it is not UTF-8 JSON, nests deeper than
+        :data:`~sb3_gap.hub.common.MAX_NESTING` or is not an sb3_gap Hub config
+    """
+    name = Path(path).name
+    try:
+        config = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{name} is not JSON ({e.msg} at line {e.lineno} column {e.colno}): a corrupt download or another kind of file") from None
+    except RecursionError:  # the JSON parser recurses into nested arrays and objects
+        raise nesting_error(name) from None
+    check_nesting(config, name)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"{path} is not an sb3_gap Hub config: format {found!r}, expected {FORMAT!r}")
@@ -262,7 +275,8 @@ def _meta_shapes(model: BaseAlgorithm) -> list[tuple[set[str], tuple[int, ...]]]
 
 
 def _check_against_weights(model: BaseAlgorithm, stored: dict[str, tuple[int, ...]], weights: str | Path) -> None:
-    """Refuse a config whose network differs from the weights (another width, atom count, action count...) before building it."""
+    """Refuse a config whose network differs from the weights (another width, atom count, action count...), and weights
+    holding a tensor the network does not have, before building it."""
     try:
         groups = _meta_shapes(model)
     except ValueError:  # a bad argument (e.g. psi_depth above its bound): the config is refused, nothing was allocated
@@ -284,6 +298,14 @@ def _check_against_weights(model: BaseAlgorithm, stored: dict[str, tuple[int, ..
                     f"{Path(weights).name} has {name!r} of shape {list(stored[name])}, but {CONFIG_FILE} builds {list(shape)}: "
                     "the config and the weights belong to different models (e.g. another width_scale or n_atoms)"
                 )
+    built = set().union(*(names for names, _ in groups))
+    extra = sorted(set(stored) - built)
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise ValueError(
+            f"{Path(weights).name} holds tensor {extra[0]!r} {list(stored[extra[0]])}{more}, which the network {CONFIG_FILE} "
+            "describes does not build: the config and the weights belong to different models, or the file was altered"
+        )
 
 
 def _check_buffer_size(model: BaseAlgorithm, obs_elements: int) -> None:
@@ -369,7 +391,12 @@ def build_from_config(config: dict[str, Any], weights: str | Path, device: th.de
     _check_buffer_size(model, obs_elements)
     _check_against_weights(model, stored, weights)
     model._setup_model()
-    missing, unexpected = safetensors.torch.load_model(model.policy, str(weights), strict=True, device=str(model.device))
+    try:
+        missing, unexpected = safetensors.torch.load_model(model.policy, str(weights), strict=True, device=str(model.device))
+    except RuntimeError as e:  # only when the meta pre-check could not run: torch's many-line "Error(s) in loading state_dict"
+        lines = [line.strip() for line in str(e).strip().splitlines()]
+        detail = lines[1] if len(lines) > 1 else lines[0] if lines else type(e).__name__
+        raise ValueError(f"{Path(weights).name} does not fit the network {CONFIG_FILE} describes ({detail})") from None
     assert not missing and not unexpected  # strict=True raises before this
     _check_finite(model.policy, weights)
     return model

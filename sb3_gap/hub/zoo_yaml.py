@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from sb3_gap.checks import check_int
+from sb3_gap.hub.common import check_nesting, nesting_error, read_text
 
 
 class ZooYamlLoader(yaml.SafeLoader):
@@ -65,12 +66,13 @@ def load_zoo_yaml(path: str | Path, *, allow_aliases: bool = False) -> Any:
     """
     Read a Zoo YAML file (``config.yml``, ``args.yml``...) without constructing arbitrary Python objects: plain
     YAML plus the Zoo's ``OrderedDict`` and ``tuple`` tags, nothing else (``yaml.UnsafeLoader``, which rl_zoo3
-    uses, would run ``!!python/object/apply`` tags). Files above :data:`MAX_YAML_BYTES` are refused unread.
+    uses, would run ``!!python/object/apply`` tags). Files above :data:`MAX_YAML_BYTES` are refused unread, as are
+    files that are not UTF-8 or nest deeper than :data:`~sb3_gap.hub.common.MAX_NESTING`.
 
     :param path: The file
     :param allow_aliases: Accept YAML anchors and aliases: only for local files (a run folder being pushed); a
         download is read with :class:`NoAliasZooYamlLoader` (the default)
-    :raises ValueError: Naming the file and the tag, alias or size that is not accepted
+    :raises ValueError: Naming the file and the tag, alias, size, encoding or nesting that is not accepted
     """
     size = os.path.getsize(path)
     if size > MAX_YAML_BYTES:
@@ -78,9 +80,11 @@ def load_zoo_yaml(path: str | Path, *, allow_aliases: bool = False) -> Any:
             f"{Path(path).name} has {size:,} bytes, more than the {MAX_YAML_BYTES:,} a Zoo YAML file may have (sb3_gap.hub.zoo_yaml.MAX_YAML_BYTES)"
         )
     loader = ZooYamlLoader if allow_aliases else NoAliasZooYamlLoader
+    text = read_text(path)  # not UTF-8: an error naming the file
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+        loaded = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise nesting_error(Path(path).name) from None
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
         mark = getattr(e, "problem_mark", None)
@@ -89,6 +93,8 @@ def load_zoo_yaml(path: str | Path, *, allow_aliases: bool = False) -> Any:
             f"{Path(path).name} holds YAML that is not plain data{where}: {problem}; only mappings, lists, scalars, OrderedDict and tuple "
             f"are read{'' if allow_aliases else ', without anchors or aliases'}"
         ) from None
+    check_nesting(loaded, Path(path).name)
+    return loaded
 
 
 # Keys of config.yml whose strings the Zoo evaluates (``eval``) or imports by name.

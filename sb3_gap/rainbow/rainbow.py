@@ -14,6 +14,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 
@@ -579,6 +580,60 @@ class Rainbow(OffPolicyAlgorithm):
             )
         return super().load(path, env=env, device=device, custom_objects=custom_objects, print_system_info=print_system_info,
                             force_reset=force_reset, **kwargs)  # fmt: skip
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | pathlib.Path | io.BufferedIOBase | dict[str, Any],
+        exact_match: bool = True,
+        device: th.device | str = "auto",
+    ) -> None:
+        """
+        SB3's ``set_parameters``, first checking that the policy's parameters fit this model's network: those of a
+        Rainbow with another atom count are refused in one line naming both ``n_atoms`` (torch would raise a many-line
+        size-mismatch error, after copying the tensors that do fit), as are other shapes and, with ``exact_match``,
+        missing or extra tensors. Nothing is loaded when the check fails.
+
+        :param load_path_or_dict: A zip saved by ``save`` (path or file-like), or ``get_parameters()``'s dict
+        :param exact_match: Require every parameter of the model, and no other (SB3's meaning)
+        :param device: Device to load the tensors of a zip onto
+        :raises ValueError: Naming the parameters' and this model's atom counts, or the tensor at fault
+        """
+        if isinstance(load_path_or_dict, dict):
+            params, source = load_path_or_dict, "the given parameters"
+        else:
+            _, params, _ = load_from_zip_file(load_path_or_dict, load_data=False, device=device)
+            source = str(load_path_or_dict) if isinstance(load_path_or_dict, (str, pathlib.Path)) else "the given file"
+        if isinstance(params.get("policy"), dict):
+            self._check_policy_parameters(params["policy"], source, exact_match)
+        super().set_parameters(params, exact_match=exact_match, device=device)
+
+    def _check_policy_parameters(self, state: dict[str, Any], source: str, exact_match: bool) -> None:
+        """Refuse a policy ``state_dict`` that does not fit ``self.policy`` (see :meth:`set_parameters`)."""
+        own = self.policy.state_dict()
+
+        def head(support: th.Tensor) -> str:  # the support buffer holds the atoms (one zero for a scalar head)
+            return f"n_atoms={int(support.shape[0])}" if support.shape[0] > 1 else "distributional=False"
+
+        support = "q_net.support"
+        if support in own and isinstance(state.get(support), th.Tensor) and state[support].shape != own[support].shape:
+            raise ValueError(
+                f"The parameters in {source} are a Rainbow's with {head(state[support])}, this model has {head(own[support])}: "
+                "the atom counts must agree (load that model with Rainbow.load, or build this one with its n_atoms)"
+            )
+        for name, tensor in own.items():
+            theirs = state.get(name)
+            if isinstance(theirs, th.Tensor) and theirs.shape != tensor.shape:
+                raise ValueError(
+                    f"The parameters in {source} do not fit this model: {name!r} has shape {list(theirs.shape)} there, "
+                    f"{list(tensor.shape)} here (another width_scale, encoder, head or env)"
+                )
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if exact_match and (missing or unexpected):
+            raise ValueError(
+                f"The parameters in {source} do not fit this model: missing {missing[:3]}{' ...' if len(missing) > 3 else ''}, "
+                f"unexpected {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''} (another architecture); "
+                "pass exact_match=False to load the tensors both have"
+            )
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """

@@ -7,8 +7,6 @@ cell's hyperparameters), its model, and :func:`train_cell`, which trains and eva
 from __future__ import annotations
 
 import io
-import json
-import os
 import socket
 import time
 import warnings
@@ -25,6 +23,7 @@ from sb3_gap.algos import get_algo
 from sb3_gap.diagnostics.metrics import activity_report, neuron_magnitudes
 from sb3_gap.envs.protocols import protocol_for
 from sb3_gap.extractor import policy_kwargs
+from sb3_gap.files import atomic_write_bytes, atomic_write_json
 from sb3_gap.optim import OPTIMIZER_ARGS, optimizer_policy_kwargs
 from sb3_gap.params import parameter_report
 from sb3_gap.replay import with_algorithm_gamma
@@ -36,22 +35,6 @@ EVAL_SEED_OFFSET = 10_000  # evaluation envs never share a seed with training en
 DORMANCY_TAUS = (0.001, 0.1)
 #: Observations the diagnostics are measured on: the last ``DIAG_BATCH`` training observations, one every ``DIAG_STRIDE`` steps.
 DIAG_BATCH, DIAG_STRIDE = 256, 4
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and ``os.replace``: readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON with :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
 
 
 class _Discard(io.RawIOBase):

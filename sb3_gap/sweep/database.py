@@ -97,7 +97,25 @@ def scrub_secrets(text: str, url: str | None) -> str:
     return text
 
 
-def rdb_storage(url: str, attempts: int = 4, **kwargs: Any) -> RDBStorage:
+def is_lock_error(error: BaseException | None) -> bool:
+    """Whether ``error``, or an exception it was raised from or while handling, is SQLite's "database is locked"."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if "database is locked" in str(error) or "database table is locked" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def locked_message(url: str, during: str) -> str:
+    """One line saying that the storage ``url`` was locked ``during`` what, by whom (for SQLite files), and what happens next."""
+    path = sqlite_file(url)
+    holders = f" by {_lock_holders(path)}" if path is not None and path.exists() else ""
+    return f"SQLite storage {path if path is not None else display_url(url)} is locked{holders} {during}"
+
+
+def rdb_storage(url: str, attempts: int = 4, storage_class: type[RDBStorage] | None = None, **kwargs: Any) -> RDBStorage:
     """
     ``optuna.storages.RDBStorage(url, **kwargs)``, with a clear error when the database driver is missing,
     and retried when workers that start together on an empty database race to create Optuna's tables
@@ -105,6 +123,8 @@ def rdb_storage(url: str, attempts: int = 4, **kwargs: Any) -> RDBStorage:
 
     :param url: SQLAlchemy database URL
     :param attempts: Tries before a database error is raised
+    :param storage_class: A subclass of ``RDBStorage`` to build (the sweeps' :class:`~sb3_gap.sweep.storage.SweepStorage`;
+        default ``RDBStorage``)
     :param kwargs: Passed to ``RDBStorage``
     """
     from sqlalchemy.engine import make_url
@@ -112,7 +132,7 @@ def rdb_storage(url: str, attempts: int = 4, **kwargs: Any) -> RDBStorage:
 
     for attempt in range(attempts):
         try:
-            return RDBStorage(url, **kwargs)
+            return (storage_class or RDBStorage)(url, **kwargs)
         except ImportError as e:
             backend = make_url(url).get_backend_name()
             hint = DB_DRIVERS.get(backend, f"install the SQLAlchemy driver for {backend!r}")
@@ -137,6 +157,8 @@ def check_storage_url(url: str) -> None:
         raise ValueError(f"Unsupported storage backend {backend!r} in {display_url(url)!r}; valid backends: {list(STORAGE_BACKENDS)}")
 
 
+#: Seconds each statement of a sweep waits for another process's lock on its SQLite storage (SQLite's busy timeout).
+SQLITE_BUSY_TIMEOUT_S = 120.0
 #: Seconds one probe of an SQLite storage waits for a lock before saying so (then it retries, visibly).
 SQLITE_PROBE_TIMEOUT_S = 3.0
 #: Seconds a locked SQLite storage is retried before the command stops with an error.

@@ -40,8 +40,9 @@ from optuna.trial import TrialState  # noqa: E402
 from rliable import library as rly  # noqa: E402
 from rliable import metrics  # noqa: E402
 
-from sb3_gap.checks import is_number  # noqa: E402
+from sb3_gap.checks import check_int, is_number  # noqa: E402
 from sb3_gap.envs.protocols import load_reference, protocol_for  # noqa: E402
+from sb3_gap.files import atomic_save_figure, atomic_write_text  # noqa: E402
 from sb3_gap.sweep.database import (  # noqa: E402
     check_holds_optuna_studies,
     check_sqlite_storage,
@@ -261,11 +262,14 @@ def _plot_points_with_ci(ax: Any, data: pd.DataFrame, x: str, metric: str, log_x
         ax.set_xscale("log")
 
 
-def _save(fig: Any, path: Path) -> None:
-    """``fig`` laid out, written to ``path`` (120 dpi) and closed."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _save(fig: Any, path: Path, bbox_inches: str | None = None) -> None:
+    """``fig`` laid out (or cropped, with ``bbox_inches="tight"``), written whole or not at all to ``path`` (120 dpi) and closed."""
+    if bbox_inches is None:
+        fig.tight_layout()
+    try:
+        atomic_save_figure(fig, path, dpi=120, bbox_inches=bbox_inches)
+    finally:
+        plt.close(fig)
 
 
 def plot_scaling(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label: str = "normalized score") -> None:
@@ -318,8 +322,7 @@ def plot_methods(agg: pd.DataFrame, path: Path, score_label: str = "normalized s
         points, intervals, metric_names=list(METHOD_METRICS), algorithms=list(points), xlabel=score_label,
         subfigure_width=3.4, row_height=0.45, xlabel_y_coordinate=-0.25 if len(points) < 4 else -0.1,
     )  # fmt: skip
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, path, bbox_inches="tight")
 
 
 def plot_effective_psi(agg: pd.DataFrame, path: Path, metric: str = "IQM", score_label: str = "normalized score") -> None:
@@ -555,6 +558,15 @@ def check_gamma(gamma: Any) -> float:
     return float(gamma)
 
 
+def check_reps(reps: Any) -> int:
+    """
+    Check the bootstrap replications (``--reps``): a positive integer.
+
+    :raises ValueError: Naming the value (0 or fewer replications leave no interval to estimate)
+    """
+    return check_int("--reps (bootstrap replications)", reps, example="2000; 200 for a quick look")
+
+
 def build_report(
     sources: Sequence[tuple[str, str]],
     out_dir: str | Path,
@@ -579,14 +591,15 @@ def build_report(
     if not sources:
         raise ValueError("No study given; pass at least one (storage, study) pair")
     check_gamma(gamma)
+    check_reps(reps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(sources, reference)
     if df.empty:
         raise ValueError(f"The studies {[n for _, n in sources]} have no trials yet; run `sb3-gap sweep` first")
     agg = aggregate_table(df, reps=reps, seed=seed, gamma=gamma)
-    df.drop(columns=["curve", "settings", "diagnostics"]).to_csv(out / "runs.csv", index=False)
-    agg.to_csv(out / "aggregates.csv", index=False)
+    atomic_write_text(out / "runs.csv", df.drop(columns=["curve", "settings", "diagnostics"]).to_csv(index=False))
+    atomic_write_text(out / "aggregates.csv", agg.to_csv(index=False))
     figures = []
     label = "raw return" if (df["normalization"] == "raw return").all() else "normalized score"
     if agg["IQM"].notna().any():
@@ -604,7 +617,7 @@ def build_report(
         if plot_dormancy(df, out / "dormancy.png"):
             figures.append("dormancy.png")
     summary = out / "summary.md"
-    summary.write_text(markdown_summary(df, agg, sources, figures, gamma))
+    atomic_write_text(summary, markdown_summary(df, agg, sources, figures, gamma))
     if print_table:
         _print_table(agg)
         print(f"report: {summary.resolve()}")
@@ -655,6 +668,7 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"Give one --storage or one per --study ({len(args.study)}), got {len(args.storage)}")
         storages = args.storage * len(args.study) if len(args.storage) == 1 else args.storage
         check_gamma(args.gamma)
+        check_reps(args.reps)
         reference = read_reference(args.reference) if args.reference else None
         for storage in storages:
             check_storage_url(storage)

@@ -22,7 +22,7 @@ import sb3_gap  # noqa: F401  (registers MinAtar/* ids)
 from sb3_gap.algo_args import check_algo_args
 from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.bottlenecks import BOTTLENECKS
-from sb3_gap.checks import check_choice, check_device, check_int
+from sb3_gap.checks import check_choice, check_device, check_env_id_form, check_int
 from sb3_gap.envs.protocols import register_ale_ids
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS
@@ -51,6 +51,7 @@ def parse_value(text: str) -> Any:
 
 
 def _check_env_id(env_id: str) -> None:
+    check_env_id_form(env_id)  # a run folder is named after it: never "..", never a path
     register_ale_ids()  # ALE/Pong-v5, PongNoFrameskip-v4: registered by importing ale_py, which gymnasium 1.x does not do
     try:
         gym.spec(env_id)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from sb3_gap.sweep.database import check_sqlite_storage, check_storage_url, display_url, rdb_storage
+from sb3_gap.sweep import database as sweep_database
+from sb3_gap.sweep.database import check_sqlite_storage, check_storage_url, display_url, is_lock_error, locked_message, rdb_storage
 from sb3_gap.sweep.spec import SweepSpec, cell_key
 
 # Optuna's heartbeat API is marked experimental; it is the documented way to recover dead workers,
@@ -41,6 +43,60 @@ class SweepGridSampler(optuna.samplers.GridSampler):
             super().after_trial(study, trial, state, values)
 
 
+#: Tries of a trial's write (its result, an evaluation, an attribute) while the SQLite storage stays locked; each try
+#: waits :data:`~sb3_gap.sweep.database.SQLITE_BUSY_TIMEOUT_S` for the lock, and the pause between tries doubles.
+LOCK_TRIES = 3
+#: Seconds before the second try of a locked write (then 2x, 4x...).
+LOCK_BACKOFF_S = 5.0
+
+
+class SweepStorage(RDBStorage):
+    """
+    Optuna's ``RDBStorage`` for sweeps, which outlasts another process locking its SQLite file mid-run: a heartbeat
+    that finds the storage locked says so in one line and the next heartbeat tries again (Optuna's heartbeat thread
+    would die with a traceback), and a trial's writes (its result, evaluations, attributes) are tried
+    :data:`LOCK_TRIES` times, each announced in one line, before the lock error is raised (:func:`run_worker
+    <sb3_gap.sweep.workers.run_worker>` turns it into one line; the unfinished trial is retried by the next run).
+    """
+
+    def _locked(self, during: str) -> None:
+        print(f"sb3-gap sweep: {locked_message(self.url, during)}", file=sys.stderr, flush=True)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as e:
+            if not is_lock_error(e):
+                raise
+            self._locked(f"(a heartbeat of trial id {trial_id} waited {sweep_database.SQLITE_BUSY_TIMEOUT_S:g} s); the next heartbeat tries again")
+
+    def _retry(self, write: Callable[[], Any], what: str) -> Any:
+        for attempt in range(1, LOCK_TRIES + 1):
+            try:
+                return write()
+            except Exception as e:
+                if not is_lock_error(e) or attempt == LOCK_TRIES:
+                    raise
+                pause = LOCK_BACKOFF_S * 2 ** (attempt - 1)
+                self._locked(f"while {what}; try {attempt + 1} of {LOCK_TRIES} in {pause:g} s")
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        return self._retry(
+            lambda: super(SweepStorage, self).set_trial_state_values(trial_id, state, values), f"recording trial id {trial_id}'s result"
+        )
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        self._retry(
+            lambda: super(SweepStorage, self).set_trial_intermediate_value(trial_id, step, intermediate_value),
+            f"recording trial id {trial_id}'s evaluation at step {step}",
+        )
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._retry(lambda: super(SweepStorage, self).set_trial_user_attr(trial_id, key, value), f"recording trial id {trial_id}'s {key}")
+
+
 def make_storage(spec: SweepSpec, heartbeat: bool = True) -> RDBStorage:
     """
     Optuna RDB storage for ``spec.storage``; with ``heartbeat``, dead workers' trials are retried.
@@ -58,13 +114,14 @@ def make_storage(spec: SweepSpec, heartbeat: bool = True) -> RDBStorage:
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         check_sqlite_storage(spec.storage, write=True)  # corrupt, truncated or locked: say so now, not after minutes
-        engine_kwargs = {"connect_args": {"timeout": 120}}
+        engine_kwargs = {"connect_args": {"timeout": sweep_database.SQLITE_BUSY_TIMEOUT_S}}
     if not heartbeat:
-        return rdb_storage(spec.storage, engine_kwargs=engine_kwargs)
+        return rdb_storage(spec.storage, engine_kwargs=engine_kwargs, storage_class=SweepStorage)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return rdb_storage(
             spec.storage,
+            storage_class=SweepStorage,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=spec.heartbeat_interval,
             grace_period=spec.grace_period or 3 * spec.heartbeat_interval,

@@ -22,6 +22,7 @@ machines). This module adds what a *grid of training runs* needs on top of it:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing as mp
 import os
 import random
@@ -40,10 +41,30 @@ from tqdm import tqdm
 
 from sb3_gap.checks import is_int
 from sb3_gap.sweep.cell import train_cell
+from sb3_gap.sweep.database import cli_errors, cli_message, is_lock_error, locked_message
 from sb3_gap.sweep.spec import SweepSpec, cell_key, run_name
 from sb3_gap.sweep.storage import cell_states, open_study
 
 IDLE_POLL_S = 2.0  # seconds between storage checks of a worker waiting for others' running cells
+
+
+class _OneLineTrialErrors(logging.Filter):
+    """
+    Drop the traceback Optuna logs with a trial that failed on an error the command reports in one line (a full disk,
+    a locked storage, a bad value: :func:`~sb3_gap.sweep.database.cli_errors`); other errors (bugs) keep theirs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], cli_errors()):
+            record.exc_info = None
+        return True
+
+
+def _quiet_known_trial_errors() -> None:
+    """Install :class:`_OneLineTrialErrors` on the logger of ``study.optimize`` (once)."""
+    optimize_logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _OneLineTrialErrors) for f in optimize_logger.filters):
+        optimize_logger.addFilter(_OneLineTrialErrors())
 
 
 class _Objective:
@@ -130,6 +151,7 @@ def run_worker(
     if threads is not None:
         th.set_num_threads(threads)
     study = open_study(spec)
+    _quiet_known_trial_errors()
     cells = {cell_key(c): c for c in spec.cells()}
     objective = _Objective(spec, progress)
     rng = random.Random()
@@ -162,9 +184,22 @@ def run_worker(
             study.optimize(objective, n_trials=1)
             ran += 1
         bar.update(_n_complete(study, set(cells)) - bar.n)
+    except Exception as e:
+        if not is_lock_error(e):
+            raise
+        # Optuna may raise something else while handling it (AssertionError "Should not reach." when the tell fails).
+        raise StorageLockedError(
+            locked_message(
+                spec.storage, "mid-run, longer than this worker waits: stopped; an unfinished trial is retried by the next run of the same command"
+            )
+        ) from None
     finally:
         bar.close()
     return ran
+
+
+class StorageLockedError(ValueError):
+    """The sweep's storage stayed locked by another process longer than a worker waits (one line; re-run to resume)."""
 
 
 class SweepWorkersFailed(RuntimeError):
@@ -250,7 +285,12 @@ def check_out_dir(spec: SweepSpec) -> None:
 
 
 def _worker_entry(spec: SweepSpec, threads: int, wait: bool) -> None:
-    run_worker(spec, progress=False, wait=wait, threads=threads)
+    """A spawned worker: :func:`run_worker`, its known failures printed in one line (not a traceback) with exit code 1."""
+    try:
+        run_worker(spec, progress=False, wait=wait, threads=threads)
+    except cli_errors() as e:
+        print(f"{mp.current_process().name}: {cli_message('sweep', e, spec.storage)}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 def run_sweep(spec: SweepSpec, workers: int | str = 1, progress: bool = True, wait: bool = True) -> optuna.Study:
