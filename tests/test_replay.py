@@ -421,8 +421,9 @@ def test_bad_arguments_raise_value_errors() -> None:
     for kwargs, match in bad:
         with pytest.raises(ValueError, match=match):
             RainbowReplayBuffer(100, box, disc, **kwargs)
+    small = RainbowReplayBuffer(4, box, disc, n_steps=3)  # built (a model loaded only to act), refused when fed
     with pytest.raises(ValueError, match="buffer_size"):
-        RainbowReplayBuffer(4, box, disc, n_steps=3)
+        small.add(np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32), np.zeros((1, 1)), np.zeros(1), np.zeros(1), [{}])
     with pytest.raises(ValueError, match="Dict"):
         RainbowReplayBuffer(100, spaces.Dict({"a": box}), disc)
     buffer = terminal_steps_buffer(3)
