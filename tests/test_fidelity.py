@@ -85,12 +85,17 @@ def test_study_preset_lists_its_budget_overrides():
     assert preset["bottlenecks"] == ["flatten", "gap"] and preset["width_scales"] == [1, 4]
 
 
-def test_width_preset_is_the_first_study_at_x8():
-    """Issue 27, item 4: width alone, so every setting but the width (and where results go) is the first study's."""
-    first, width = SWEEP_PRESETS["minatar-scaling"], SWEEP_PRESETS["minatar-width"]
-    where = {"description", "width_scales", "storage", "study", "report"}
-    assert {k: v for k, v in width.items() if k not in where} == {k: v for k, v in first.items() if k not in where}
-    assert width["width_scales"] == [8] and width["study"] == "minatar_width"
+@pytest.mark.parametrize(
+    "name, changed",
+    [("minatar-width", dict(width_scales=[8])), ("minatar-deep", dict(encoders=["minatar_deep"], width_scales=[1, 8], steps=100_000))],
+)
+def test_later_minatar_studies_change_only_what_they_test(name, changed):
+    """Issue 27: the second study (deep phi, x1/x8, 100k steps: pre-registered) and the width study (x8) keep every
+    other setting of the first study; only where results go differs besides."""
+    first, later = SWEEP_PRESETS["minatar-scaling"], SWEEP_PRESETS[name]
+    where = {"description", "storage", "study", "report"}
+    assert {k: v for k, v in later.items() if k not in where} == {**{k: v for k, v in first.items() if k not in where}, **changed}
+    assert later["study"] == name.replace("-", "_") and later["storage"] == f"sqlite:///results/{later['study']}/study.db"
 
 
 def test_cells_start_with_the_widest_network_seed_by_seed(tmp_path):

@@ -65,26 +65,16 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     # paper's deep φ (minatar_deep: 3 Impala stacks, 15 convolutions, 16-32-32) and ψ x1 vs x8; dormancy and feature
     # norms recorded at every evaluation. 100k steps per run: the timed pilot put the 150k grid over the 7-hour budget
     # (README). Budget override as in the first study: ε decays over 25k steps instead of Dopamine's 250k.
-    "minatar-deep": dict(
-        description="MinAtar study 2 (results/minatar_deep/): the paper's deep phi (minatar_deep), flatten vs GAP at psi x1/x8, 2 games x 3 seeds, 100k steps",
-        envs=["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"],
-        algos=["rainbow"],
-        encoders=["minatar_deep"],
-        bottlenecks=["flatten", "gap"],
-        width_scales=[1, 8],
-        seeds=3,
-        steps=100_000,
-        eval_freq=10_000,
-        eval_episodes=10,
-        final_evals=3,
-        fixed={"exploration_steps": 25_000},
-        storage="sqlite:///results/minatar_deep/study.db",
-        study="minatar_deep",
-        out_dir="results",
-        save_models=False,
-        workers=2,  # one torch thread each
-        report="results/minatar_deep",
-    ),
+    "minatar-deep": {
+        **_MINATAR_SCALING,
+        "description": "MinAtar study 2 (results/minatar_deep/): the paper's deep phi (minatar_deep), flatten vs GAP at psi x1/x8, 2 games x 3 seeds, 100k steps",
+        "encoders": ["minatar_deep"],
+        "width_scales": [1, 8],
+        "steps": 100_000,
+        "storage": "sqlite:///results/minatar_deep/study.db",
+        "study": "minatar_deep",
+        "report": "results/minatar_deep",
+    },
     # Issue 27, item 4 (width alone): the first study's encoder and settings (minatar-scaling) at psi x8, so that with
     # that study's x1 and x4 it answers whether width alone degrades either bottleneck. A study of its own: Optuna fixes
     # an axis' values per study, so x8 cannot join results/minatar_scaling/study.db.
