@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import cloudpickle
 import numpy as np
 import optuna
 import pytest
@@ -23,7 +24,7 @@ from rliable import metrics
 from sb3_gap.sweep import SweepSpec, open_study, run_sweep, run_worker
 from sb3_gap.sweep.cli import main
 from sb3_gap.sweep.report import build_report, compute_aggregates, load_runs, score_matrices
-from sb3_gap.sweep.spec import cell_key
+from sb3_gap.sweep.spec import cell_key, run_dir_for
 from sb3_gap.sweep.storage import SweepGridSampler, cell_states, make_storage
 from sb3_gap.sweep.workers import _Objective
 
@@ -471,3 +472,100 @@ def test_compare_studies_scores_the_first_study_at_100k(capsys):
     tool.main(["--reps", "50"])
     out = capsys.readouterr().out
     assert "| one stack (study 1) | flatten ×4 | " in out and "[" in out.split("| one stack (study 1) | flatten ×4 | ")[1].split("\n")[0]
+
+
+# ----------------------------------------------------------------------------- checkpoints: a stopped run resumes
+_RESUME_FIXED = {
+    "rainbow": {"learning_starts": 50, "buffer_size": 1_000, "replay_ratio": 1, "target_update_interval": 50},
+    "dqn": {"learning_starts": 50, "buffer_size": 1_000, "target_update_interval": 50},
+    "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 2},
+}
+
+
+class _Stopped(Exception):
+    """Stands for a kill: raised from inside training, past the last checkpoint."""
+
+
+def _params_of(run_dir: Path, algo: str) -> list[np.ndarray]:
+    from sb3_gap.algos import get_algo
+
+    model = get_algo(algo).load(run_dir / "model.zip", device="cpu")
+    return [p.detach().numpy().copy() for p in model.policy.state_dict().values()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["rainbow", "dqn", "ppo"])
+def test_run_stopped_between_checkpoints_resumes_bit_for_bit(tmp_path, monkeypatch, algo):
+    """A run stopped after its second evaluation resumes from its checkpoint and ends exactly as the uninterrupted run."""
+    from sb3_gap.sweep.cell import SweepEvalCallback, train_cell
+    from sb3_gap.sweep.checkpoint import CHECKPOINT_NAME
+
+    specs = {name: tiny_spec(tmp_path / name, algos=[algo], bottlenecks=["flatten"], seeds=1, steps=400, eval_freq=100,
+                             fixed=_RESUME_FIXED[algo], save_models=True) for name in ("whole", "stopped")}  # fmt: skip
+    params = specs["whole"].cells()[0]
+    whole = train_cell(specs["whole"], dict(params))
+
+    step = SweepEvalCallback._on_step
+
+    def stop_at_250(self):
+        if self.num_timesteps >= 250:
+            raise _Stopped
+        return step(self)
+
+    monkeypatch.setattr(SweepEvalCallback, "_on_step", stop_at_250)
+    with pytest.raises(_Stopped):
+        train_cell(specs["stopped"], dict(params))
+    run_dir = run_dir_for(specs["stopped"], params)
+    assert (run_dir / CHECKPOINT_NAME).is_file() and not (run_dir / "result.json").exists()
+    monkeypatch.setattr(SweepEvalCallback, "_on_step", step)
+
+    reported = []
+    resumed = train_cell(specs["stopped"], dict(params), on_eval=lambda mean, at: reported.append(at))
+    # from the first rollout boundary after the evaluation at 200 (PPO's rollouts are 32 steps long)
+    assert resumed["resumed_from"] == (224 if algo == "ppo" else 200) and whole["resumed_from"] is None
+    curves = [json.loads((Path(r["run_dir"]) / "curve.json").read_text()) for r in (whole, resumed)]
+    assert reported == curves[1]["timesteps"] and reported[:4] == [100, 200, 300, 400]  # the new trial gets the whole curve
+    for key in curves[0].keys() - {"wall_s"}:
+        assert curves[0][key] == curves[1][key], key
+    assert resumed["final_score"] == whole["final_score"]
+    for a, b in zip(_params_of(Path(whole["run_dir"]), algo), _params_of(run_dir, algo), strict=True):
+        assert np.array_equal(a, b)
+    assert not (run_dir / CHECKPOINT_NAME).exists()  # removed once result.json is written
+
+
+@pytest.mark.slow
+def test_checkpoint_of_other_settings_is_set_aside_and_the_run_starts_over(tmp_path, caplog):
+    from sb3_gap.sweep.cell import run_settings, train_cell
+    from sb3_gap.sweep.checkpoint import CHECKPOINT_NAME, UNUSABLE_NAME
+
+    spec = tiny_spec(tmp_path, algos=["dqn"], bottlenecks=["gap"], seeds=1, steps=200, eval_freq=100)
+    params = spec.cells()[0]
+    run_dir = run_dir_for(spec, params)
+    run_dir.mkdir(parents=True)
+    other = {**run_settings(spec, params), "seed": 99}
+    (run_dir / CHECKPOINT_NAME).write_bytes(cloudpickle.dumps(dict(format=1, settings=other)))
+    with caplog.at_level("WARNING"):
+        result = train_cell(spec, dict(params))
+    assert result["resumed_from"] is None
+    assert "has settings other than this run's" in caplog.text
+    assert (run_dir / UNUSABLE_NAME).is_file() and not (run_dir / CHECKPOINT_NAME).exists()
+
+    (run_dir / CHECKPOINT_NAME).write_bytes(b"cut short")
+    with caplog.at_level("WARNING"):
+        assert train_cell(spec, dict(params))["resumed_from"] is None
+    assert "cannot be read (UnpicklingError" in caplog.text
+
+
+@pytest.mark.slow
+def test_run_whose_state_cannot_be_pickled_trains_without_checkpoints(tmp_path, monkeypatch, caplog):
+    from sb3_gap.sweep.cell import train_cell
+
+    def refuse(obj, *args, **kwargs):
+        raise TypeError("cannot pickle 'envpool' object")
+
+    monkeypatch.setattr(cloudpickle, "dumps", refuse)
+    spec = tiny_spec(tmp_path, algos=["dqn"], bottlenecks=["gap"], seeds=1, steps=300, eval_freq=100)
+    with caplog.at_level("WARNING"):
+        result = train_cell(spec, dict(spec.cells()[0]))
+    assert result["n_evals"] == 3
+    assert caplog.text.count("Run not checkpointed") == 1  # said once, then no more tries

@@ -10,6 +10,7 @@ touching the sweep.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
@@ -62,6 +63,15 @@ class EpsilonGreedyActions(VecEnvWrapper):
 
     def step_wait(self) -> Any:
         return self.venv.step_wait()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # SB3's VecEnvWrapper keeps its class's members (``class_attributes``), which cannot be pickled; they are
+        # recomputed on unpickling (a sweep run's checkpoint pickles its evaluation env).
+        return {k: v for k, v in self.__dict__.items() if k != "class_attributes"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.class_attributes = dict(inspect.getmembers(self.__class__))
 
     def reset(self) -> Any:
         return self.venv.reset()

@@ -27,6 +27,7 @@ from sb3_gap.files import atomic_write_bytes, atomic_write_json
 from sb3_gap.optim import OPTIMIZER_ARGS, optimizer_policy_kwargs
 from sb3_gap.params import parameter_report
 from sb3_gap.replay import with_algorithm_gamma
+from sb3_gap.sweep.checkpoint import CHECKPOINT_NAME, RunCheckpoint, load_run_state, set_global_rng_state
 from sb3_gap.sweep.spec import EXTRACTOR_ARGS, HP_PREFIX, SweepSpec, constructor_args, run_dir_for, run_name
 from sb3_gap.zoo_config import ZooSettings, apply_replay_ratio, materialize, resolve_section
 
@@ -149,6 +150,24 @@ class SweepEvalCallback(EvalCallback):
         out["feature_norm_out"] = norms.get("bottleneck", float("nan"))
         self.diagnostics_s += time.perf_counter() - start
         return out
+
+    #: What :meth:`state` keeps: SB3's ``EvalCallback`` record and counters, and this class's curve and diagnostics.
+    _STATE_KEYS = (
+        "n_calls", "num_timesteps", "best_mean_reward", "last_mean_reward", "evaluations_results", "evaluations_timesteps",
+        "evaluations_length", "evaluations_successes", "curve", "diagnostics_s", "_obs_ring", "_obs_seen",
+    )  # fmt: skip
+
+    def state(self) -> dict[str, Any]:
+        """The record a resumed run continues (:mod:`sb3_gap.sweep.checkpoint`): counters, evaluations, curve, wall time so far."""
+        out = {key: getattr(self, key) for key in self._STATE_KEYS}
+        out["elapsed_s"] = time.perf_counter() - self._start
+        return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state`'s record; the curve's wall time goes on from the checkpoint's."""
+        for key in self._STATE_KEYS:
+            setattr(self, key, state[key])
+        self._start = time.perf_counter() - state["elapsed_s"]
 
     def _on_training_end(self) -> None:
         if not self.curve["timesteps"] or self.curve["timesteps"][-1] != self.num_timesteps:
@@ -292,10 +311,14 @@ def train_cell(
     on_eval: Callable[[float, int], None] | None = None,
     tb_name: str = "run",
     progress: bool = False,
+    checkpoints: bool = True,
 ) -> dict[str, Any]:
     """
     Train and evaluate one grid cell; write ``curve.json``, ``result.json`` and ``model.zip``
     atomically into its run folder.
+
+    With ``checkpoints`` the run's state is written to ``checkpoint.pkl`` in its folder after each evaluation, and a
+    run that finds a checkpoint of its own settings there resumes from it (:mod:`sb3_gap.sweep.checkpoint`).
 
     :return: The result: ``final_score`` (mean of the last ``final_evals`` evaluations),
         ``wall_s``, ``fps``, ``n_evals``, parameter counts and the run folder
@@ -307,19 +330,36 @@ def train_cell(
     atomic_write_json(run_dir / "settings.json", settings)
     zoo_env = resolve_section(params["algo"], params["env"], spec.conf_dir).env
     env_kwargs = zoo_env.get("env_kwargs")
-    env = protocol.make_env(params["env"], spec.n_envs, params["seed"], True, env_kwargs=env_kwargs, env_wrapper=zoo_env.get("env_wrapper"))
-    eval_env = protocol.make_eval_env(params["env"], params["seed"] + EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
-    model = build_model(spec, params, env, tensorboard_log=str(run_dir / "tb"))
+    checkpoint = run_dir / CHECKPOINT_NAME
+    resumed = load_run_state(checkpoint, settings) if checkpoints else None
     assert spec.eval_freq is not None
+    if resumed is None:
+        env = protocol.make_env(params["env"], spec.n_envs, params["seed"], True, env_kwargs=env_kwargs, env_wrapper=zoo_env.get("env_wrapper"))
+        eval_env = protocol.make_eval_env(params["env"], params["seed"] + EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+        model = build_model(spec, params, env, tensorboard_log=str(run_dir / "tb"))
+    else:
+        model, eval_env = resumed.model, resumed.eval_env
+        env = model.env  # type: ignore[assignment]  # the training env is part of the checkpoint
     evaluator = SweepEvalCallback(
         eval_env, run_dir / "curve.json", on_eval, eval_freq=max(1, spec.eval_freq // spec.n_envs), n_eval_episodes=spec.eval_episodes
     )
     callbacks: list[BaseCallback] = [evaluator]
+    if resumed is not None:
+        evaluator.restore(resumed.evaluator)
+        if on_eval is not None:  # the new trial gets the curve so far (Optuna's intermediate values)
+            for mean, step in zip(evaluator.curve["mean"], evaluator.curve["timesteps"], strict=True):
+                on_eval(mean, int(step))
+    if checkpoints:
+        callbacks.append(RunCheckpoint(checkpoint, evaluator, settings))
     if progress:
         callbacks.append(RunProgressCallback(spec.steps, run_name(params)))
+    if resumed is not None:
+        set_global_rng_state(resumed.rng)  # last: nothing between here and learn() draws a random number
+    start_steps = model.num_timesteps
+    wall_before = resumed.evaluator["elapsed_s"] if resumed is not None else 0.0
     start = time.perf_counter()
-    model.learn(spec.steps, callback=callbacks, tb_log_name=tb_name)
-    wall = time.perf_counter() - start
+    model.learn(spec.steps - start_steps, callback=callbacks, tb_log_name=tb_name, reset_num_timesteps=resumed is None)
+    wall = wall_before + time.perf_counter() - start
     means = evaluator.curve["mean"]
     counts = parameter_report(model).as_dict()
     diagnostics = {k: v for k, v in evaluator.curve.items() if k not in ("mean", "std", "wall_s")}
@@ -328,6 +368,7 @@ def train_cell(
         final_score=float(np.mean(means[-spec.final_evals :])),
         wall_s=wall,
         fps=model.num_timesteps / wall,
+        resumed_from=start_steps if resumed is not None else None,  # env steps of the checkpoint the run resumed from
         n_evals=len(means),
         run_dir=str(run_dir.resolve()),
         host=socket.gethostname(),
@@ -342,6 +383,7 @@ def train_cell(
         model.save(buffer)
         atomic_write_bytes(run_dir / "model.zip", buffer.getvalue())
     atomic_write_json(run_dir / "result.json", result)
+    checkpoint.unlink(missing_ok=True)
     env.close()
     eval_env.close()
     return result
