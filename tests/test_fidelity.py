@@ -98,6 +98,38 @@ def test_later_minatar_studies_change_only_what_they_test(name, changed):
     assert later["study"] == name.replace("-", "_") and later["storage"] == f"sqlite:///results/{later['study']}/study.db"
 
 
+def _spec_of(preset: dict) -> SweepSpec:
+    return SweepSpec(**{k: v for k, v in preset.items() if k not in ("workers", "report", "description")})
+
+
+def test_replay_ratio_study_is_the_deep_studys_x8_arm_at_ratio_1():
+    """minatar-rr lists only what it changes from minatar-deep (x8 only, replay_ratio 1, where results go), and each
+    of its runs resolves to the settings of minatar-deep's x8 run of the same cell but for one update per env step."""
+    deep, rr = SWEEP_PRESETS["minatar-deep"], SWEEP_PRESETS["minatar-rr"]
+    where = {"description", "storage", "study", "report"}
+    changed = dict(width_scales=[8], fixed={"exploration_steps": 25_000, "replay_ratio": 1})
+    assert {k: v for k, v in rr.items() if k not in where} == {**{k: v for k, v in deep.items() if k not in where}, **changed}
+    assert rr["storage"] == "sqlite:///results/minatar_rr/study.db" and rr["report"] == "results/minatar_rr"
+    deep_cells = {json.dumps(c, sort_keys=True): c for c in _spec_of(deep).cells()}
+    rr_spec = _spec_of(rr)
+    assert len(rr_spec.cells()) == 12
+    for cell in rr_spec.cells():
+        a, b = run_settings(_spec_of(deep), deep_cells[json.dumps(cell, sort_keys=True)]), run_settings(rr_spec, cell)
+        assert a["hyperparameters"].pop("train_freq") == 4 and b["hyperparameters"].pop("train_freq") == 1
+        assert a["hyperparameters"].pop("gradient_steps", 1) == 1 and b["hyperparameters"].pop("gradient_steps") == 1
+        assert a["overrides"] == {"exploration_steps": 25_000} and b["overrides"] == {"exploration_steps": 25_000, "replay_ratio": 1}
+        a.pop("overrides"), b.pop("overrides")
+        assert a == b
+        assert b["hyperparameters"]["target_update_interval"] == 1_000  # env steps, whatever the ratio
+
+
+def test_replay_ratio_study_starts_seed_by_seed():
+    """Seed 0 on both games and both bottlenecks first, so a partial study is balanced."""
+    cells = _spec_of(SWEEP_PRESETS["minatar-rr"]).cells()
+    assert [c["seed"] for c in cells] == [0] * 4 + [1] * 4 + [2] * 4
+    assert {(c["env"], c["bottleneck"]) for c in cells[:4]} == {(e, b) for e in SWEEP_PRESETS["minatar-rr"]["envs"] for b in ("flatten", "gap")}
+
+
 def test_cells_start_with_the_widest_network_seed_by_seed(tmp_path):
     spec = _spec(tmp_path, width_scales=[1, 4], seeds=2, bottlenecks=["flatten", "gap"])
     order = [(c["width_scale"], c["seed"]) for c in spec.cells()]

@@ -58,22 +58,36 @@ _MINATAR_SCALING: dict[str, Any] = dict(
     report="results/minatar_scaling",
 )
 
+# The second MinAtar study (results/minatar_deep/README.md, pre-registered there): is it the encoder? The first
+# study's settings (Dopamine's MinAtar Rainbow, ε over 25k steps, an update every 4 steps) with the paper's deep φ
+# (minatar_deep: 3 Impala stacks, 15 convolutions, 16-32-32) and ψ x1 vs x8; dormancy and feature norms recorded at
+# every evaluation. 100k steps per run: the timed pilot put the 150k grid over the 7-hour budget (README).
+_MINATAR_DEEP: dict[str, Any] = {
+    **_MINATAR_SCALING,
+    "description": "MinAtar study 2 (results/minatar_deep/): the paper's deep phi (minatar_deep), flatten vs GAP at psi x1/x8, 2 games x 3 seeds, 100k steps",
+    "encoders": ["minatar_deep"],
+    "width_scales": [1, 8],
+    "steps": 100_000,
+    "storage": "sqlite:///results/minatar_deep/study.db",
+    "study": "minatar_deep",
+    "report": "results/minatar_deep",
+}
+
 SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     "minatar-scaling": _MINATAR_SCALING,
-    # The second MinAtar study (issue 27; results/minatar_deep/README.md, pre-registered there): is it the encoder?
-    # The first study's settings (Dopamine's MinAtar Rainbow, ε over 25k steps, an update every 4 steps) with the
-    # paper's deep φ (minatar_deep: 3 Impala stacks, 15 convolutions, 16-32-32) and ψ x1 vs x8; dormancy and feature
-    # norms recorded at every evaluation. 100k steps per run: the timed pilot put the 150k grid over the 7-hour budget
-    # (README). Budget override as in the first study: ε decays over 25k steps instead of Dopamine's 250k.
-    "minatar-deep": {
-        **_MINATAR_SCALING,
-        "description": "MinAtar study 2 (results/minatar_deep/): the paper's deep phi (minatar_deep), flatten vs GAP at psi x1/x8, 2 games x 3 seeds, 100k steps",
-        "encoders": ["minatar_deep"],
-        "width_scales": [1, 8],
-        "steps": 100_000,
-        "storage": "sqlite:///results/minatar_deep/study.db",
-        "study": "minatar_deep",
-        "report": "results/minatar_deep",
+    "minatar-deep": _MINATAR_DEEP,
+    # The third MinAtar study (results/minatar_rr/README.md, pre-registered there): is it the update count? The
+    # second study's ψ x8 arm at replay ratio 1 (one update per env step, ~100k updates per run, DER's count on
+    # Atari-100k) instead of 0.25; the target network keeps its period of 1,000 env steps (Dopamine counts it in
+    # agent steps). The second study's x8 runs are its ratio-0.25 arm.
+    "minatar-rr": {
+        **_MINATAR_DEEP,
+        "description": "MinAtar study 3 (results/minatar_rr/): study 2's deep phi at psi x8, flatten vs GAP at replay ratio 1, 2 games x 3 seeds, 100k steps",
+        "width_scales": [8],
+        "fixed": {**_MINATAR_DEEP["fixed"], "replay_ratio": 1},
+        "storage": "sqlite:///results/minatar_rr/study.db",
+        "study": "minatar_rr",
+        "report": "results/minatar_rr",
     },
     # Issue 27, item 4 (width alone): the first study's encoder and settings (minatar-scaling) at psi x8, so that with
     # that study's x1 and x4 it answers whether width alone degrades either bottleneck. A study of its own: Optuna fixes
