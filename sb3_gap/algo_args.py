@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sb3_gap.checks import check_choice, check_int, check_range, is_int
+from sb3_gap.checks import Refused, check_choice, check_int, check_range, is_int
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,14 @@ class Bound:
             try:
                 value = float(value[len("lin_") :])
             except ValueError:
-                raise ValueError(f"{name}={value!r} is not a schedule lin_<float> (e.g. lin_{self.example or '2.5e-4'})") from None
+                raise Refused(f"{name}={value!r} is not a schedule lin_<float> (e.g. lin_{self.example or '2.5e-4'})") from None
         also = f"; or {', '.join(map(str, self.also))}" if self.also else ""
         none = "; or None" if self.none_ok else ""
         if self.integer:
             low = int(self.low or 0)
             if not is_int(value) or value < low or (self.high is not None and value > self.high):
                 high = "" if self.high is None else f" and <= {int(self.high)}"
-                raise ValueError(f"{name} must be an integer >= {low}{high} (e.g. {self.example}{also}{none}), got {value!r}")
+                raise Refused(f"{name} must be an integer >= {low}{high} (e.g. {self.example}{also}{none}), got {value!r}")
         else:
             check_range(name, value, self.low, self.high, self.low_open, self.high_open, example=f"{self.example}{also}{none}")
 
@@ -113,7 +113,7 @@ def check_train_freq(value: Any) -> None:
     """``train_freq``: an integer >= 1 or ``(n, "step" | "episode")``; 0 would never train."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"train_freq must be an integer >= 1 or (n, unit) with unit in {list(TRAIN_FREQ_UNITS)}, got {value!r}")
+            raise Refused(f"train_freq must be an integer >= 1 or (n, unit) with unit in {list(TRAIN_FREQ_UNITS)}, got {value!r}")
         check_int("train_freq", value[0], example="4, (4, 'step')")
         unit = getattr(value[1], "value", value[1])  # SB3's TrainFrequencyUnit enum, or its string
         check_choice("train_freq unit", unit, TRAIN_FREQ_UNITS)
@@ -176,10 +176,10 @@ def check_kron_args(kwargs: Mapping[str, Any]) -> None:
         elif name == "memory_save_mode":
             check_choice("Kron memory_save_mode", value, KRON_MEMORY_SAVE_MODES)
         elif name in ("momentum_into_precond_update", "merge_dims") and not isinstance(value, bool):
-            raise ValueError(f"Kron {name} must be True or False, got {value!r}")
+            raise Refused(f"Kron {name} must be True or False, got {value!r}")
         elif name == "preconditioner_update_probability" and value is not None and not is_kron_schedule(value):
             if callable(value):
-                raise ValueError(
+                raise Refused(
                     f"Kron preconditioner_update_probability={value!r} is a callable other than kron-torch's schedule; valid: a "
                     "float in (0, 1], None (the default schedule) or kron_torch.precond_update_prob_schedule(...)"
                 )

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import torch as th
 from torch import nn
 
-from sb3_gap.checks import check, check_int, is_number
+from sb3_gap.checks import Refused, check, check_int, is_number
 from sb3_gap.sparse import MASK, SparseConfig, SparseTrainer
 
 #: Builds a linear layer ``(in_features, out_features) -> module``: ``nn.Linear``, or one linear layer per expert.
@@ -396,7 +396,7 @@ class SoftMoE(Bottleneck):
         if num_experts is None:
             num_experts = 4  # the default may exceed the tokens (then one slot per expert, some empty)
         elif num_experts > n_tokens:
-            raise ValueError(f"num_experts={num_experts} exceeds the {n_tokens} tokens ({h}x{w}) of φ's feature map; choose 1..{n_tokens}")
+            raise Refused(f"num_experts={num_experts} exceeds the {n_tokens} tokens ({h}x{w}) of φ's feature map; choose 1..{n_tokens}")
         self.num_experts = num_experts
         self.slots_per_expert = math.ceil(n_tokens / num_experts)
         self.router = nn.Parameter(th.randn(c, num_experts * self.slots_per_expert) / math.sqrt(c))

@@ -1,8 +1,9 @@
 """
 Argument checks shared by every module: one wording for every bad value.
 
-Each check raises ``ValueError`` with one line that names the argument, the bad value and what is valid,
-which the CLIs print as is (never a traceback). Use these instead of writing the ``if ...: raise`` again.
+Each check raises :class:`Refused` (a ``ValueError``) with one line that names the argument, the bad value and
+what is valid, which the CLIs print as is (never a traceback). Use these instead of writing the ``if ...: raise``
+again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,15 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+
+class Refused(ValueError):
+    """
+    sb3_gap refused an input (a bad value, a file or download that fails a check, a resource it cannot use): the one
+    exception class whose message the CLIs and the sweep's log print as one line without a traceback. Any other
+    exception is a bug or an unexpected failure and keeps its full traceback. A ``ValueError``, so code and tests
+    that expect SB3's and Python's ``ValueError`` for bad arguments keep working.
+    """
 
 
 def is_int(value: Any) -> bool:
@@ -39,7 +49,7 @@ def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = Non
         kind = {1: "a positive integer", 0: "an integer >= 0"}.get(minimum, f"an integer >= {minimum}")
         bound = f" and at most {maximum}" if maximum is not None else ""
         hint = f" (e.g. {example})" if example else ""
-        raise ValueError(f"{name} must be {kind}{bound}{hint}, got {value!r}")
+        raise Refused(f"{name} must be {kind}{bound}{hint}, got {value!r}")
     return int(value)
 
 
@@ -73,7 +83,7 @@ def check_range(
         else:
             where = "a finite number"
         hint = f" (e.g. {example})" if example else ""
-        raise ValueError(f"{name} must be {where}{hint}, got {value!r}")
+        raise Refused(f"{name} must be {where}{hint}, got {value!r}")
     return float(value)
 
 
@@ -93,14 +103,14 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
         found = False
     if not found:
         shown = sorted(valid) if all(isinstance(c, str) for c in valid) else valid
-        raise ValueError(f"Unknown {name} {value!r}; valid choices: {shown}")
+        raise Refused(f"Unknown {name} {value!r}; valid choices: {shown}")
     return value
 
 
 def check(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition``: for checks the helpers above do not cover."""
     if not condition:
-        raise ValueError(message)
+        raise Refused(message)
 
 
 #: The device names ``check_device`` shows as valid (``cuda:N`` for the N-th GPU).
@@ -129,17 +139,17 @@ def check_device(device: Any, name: str = "device") -> str:
     except (RuntimeError, TypeError):
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"Unknown {name} {device!r}; valid choices: {list(DEVICE_CHOICES)}")
+        raise Refused(f"Unknown {name} {device!r}; valid choices: {list(DEVICE_CHOICES)}")
     if dev.type == "cuda":
         count = th.cuda.device_count() if th.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(
+            raise Refused(
                 f"{name} {text!r}: no CUDA GPU is visible to torch (torch.cuda.is_available() is False); valid choices here: ['auto', 'cpu']"
             )
         if dev.index is not None and dev.index >= count:
-            raise ValueError(f"{name} {text!r}: torch sees {count} CUDA GPU(s); valid choices: cuda:0..cuda:{count - 1}")
+            raise Refused(f"{name} {text!r}: torch sees {count} CUDA GPU(s); valid choices: cuda:0..cuda:{count - 1}")
     if dev.type == "mps" and not (hasattr(th.backends, "mps") and th.backends.mps.is_available()):
-        raise ValueError(f"{name} {text!r}: Metal (MPS) is not available here; valid choices here: ['auto', 'cpu']")
+        raise Refused(f"{name} {text!r}: Metal (MPS) is not available here; valid choices here: ['auto', 'cpu']")
     return str(text)
 
 
@@ -161,7 +171,7 @@ def check_env_id_form(env_id: Any, where: str = "") -> str:
     name = env_id.rsplit("/", 1)[-1] if isinstance(env_id, str) else ""
     if not isinstance(env_id, str) or not _ENV_ID_FORM.fullmatch(env_id) or name.startswith("."):
         prefix = f"{where}: " if where else ""
-        raise ValueError(
+        raise Refused(
             f"{prefix}env id {env_id!r} is not a Gymnasium env id: ids have the form [namespace/]name[-vN] "
             "(e.g. MinAtar/Breakout-v1, ALE/Pong-v5) and are never paths such as '..'"
         )

@@ -19,6 +19,8 @@ from typing import Any
 import torch as th
 from torch import nn
 
+from sb3_gap.checks import Refused
+
 #: Values of ``torch.compile(mode=...)`` (None: torch's default).
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: Modes that capture CUDA graphs (CUDA devices only).
@@ -34,10 +36,10 @@ def check_compile_mode(mode: Any, device: th.device | str | None = None) -> None
     :param device: The device the compiled code runs on (None: do not check the device)
     """
     if mode not in COMPILE_MODES:
-        raise ValueError(f"Unknown compile_mode {mode!r}; valid choices: {list(COMPILE_MODES)}")
+        raise Refused(f"Unknown compile_mode {mode!r}; valid choices: {list(COMPILE_MODES)}")
     if device is not None and mode in CUDA_GRAPH_MODES and th.device(device).type != "cuda":
         valid = [m for m in COMPILE_MODES if m not in CUDA_GRAPH_MODES]
-        raise ValueError(
+        raise Refused(
             f"compile_mode={mode!r} captures CUDA graphs and needs a CUDA device, got device={th.device(device)}; "
             f"valid choices on {th.device(device).type}: {valid}"
         )
@@ -108,7 +110,7 @@ def compile_policy(model: Any, mode: str | None = None, **compile_kwargs: Any) -
     """
     policy = getattr(model, "policy", model)
     if not isinstance(policy, nn.Module):
-        raise ValueError(f"compile_policy needs an SB3 model or a policy module, got {type(model).__name__}")
+        raise Refused(f"compile_policy needs an SB3 model or a policy module, got {type(model).__name__}")
     device = next(policy.parameters()).device
     check_compile_mode(mode, device)
     if compile_kwargs.get("backend", "inductor") == "inductor":
@@ -117,7 +119,7 @@ def compile_policy(model: Any, mode: str | None = None, **compile_kwargs: Any) -
             raise RuntimeError(f"compile_policy: {problem}")
     networks = _networks(policy)
     if not networks:
-        raise ValueError(f"compile_policy: {type(policy).__name__} has no submodule with parameters to compile")
+        raise Refused(f"compile_policy: {type(policy).__name__} has no submodule with parameters to compile")
     for module in networks.values():
         module.compile(mode=mode, **compile_kwargs)
     return list(networks)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch as th
 from torch import nn
 
-from sb3_gap.checks import check_int
+from sb3_gap.checks import Refused, check_int
 from sb3_gap.initializers import DOPAMINE_NETWORKS, DopamineNetworkInit, init_layer
 
 #: Largest ``extra_blocks`` (residual blocks added per stack; the paper adds up to 8): checked before any layer exists.
@@ -109,7 +109,7 @@ class ImpalaEncoder(Encoder):
         super().__init__()
         pool = (True,) * len(channels) if pool is None else tuple(pool)
         if len(pool) != len(channels):
-            raise ValueError(f"pool must give one flag per stack ({len(channels)} stacks), got {pool!r}")
+            raise Refused(f"pool must give one flag per stack ({len(channels)} stacks), got {pool!r}")
         layers: list[nn.Module] = []
         prev = in_channels
         for base, down in zip(channels, pool):
@@ -269,6 +269,6 @@ def encoder_options(encoder: str, options: dict[str, Any]) -> dict[str, Any]:
         if value == default:
             continue
         if encoder not in owners:
-            raise ValueError(f"{key}={value!r} needs {OPTION_OWNERS.get(key, 'an encoder of')} {owners}, got {encoder!r}")
+            raise Refused(f"{key}={value!r} needs {OPTION_OWNERS.get(key, 'an encoder of')} {owners}, got {encoder!r}")
         out[key] = value
     return out

@@ -14,7 +14,7 @@ from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from sb3_gap.bottlenecks import BOTTLENECK_OPTIONS, BOTTLENECKS, PSI, Bottleneck
-from sb3_gap.checks import check_choice, check_int
+from sb3_gap.checks import Refused, check_choice, check_int
 from sb3_gap.encoders import ENCODERS, Encoder, encoder_options
 from sb3_gap.initializers import DOPAMINE_NETWORKS, check_init, init_dense_layers
 from sb3_gap.optim import optimizer_policy_kwargs
@@ -125,7 +125,7 @@ class ConvExtractor(BaseFeaturesExtractor):
         args = plain_numbers({**options, **own})
         self.validate(**args)
         if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 3:
-            raise ValueError(
+            raise Refused(
                 f"ConvExtractor needs an image observation space: a 3-D Box (C, H, W) or (H, W, C), "
                 f"got {observation_space!r}. For vector observations use MlpPolicy without sb3_gap."
             )
@@ -138,7 +138,7 @@ class ConvExtractor(BaseFeaturesExtractor):
         encoder_cls = ENCODERS[encoder]
         if min(h, w) < encoder_cls.min_image_size:
             fits = [e for e, cls in ENCODERS.items() if min(h, w) >= cls.min_image_size]
-            raise ValueError(
+            raise Refused(
                 f"Image {h}x{w} is too small for encoder {encoder!r} (needs at least "
                 f"{encoder_cls.min_image_size}x{encoder_cls.min_image_size}); encoders that fit: {fits}"
             )
@@ -154,7 +154,7 @@ class ConvExtractor(BaseFeaturesExtractor):
             neck = neck_cls(phi_shape, BASE_WIDTH * args["width_scale"], psi_depth=args["psi_depth"], layer_norm=layer_norm,
                             psi=psi, **neck_options)  # fmt: skip
         except ValueError as e:  # e.g. more experts than tokens: say which encoder and images made φ's output
-            raise ValueError(f"{e} (encoder {encoder!r} on {h}x{w} images)") from None
+            raise Refused(f"{e} (encoder {encoder!r} on {h}x{w} images)") from None
         super().__init__(observation_space, features_dim=neck.features_dim)
 
         #: The initialisation scheme (Rainbow's head follows it) and the Dopamine network whose initializers it means.
@@ -174,7 +174,7 @@ class ConvExtractor(BaseFeaturesExtractor):
         if on_meta:
             count = sum(t.numel() for t in (*self.parameters(), *self.buffers()))
             if count > MAX_PARAMETERS:
-                raise ValueError(
+                raise Refused(
                     f"ConvExtractor({', '.join(f'{k}={v!r}' for k, v in own.items())}, ...) on {h}x{w}x{c} images would have "
                     f"{count:,} parameters, more than {MAX_PARAMETERS:,} (sb3_gap.extractor.MAX_PARAMETERS): lower width_scale, "
                     "psi_depth, encoder_scale or extra_blocks"
@@ -187,14 +187,14 @@ class ConvExtractor(BaseFeaturesExtractor):
         kwargs = plain_numbers(kwargs)
         unknown = sorted(set(kwargs) - set(valid))
         if unknown:
-            raise ValueError(f"Unknown ConvExtractor argument(s) {unknown}; valid arguments: {valid}")
+            raise Refused(f"Unknown ConvExtractor argument(s) {unknown}; valid arguments: {valid}")
         encoder, bottleneck = kwargs.get("encoder", "impala"), kwargs.get("bottleneck", "gap")
         check_choice("encoder", encoder, ENCODERS)
         check_choice("bottleneck", bottleneck, BOTTLENECKS)
         check_choice("psi", kwargs.get("psi", "dense"), PSI)
         check_init("init", kwargs.get("init", "torch"))
         if kwargs.get("layer_norm") is not None and not isinstance(kwargs["layer_norm"], (bool, np.bool_)):
-            raise ValueError(f"layer_norm must be true, false or None (the ψ builder's default), got {kwargs['layer_norm']!r}")
+            raise Refused(f"layer_norm must be true, false or None (the ψ builder's default), got {kwargs['layer_norm']!r}")
         for name, minimum, maximum in _INT_ARGS:
             if name in kwargs:
                 check_int(name, kwargs[name], minimum, maximum, example="1, 2, 4, 8")
@@ -202,7 +202,7 @@ class ConvExtractor(BaseFeaturesExtractor):
         for key in sorted({k for keys in BOTTLENECK_OPTIONS.values() for k in keys}):
             if kwargs.get(key) is not None and key not in BOTTLENECK_OPTIONS.get(bottleneck, ()):
                 owners = [b for b, keys in BOTTLENECK_OPTIONS.items() if key in keys]
-                raise ValueError(f"{key}={kwargs[key]!r} only applies to bottleneck {owners}, not {bottleneck!r}")
+                raise Refused(f"{key}={kwargs[key]!r} only applies to bottleneck {owners}, not {bottleneck!r}")
         neck_cls = BOTTLENECKS[bottleneck]
         neck_cls.check_options(**{k: kwargs[k] for k in neck_cls.options if k in kwargs})
 

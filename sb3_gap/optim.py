@@ -28,6 +28,7 @@ import torch as th
 from kron_torch.kron import precond_update_prob_schedule
 
 from sb3_gap.algo_args import check_kron_args, is_kron_schedule
+from sb3_gap.checks import Refused
 
 #: The state-dict key of Kron's own counters (preconditioner schedule step, update counter, RNG, einsum strings).
 KRON_STATE_KEY = "kron"
@@ -78,7 +79,7 @@ def _plain_schedule(value: Any) -> Any:
         return {"precond_update_prob_schedule": [float(a) for a in value.__reduce__()[1]]}
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    raise ValueError(
+    raise Refused(
         f"Kron preconditioner_update_probability={value!r} cannot be saved; use a float or the default schedule "
         "(kron_torch.precond_update_prob_schedule(...))"
     )
@@ -143,11 +144,11 @@ def resolve_optimizer(optimizer: str | type[th.optim.Optimizer]) -> type[th.opti
     if isinstance(optimizer, str):
         cls = OPTIMIZERS.get(optimizer.strip().lower())
         if cls is None:
-            raise ValueError(f"Unknown optimizer {optimizer!r}; valid choices: {sorted(OPTIMIZERS)} or a torch.optim.Optimizer subclass")
+            raise Refused(f"Unknown optimizer {optimizer!r}; valid choices: {sorted(OPTIMIZERS)} or a torch.optim.Optimizer subclass")
         return cls
     if isinstance(optimizer, type) and issubclass(optimizer, th.optim.Optimizer):
         return Kron if optimizer is kron_torch.Kron else optimizer
-    raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or a torch.optim.Optimizer subclass, got {optimizer!r}")
+    raise Refused(f"optimizer must be one of {sorted(OPTIMIZERS)} or a torch.optim.Optimizer subclass, got {optimizer!r}")
 
 
 def _accepted(cls: type) -> set[str] | None:
@@ -165,7 +166,7 @@ def _accepted(cls: type) -> set[str] | None:
 
 def check_weight_decay(weight_decay: Any) -> None:
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not math.isfinite(weight_decay) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a finite number >= 0 (e.g. 0.1), got {weight_decay!r}")
+        raise Refused(f"weight_decay must be a finite number >= 0 (e.g. 0.1), got {weight_decay!r}")
 
 
 def optimizer_policy_kwargs(
@@ -189,7 +190,7 @@ def optimizer_policy_kwargs(
     """
     base = base or {}
     if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, dict):
-        raise ValueError(f"optimizer_kwargs must be a dict (e.g. dict(eps=1.5e-4)), got {optimizer_kwargs!r}")
+        raise Refused(f"optimizer_kwargs must be a dict (e.g. dict(eps=1.5e-4)), got {optimizer_kwargs!r}")
     if weight_decay is not None:
         check_weight_decay(weight_decay)
     cls = resolve_optimizer(optimizer if optimizer is not None else base.get("optimizer_class") or th.optim.Adam)
@@ -202,7 +203,7 @@ def optimizer_policy_kwargs(
     bad = sorted(k for k in given if k in ("params", "lr") or (accepted is not None and k not in accepted))
     if bad:
         valid = sorted((accepted or set()) - {"lr"})
-        raise ValueError(f"{cls.__name__} does not take {bad} (the learning rate comes from the algorithm); valid: {valid}")
+        raise Refused(f"{cls.__name__} does not take {bad} (the learning rate comes from the algorithm); valid: {valid}")
     defaults = {k: v for k, v in (base.get("optimizer_kwargs") or {}).items() if k != "lr" and (accepted is None or k in accepted)}
     if issubclass(cls, kron_torch.Kron):
         check_kron_args({**defaults, **given})  # here already, before a model (or a sweep's first trial) is built

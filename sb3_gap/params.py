@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
+from sb3_gap.checks import Refused
 from sb3_gap.extractor import ConvExtractor
 from sb3_gap.sparse import MASK
 
@@ -48,7 +49,7 @@ def find_extractor(obj: nn.Module | object) -> ConvExtractor:
         for sub in module.modules():
             if isinstance(sub, ConvExtractor):
                 return sub
-    raise ValueError(f"No sb3_gap ConvExtractor found in {type(obj).__name__}; build the model with sb3_gap.policy_kwargs(...)")
+    raise Refused(f"No sb3_gap ConvExtractor found in {type(obj).__name__}; build the model with sb3_gap.policy_kwargs(...)")
 
 
 def parameter_report(model_or_extractor: nn.Module | object) -> ParameterReport:

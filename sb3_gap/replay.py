@@ -44,6 +44,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack, VecNormalize, VecTransposeImage
 
+from sb3_gap.checks import Refused
+
 
 def infer_frame_stack(env: VecEnv | None) -> int:
     """
@@ -141,20 +143,20 @@ class FrameReplayBuffer(ReplayBuffer):
     ) -> None:
         name = type(self).__name__
         if isinstance(observation_space, spaces.Dict):
-            raise ValueError(f"{name} does not support Dict observation spaces; valid: Box, Discrete")
+            raise Refused(f"{name} does not support Dict observation spaces; valid: Box, Discrete")
         if optimize_memory_usage:
-            raise ValueError(
+            raise Refused(
                 f"optimize_memory_usage=True is not supported by {name} (valid: False); "
                 "it already stores each frame once (use frame_stack=k for stacked images)"
             )
         if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-            raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+            raise Refused(f"n_steps must be an integer >= 1, got {n_steps!r}")
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0):
-            raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
+            raise Refused(f"gamma must be in [0, 1], got {gamma!r}")
         if isinstance(frame_stack, bool) or not isinstance(frame_stack, (int, np.integer)) or not 1 <= frame_stack <= 256:
-            raise ValueError(f"frame_stack must be an integer in [1, 256], got {frame_stack!r}")
+            raise Refused(f"frame_stack must be an integer in [1, 256], got {frame_stack!r}")
         if n_envs < 1:
-            raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+            raise Refused(f"n_envs must be >= 1, got {n_envs}")
         # ReplayBuffer.__init__ would allocate full obs and next_obs arrays: only set up the base.
         BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
         self.buffer_size = max(buffer_size // n_envs, 1)
@@ -172,7 +174,7 @@ class FrameReplayBuffer(ReplayBuffer):
                 "transitions (a smaller buffer only serves models loaded to act)"
             )
         if frame_stack > 1 and (len(self.obs_shape) < 1 or self.obs_shape[0] % frame_stack != 0):
-            raise ValueError(
+            raise Refused(
                 f"frame_stack={frame_stack} needs observations stacked along axis 0 (channel-first, e.g. "
                 f"VecFrameStack + VecTransposeImage), but observation shape {self.obs_shape} has "
                 f"axis 0 not divisible by {frame_stack}; valid: frame_stack=1 or a divisor of {self.obs_shape[:1]}"
@@ -307,7 +309,7 @@ class FrameReplayBuffer(ReplayBuffer):
         expected[back > episode_step] = 0
         if not np.array_equal(stack[k - 1 - back], expected):
             where = "zeros (episode start)" if episode_step == 0 else "the frames stored for the previous steps"
-            raise ValueError(
+            raise Refused(
                 f"{name}(frame_stack={k}): env {env}'s observation of shape {obs.shape} is not a "
                 f"stack of {k} frames of {c} channel(s) whose older frames are {where}. The env must stack "
                 f"frames channel-first along axis 0, oldest first and zero-padded at reset (VecFrameStack("
@@ -315,7 +317,7 @@ class FrameReplayBuffer(ReplayBuffer):
                 f"valid: frame_stack={k} with such an env, or frame_stack=1"
             )
         if not np.array_equal(next_obs[:-c], obs[c:]):
-            raise ValueError(
+            raise Refused(
                 f"{name}(frame_stack={k}): env {env}'s next observation is not its observation "
                 f"shifted by one frame of {c} channel(s) along axis 0; the env does not stack {k} frames "
                 f"channel-first (valid: frame_stack=1, or VecFrameStack(n_stack={k}) + VecTransposeImage)"
@@ -336,7 +338,7 @@ class FrameReplayBuffer(ReplayBuffer):
         ``infos[i]["TimeLimit.truncated"]`` marks time-limit truncations.
         """
         if self._unusable is not None:
-            raise ValueError(self._unusable)
+            raise Refused(self._unusable)
         n_envs, pos, size = self.n_envs, self.pos, self.buffer_size
         obs = np.asarray(obs).reshape((n_envs, *self.obs_shape))
         next_obs = np.asarray(next_obs).reshape((n_envs, *self.obs_shape))
@@ -404,7 +406,7 @@ class FrameReplayBuffer(ReplayBuffer):
         lost = self.frame_stack - 1 if self.full else 0
         upper = (self.buffer_size if self.full else self.pos) - lost
         if upper < 1:
-            raise ValueError(f"{type(self).__name__} is empty: add() a transition before sampling")
+            raise Refused(f"{type(self).__name__} is empty: add() a transition before sampling")
         if lost:  # the oldest stored step is at self.pos
             batch_inds = (np.random.randint(0, upper, size=batch_size) + self.pos + lost) % self.buffer_size
         else:
@@ -638,7 +640,7 @@ def with_algorithm_gamma(algo_class: type, hyperparams: dict[str, Any]) -> dict[
     buffer_kwargs = dict(hyperparams.get("replay_buffer_kwargs") or {})
     given = buffer_kwargs.get("gamma")
     if given is not None and gamma is not None and float(given) != float(gamma):
-        raise ValueError(
+        raise Refused(
             f"replay_buffer_kwargs gamma={given!r} differs from the algorithm's gamma={gamma!r}: the n-step return would "
             f"discount with another gamma than the bootstrap; valid: gamma={gamma!r}, or leave it out (sb3_gap fills it in)"
         )

@@ -68,6 +68,8 @@ from torch.ao.pruning import CubicSL
 from torch.nn.utils import prune
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from sb3_gap.checks import Refused
+
 SPARSE_METHODS = ("static", "gmp", "rigl")
 SPARSE_SCOPES = ("bottleneck", "all")
 MASK = "weight_mask"  # buffer name on each masked layer (torch.nn.utils.prune's convention)
@@ -118,26 +120,26 @@ class SparseConfig:
                 value = given[name]
                 if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (0 if name == "prune_start" else 1):
                     low = "an integer >= 0" if name == "prune_start" else "a positive integer"
-                    raise ValueError(f"{name} must be {low} (gradient updates), got {value!r}")
+                    raise Refused(f"{name} must be {low} (gradient updates), got {value!r}")
                 given[name] = int(value)
         for name, (lo, hi) in (("sparsity", (0.0, 1.0)), ("rigl_drop", (0.0, 1.0))):
             if name in given:
                 value = given[name]
                 if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo < value < hi:
-                    raise ValueError(f"{name} must be a float in ({lo:g}, {hi:g}), got {value!r}")
+                    raise Refused(f"{name} must be a float in ({lo:g}, {hi:g}), got {value!r}")
                 given[name] = float(value)
         config = cls(**given)
         if config.sparse_method not in SPARSE_METHODS:
-            raise ValueError(f"Unknown sparse_method {config.sparse_method!r}; valid choices: {list(SPARSE_METHODS)}")
+            raise Refused(f"Unknown sparse_method {config.sparse_method!r}; valid choices: {list(SPARSE_METHODS)}")
         if config.sparse_scope not in SPARSE_SCOPES:
-            raise ValueError(f"Unknown sparse_scope {config.sparse_scope!r}; valid choices: {list(SPARSE_SCOPES)}")
+            raise Refused(f"Unknown sparse_scope {config.sparse_scope!r}; valid choices: {list(SPARSE_SCOPES)}")
         if config.sparse_method == "gmp":
             if config.prune_end is None:
-                raise ValueError("sparse_method='gmp' needs prune_end (gradient updates; the paper stops pruning at 80% of training)")
+                raise Refused("sparse_method='gmp' needs prune_end (gradient updates; the paper stops pruning at 80% of training)")
             if config.prune_end <= config.prune_start:
-                raise ValueError(f"prune_end={config.prune_end} must exceed prune_start={config.prune_start}")
+                raise Refused(f"prune_end={config.prune_end} must exceed prune_start={config.prune_start}")
         if config.sparse_method == "rigl" and config.rigl_end is None:
-            raise ValueError("sparse_method='rigl' needs rigl_end (gradient updates; Evci et al. stop mask updates at 75% of training)")
+            raise Refused("sparse_method='rigl' needs rigl_end (gradient updates; Evci et al. stop mask updates at 75% of training)")
         return config
 
 

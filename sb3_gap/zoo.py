@@ -46,7 +46,7 @@ import sb3_gap
 from sb3_gap.algo_args import check_algo_args
 from sb3_gap.algos import ALGOS as SB3_GAP_ALGOS
 from sb3_gap.algos import get_algo
-from sb3_gap.checks import check_device
+from sb3_gap.checks import Refused, check_device
 from sb3_gap.envs.atari import is_sb3_gap_atari
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
 from sb3_gap.optim import Kron
@@ -63,7 +63,7 @@ YAML_NAMES: dict[str, Any] = {
 }
 
 
-class HyperparameterError(ValueError):
+class HyperparameterError(Refused):
     """A hyperparameter, ``--device`` or ``--trained-agent`` (its replay) refused by the hook before training
     (``sb3-gap train`` prints it in one line)."""
 

@@ -25,6 +25,8 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
+from sb3_gap.checks import Refused
+
 #: Where the YAML files live in a source checkout (``pip install -e .``): the repository's ``zoo_configs/``.
 ZOO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "zoo_configs"
 
@@ -75,10 +77,10 @@ def replay_ratio_schedule(ratio: Any, n_envs: int = 1) -> tuple[int, int]:
         "e.g. 0.25 = one update every 4 steps as Dopamine, 1, 2)"
     )
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not math.isfinite(float(ratio)) or ratio <= 0:
-        raise ValueError(f"{REPLAY_RATIO}={ratio!r} {what}")
+        raise Refused(f"{REPLAY_RATIO}={ratio!r} {what}")
     frac = Fraction(float(ratio)).limit_denominator(MAX_REPLAY_RATIO_DENOMINATOR)
     if abs(float(frac) - float(ratio)) > 1e-9 * float(ratio):
-        raise ValueError(f"{REPLAY_RATIO}={ratio!r} {what}")
+        raise Refused(f"{REPLAY_RATIO}={ratio!r} {what}")
     per_rollout = frac * int(n_envs)
     return per_rollout.denominator, per_rollout.numerator
 
@@ -102,7 +104,7 @@ def apply_replay_ratio(*layers: dict[str, Any], n_envs: int = 1, names: tuple[st
             clash = [k for k in REPLAY_RATIO_SETS if k in layer]
             if clash:
                 where = f" in {names[i]}" if i < len(names) else ""
-                raise ValueError(
+                raise Refused(
                     f"{REPLAY_RATIO}={layer[REPLAY_RATIO]!r} and {clash} both given{where}: {REPLAY_RATIO} sets "
                     f"{list(REPLAY_RATIO_SETS)}; give one or the other"
                 )
@@ -146,7 +148,7 @@ def parse_kwargs_string(text: str, callables: dict[str, Any] | None = None) -> A
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
-        raise ValueError(f"Cannot parse {text!r} as Python keyword arguments ({e.msg})") from None
+        raise Refused(f"Cannot parse {text!r} as Python keyword arguments ({e.msg})") from None
 
     def value(node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
@@ -167,21 +169,21 @@ def parse_kwargs_string(text: str, callables: dict[str, Any] | None = None) -> A
             if node.func.id == "dict" and len(node.args) == 1:  # dict(mapping, **more), as in dict(policy_kwargs(...), ...)
                 first = value(node.args[0])
                 if not isinstance(first, dict):
-                    raise ValueError(f"dict(...) needs a mapping as its positional argument in {text!r}")
+                    raise Refused(f"dict(...) needs a mapping as its positional argument in {text!r}")
                 kwargs.update(first)
             elif node.args:
-                raise ValueError(f"{node.func.id}(...) takes keyword arguments only in {text!r}")
+                raise Refused(f"{node.func.id}(...) takes keyword arguments only in {text!r}")
             for kw in node.keywords:
                 if kw.arg is None:  # dict(**x) / f(**x): merge a mapping
                     merged = value(kw.value)
                     if not isinstance(merged, dict):
-                        raise ValueError(f"** needs a mapping in {text!r}")
+                        raise Refused(f"** needs a mapping in {text!r}")
                     kwargs.update(merged)
                 else:
                     kwargs[kw.arg] = value(kw.value)
             return allowed[node.func.id](**kwargs)
         what = ast.unparse(node) if hasattr(ast, "unparse") else type(node).__name__
-        raise ValueError(f"{what!r} is not allowed in {text!r}; allowed: literals and keyword calls of {sorted(allowed)}")
+        raise Refused(f"{what!r} is not allowed in {text!r}; allowed: literals and keyword calls of {sorted(allowed)}")
 
     return value(tree.body)
 
@@ -192,7 +194,7 @@ def config_path(algo: str, conf_dir: str | Path | None = None) -> Path:
     path = folder / f"{algo}.yml"
     if not path.is_file():
         have = sorted(p.stem for p in folder.glob("*.yml")) if folder.is_dir() else []
-        raise ValueError(f"No Zoo config for algorithm {algo!r}: {path} does not exist; configs in {folder}: {have}")
+        raise Refused(f"No Zoo config for algorithm {algo!r}: {path} does not exist; configs in {folder}: {have}")
     return path
 
 
@@ -226,7 +228,7 @@ def load_section(algo: str, env_id: str, conf_dir: str | Path | None = None) -> 
         name = "default"
     else:
         close = difflib.get_close_matches(env_id, [k for k in sections if "/" in k or k.endswith(("-v0", "-v1", "-v4", "-v5"))], n=5, cutoff=0.5)
-        raise ValueError(f"No section for env {env_id!r} in {path} (and no 'atari'/'default' that applies); close keys: {close}")
+        raise Refused(f"No section for env {env_id!r} in {path} (and no 'atari'/'default' that applies); close keys: {close}")
     return name, dict(sections[name])
 
 
@@ -267,14 +269,14 @@ def resolve_section(algo: str, env_id: str, conf_dir: str | Path | None = None) 
     if isinstance(pk, str):
         pk = parse_kwargs_string(pk)
     if not isinstance(pk, dict):
-        raise ValueError(f"policy_kwargs in {config_path(algo, conf_dir)}:{name} must be a dict, got {pk!r}")
+        raise Refused(f"policy_kwargs in {config_path(algo, conf_dir)}:{name} must be a dict, got {pk!r}")
     network = dict(pk.get("features_extractor_kwargs", {}))
     policy_extra = {k: v for k, v in pk.items() if k not in NETWORK_KEYS}
     where = f"{config_path(algo, conf_dir)}:{name}"
     buffer_class = section.get("replay_buffer_class")
     if isinstance(buffer_class, str):
         if buffer_class.strip() not in REPLAY_BUFFER_CLASS_NAMES:
-            raise ValueError(f"replay_buffer_class {buffer_class!r} in {where} is not one of {list(REPLAY_BUFFER_CLASS_NAMES)}")
+            raise Refused(f"replay_buffer_class {buffer_class!r} in {where} is not one of {list(REPLAY_BUFFER_CLASS_NAMES)}")
         from sb3_gap.replay import FrameReplayBuffer
 
         section["replay_buffer_class"] = FrameReplayBuffer
@@ -309,6 +311,6 @@ def materialize(kwargs: dict[str, Any]) -> dict[str, Any]:
             except ValueError:
                 start = None
             if kind != "lin" or start is None:
-                raise ValueError(f"{key}={value!r}: schedules must be written lin_<float> (e.g. lin_2.5e-4)")
+                raise Refused(f"{key}={value!r}: schedules must be written lin_<float> (e.g. lin_2.5e-4)")
             out[key] = LinearSchedule(start, 0.0, 1.0)
     return out

@@ -33,6 +33,7 @@ from typing import Any
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
+from sb3_gap.checks import Refused
 from sb3_gap.diagnostics.layers import find_head_consumers, neuron_layers
 from sb3_gap.diagnostics.metrics import (
     DEFAULT_TAU,
@@ -48,7 +49,7 @@ from sb3_gap.params import find_extractor, parameter_report
 
 def check_every(every: int) -> int:
     if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
-        raise ValueError(f"every must be a positive integer (gradient updates between checks, e.g. 1000), got {every!r}")
+        raise Refused(f"every must be a positive integer (gradient updates between checks, e.g. 1000), got {every!r}")
     return every
 
 
@@ -138,7 +139,7 @@ class DiagnosticsCallback(UpdateScheduledCallback):
         taus = [tau] if isinstance(tau, (int, float)) else list(tau)
         self.taus = [check_tau(t) for t in taus]
         if not self.taus:
-            raise ValueError(f"tau must be a number >= 0 or a non-empty list of them, got {tau!r}")
+            raise Refused(f"tau must be a number >= 0 or a non-empty list of them, got {tau!r}")
         self.per_layer = per_layer
         self.history: list[dict[str, float]] = []
 

@@ -15,7 +15,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_gap.checks import check_device
+from sb3_gap.checks import Refused, check_device
 from sb3_gap.diagnostics.metrics import decision_values, prepare_input
 
 
@@ -37,7 +37,7 @@ def grad_cam(model: object, obs: np.ndarray | th.Tensor, action: int | np.ndarra
     """
     extractor, policy, obs_t = prepare_input(model, obs)
     if policy is None:
-        raise ValueError("grad_cam needs an SB3 model or policy (it explains an action), got a bare ConvExtractor")
+        raise Refused("grad_cam needs an SB3 model or policy (it explains an action), got a bare ConvExtractor")
     maps: list[th.Tensor] = []
 
     def keep(_m: nn.Module, _inp: tuple, out: th.Tensor) -> None:
@@ -77,7 +77,7 @@ def frame_image(obs: np.ndarray, channels_first: bool = True, reduce: str = "max
         trail) or ``"last"`` (the newest frame of a stack)
     """
     if reduce not in ("max", "last"):
-        raise ValueError(f"Unknown frame reduce {reduce!r}; valid choices: ['last', 'max']")
+        raise Refused(f"Unknown frame reduce {reduce!r}; valid choices: ['last', 'max']")
     img = np.asarray(obs, dtype=np.float32)
     img = img if channels_first else np.moveaxis(img, -1, 0)
     if img.shape[0] == 3:
@@ -202,7 +202,7 @@ def _check_env_id(env_id: str) -> None:
         gym.spec(env_id)
     except gym.error.Error as e:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
-        raise ValueError(f"Unknown env id {env_id!r} ({e}); close registered ids: {close}") from None
+        raise Refused(f"Unknown env id {env_id!r} ({e}); close registered ids: {close}") from None
 
 
 def _observation_from_env(model: object, env_id: str, steps: int, seed: int, env_kwargs: dict | None = None) -> np.ndarray:
@@ -223,9 +223,9 @@ def _observation_from_env(model: object, env_id: str, steps: int, seed: int, env
         if venv.observation_space.shape != space.shape and not is_vecenv_wrapped(venv, VecTransposeImage):
             venv = VecTransposeImage(venv)
         if venv.observation_space.shape != space.shape:
-            raise ValueError(f"Env {env_id!r} gives observations of shape {venv.observation_space.shape}, the model expects {space.shape}")
+            raise Refused(f"Env {env_id!r} gives observations of shape {venv.observation_space.shape}, the model expects {space.shape}")
         if venv.action_space != actions:
-            raise ValueError(
+            raise Refused(
                 f"Env {env_id!r} has actions {venv.action_space}, the model {actions}: it was trained on another env "
                 "(or with other env_kwargs); pass the env it was trained on"
             )
@@ -279,27 +279,27 @@ def _run(args: argparse.Namespace) -> None:
         check_env_id_form(args.env)
     path = Path(args.model)
     if not path.is_file():
-        raise ValueError(f"model file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        raise Refused(f"model file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     env_id, env_kwargs, source = recorded_env(path)
     if args.env and env_id and args.env != env_id:
-        raise ValueError(f"{path.name} was trained on {env_id!r} (recorded in {source}), not on --env {args.env!r}; pass --env {env_id}")
+        raise Refused(f"{path.name} was trained on {env_id!r} (recorded in {source}), not on --env {args.env!r}; pass --env {env_id}")
     if not args.env and not args.obs:
         if env_id is None:
-            raise ValueError(f"pass --env <id> or --obs <file.npy>: {path.name}'s folder records no env")
+            raise Refused(f"pass --env <id> or --obs <file.npy>: {path.name}'s folder records no env")
         args.env = env_id
     if args.env:
         _check_env_id(args.env)
     check_device(args.device, "--device")
     held = saved_algos(path)
     if held is not None and args.algo not in held[0]:
-        raise ValueError(
+        raise Refused(
             f"{path.name} holds a {' or '.join(held[0])} model (policy {held[1]}), not the --algo {args.algo} given: pass --algo {held[0][0]}"
         )
     th.set_num_threads(max(1, min(th.get_num_threads(), 2)))
     try:
         model = get_algo(args.algo).load(str(path), device=args.device)
     except (zipfile.BadZipFile, KeyError, EOFError) as e:
-        raise ValueError(f"{path} is not a model saved by {args.algo} ({type(e).__name__}: {e})") from None
+        raise Refused(f"{path} is not a model saved by {args.algo} ({type(e).__name__}: {e})") from None
     if args.env:
         obs = _observation_from_env(model, args.env, args.steps, args.seed, env_kwargs if args.env == env_id else None)
     else:
@@ -309,9 +309,9 @@ def _run(args: argparse.Namespace) -> None:
         elif obs.shape[1:] == model.observation_space.shape:
             obs = obs[0]
         else:
-            raise ValueError(f"--obs has shape {obs.shape}, the model expects {model.observation_space.shape}")
+            raise Refused(f"--obs has shape {obs.shape}, the model expects {model.observation_space.shape}")
     if args.action is not None and hasattr(model.action_space, "n") and not 0 <= args.action < int(model.action_space.n):
-        raise ValueError(f"--action {args.action} is not an action of the model ({model.action_space}); valid: 0..{int(model.action_space.n) - 1}")
+        raise Refused(f"--action {args.action} is not an action of the model ({model.action_space}); valid: 0..{int(model.action_space.n) - 1}")
     cam = grad_cam(model, obs[None], action=args.action)[0]
     with th.no_grad():
         obs_t, _ = model.policy.obs_to_tensor(obs[None])

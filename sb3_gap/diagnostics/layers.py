@@ -35,6 +35,7 @@ import torch as th
 from torch import nn
 
 from sb3_gap.bottlenecks import BOTTLENECKS, Bottleneck, DenseBottleneck, ExpertLinear, MultiSkipResidual
+from sb3_gap.checks import Refused
 from sb3_gap.encoders import ResidualBlock
 from sb3_gap.extractor import ConvExtractor
 from sb3_gap.rainbow.policies import NoisyLinear
@@ -177,7 +178,7 @@ def _into_bottleneck(neck: nn.Module, in_shape: tuple[int, int, int]) -> list[Pa
     (:meth:`sb3_gap.bottlenecks.Bottleneck.channel_weights`)."""
     declared = getattr(type(neck), "channel_weights", None)
     if declared is None or declared is Bottleneck.channel_weights:
-        raise ValueError(
+        raise Refused(
             f"Bottleneck {type(neck).__name__} declares no channel_weights (the weights that read channel c of φ), so "
             f"φ's last neurons cannot be measured; registered bottlenecks: {sorted(BOTTLENECKS)}"
         )

@@ -25,6 +25,7 @@ import numpy as np
 import torch as th
 from torch import nn
 
+from sb3_gap.checks import Refused
 from sb3_gap.diagnostics.layers import GROUPS, NeuronLayer, neuron_layers
 from sb3_gap.extractor import ConvExtractor
 from sb3_gap.params import find_extractor, parameter_report
@@ -36,7 +37,7 @@ DEFAULT_TAU = 0.001
 def check_tau(tau: float) -> float:
     """Validate a dormancy threshold: a finite number >= 0."""
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau < 0:
-        raise ValueError(f"tau must be a number >= 0 (e.g. 0, 0.001 as in the paper, 0.025, 0.1), got {tau!r}")
+        raise Refused(f"tau must be a number >= 0 (e.g. 0, 0.001 as in the paper, 0.025, 0.1), got {tau!r}")
     return float(tau)
 
 
@@ -49,7 +50,7 @@ def check_groups(groups: Iterable[str] | None) -> tuple[str, ...]:
     groups = tuple(groups)
     bad = [g for g in groups if g not in GROUPS]
     if bad or not groups:
-        raise ValueError(f"Unknown module name(s) {bad if bad else groups!r}; valid choices: {list(GROUPS)}")
+        raise Refused(f"Unknown module name(s) {bad if bad else groups!r}; valid choices: {list(GROUPS)}")
     return groups
 
 
@@ -261,8 +262,8 @@ def decision_values(policy: Any, obs: th.Tensor) -> th.Tensor:
         dist = policy.get_distribution(obs).distribution
         if isinstance(dist, th.distributions.Categorical):
             return dist.logits
-        raise ValueError(f"decision_values needs a discrete (Categorical) action distribution, got {type(dist).__name__}")
-    raise ValueError(f"Unsupported policy {type(policy).__name__}: expected a DQN, QR-DQN, Rainbow or actor-critic policy")
+        raise Refused(f"decision_values needs a discrete (Categorical) action distribution, got {type(dist).__name__}")
+    raise Refused(f"Unsupported policy {type(policy).__name__}: expected a DQN, QR-DQN, Rainbow or actor-critic policy")
 
 
 def greedy_value_loss(outputs: th.Tensor) -> th.Tensor:

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch as th
 
+from sb3_gap.checks import Refused
 from sb3_gap.diagnostics.layers import NeuronLayer, fresh_values
 
 
 def check_outgoing_scale(scale: float) -> float:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or not 0.0 <= scale <= 1.0:
-        raise ValueError(f"outgoing_scale must be a number in [0, 1] (0 = ReDo's zeroing), got {scale!r}")
+        raise Refused(f"outgoing_scale must be a number in [0, 1] (0 = ReDo's zeroing), got {scale!r}")
     return float(scale)
 
 

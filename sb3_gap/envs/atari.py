@@ -41,6 +41,8 @@ from stable_baselines3.common.atari_wrappers import ClipRewardEnv, EpisodicLifeE
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
+from sb3_gap.checks import Refused
+
 # Frames per agent step (AtariPreprocessing's frame_skip) and the per-episode frame cap.
 FRAME_SKIP = 4
 MAX_FRAMES = 108_000
@@ -115,7 +117,7 @@ ATARI_GAMES: dict[str, str] = {_game_name(r): r for r in _rom_ids()}
 
 def _check_protocol(protocol: str) -> AtariProtocol:
     if protocol not in ATARI_PROTOCOLS:
-        raise ValueError(f"Unknown Atari protocol {protocol!r}; valid choices: {sorted(ATARI_PROTOCOLS)}")
+        raise Refused(f"Unknown Atari protocol {protocol!r}; valid choices: {sorted(ATARI_PROTOCOLS)}")
     return ATARI_PROTOCOLS[protocol]
 
 
@@ -125,7 +127,7 @@ def _check_game(game: str) -> str:
     if rom not in ATARI_GAMES.values():
         if not ATARI_GAMES:
             raise ImportError("No Atari ROMs found: install ale-py>=0.9 (ROMs included): pip install 'ale-py>=0.9'")
-        raise ValueError(f"Unknown Atari game {game!r}; valid games: {sorted(ATARI_GAMES)}")
+        raise Refused(f"Unknown Atari game {game!r}; valid games: {sorted(ATARI_GAMES)}")
     return rom
 
 
@@ -155,7 +157,7 @@ def make_atari(
     spec = _check_protocol(protocol)
     rom = _check_game(game)
     if isinstance(frame_stack, bool) or not isinstance(frame_stack, int) or frame_stack < 1:
-        raise ValueError(f"frame_stack must be a positive integer (1, or 4 without VecFrameStack), got {frame_stack!r}")
+        raise Refused(f"frame_stack must be a positive integer (1, or 4 without VecFrameStack), got {frame_stack!r}")
     import ale_py
 
     gym.register_envs(ale_py)
@@ -235,7 +237,7 @@ def make_atari_vec_env(
     :return: A ``VecEnv`` with ``(frame_stack, 84, 84)`` uint8 observations
     """
     if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
-        raise ValueError(f"n_envs must be a positive integer (the number of parallel games, e.g. 1 or 8), got {n_envs!r}")
+        raise Refused(f"n_envs must be a positive integer (the number of parallel games, e.g. 1 or 8), got {n_envs!r}")
     n_envs = int(n_envs)
     spec = _check_protocol(protocol)
     if backend == "gymnasium":
@@ -269,7 +271,7 @@ def make_atari_vec_env(
         options.update(kwargs)
         venv = EnvPoolVecEnv(task, n_envs, seed=0 if seed is None else seed, **options)
     else:
-        raise ValueError(f"Unknown backend {backend!r}; valid choices: ['envpool', 'gymnasium']")
+        raise Refused(f"Unknown backend {backend!r}; valid choices: ['envpool', 'gymnasium']")
     return VecFrameStack(venv, frame_stack) if frame_stack > 1 else venv
 
 

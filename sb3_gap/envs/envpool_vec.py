@@ -24,6 +24,8 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from sb3_gap.checks import Refused
+
 QT_FIX = "apt-get update && apt-get install -y libqt5gui5"
 
 
@@ -68,7 +70,7 @@ class EnvPoolVecEnv(VecEnv):
 
     def __init__(self, task_id: str, n_envs: int = 1, seed: int = 0, **envpool_kwargs: Any) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-            raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+            raise Refused(f"n_envs must be a positive integer, got {n_envs!r}")
         self.task_id = task_id
         self.pool = envpool_make(task_id, num_envs=n_envs, batch_size=n_envs, seed=seed, **envpool_kwargs)
         super().__init__(n_envs, self.pool.observation_space, self.pool.action_space)

@@ -14,6 +14,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_gap.checks import Refused
+
 MINATAR_GAMES = {"Asterix": "asterix", "Breakout": "breakout", "Freeway": "freeway", "Seaquest": "seaquest", "SpaceInvaders": "space_invaders"}
 
 
@@ -42,7 +44,7 @@ def make_minatar(game: str, use_minimal_action_set: bool = True, **kwargs: Any) 
     """
     name = MINATAR_GAMES.get(game, game)
     if name not in MINATAR_GAMES.values():
-        raise ValueError(f"Unknown MinAtar game {game!r}; valid games: {sorted(MINATAR_GAMES)}")
+        raise Refused(f"Unknown MinAtar game {game!r}; valid games: {sorted(MINATAR_GAMES)}")
     try:
         from minatar.gym import BaseEnv
     except ImportError as e:  # pragma: no cover - minatar is an install requirement

@@ -22,6 +22,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from sb3_gap.checks import Refused
 from sb3_gap.envs.envpool_vec import EnvPoolVecEnv, envpool_make
 
 # Game name -> envpool's name stem ("Bigfish" -> "BigfishEasy-v0" / "BigfishHard-v0").
@@ -40,9 +41,9 @@ def procgen_task_id(game: str, distribution_mode: str = "easy") -> str:
     """
     title = game.title() if isinstance(game, str) else game
     if title not in PROCGEN_GAMES:
-        raise ValueError(f"Unknown Procgen game {game!r}; valid games: {PROCGEN_GAMES}")
+        raise Refused(f"Unknown Procgen game {game!r}; valid games: {PROCGEN_GAMES}")
     if distribution_mode not in DISTRIBUTION_MODES:
-        raise ValueError(f"Unknown Procgen distribution_mode {distribution_mode!r}; valid choices (envpool): {list(DISTRIBUTION_MODES)}")
+        raise Refused(f"Unknown Procgen distribution_mode {distribution_mode!r}; valid choices (envpool): {list(DISTRIBUTION_MODES)}")
     return f"{title}{distribution_mode.title()}-v0"
 
 
@@ -59,14 +60,14 @@ def envpool_seed(seed: int) -> int:
     :return: The seed in ``[0, 2**31)``; seeds below ``2**31`` are unchanged
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+        raise Refused(f"seed must be an integer, got {seed!r}")
     return int(seed) % ENVPOOL_SEED_RANGE
 
 
 def _check_levels(num_levels: int, start_level: int) -> None:
     for name, value in (("num_levels", num_levels), ("start_level", start_level)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0 (num_levels=0: all levels), got {value!r}")
+            raise Refused(f"{name} must be an integer >= 0 (num_levels=0: all levels), got {value!r}")
 
 
 class ProcgenEnv(gym.Env):

@@ -23,6 +23,7 @@ import numpy as np
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack
 
+from sb3_gap.checks import Refused
 from sb3_gap.envs.atari import is_sb3_gap_atari, make_atari_vec_env
 from sb3_gap.envs.scores import ATARI_HUMAN, ATARI_RANDOM, PROCGEN_MIN_MAX
 
@@ -49,7 +50,7 @@ class EpsilonGreedyActions(VecEnvWrapper):
     def __init__(self, venv: VecEnv, epsilon: float, seed: int | None = None) -> None:
         super().__init__(venv)
         if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
+            raise Refused(f"epsilon must be in [0, 1], got {epsilon!r}")
         self.epsilon = epsilon
         self.rng = np.random.default_rng(seed)
 
@@ -101,7 +102,7 @@ def _no_zoo_env_settings(factory: Callable[[str, int, int, bool], VecEnv]) -> En
     # the Zoo's atari sections list in env_wrapper/frame_stack; other env kwargs have no place there.
     def make(env_id: str, n_envs: int, seed: int, training: bool, env_kwargs: dict[str, Any] | None = None, env_wrapper: Any = None) -> VecEnv:
         if env_kwargs:
-            raise ValueError(f"env_kwargs {env_kwargs!r} are not supported for the Atari id {env_id!r} (its protocol fixes the env)")
+            raise Refused(f"env_kwargs {env_kwargs!r} are not supported for the Atari id {env_id!r} (its protocol fixes the env)")
         return factory(env_id, n_envs, seed, training)
 
     make.__name__ = factory.__name__
@@ -260,6 +261,6 @@ def load_reference(path: str | Path) -> dict[str, tuple[float, float]]:
     for env_id, pair in data.items():
         finite = isinstance(pair, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
         if not (finite and len(pair) == 2 and pair[1] != pair[0]):
-            raise ValueError(f"Reference for {env_id!r} in {path} must be [low, high], two finite numbers with low != high, got {pair!r}")
+            raise Refused(f"Reference for {env_id!r} in {path} must be [low, high], two finite numbers with low != high, got {pair!r}")
         table[env_id] = (float(pair[0]), float(pair[1]))
     return table

@@ -26,6 +26,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_sb3 import EnvironmentName, ModelName
 
+from sb3_gap.checks import Refused
+
 logger = logging.getLogger("sb3_gap.hub")
 
 
@@ -61,7 +63,7 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.
 _TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9]{8,}")
 
 
-class HubError(RuntimeError):
+class HubError(Refused):
     """A Hub operation failed; the message says what went wrong and how to fix it. No token is ever in it."""
 
 
@@ -139,7 +141,7 @@ def read_text(path: str | os.PathLike[str]) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(
+        raise Refused(
             f"{Path(path).name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): a corrupt download or another kind of file"
         ) from None
 
@@ -175,7 +177,7 @@ def check_nesting(value: Any, name: str) -> None:
 def check_repo_id(repo_id: str) -> None:
     """Refuse a ``repo_id`` that is not ``<user or org>/<name>`` before any request is made."""
     if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
-        raise ValueError(f"repo_id must look like '<user or org>/<name>' (letters, digits, '-', '_', '.'), got {repo_id!r}")
+        raise Refused(f"repo_id must look like '<user or org>/<name>' (letters, digits, '-', '_', '.'), got {repo_id!r}")
 
 
 def resolve_endpoint(endpoint: str | None) -> str:
@@ -207,9 +209,9 @@ def check_archive(path: str | os.PathLike[str], name: str, max_bytes: int, verif
             members = archive.infolist()
             total = sum(m.file_size for m in members)
             if total > max_bytes:
-                raise ValueError(f"{name} unpacks to {total:,} bytes, more than the {max_bytes:,} allowed; refused before unpacking")
+                raise Refused(f"{name} unpacks to {total:,} bytes, more than the {max_bytes:,} allowed; refused before unpacking")
             if total > 2**20 and total > MAX_ARCHIVE_RATIO * max(packed, 1):
-                raise ValueError(
+                raise Refused(
                     f"{name} unpacks {packed:,} bytes to {total:,} (x{total / max(packed, 1):,.0f}), more than x{MAX_ARCHIVE_RATIO} "
                     "(sb3_gap.hub.common.MAX_ARCHIVE_RATIO): a zip bomb; refused before unpacking"
                 )
@@ -219,5 +221,5 @@ def check_archive(path: str | os.PathLike[str], name: str, max_bytes: int, verif
                         while f.read(2**20):
                             pass
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as e:
-        raise ValueError(f"{name} is not a valid zip archive ({_first_line(e)}): corrupt or truncated download") from None
+        raise Refused(f"{name} is not a valid zip archive ({_first_line(e)}): corrupt or truncated download") from None
     return members

@@ -17,6 +17,8 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import TrainFreq
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
+from sb3_gap.checks import Refused
+
 _CLASS_KEY = "__class__"
 _SAFE_CLASSES: dict[str, type] = {}
 
@@ -36,7 +38,7 @@ def register_safe_class(cls: type) -> str:
     :return: The name it is written under
     """
     if not isinstance(cls, type):
-        raise ValueError(f"register_safe_class expects a class, got {cls!r}")
+        raise Refused(f"register_safe_class expects a class, got {cls!r}")
     _SAFE_CLASSES[_class_name(cls)] = cls
     return _class_name(cls)
 
@@ -91,7 +93,7 @@ def safe_classes() -> dict[str, type]:
 # ----------------------------------------------------------------------------------------------
 
 
-class NotPlainData(ValueError):
+class NotPlainData(Refused):
     """A value that cannot be written as plain data (it would need pickle)."""
 
 
@@ -146,7 +148,7 @@ def decode_plain(value: Any, where: str = "value") -> Any:
         if set(value) == {_CLASS_KEY}:
             name = value[_CLASS_KEY]
             if name not in safe_classes():
-                raise ValueError(
+                raise Refused(
                     f"{where} names the class {name!r}, which is not registered for pickle-free loading; "
                     f"registered: {sorted(safe_classes())}. If you trust it, register it with "
                     "sb3_gap.hub.register_safe_class(cls)."
@@ -157,7 +159,7 @@ def decode_plain(value: Any, where: str = "value") -> Any:
         if set(value) == {"__float__"}:
             text = value["__float__"]
             if text not in ("inf", "-inf", "nan"):
-                raise ValueError(f"{where}: bad float {text!r}; valid: 'inf', '-inf', 'nan'")
+                raise Refused(f"{where}: bad float {text!r}; valid: 'inf', '-inf', 'nan'")
             return float(text)
         return {k: decode_plain(v, f"{where}.{k}") for k, v in value.items()}
     return value
@@ -195,7 +197,7 @@ def space_from_plain(data: dict[str, Any]) -> spaces.Space:
     if kind == "Box":
         dtype = np.dtype(data["dtype"])
         if dtype.kind not in "biuf":
-            raise ValueError(f"Box dtype {data['dtype']!r} is not numeric")
+            raise Refused(f"Box dtype {data['dtype']!r} is not numeric")
         shape = tuple(int(s) for s in data["shape"])
         low = np.broadcast_to(np.asarray(decode_plain(data["low"]), dtype=dtype), shape)
         high = np.broadcast_to(np.asarray(decode_plain(data["high"]), dtype=dtype), shape)
@@ -206,4 +208,4 @@ def space_from_plain(data: dict[str, Any]) -> spaces.Space:
         return spaces.MultiDiscrete(np.asarray(data["nvec"], dtype=np.int64), start=np.asarray(data.get("start", 0), dtype=np.int64))
     if kind == "MultiBinary":
         return spaces.MultiBinary(data["n"])
-    raise ValueError(f"Unknown space type {kind!r}; valid: ['Box', 'Discrete', 'MultiBinary', 'MultiDiscrete']")
+    raise Refused(f"Unknown space type {kind!r}; valid: ['Box', 'Discrete', 'MultiBinary', 'MultiDiscrete']")

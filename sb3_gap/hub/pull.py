@@ -24,7 +24,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_gap.algos import ALGOS, get_algo
-from sb3_gap.checks import check_env_id_form, check_int
+from sb3_gap.checks import Refused, check_env_id_form, check_int
 from sb3_gap.files import write_error
 from sb3_gap.hub import safe
 from sb3_gap.hub.common import (
@@ -197,7 +197,7 @@ def load_from_hub(
         if not allow_pickle:
             raise _refuse_pickle(repo_id)
         if algo is None:
-            raise ValueError(f"algo is required to load a zip-only repository; valid choices: {sorted(ALGOS)}")
+            raise Refused(f"algo is required to load a zip-only repository; valid choices: {sorted(ALGOS)}")
         cls = get_algo(algo)
         name = _zip_name(dl, algo.lower(), env_id)
         path = dl.get(name)
@@ -279,12 +279,12 @@ def pull_from_hub(
             check_env_id_form(config["env_id"], safe.CONFIG_FILE)  # a download never chooses where the pull writes
         for given, stored, what in ((algo, config["algo"], "algo"), (env_id, config.get("env_id"), "env")):
             if given is not None and stored is not None and given.lower() != str(stored).lower():
-                raise ValueError(f"--{what} {given!r} does not match the repository's {what} {stored!r}")
+                raise Refused(f"--{what} {given!r} does not match the repository's {what} {stored!r}")
         algo, env_id = config["algo"], env_id or config.get("env_id")
     elif not allow_pickle:
         raise _refuse_pickle(repo_id)
     if algo is None or env_id is None:
-        raise ValueError("algo and env_id are required for a repository without sb3_gap.json (--algo, --env)")
+        raise Refused("algo and env_id are required for a repository without sb3_gap.json (--algo, --env)")
     algo = algo.lower()
     get_algo(algo)
     env_name = EnvironmentName(env_id)

@@ -36,7 +36,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecVideoRecorder
 
 from sb3_gap.algos import ALGOS, get_algo
-from sb3_gap.checks import check_env_id_form, check_int
+from sb3_gap.checks import Refused, check_env_id_form, check_int
 from sb3_gap.files import write_error
 from sb3_gap.hub import safe
 from sb3_gap.hub.card import build_card
@@ -140,7 +140,7 @@ def _saved_hyperparams(params_path: str) -> tuple[dict[str, Any], str | None]:
     if config_file.is_file():
         loaded = load_zoo_yaml(config_file, allow_aliases=True) or {}  # a local run: aliases are fine
         if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file} must hold a mapping of hyperparameters, got {type(loaded).__name__}")
+            raise Refused(f"{config_file} must hold a mapping of hyperparameters, got {type(loaded).__name__}")
         hyperparams: dict[str, Any] = dict(loaded)
         hyperparams["normalize"] = hyperparams.get("normalize", False)
     else:
@@ -150,7 +150,7 @@ def _saved_hyperparams(params_path: str) -> tuple[dict[str, Any], str | None]:
         if isinstance(normalize, str):
             kwargs = parse_kwargs_string(normalize)
             if not isinstance(kwargs, dict):
-                raise ValueError(f"{config_file}: normalize = {normalize!r} must give keyword arguments of VecNormalize")
+                raise Refused(f"{config_file}: normalize = {normalize!r} must give keyword arguments of VecNormalize")
             normalize_kwargs = dict(kwargs, norm_reward=False)
         elif isinstance(normalize, dict):
             normalize_kwargs = dict(normalize)
@@ -179,13 +179,13 @@ def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_be
     # command line's --env-kwargs of the training run when it gave some.
     section_kwargs = hyperparams.get("env_kwargs")
     if section_kwargs is not None and not isinstance(section_kwargs, dict):
-        raise ValueError(f"{params_path}/{CONFIG_YML}: env_kwargs must be a mapping, got {section_kwargs!r}")
+        raise Refused(f"{params_path}/{CONFIG_YML}: env_kwargs must be a mapping, got {section_kwargs!r}")
     env_kwargs: dict[str, Any] = dict(section_kwargs or {})
     args_path = Path(params_path) / ARGS_YML
     if args_path.is_file():
         loaded = load_zoo_yaml(args_path, allow_aliases=True)  # never yaml.UnsafeLoader: a run folder may come from anywhere
         if not isinstance(loaded, dict):
-            raise ValueError(f"{args_path} must hold a mapping of the run's arguments, got {type(loaded).__name__}")
+            raise Refused(f"{args_path} must hold a mapping of the run's arguments, got {type(loaded).__name__}")
         if loaded.get("env_kwargs") is not None:
             env_kwargs = dict(loaded["env_kwargs"])
     # The user's own checkpoint (not a download): SB3's loader is the right tool. a small buffer as in
@@ -324,9 +324,9 @@ def push_to_hub(
     check_repo_id(repo_id)
     check_int("n_eval_episodes", n_eval_episodes)
     if algo is not None and algo.lower() not in ALGOS:
-        raise ValueError(f"Unknown algorithm {algo!r}; valid choices: {sorted(ALGOS)}")
+        raise Refused(f"Unknown algorithm {algo!r}; valid choices: {sorted(ALGOS)}")
     if env_id is None:
-        raise ValueError("env_id is required (the Gymnasium id the agent plays, e.g. 'MinAtar/Breakout-v1')")
+        raise Refused("env_id is required (the Gymnasium id the agent plays, e.g. 'MinAtar/Breakout-v1')")
     check_env_id_form(env_id)  # names the run folder read and the files pushed: never a path
     endpoint = resolve_endpoint(endpoint)
     token = token or huggingface_hub.get_token()
@@ -340,7 +340,7 @@ def push_to_hub(
     if isinstance(source, BaseAlgorithm):
         name = safe.algo_name(source)
         if algo is not None and algo.lower() != name:
-            raise ValueError(f"algo={algo!r} does not match the model's class {type(source).__name__} ({name!r})")
+            raise Refused(f"algo={algo!r} does not match the model's class {type(source).__name__} ({name!r})")
         plain = safe.model_to_plain(source, env_id)
         src = _Source(
             model=source,
@@ -356,7 +356,7 @@ def push_to_hub(
         )
     else:
         if algo is None:
-            raise ValueError(f"algo is required to push a Zoo folder; valid choices: {sorted(ALGOS)}")
+            raise Refused(f"algo is required to push a Zoo folder; valid choices: {sorted(ALGOS)}")
         check_int("exp_id (--exp-id)", exp_id, 0, example="0 for the latest run, 1, 2")
         src = _zoo_source(source, algo.lower(), env_id, exp_id, load_best, device)
 

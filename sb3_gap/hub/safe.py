@@ -31,6 +31,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 import sb3_gap
 from sb3_gap.algos import ALGOS, get_algo
+from sb3_gap.checks import Refused
 from sb3_gap.hub.common import check_nesting, nesting_error, read_text
 from sb3_gap.hub.plain import NotPlainData, decode_plain, encode_plain, space_from_plain, space_to_plain
 
@@ -76,7 +77,7 @@ def algo_name(model: BaseAlgorithm) -> str:
         module, cls = target.split(":")
         if type(model).__module__.startswith(module) and type(model).__name__ == cls:
             return name
-    raise ValueError(f"{type(model).__name__} is not a registered algorithm; valid choices: {sorted(ALGOS)}")
+    raise Refused(f"{type(model).__name__} is not a registered algorithm; valid choices: {sorted(ALGOS)}")
 
 
 def policy_alias(model: BaseAlgorithm) -> str:
@@ -166,13 +167,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
     try:
         config = json.loads(read_text(path))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{name} is not JSON ({e.msg} at line {e.lineno} column {e.colno}): a corrupt download or another kind of file") from None
+        raise Refused(f"{name} is not JSON ({e.msg} at line {e.lineno} column {e.colno}): a corrupt download or another kind of file") from None
     except RecursionError:  # the JSON parser recurses into nested arrays and objects
         raise nesting_error(name) from None
     check_nesting(config, name)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{path} is not an sb3_gap Hub config: format {found!r}, expected {FORMAT!r}")
+        raise Refused(f"{path} is not an sb3_gap Hub config: format {found!r}, expected {FORMAT!r}")
     return config
 
 
@@ -209,30 +210,30 @@ def weight_shapes(weights: str | Path) -> dict[str, tuple[int, ...]]:
             return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (and OSError) for bad files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{Path(weights).name} is not a valid safetensors file ({first}): corrupt or truncated download") from None
+        raise Refused(f"{Path(weights).name} is not a valid safetensors file ({first}): corrupt or truncated download") from None
 
 
 def _space_elements(data: Any, where: str) -> int:
     """Elements of a plain space (before it is built), bounded by :data:`MAX_OBS_ELEMENTS`."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+        raise Refused(f"{where} must be a mapping, got {type(data).__name__}")
     if data.get("type") == "Box":
         shape = data.get("shape")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
-            raise ValueError(f"{where} has shape {shape!r}; it must be a list of positive integers")
+            raise Refused(f"{where} has shape {shape!r}; it must be a list of positive integers")
         size = math.prod(shape)
     elif data.get("type") == "MultiBinary":
         n = data.get("n")
         dims = n if isinstance(n, list) else [n]
         if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
-            raise ValueError(f"{where} has n {n!r}; it must be a positive integer or a list of them")
+            raise Refused(f"{where} has n {n!r}; it must be a positive integer or a list of them")
         size = math.prod(dims)
     elif data.get("type") == "MultiDiscrete":
         size = len(np.ravel(np.asarray(data.get("nvec", []), dtype=object)))
     else:
         size = 1
     if size > MAX_OBS_ELEMENTS:
-        raise ValueError(
+        raise Refused(
             f"{where} of shape {data.get('shape', data.get('n'))} has {size:,} elements, more than the {MAX_OBS_ELEMENTS:,} "
             "a downloaded config may declare (sb3_gap.hub.safe.MAX_OBS_ELEMENTS); refused before allocating"
         )
@@ -288,13 +289,13 @@ def _check_against_weights(model: BaseAlgorithm, stored: dict[str, tuple[int, ..
     for names, shape in groups:
         present = sorted(names & set(stored))
         if not present:
-            raise ValueError(
+            raise Refused(
                 f"{CONFIG_FILE} builds a network with tensor {sorted(names)[0]!r} {list(shape)}, which {Path(weights).name} "
                 "does not have: the config and the weights belong to different models"
             )
         for name in present:
             if stored[name] != shape:
-                raise ValueError(
+                raise Refused(
                     f"{Path(weights).name} has {name!r} of shape {list(stored[name])}, but {CONFIG_FILE} builds {list(shape)}: "
                     "the config and the weights belong to different models (e.g. another width_scale or n_atoms)"
                 )
@@ -302,7 +303,7 @@ def _check_against_weights(model: BaseAlgorithm, stored: dict[str, tuple[int, ..
     extra = sorted(set(stored) - built)
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise ValueError(
+        raise Refused(
             f"{Path(weights).name} holds tensor {extra[0]!r} {list(stored[extra[0]])}{more}, which the network {CONFIG_FILE} "
             "describes does not build: the config and the weights belong to different models, or the file was altered"
         )
@@ -318,7 +319,7 @@ def _check_buffer_size(model: BaseAlgorithm, obs_elements: int) -> None:
     else:
         return
     if slots * obs_elements > MAX_BUFFER_ELEMENTS:
-        raise ValueError(
+        raise Refused(
             f"The rebuilt model would allocate a buffer of {slots * obs_elements:,} elements ({what}, {obs_elements:,} per "
             f"observation), more than {MAX_BUFFER_ELEMENTS:,} (sb3_gap.hub.safe.MAX_BUFFER_ELEMENTS); pass smaller values as overrides"
         )
@@ -349,10 +350,10 @@ def build_from_config(config: dict[str, Any], weights: str | Path, device: th.de
     cls = get_algo(config["algo"])
     policy = config["policy"]
     if policy not in cls.policy_aliases:
-        raise ValueError(f"Unknown policy {policy!r} for {cls.__name__}; valid choices: {sorted(cls.policy_aliases)}")
+        raise Refused(f"Unknown policy {policy!r} for {cls.__name__}; valid choices: {sorted(cls.policy_aliases)}")
     fixed = sorted(set(overrides) & architecture_args(cls))
     if fixed:
-        raise ValueError(
+        raise Refused(
             f"{fixed} shape {cls.__name__}'s network, which the weights fix: they cannot be overridden on load (train a new model to change them)"
         )
     obs_elements = _space_elements(config.get("observation_space"), "observation_space")
@@ -361,18 +362,18 @@ def build_from_config(config: dict[str, Any], weights: str | Path, device: th.de
     model = _unbuilt(cls, cls.policy_aliases[policy], device)
     attrs = decode_plain(config.get("model_attrs", {}), "model_attrs")
     if not isinstance(attrs, dict):
-        raise ValueError(f"model_attrs must be a mapping, got {type(attrs).__name__}")
+        raise Refused(f"model_attrs must be a mapping, got {type(attrs).__name__}")
     allowed = allowed_attrs(cls)
     for key in list(attrs):
         if key in _LOCAL_ATTRS:
             del attrs[key]  # written by older pushes; where this machine logs is decided here
         elif key.startswith("__") or key not in allowed or not (hasattr(model, key) or key in _ENV_ATTRS):
-            raise ValueError(f"model_attrs has unexpected attribute {key!r} for {cls.__name__}; allowed: {sorted(allowed)}")
+            raise Refused(f"model_attrs has unexpected attribute {key!r} for {cls.__name__}; allowed: {sorted(allowed)}")
     if attrs.get("action_noise") is not None:
-        raise ValueError(f"model_attrs.action_noise must be null in a pickle-free config, got {attrs['action_noise']!r}")
+        raise Refused(f"model_attrs.action_noise must be null in a pickle-free config, got {attrs['action_noise']!r}")
     n_envs = attrs.get("n_envs", 1)
     if "n_envs" not in overrides and (isinstance(n_envs, bool) or not isinstance(n_envs, int) or not 1 <= n_envs <= MAX_N_ENVS):
-        raise ValueError(f"model_attrs.n_envs must be an integer in [1, {MAX_N_ENVS}], got {n_envs!r}; pass n_envs=... to override")
+        raise Refused(f"model_attrs.n_envs must be an integer in [1, {MAX_N_ENVS}], got {n_envs!r}; pass n_envs=... to override")
     if issubclass(cls, OffPolicyAlgorithm):
         attrs["buffer_size"] = min(int(attrs.get("buffer_size") or INFERENCE_BUFFER_SIZE), INFERENCE_BUFFER_SIZE)
     if isinstance(attrs.get("train_freq"), list):
@@ -384,10 +385,10 @@ def build_from_config(config: dict[str, Any], weights: str | Path, device: th.de
     model.action_space = space_from_plain(config["action_space"])
     model.policy_kwargs = decode_plain(config["policy_kwargs"], "policy_kwargs")
     if not isinstance(model.policy_kwargs, dict):
-        raise ValueError(f"policy_kwargs must be a mapping, got {type(model.policy_kwargs).__name__}")
+        raise Refused(f"policy_kwargs must be a mapping, got {type(model.policy_kwargs).__name__}")
     for key in sorted(set(model.policy_kwargs) & set(attrs)):  # e.g. Rainbow's n_atoms lives in both
         if model.policy_kwargs[key] != attrs[key]:
-            raise ValueError(f"{CONFIG_FILE} gives {key}={attrs[key]!r} in model_attrs but {model.policy_kwargs[key]!r} in policy_kwargs")
+            raise Refused(f"{CONFIG_FILE} gives {key}={attrs[key]!r} in model_attrs but {model.policy_kwargs[key]!r} in policy_kwargs")
     _check_buffer_size(model, obs_elements)
     _check_against_weights(model, stored, weights)
     model._setup_model()
@@ -396,7 +397,7 @@ def build_from_config(config: dict[str, Any], weights: str | Path, device: th.de
     except RuntimeError as e:  # only when the meta pre-check could not run: torch's many-line "Error(s) in loading state_dict"
         lines = [line.strip() for line in str(e).strip().splitlines()]
         detail = lines[1] if len(lines) > 1 else lines[0] if lines else type(e).__name__
-        raise ValueError(f"{Path(weights).name} does not fit the network {CONFIG_FILE} describes ({detail})") from None
+        raise Refused(f"{Path(weights).name} does not fit the network {CONFIG_FILE} describes ({detail})") from None
     assert not missing and not unexpected  # strict=True raises before this
     _check_finite(model.policy, weights)
     return model
@@ -407,4 +408,4 @@ def _check_finite(policy: th.nn.Module, weights: str | Path) -> None:
     bad = [name for name, t in policy.state_dict().items() if t.is_floating_point() and not bool(th.isfinite(t).all())]
     if bad:
         shown = ", ".join(repr(n) for n in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise ValueError(f"{Path(weights).name} holds NaN or infinite values in {shown}: refused (a diverged or damaged model)")
+        raise Refused(f"{Path(weights).name} holds NaN or infinite values in {shown}: refused (a diverged or damaged model)")

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from sb3_gap.checks import check_int
+from sb3_gap.checks import Refused, check_int
 from sb3_gap.hub.common import check_nesting, nesting_error, read_text
 
 
@@ -76,7 +76,7 @@ def load_zoo_yaml(path: str | Path, *, allow_aliases: bool = False) -> Any:
     """
     size = os.path.getsize(path)
     if size > MAX_YAML_BYTES:
-        raise ValueError(
+        raise Refused(
             f"{Path(path).name} has {size:,} bytes, more than the {MAX_YAML_BYTES:,} a Zoo YAML file may have (sb3_gap.hub.zoo_yaml.MAX_YAML_BYTES)"
         )
     loader = ZooYamlLoader if allow_aliases else NoAliasZooYamlLoader
@@ -89,7 +89,7 @@ def load_zoo_yaml(path: str | Path, *, allow_aliases: bool = False) -> Any:
         problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ValueError(
+        raise Refused(
             f"{Path(path).name} holds YAML that is not plain data{where}: {problem}; only mappings, lists, scalars, OrderedDict and tuple "
             f"are read{'' if allow_aliases else ', without anchors or aliases'}"
         ) from None
@@ -155,16 +155,16 @@ def check_expression(text: str, where: str) -> None:
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError:
-        raise ValueError(f"{where} = {text!r} is not a Python expression") from None
+        raise Refused(f"{where} = {text!r} is not a Python expression") from None
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             if isinstance(node.func, ast.Name) and node.func.id == "policy_kwargs":
-                raise ValueError(f"{where} = {text!r} is not a valid sb3_gap policy_kwargs(...) call ({parse_error}); {REFUSED}")
+                raise Refused(f"{where} = {text!r} is not a valid sb3_gap policy_kwargs(...) call ({parse_error}); {REFUSED}")
             if not (isinstance(node.func, ast.Name) and node.func.id == "dict"):
-                raise ValueError(f"{where} = {text!r} calls something other than dict() or sb3_gap's policy_kwargs(); {REFUSED}")
+                raise Refused(f"{where} = {text!r} calls something other than dict() or sb3_gap's policy_kwargs(); {REFUSED}")
         name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
         if name.startswith("_"):
-            raise ValueError(f"{where} = {text!r} uses the private name {name!r}; {REFUSED}")
+            raise Refused(f"{where} = {text!r} uses the private name {name!r}; {REFUSED}")
         if not isinstance(
             node,
             (
@@ -182,7 +182,7 @@ def check_expression(text: str, where: str) -> None:
                 ast.USub,
             ),
         ):
-            raise ValueError(f"{where} = {text!r} contains {type(node).__name__}; {REFUSED}")
+            raise Refused(f"{where} = {text!r} contains {type(node).__name__}; {REFUSED}")
 
 
 def _wrappers(value: Any, where: str) -> list[tuple[str, Any]]:
@@ -195,7 +195,7 @@ def _wrappers(value: Any, where: str) -> list[tuple[str, Any]]:
         return [(str(k), v) for k, v in value.items()]
     if isinstance(value, list):
         return [w for v in value for w in _wrappers(v, where)]
-    raise ValueError(f"{where}: unexpected wrapper specification {value!r}")
+    raise Refused(f"{where}: unexpected wrapper specification {value!r}")
 
 
 def looks_like_path(value: Any) -> bool:
@@ -263,17 +263,17 @@ def allowed_classes(key: str) -> dict[str, type]:
             policies = {cls for algo in ALGOS for cls in get_algo(algo).policy_aliases.values()}
             _ALLOWED[key] = {f"{cls.__module__}.{cls.__name__}": cls for cls in policies}
         else:
-            raise ValueError(f"Unknown config key {key!r}; valid choices: {['callback', 'env_wrapper', 'policy', 'vec_env_wrapper']}")
+            raise Refused(f"Unknown config key {key!r}; valid choices: {['callback', 'env_wrapper', 'policy', 'vec_env_wrapper']}")
     return _ALLOWED[key]
 
 
 def _check_allowed(key: str, value: str, name: str) -> None:
     """Refuse ``value`` unless it is one of :func:`allowed_classes` ``(key)``, naming the valid choices."""
     if value in FILE_WRITING_WRAPPERS:
-        raise ValueError(f"{name}: {key} {value!r} writes files on this machine; {REFUSED}")
+        raise Refused(f"{name}: {key} {value!r} writes files on this machine; {REFUSED}")
     allowed = allowed_classes(key)
     if value not in allowed:
-        raise ValueError(f"{name}: {key} names {value!r}, which is not an allowed class; {REFUSED}; valid choices: {sorted(allowed)}")
+        raise Refused(f"{name}: {key} names {value!r}, which is not an allowed class; {REFUSED}; valid choices: {sorted(allowed)}")
 
 
 def _check_stack(value: Any, where: str) -> None:
@@ -304,7 +304,7 @@ def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
     if hyperparams is None:
         return
     if not isinstance(hyperparams, dict):
-        raise ValueError(f"{name} must hold a mapping, got {type(hyperparams).__name__}")
+        raise Refused(f"{name} must hold a mapping, got {type(hyperparams).__name__}")
     for key in _ZOO_EVAL_KEYS:
         if isinstance(hyperparams.get(key), str):
             check_expression(hyperparams[key], f"{name}: {key}")
@@ -320,7 +320,7 @@ def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
                 if isinstance(kwargs, dict) and arg in kwargs:
                     _check_stack(kwargs[arg], f"{name}: {key} {wrapper} {arg}")
             if looks_like_path(kwargs):
-                raise ValueError(f"{name}: {key} {wrapper!r} with arguments {kwargs!r} writes or reads files on this machine; {REFUSED}")
+                raise Refused(f"{name}: {key} {wrapper!r} with arguments {kwargs!r} writes or reads files on this machine; {REFUSED}")
 
 
 def check_env_kwargs(env_kwargs: Any, name: str) -> None:
@@ -335,4 +335,4 @@ def check_env_kwargs(env_kwargs: Any, name: str) -> None:
     if isinstance(env_kwargs, str):
         check_expression(env_kwargs, f"{name}: env_kwargs")
     elif env_kwargs is not None and looks_like_path(env_kwargs):
-        raise ValueError(f"{name}: env_kwargs {env_kwargs!r} name files or folders on this machine; {REFUSED}")
+        raise Refused(f"{name}: env_kwargs {env_kwargs!r} name files or folders on this machine; {REFUSED}")

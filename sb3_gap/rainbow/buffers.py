@@ -28,7 +28,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_gap.checks import check_choice, check_range
+from sb3_gap.checks import Refused, check_choice, check_range
 from sb3_gap.rainbow.sum_tree import SumTree
 from sb3_gap.replay import FrameReplayBuffer, infer_frame_stack, replay_mismatches
 
@@ -207,12 +207,12 @@ class RainbowReplayBuffer(FrameReplayBuffer):
         :return: A :class:`RainbowSamples` batch
         """
         if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {beta}")
+            raise Refused(f"beta must be in [0, 1], got {beta}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise Refused(f"batch_size must be >= 1, got {batch_size}")
         total = self.tree.total
         if total <= 0.0:
-            raise ValueError(
+            raise Refused(
                 "RainbowReplayBuffer has no complete n-step transition to sample yet: a transition becomes "
                 f"sampleable once n_steps={self.n_steps} more steps were added or its episode ended"
             )
@@ -273,11 +273,11 @@ class RainbowReplayBuffer(FrameReplayBuffer):
         priorities = np.asarray(priorities, dtype=np.float64).reshape(-1)
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if priorities.shape != indices.shape:
-            raise ValueError(f"priorities has {priorities.size} entries but indices has {indices.size}")
+            raise Refused(f"priorities has {priorities.size} entries but indices has {indices.size}")
         if not np.all(np.isfinite(priorities)) or np.any(priorities < 0):
-            raise ValueError(f"priorities must be finite and >= 0, got min {priorities.min()}, max {priorities.max()}")
+            raise Refused(f"priorities must be finite and >= 0, got min {priorities.min()}, max {priorities.max()}")
         if np.any((indices < 0) | (indices >= self.tree.capacity)):
-            raise ValueError(f"indices must be in [0, {self.tree.capacity}), got {indices.min()}..{indices.max()}")
+            raise Refused(f"indices must be in [0, {self.tree.capacity}), got {indices.min()}..{indices.max()}")
         values = (priorities + self.priority_eps) ** self.alpha
         live = self.tree.get(indices) > 0.0
         self.tree.update(indices[live], values[live])

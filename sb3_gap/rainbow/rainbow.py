@@ -18,7 +18,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 
-from sb3_gap.checks import check, check_choice, check_device, check_range
+from sb3_gap.checks import Refused, check, check_choice, check_device, check_range
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
 from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, rainbow_replay_mismatches
 from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_args, rainbow_optimizer, rainbow_preset
@@ -263,7 +263,7 @@ class Rainbow(OffPolicyAlgorithm):
         network_kwargs = head.kwargs()
         for key, value in network_kwargs.items():
             if key in self.policy_kwargs and self.policy_kwargs[key] != value:
-                raise ValueError(
+                raise Refused(
                     f"policy_kwargs[{key!r}]={self.policy_kwargs[key]!r} conflicts with Rainbow({key}={value!r}); set {key} on Rainbow only"
                 )
         self.policy_kwargs.update(network_kwargs)
@@ -574,7 +574,7 @@ class Rainbow(OffPolicyAlgorithm):
         """
         fixed = sorted(set(kwargs) & set(cls.ARCHITECTURE_ARGS)) + sorted(set(custom_objects or {}) & set(cls.ARCHITECTURE_ARGS))
         if fixed:
-            raise ValueError(
+            raise Refused(
                 f"Rainbow.load cannot override {fixed}: they shape the network, which the saved weights fix "
                 f"(architecture arguments: {list(cls.ARCHITECTURE_ARGS)}); train a new model to change them"
             )
@@ -616,20 +616,20 @@ class Rainbow(OffPolicyAlgorithm):
 
         support = "q_net.support"
         if support in own and isinstance(state.get(support), th.Tensor) and state[support].shape != own[support].shape:
-            raise ValueError(
+            raise Refused(
                 f"The parameters in {source} are a Rainbow's with {head(state[support])}, this model has {head(own[support])}: "
                 "the atom counts must agree (load that model with Rainbow.load, or build this one with its n_atoms)"
             )
         for name, tensor in own.items():
             theirs = state.get(name)
             if isinstance(theirs, th.Tensor) and theirs.shape != tensor.shape:
-                raise ValueError(
+                raise Refused(
                     f"The parameters in {source} do not fit this model: {name!r} has shape {list(theirs.shape)} there, "
                     f"{list(tensor.shape)} here (another width_scale, encoder, head or env)"
                 )
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if exact_match and (missing or unexpected):
-            raise ValueError(
+            raise Refused(
                 f"The parameters in {source} do not fit this model: missing {missing[:3]}{' ...' if len(missing) > 3 else ''}, "
                 f"unexpected {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''} (another architecture); "
                 "pass exact_match=False to load the tensors both have"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sb3_gap.checks import check_int
+from sb3_gap.checks import Refused, check_int
 
 
 class SumTree:
@@ -36,7 +36,7 @@ class SumTree:
 
     def __init__(self, capacity: int, branching: int = 16) -> None:
         if capacity < 1:
-            raise ValueError(f"SumTree capacity must be >= 1, got {capacity}")
+            raise Refused(f"SumTree capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
         self.branching = check_int("branching", branching, minimum=2)
         sizes, n = [], self.capacity
@@ -130,7 +130,7 @@ class SumTree:
         """
         total = self.total
         if total <= 0.0:
-            raise ValueError("SumTree.find: all leaves are 0, nothing can be sampled")
+            raise Refused("SumTree.find: all leaves are 0, nothing can be sampled")
         values = np.clip(np.asarray(values, dtype=np.float64).reshape(-1), 0.0, np.nextafter(total, 0.0))
         rows = np.arange(values.size)
         idx = np.zeros(values.size, dtype=np.int64)

@@ -20,6 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from tqdm import tqdm
 
 from sb3_gap.algos import get_algo
+from sb3_gap.checks import Refused
 from sb3_gap.diagnostics.metrics import activity_report, neuron_magnitudes
 from sb3_gap.envs.protocols import protocol_for
 from sb3_gap.extractor import policy_kwargs
@@ -249,7 +250,7 @@ def resolve_run(spec: SweepSpec, params: dict[str, Any]) -> tuple[ZooSettings, d
     accepted = constructor_args(get_algo(params["algo"]))
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise ValueError(f"{settings.source} gives {unknown}, which {params['algo']} does not accept; valid: {sorted(accepted)}")
+        raise Refused(f"{settings.source} gives {unknown}, which {params['algo']} does not accept; valid: {sorted(accepted)}")
     # The section's own network arguments other than the grid's axes carry over (e.g. layer_norm).
     network = {k: v for k, v in settings.network.items() if k not in ("encoder", "bottleneck", "width_scale")}
     network.update(net)

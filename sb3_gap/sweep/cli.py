@@ -10,6 +10,7 @@ from typing import Any
 
 from sb3_gap.algos import ALGOS
 from sb3_gap.bottlenecks import BOTTLENECKS
+from sb3_gap.checks import Refused
 from sb3_gap.envs import ATARI_100K_GAMES, PROCGEN_GAMES
 from sb3_gap.envs.atari import ATARI_20_GAMES, ATARI_60_GAMES
 from sb3_gap.extractor import ENCODERS
@@ -25,7 +26,7 @@ def _parse_assignments(items: Sequence[str], grid: bool) -> dict[str, Any]:
     for item in items:
         if "=" not in item:
             form = "name=v1,v2,..." if grid else "name=value"
-            raise ValueError(f"Expected {form}, got {item!r}")
+            raise Refused(f"Expected {form}, got {item!r}")
         name, values = item.split("=", 1)
         out[name.strip()] = [parse_value(v) for v in values.split(",")] if grid else parse_value(values)
     return out
@@ -359,7 +360,7 @@ def preset_fields(args: argparse.Namespace) -> dict[str, Any]:
         if report.startswith(f"{old_out}/"):
             fields["report"] = f"{new_out}/{report[len(old_out) + 1 :]}"
     elif args.storage is not None and args.storage != preset["storage"]:
-        raise ValueError(
+        raise Refused(
             f"--storage {display_url(args.storage)} with --preset {args.preset}: the runs would go to the preset's own folders "
             f"({old_out}/{args.study or preset['study']}/...), which belong to {display_url(preset['storage'])}; give --out DIR too"
         )
@@ -388,7 +389,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     if args.no_save_models:
         fields["save_models"] = False
     if "envs" not in fields:
-        raise ValueError("--envs is required (or a --preset), e.g. --envs MinAtar/Breakout-v1")
+        raise Refused("--envs is required (or a --preset), e.g. --envs MinAtar/Breakout-v1")
     return SweepSpec(**fields)
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage
 
+from sb3_gap.checks import Refused
+
 STORAGE_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
 STORAGE_EXAMPLES = "sqlite:///runs/sweep.db, postgresql://user:password@host/db, mysql+pymysql://user:password@host/db"
 
@@ -152,9 +154,9 @@ def check_storage_url(url: str) -> None:
     try:
         backend = make_url(url).get_backend_name()
     except (ArgumentError, ValueError, TypeError) as e:
-        raise ValueError(f"Bad storage URL {display_url(url)!r} ({e}); valid forms: {STORAGE_EXAMPLES}") from None
+        raise Refused(f"Bad storage URL {display_url(url)!r} ({e}); valid forms: {STORAGE_EXAMPLES}") from None
     if backend not in STORAGE_BACKENDS:
-        raise ValueError(f"Unsupported storage backend {backend!r} in {display_url(url)!r}; valid backends: {list(STORAGE_BACKENDS)}")
+        raise Refused(f"Unsupported storage backend {backend!r} in {display_url(url)!r}; valid backends: {list(STORAGE_BACKENDS)}")
 
 
 #: Seconds each statement of a sweep waits for another process's lock on its SQLite storage (SQLite's busy timeout).
@@ -233,13 +235,13 @@ def check_sqlite_storage(url: str, must_exist: bool = False, write: bool = True,
         return
     if not path.exists():
         if must_exist:
-            raise ValueError(f"SQLite storage {path} does not exist (from {display_url(url)}): check the path; a sweep creates it")
+            raise Refused(f"SQLite storage {path} does not exist (from {display_url(url)}): check the path; a sweep creates it")
         return
     if path.is_dir():
-        raise ValueError(f"SQLite storage {path} is a folder, not a database file: check --storage ({display_url(url)})")
+        raise Refused(f"SQLite storage {path} is a folder, not a database file: check --storage ({display_url(url)})")
     problem = _sqlite_header_problem(path)
     if problem:
-        raise ValueError(f"SQLite storage {path} cannot be used: {problem}; restore it from a copy or use another --storage")
+        raise Refused(f"SQLite storage {path} cannot be used: {problem}; restore it from a copy or use another --storage")
     wait = SQLITE_LOCK_WAIT_S if wait is None else wait
     deadline = time.monotonic() + wait
     attempt = 0
@@ -256,11 +258,11 @@ def check_sqlite_storage(url: str, must_exist: bool = False, write: bool = True,
             return
         except sqlite3.OperationalError as e:
             if "locked" not in str(e) and "busy" not in str(e):
-                raise ValueError(f"SQLite storage {path} cannot be opened: {e}") from None
+                raise Refused(f"SQLite storage {path} cannot be opened: {e}") from None
             holders = _lock_holders(path)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ValueError(
+                raise Refused(
                     f"SQLite storage {path} is locked by {holders}; gave up after {wait:.0f} s: "
                     "let that process finish or stop it, or use another --storage"
                 ) from None
@@ -268,7 +270,7 @@ def check_sqlite_storage(url: str, must_exist: bool = False, write: bool = True,
             print(f"sb3-gap: SQLite storage {path} is locked by {holders}; retry {attempt} (giving up in {left:.0f} s)", file=sys.stderr, flush=True)
             time.sleep(min(1.0, max(left, 0.0)))
         except sqlite3.DatabaseError as e:
-            raise ValueError(f"SQLite storage {path} is corrupt ({e}); restore it from a copy or use another --storage") from None
+            raise Refused(f"SQLite storage {path} is corrupt ({e}); restore it from a copy or use another --storage") from None
 
 
 #: Tables every Optuna RDB storage has (``optuna.storages._rdb.models``): a database without them holds no study.
@@ -294,7 +296,7 @@ def check_holds_optuna_studies(url: str) -> None:
     missing = [t for t in OPTUNA_TABLES if t not in tables]
     if missing:
         shown = tables[:10] + (["..."] if len(tables) > 10 else [])
-        raise ValueError(
+        raise Refused(
             f"{display_url(url)} holds no Optuna study (no tables {missing}; its tables: {shown}): it is not a database written by "
             "`sb3-gap sweep`; check --storage (nothing was written to it)"
         )

@@ -40,7 +40,7 @@ from optuna.trial import TrialState  # noqa: E402
 from rliable import library as rly  # noqa: E402
 from rliable import metrics  # noqa: E402
 
-from sb3_gap.checks import check_int, is_number  # noqa: E402
+from sb3_gap.checks import Refused, check_int, is_number  # noqa: E402
 from sb3_gap.envs.protocols import load_reference, protocol_for  # noqa: E402
 from sb3_gap.files import atomic_save_figure, atomic_write_text  # noqa: E402
 from sb3_gap.sweep.database import (  # noqa: E402
@@ -123,14 +123,14 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
             study = optuna.load_study(study_name=name, storage=rdb)
         except KeyError:
             names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
-            raise ValueError(f"No study {name!r} in {display_url(storage)}; studies there: {names}") from None
+            raise Refused(f"No study {name!r} in {display_url(storage)}; studies there: {names}") from None
         trials = study.get_trials(deepcopy=False)
         best = best_trials([t for t in trials if t.params])  # queued trials without params: cells still "missing"
         steps = study.user_attrs.get("training_config", {}).get("steps")
         cells = _grid_cells(study, trials)
         foreign = [sorted(c) for c in cells if "env" not in c or "seed" not in c]
         if foreign:
-            raise ValueError(
+            raise Refused(
                 f"Study {name!r} in {display_url(storage)} was not made by `sb3-gap sweep`: its trials have parameters {foreign[0]}, "
                 "without 'env' and 'seed'; pass the --study of a sweep"
             )
@@ -554,7 +554,7 @@ def check_gamma(gamma: Any) -> float:
     :raises ValueError: Naming the value (NaN or infinite would make every optimality gap NaN or infinite)
     """
     if not is_number(gamma) or not math.isfinite(gamma):
-        raise ValueError(f"--gamma (the optimality-gap threshold) must be a finite number (e.g. 1 for normalized scores), got {gamma!r}")
+        raise Refused(f"--gamma (the optimality-gap threshold) must be a finite number (e.g. 1 for normalized scores), got {gamma!r}")
     return float(gamma)
 
 
@@ -589,14 +589,14 @@ def build_report(
     :return: Path of ``summary.md``
     """
     if not sources:
-        raise ValueError("No study given; pass at least one (storage, study) pair")
+        raise Refused("No study given; pass at least one (storage, study) pair")
     check_gamma(gamma)
     check_reps(reps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(sources, reference)
     if df.empty:
-        raise ValueError(f"The studies {[n for _, n in sources]} have no trials yet; run `sb3-gap sweep` first")
+        raise Refused(f"The studies {[n for _, n in sources]} have no trials yet; run `sb3-gap sweep` first")
     agg = aggregate_table(df, reps=reps, seed=seed, gamma=gamma)
     atomic_write_text(out / "runs.csv", df.drop(columns=["curve", "settings", "diagnostics"]).to_csv(index=False))
     atomic_write_text(out / "aggregates.csv", agg.to_csv(index=False))
@@ -643,13 +643,13 @@ def read_reference(path: str | Path) -> dict[str, tuple[float, float]]:
     try:
         return load_reference(path)
     except FileNotFoundError:
-        raise ValueError(f"--reference {path} does not exist; it should hold JSON {form}") from None
+        raise Refused(f"--reference {path} does not exist; it should hold JSON {form}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"--reference {path} is not JSON ({e.msg} at line {e.lineno} column {e.colno}); it should hold {form}") from None
+        raise Refused(f"--reference {path} is not JSON ({e.msg} at line {e.lineno} column {e.colno}); it should hold {form}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"--reference {path} is not a text (JSON) file; it should hold {form}") from None
+        raise Refused(f"--reference {path} is not a text (JSON) file; it should hold {form}") from None
     except (AttributeError, TypeError):
-        raise ValueError(f"--reference {path} holds JSON of another shape; it should hold {form}") from None
+        raise Refused(f"--reference {path} holds JSON of another shape; it should hold {form}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> None:
     storage = None
     try:
         if len(args.storage) not in (1, len(args.study)):
-            raise ValueError(f"Give one --storage or one per --study ({len(args.study)}), got {len(args.storage)}")
+            raise Refused(f"Give one --storage or one per --study ({len(args.study)}), got {len(args.storage)}")
         storages = args.storage * len(args.study) if len(args.storage) == 1 else args.storage
         check_gamma(args.gamma)
         check_reps(args.reps)
@@ -676,7 +676,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             Path(args.out).mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ValueError(f"--out {args.out}: cannot create the report folder ({e.strerror or e})") from None
+            raise Refused(f"--out {args.out}: cannot create the report folder ({e.strerror or e})") from None
         build_report(list(zip(storages, args.study)), args.out, reference, args.reps, args.seed, args.gamma, print_table=True)
     except cli_errors() as e:
         raise SystemExit(cli_message("report", e, storage)) from None

@@ -22,7 +22,7 @@ import sb3_gap  # noqa: F401  (registers MinAtar/* ids)
 from sb3_gap.algo_args import check_algo_args
 from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.bottlenecks import BOTTLENECKS
-from sb3_gap.checks import check_choice, check_device, check_env_id_form, check_int
+from sb3_gap.checks import Refused, check_choice, check_device, check_env_id_form, check_int
 from sb3_gap.envs.protocols import register_ale_ids
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS
@@ -57,7 +57,7 @@ def _check_env_id(env_id: str) -> None:
         gym.spec(env_id)
     except gym.error.Error as e:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
-        raise ValueError(f"Unknown env id {env_id!r} ({e}); close registered ids: {close}") from None
+        raise Refused(f"Unknown env id {env_id!r} ({e}); close registered ids: {close}") from None
 
 
 def cell_key(params: dict[str, Any]) -> str:
@@ -175,15 +175,15 @@ class SweepSpec:
         )
         for name, values in list(axes.items()) + [(f"hyperparams[{k!r}]", v) for k, v in self.hyperparams.items()]:
             if not isinstance(values, (list, tuple)) or len(values) == 0:
-                raise ValueError(f"Empty grid: {name} has no values ({values!r}); give at least one value")
+                raise Refused(f"Empty grid: {name} has no values ({values!r}); give at least one value")
             if len(set(map(repr, values))) != len(values):
-                raise ValueError(f"{name} lists a value twice: {values!r}")
+                raise Refused(f"{name} lists a value twice: {values!r}")
         for algo in self.algos:
             check_choice("algorithm", algo, ALGOS)
             try:
                 get_algo(algo)
             except ImportError as e:
-                raise ValueError(f"Algorithm {algo!r} is registered but cannot be imported ({e}); available: {sorted(ALGOS)}") from None
+                raise Refused(f"Algorithm {algo!r} is registered but cannot be imported ({e}); available: {sorted(ALGOS)}") from None
         for encoder in self.encoders:
             check_choice("encoder", encoder, ENCODERS)
         for bottleneck in self.bottlenecks:
@@ -201,23 +201,23 @@ class SweepSpec:
                             ("final_evals", self.final_evals), ("n_envs", self.n_envs), ("heartbeat_interval", self.heartbeat_interval)):  # fmt: skip
             check_int(name, value)
         if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
-            raise ValueError(f"grace_period ({self.grace_period}) must exceed heartbeat_interval ({self.heartbeat_interval})")
+            raise Refused(f"grace_period ({self.grace_period}) must exceed heartbeat_interval ({self.heartbeat_interval})")
         _check_study_name(self.study)
         check_storage_url(self.storage)
         check_device(self.device, "--device")
         names = list(self.hyperparams) + list(self.fixed)
         if REPLAY_RATIO in names and set(REPLAY_RATIO_SETS) & set(names):
-            raise ValueError(
+            raise Refused(
                 f"{REPLAY_RATIO} and {sorted(set(REPLAY_RATIO_SETS) & set(names))} both given: {REPLAY_RATIO} sets "
                 f"{list(REPLAY_RATIO_SETS)}; give one or the other"
             )
         overlap = sorted(set(self.hyperparams) & set(self.fixed))
         if overlap:
-            raise ValueError(f"Hyperparameter(s) {overlap} are both a grid axis and fixed; choose one")
+            raise Refused(f"Hyperparameter(s) {overlap} are both a grid axis and fixed; choose one")
         reserved = {"encoder", "bottleneck", "width_scale", "seed", "env", "policy", "policy_kwargs", "tensorboard_log", "device", "verbose"}
         for name in names:
             if name in reserved:
-                raise ValueError(f"Hyperparameter {name!r} is set by the sweep itself; reserved names: {sorted(reserved)}")
+                raise Refused(f"Hyperparameter {name!r} is set by the sweep itself; reserved names: {sorted(reserved)}")
             if name in EXTRACTOR_ARGS:
                 continue
             for algo in self.algos:
@@ -225,17 +225,17 @@ class SweepSpec:
                 if name == REPLAY_RATIO:
                     if not set(REPLAY_RATIO_SETS) <= accepted:
                         takers = sorted(a for a in ALGOS if set(REPLAY_RATIO_SETS) <= constructor_args(get_algo(a)))
-                        raise ValueError(f"{REPLAY_RATIO} sets {list(REPLAY_RATIO_SETS)}, which {algo!r} does not take; algorithms that do: {takers}")
+                        raise Refused(f"{REPLAY_RATIO} sets {list(REPLAY_RATIO_SETS)}, which {algo!r} does not take; algorithms that do: {takers}")
                     continue
                 if name not in accepted:
-                    raise ValueError(
+                    raise Refused(
                         f"Unknown hyperparameter {name!r} for algorithm {algo!r}; valid choices: "
                         f"{sorted(accepted - reserved)} or network arguments {sorted(EXTRACTOR_ARGS - reserved)}"
                     )
         for name, values in self.hyperparams.items():
             for value in values:
                 if value is not None and not isinstance(value, (str, int, float, bool)):
-                    raise ValueError(f"Grid values must be str, int, float, bool or None; {name}={value!r}")
+                    raise Refused(f"Grid values must be str, int, float, bool or None; {name}={value!r}")
         # Values are checked against what each algorithm takes before any trial starts (and before the study
         # records them): a typo such as learning_rate=abc never reaches training nor the stored settings.
         for algo in self.algos:
@@ -257,7 +257,7 @@ class SweepSpec:
             name = run_name(cell)
             folder = os.path.normpath(run_dir_for(self, cell))
             if any(sep in name for sep in ("/", "\\")) or os.path.dirname(folder) != os.path.normpath(env_dir(self, cell["env"])):
-                raise ValueError(
+                raise Refused(
                     f"Run folder {name!r} of cell {cell_key(cell)} would not be a folder of {root}: grid values must not contain '/' or '\\'"
                 )
 
@@ -313,9 +313,9 @@ def _plain(value: Any) -> Any:
 def _check_study_name(study: Any) -> None:
     """A study name is one folder name under ``--out``: no path separators, no ``.``/``..``."""
     if not isinstance(study, str) or not study.strip():
-        raise ValueError(f"study name must be a non-empty string, got {study!r}")
+        raise Refused(f"study name must be a non-empty string, got {study!r}")
     if study in (".", "..") or any(c in study for c in ("/", "\\", "\0")) or os.path.isabs(study):
-        raise ValueError(
+        raise Refused(
             f"study name {study!r} must be a plain folder name (letters, digits, '-', '_', '.'; no '/', '\\' or '..'): "
             "run folders are <out>/<study>/..."
         )
@@ -376,7 +376,7 @@ def _typed_hp_value(cls: type, algo: str, name: str, value: Any) -> Any:
         try:
             materialize({name: value})
         except ValueError:
-            raise ValueError(f"{name}={value!r} for {algo} is neither a number nor a schedule lin_<float> (e.g. lin_2.5e-4)") from None
+            raise Refused(f"{name}={value!r} for {algo} is neither a number nor a schedule lin_<float> (e.g. lin_2.5e-4)") from None
         return value
     param = _init_parameters(cls).get(name)
     default = inspect.Parameter.empty if param is None else param.default
@@ -384,20 +384,20 @@ def _typed_hp_value(cls: type, algo: str, name: str, value: Any) -> Any:
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ValueError(f"{name}={value!r} for {algo} must be true or false (default {default!r})")
+            raise Refused(f"{name}={value!r} for {algo} must be true or false (default {default!r})")
         return value
     if isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name}={value!r} for {algo} must be a number (default {default!r})")
+            raise Refused(f"{name}={value!r} for {algo} must be a number (default {default!r})")
         if not np.isfinite(value):
-            raise ValueError(f"{name}={value!r} for {algo} must be a finite number (default {default!r})")
+            raise Refused(f"{name}={value!r} for {algo} must be a finite number (default {default!r})")
         if _wants_int(param):
             if float(value) != int(value):
-                raise ValueError(f"{name}={value!r} for {algo} must be an integer (default {default!r})")
+                raise Refused(f"{name}={value!r} for {algo} must be an integer (default {default!r})")
             return int(value)
         return value
     if isinstance(default, str) and not isinstance(value, str):
-        raise ValueError(f"{name}={value!r} for {algo} must be a string (default {default!r})")
+        raise Refused(f"{name}={value!r} for {algo} must be a string (default {default!r})")
     return value
 
 
@@ -417,7 +417,7 @@ def _check_replay_sizes(spec: SweepSpec) -> None:
                 buffer_size = kwargs.get("buffer_size", defaults["buffer_size"])
                 batch_size = kwargs.get("batch_size", defaults.get("batch_size"))
                 if isinstance(buffer_size, (int, float)) and isinstance(batch_size, (int, float)) and buffer_size < batch_size:
-                    raise ValueError(
+                    raise Refused(
                         f"buffer_size={buffer_size} is smaller than batch_size={batch_size} for {algo} on {env_id}: every batch "
                         f"would repeat at most {buffer_size} transitions; use buffer_size >= batch_size"
                     )

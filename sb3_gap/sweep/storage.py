@@ -18,6 +18,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from sb3_gap.checks import Refused
 from sb3_gap.sweep import database as sweep_database
 from sb3_gap.sweep.database import check_sqlite_storage, check_storage_url, display_url, is_lock_error, locked_message, rdb_storage
 from sb3_gap.sweep.spec import SweepSpec, cell_key
@@ -140,7 +141,7 @@ def _check_axes_unchanged(study: optuna.Study, spec: SweepSpec) -> None:
     for trial in study.get_trials(deepcopy=False):
         for name, dist in trial.distributions.items():
             if name in space and isinstance(dist, optuna.distributions.CategoricalDistribution) and list(dist.choices) != list(space[name]):
-                raise ValueError(
+                raise Refused(
                     f"Study {spec.study!r} in {display_url(spec.storage)} has grid axis {name!r} = {list(dist.choices)}, "
                     f"given {list(space[name])}; Optuna fixes an axis' values per study: use the same values to resume, "
                     f"or a new --study name (sb3-gap report merges studies)"
@@ -176,7 +177,7 @@ def open_study(spec: SweepSpec) -> optuna.Study:
                 file=sys.stderr,
             )
             return study
-        raise ValueError(
+        raise Refused(
             f"Study {spec.study!r} in {display_url(spec.storage)} was run with other training settings {diff}: "
             f"stored { ({k: stored.get(k) for k in diff}) }, given { ({k: config.get(k) for k in diff}) }; "
             f"use the same settings to resume, or a new --study name"

@@ -39,7 +39,7 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from sb3_gap.checks import is_int
+from sb3_gap.checks import Refused, is_int
 from sb3_gap.sweep.cell import train_cell
 from sb3_gap.sweep.database import cli_errors, cli_message, is_lock_error, locked_message
 from sb3_gap.sweep.spec import SweepSpec, cell_key, run_name
@@ -198,7 +198,7 @@ def run_worker(
     return ran
 
 
-class StorageLockedError(ValueError):
+class StorageLockedError(Refused):
     """The sweep's storage stayed locked by another process longer than a worker waits (one line; re-run to resume)."""
 
 
@@ -211,7 +211,7 @@ def check_workers(workers: Any) -> None:
     if workers == "auto":
         return
     if not is_int(workers) or workers < 1:
-        raise ValueError(f"workers must be a positive integer (local worker processes, e.g. 1 or 2) or 'auto', got {workers!r}")
+        raise Refused(f"workers must be a positive integer (local worker processes, e.g. 1 or 2) or 'auto', got {workers!r}")
 
 
 #: Local workers per GPU with ``--workers auto`` on CUDA. The networks swept here (MinAtar; Atari Nature and Impala
@@ -238,7 +238,7 @@ def parse_workers(text: str) -> int | str:
     except ValueError:
         workers = 0
     if workers < 1:
-        raise ValueError(f"--workers {text}: expected a positive integer (e.g. 1, 2) or 'auto'")
+        raise Refused(f"--workers {text}: expected a positive integer (e.g. 1, 2) or 'auto'")
     return workers
 
 
@@ -258,7 +258,7 @@ def auto_workers(device: str, n_cells: int) -> tuple[int, int]:
     kind = "cuda" if device == "auto" and th.cuda.is_available() else ("cpu" if device == "auto" else th.device(device).type)
     if kind == "cuda":
         if not th.cuda.is_available():
-            raise ValueError(f"--workers auto with device={device!r}: no CUDA device is available; valid: --device cpu or auto")
+            raise Refused(f"--workers auto with device={device!r}: no CUDA device is available; valid: --device cpu or auto")
         gpus = 1 if th.device("cuda" if device == "auto" else device).index is not None else th.cuda.device_count()
         wanted = WORKERS_PER_GPU * max(gpus, 1)
     else:
@@ -281,7 +281,7 @@ def check_out_dir(spec: SweepSpec) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as e:
-        raise ValueError(f"--out {spec.out_dir}: cannot write run folders in {folder} ({e.strerror or e}); choose a writable --out") from None
+        raise Refused(f"--out {spec.out_dir}: cannot write run folders in {folder} ({e.strerror or e}); choose a writable --out") from None
 
 
 def _worker_entry(spec: SweepSpec, threads: int, wait: bool) -> None:
