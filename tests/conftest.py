@@ -1,3 +1,4 @@
+import ipaddress
 import os
 import socket
 
@@ -14,6 +15,50 @@ th.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed():
     th.manual_seed(0)
+
+
+# --- tests talk to loopback only -----------------------------------------------------------------------------------
+# Every Python-level name lookup of the whole session goes through this guard: a loopback name or address resolves,
+# anything else is refused and fails the test that asked, even if the code under test caught the OSError. Lookups
+# made in C below Python (libpq resolving a PostgreSQL host) are not seen: tests use 127.0.0.1 literals there.
+_real_getaddrinfo, _real_gethostbyname, _real_gethostbyname_ex = socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex
+_off_machine_lookups: list[str] = []
+
+
+def _is_loopback(host) -> bool:
+    if host in (None, "", b""):  # binding to a wildcard address, not a lookup
+        return True
+    name = (host.decode() if isinstance(host, bytes) else str(host)).strip("[]")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded(real):
+    def lookup(host, *args, **kwargs):
+        if not _is_loopback(host):
+            _off_machine_lookups.append(repr(host))
+            raise OSError(f"a test looked up {host!r}: tests talk to loopback only (127.0.0.1)")
+        return real(host, *args, **kwargs)
+
+    return lookup
+
+
+socket.getaddrinfo = _guarded(_real_getaddrinfo)
+socket.gethostbyname = _guarded(_real_gethostbyname)
+socket.gethostbyname_ex = _guarded(_real_gethostbyname_ex)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only():
+    """Fail a test that looked up a name off the machine (see the guard above)."""
+    before = len(_off_machine_lookups)
+    yield
+    if len(_off_machine_lookups) > before:
+        pytest.fail(f"looked up names off the machine: {_off_machine_lookups[before:]}; tests talk to loopback only (127.0.0.1)")
 
 
 # --- the loopback fake Hugging Face Hub (tests/fake_hub.py), shared by test_hub.py and test_hardening.py ---

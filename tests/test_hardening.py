@@ -234,15 +234,15 @@ def test_item02_plain_trusted_wrappers_still_pass():
 # ------------------------------------------------------------------------------------------------
 
 SECRET_URLS = [
-    f"postgresql://sweeper:{SECRET}@db-host/sweeps",
-    f"postgresql://sweeper:p@{SECRET}@db-host/sweeps",  # '@' inside the password, not escaped
-    f"postgresql://sweeper:p%40{SECRET}@db-host/sweeps",
-    f"postgresql://db-host/sweeps?password={SECRET}",
-    f"mysql+pymysql://u@h/db?ssl=1&sslpassword={SECRET}",
+    f"postgresql://sweeper:{SECRET}@127.0.0.1:9/sweeps",
+    f"postgresql://sweeper:p@{SECRET}@127.0.0.1:9/sweeps",  # '@' inside the password, not escaped
+    f"postgresql://sweeper:p%40{SECRET}@127.0.0.1:9/sweeps",
+    f"postgresql://127.0.0.1:9/sweeps?password={SECRET}",
+    f"mysql+pymysql://u@127.0.0.1:9/db?ssl=1&sslpassword={SECRET}",
     f"sqlite:///runs/x.db?password={SECRET}",
-    f"postgresql://sweeper:{SECRET}@db-host:notaport/sweeps",  # does not parse
-    f"postgres:/sweeper:{SECRET}@db-host/sweeps",  # does not parse
-    f"sweeper:{SECRET}@db-host",  # does not parse
+    f"postgresql://sweeper:{SECRET}@127.0.0.1:notaport/sweeps",  # does not parse
+    f"postgres:/sweeper:{SECRET}@127.0.0.1:9/sweeps",  # does not parse
+    f"sweeper:{SECRET}@127.0.0.1",  # does not parse
 ]
 
 
@@ -253,7 +253,7 @@ def test_item03_display_url_masks_every_form_of_password(url):
     shown = display_url(url)
     assert SECRET not in shown and "***" in shown
     assert SECRET not in scrub_secrets(f"could not open {url} (connection refused)", url)
-    assert scrub_secrets(f"password 'x{SECRET}' rejected", f"postgresql://u:x{SECRET}@h/db") == "password '***' rejected"
+    assert scrub_secrets(f"password 'x{SECRET}' rejected", f"postgresql://u:x{SECRET}@127.0.0.1:9/db") == "password '***' rejected"
 
 
 @pytest.mark.parametrize("url", [SECRET_URLS[1], SECRET_URLS[3], SECRET_URLS[6], SECRET_URLS[7]])
@@ -262,6 +262,17 @@ def test_item03_cli_errors_never_show_the_password(tmp_path, capsys, url):
     assert SECRET not in line
     line = one_line_error(capsys, ["report", "--storage", url, "--study", "s", "--out", str(tmp_path / "r")], "report")
     assert SECRET not in line
+
+
+@pytest.mark.parametrize("password", ["Qol:Sl/x9q", "pQ@sZ@wrd42", "50%offQZ!", "itQ's:mZn/oKk", "Zab/cdQ:efW@ghX%ijY'klV"])
+def test_storage_url_errors_never_quote_any_part_of_the_password(tmp_path, capsys, password):
+    """A password holding raw @ : / % ' is refused (or masked) without any piece of it in the message."""
+    url = f"postgresql://sweeper:{password}@127.0.0.1:9/sweeps"
+    pieces = [piece for piece in re.split(r"[@:/%']", password) if len(piece) >= 2 and piece.lower() != piece]  # distinctive ones
+    for argv, command in ((tiny_sweep_args(tmp_path, "--storage", url), "sweep"),
+                          (["report", "--storage", url, "--study", "s", "--out", str(tmp_path / "r")], "report")):  # fmt: skip
+        line = one_line_error(capsys, argv, command)
+        assert not [piece for piece in pieces if piece in line], line
 
 
 def test_item03_summary_never_shows_the_password():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -304,10 +305,10 @@ def test_sb3_gap_atari_ids_use_the_papers_protocol():
 def test_storage_urls_never_show_passwords():
     from sb3_gap.sweep.database import check_storage_url, display_url
 
-    assert display_url("postgresql://sweeper:s3cret@db-host/sweeps") == "postgresql://sweeper:***@db-host/sweeps"
+    assert display_url("postgresql://sweeper:s3cret@127.0.0.1:9/sweeps") == "postgresql://sweeper:***@127.0.0.1:9/sweeps"
     assert display_url("sqlite:///runs/x.db") == "sqlite:///runs/x.db"
     with pytest.raises(ValueError, match="Unsupported storage backend 'firebird'") as info:
-        check_storage_url("firebird://u:s3cret@host/db")
+        check_storage_url("firebird://u:s3cret@127.0.0.1:9/db")
     assert "s3cret" not in str(info.value)
 
 
@@ -335,7 +336,7 @@ def test_storage_creation_race_is_retried(monkeypatch):
 
     monkeypatch.setattr(sweep_module, "RDBStorage", RacyStorage)
     monkeypatch.setattr(sweep_module.time, "sleep", lambda s: None)
-    assert isinstance(sweep_module.rdb_storage("postgresql://u:p@h/db"), RacyStorage) and len(calls) == 2
+    assert isinstance(sweep_module.rdb_storage("postgresql://u:p@127.0.0.1:9/db"), RacyStorage) and len(calls) == 2
 
     class DownStorage:  # a database that never answers: the error comes out after the attempts
         def __init__(self, url, **kwargs):
@@ -345,7 +346,7 @@ def test_storage_creation_race_is_retried(monkeypatch):
     calls.clear()
     monkeypatch.setattr(sweep_module, "RDBStorage", DownStorage)
     with pytest.raises(sqlalchemy.exc.OperationalError):
-        sweep_module.rdb_storage("postgresql://u:p@h/db", attempts=3)
+        sweep_module.rdb_storage("postgresql://u:p@127.0.0.1:9/db", attempts=3)
     assert len(calls) == 3
 
 
@@ -569,3 +570,24 @@ def test_run_whose_state_cannot_be_pickled_trains_without_checkpoints(tmp_path, 
         result = train_cell(spec, dict(spec.cells()[0]))
     assert result["n_evals"] == 3
     assert caplog.text.count("Run not checkpointed") == 1  # said once, then no more tries
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_ends_a_sweep_with_one_line_saying_how_to_resume(tmp_path, workers):
+    """SIGINT to the terminal's process group (what Ctrl-C does) mid-run: one line, exit 130, and the same command resumes."""
+    spec = tiny_spec(tmp_path, bottlenecks=["gap"], seeds=2, steps=3_000, eval_freq=100)
+    argv = [sys.executable, "-m", "sb3_gap.cli", "sweep", "--envs", "MinAtar/Breakout-v1", "--algos", "qrdqn", "--bottlenecks", "gap",
+            "--seeds", "2", "--steps", "3000", "--eval-freq", "100", "--eval-episodes", "1", "--final-evals", "1", "--no-progress",
+            "--no-save-models", "--storage", spec.storage, "--study", spec.study, "--out", spec.out_dir, "--workers", str(workers)]  # fmt: skip
+    proc = subprocess.Popen(argv, env=dict(os.environ, PYTHONPATH=str(ROOT)), stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(Path(spec.out_dir).glob("*/*/*/curve.json")):
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err  # Optuna's own one-line warnings name the failed trials
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(r"sb3-gap sweep: interrupted: [0-9] of 2 runs complete; nothing finished is lost: run the same command .*", last), err

@@ -18,7 +18,7 @@ from sb3_gap.sweep import workers as sweep_workers
 from sb3_gap.sweep.database import cli_errors, cli_message, display_url
 from sb3_gap.sweep.report import build_report
 from sb3_gap.sweep.spec import SweepSpec, parse_value
-from sb3_gap.sweep.workers import WORKERS_PER_GPU, SweepWorkersFailed, check_workers, parse_workers, run_sweep
+from sb3_gap.sweep.workers import INTERRUPTED_EXIT, WORKERS_PER_GPU, SweepWorkersFailed, check_workers, interrupted_message, parse_workers, run_sweep
 
 
 def _parse_assignments(items: Sequence[str], grid: bool) -> dict[str, Any]:
@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> None:
         print(list_presets())
         return
     storage = args.storage
+    spec: SweepSpec | None = None
     try:
         spec = spec_from_args(args)
         storage = spec.storage
@@ -439,6 +440,10 @@ def main(argv: list[str] | None = None) -> None:
             build_report([(spec.storage, spec.study)], report_dir, print_table=True)
     except cli_errors(SweepWorkersFailed) as e:
         raise SystemExit(cli_message("sweep", e, storage)) from None
+    except KeyboardInterrupt:
+        if spec is not None:
+            print(interrupted_message(spec), file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT) from None
 
 
 if __name__ == "__main__":

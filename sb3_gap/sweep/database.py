@@ -146,15 +146,30 @@ def rdb_storage(url: str, attempts: int = 4, storage_class: type[RDBStorage] | N
     raise AssertionError("unreachable")
 
 
+# What a password may not hold unescaped in a URL's ``user:password@`` part (RFC 3986 userinfo), and a '%' that does not
+# start a percent-escape: parsers would cut the URL there and quote the rest (a host, a port) in their errors.
+_RAW_IN_PASSWORD = re.compile(r"[@:/?#]|%(?![0-9A-Fa-f]{2})")
+
+
 def check_storage_url(url: str) -> None:
-    """Raise ``ValueError`` unless ``url`` is an SQLAlchemy database URL Optuna's RDBStorage can open."""
+    """
+    Raise :class:`~sb3_gap.checks.Refused` unless ``url`` is an SQLAlchemy database URL Optuna's RDBStorage can open.
+    A password holding a raw ``@ : / ? #`` or a bare ``%`` is refused without showing any part of it.
+    """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    match = _USERINFO.match(str(url))
+    if match and _RAW_IN_PASSWORD.search(match.group(2)):
+        raise Refused(
+            "Bad storage URL: its password holds a raw '@', ':', '/', '?', '#' or a '%' that starts no %XX escape; "
+            "percent-encode the password (urllib.parse.quote(password, safe='')). The URL is not shown, to keep the "
+            f"password out of logs; valid forms: {STORAGE_EXAMPLES}"
+        )
     try:
         backend = make_url(url).get_backend_name()
     except (ArgumentError, ValueError, TypeError) as e:
-        raise Refused(f"Bad storage URL {display_url(url)!r} ({e}); valid forms: {STORAGE_EXAMPLES}") from None
+        raise Refused(scrub_secrets(f"Bad storage URL {display_url(url)!r} ({e}); valid forms: {STORAGE_EXAMPLES}", url)) from None
     if backend not in STORAGE_BACKENDS:
         raise Refused(f"Unsupported storage backend {backend!r} in {display_url(url)!r}; valid backends: {list(STORAGE_BACKENDS)}")
 

@@ -26,6 +26,7 @@ import logging
 import multiprocessing as mp
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -55,7 +56,7 @@ class _OneLineTrialErrors(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], cli_errors()):
+        if record.exc_info and isinstance(record.exc_info[1], (*cli_errors(), KeyboardInterrupt)):
             record.exc_info = None
         return True
 
@@ -291,6 +292,28 @@ def _worker_entry(spec: SweepSpec, threads: int, wait: bool) -> None:
     except cli_errors() as e:
         print(f"{mp.current_process().name}: {cli_message('sweep', e, spec.storage)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal: the main process says what happened
+        raise SystemExit(INTERRUPTED_EXIT) from None
+
+
+#: Exit code of a sweep (and of its workers) stopped by Ctrl-C (SIGINT): 128 + 2, as a shell reports it.
+INTERRUPTED_EXIT = 130
+#: Seconds stopped workers get to leave after the main process passed Ctrl-C on, before they are terminated.
+STOP_GRACE_S = 10.0
+
+
+def interrupted_message(spec: SweepSpec) -> str:
+    """The one line a sweep stopped by Ctrl-C prints: how many runs are complete and how to resume."""
+    keys = {cell_key(c) for c in spec.cells()}
+    try:
+        study = optuna.load_study(study_name=spec.study, storage=spec.storage)
+        done = f"{_n_complete(study, keys)} of {len(keys)} runs complete"
+    except Exception:  # noqa: BLE001 - the storage itself may be what was interrupted; the way to resume is the same
+        done = f"{len(keys)} runs in the grid"
+    return (
+        f"sb3-gap sweep: interrupted: {done}; nothing finished is lost: run the same command to resume "
+        "(runs in flight continue from their last evaluation's checkpoint)"
+    )
 
 
 def run_sweep(spec: SweepSpec, workers: int | str = 1, progress: bool = True, wait: bool = True) -> optuna.Study:
@@ -336,6 +359,18 @@ def run_sweep(spec: SweepSpec, workers: int | str = 1, progress: bool = True, wa
             bar.update(_n_complete(study, keys) - bar.n)
             time.sleep(1.0)
         bar.update(_n_complete(study, keys) - bar.n)
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal reaches the workers too; a SIGINT sent to this process alone is passed on. A worker
+        # still running after the grace period is terminated: its trial goes stale and is retried on resume.
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGINT)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.terminate()
+        raise
     finally:
         bar.close()
         for p in procs:
