@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-INNER = '''
+INNER = """
 import socket
 
 
@@ -26,7 +26,7 @@ def test_loopback_lookups():
     for host in ("127.0.0.1", "localhost", "::1", None):
         socket.getaddrinfo(host, 80)
     socket.gethostbyname("127.0.0.1")
-'''
+"""
 
 
 def test_a_lookup_off_the_machine_fails_the_test_even_when_caught(tmp_path):

@@ -589,5 +589,30 @@ def test_ctrl_c_ends_a_sweep_with_one_line_saying_how_to_resume(tmp_path, worker
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err  # Optuna's own one-line warnings name the failed trials
-    last = err.strip().splitlines()[-1]
-    assert re.fullmatch(r"sb3-gap sweep: interrupted: [0-9] of 2 runs complete; nothing finished is lost: run the same command .*", last), err
+    said = [line for line in err.splitlines() if line.startswith("sb3-gap sweep:")]
+    assert len(said) == 1 and re.fullmatch(
+        r"sb3-gap sweep: interrupted: [0-9] of 2 runs complete; nothing finished is lost: run the same command .*", said[0]
+    ), err
+
+
+def test_a_bug_inside_a_run_keeps_its_traceback_in_the_runs_folder(tmp_path, monkeypatch):
+    """A ValueError from inside training (numpy-shaped, not a refusal) is no one-liner: its traceback is in the run's
+    folder and in the log, and the command's one line says where."""
+    from sb3_gap.sweep.cell import SweepEvalCallback
+
+    def broken_step(self):
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    monkeypatch.setattr(SweepEvalCallback, "_on_step", broken_step)
+    spec = tiny_spec(tmp_path, bottlenecks=["gap"], seeds=1)
+    with pytest.raises(SystemExit) as info:
+        main(["--envs", "MinAtar/Breakout-v1", "--algos", "qrdqn", "--bottlenecks", "gap", "--seeds", "1", "--steps", "200",
+              "--eval-freq", "100", "--eval-episodes", "1", "--final-evals", "1", "--no-progress", "--no-save-models",
+              "--storage", spec.storage, "--study", spec.study, "--out", spec.out_dir])  # fmt: skip
+    line = str(info.value.code)
+    path = run_dir_for(spec, spec.cells()[0]) / "traceback.txt"
+    assert line.startswith("sb3-gap sweep: error: run ") and f"traceback in {path}" in line and "ValueError: operands" in line, line
+    saved = path.read_text()
+    assert saved.startswith("Traceback (most recent call last):") and "in broken_step" in saved and saved.rstrip().endswith("(4,)")
+    (trial,) = optuna.load_study(study_name=spec.study, storage=spec.storage).get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs["traceback_file"] == str(path)  # retried on the next run

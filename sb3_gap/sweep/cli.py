@@ -18,7 +18,16 @@ from sb3_gap.sweep import workers as sweep_workers
 from sb3_gap.sweep.database import cli_errors, cli_message, display_url
 from sb3_gap.sweep.report import build_report
 from sb3_gap.sweep.spec import SweepSpec, parse_value
-from sb3_gap.sweep.workers import INTERRUPTED_EXIT, WORKERS_PER_GPU, SweepWorkersFailed, check_workers, interrupted_message, parse_workers, run_sweep
+from sb3_gap.sweep.workers import (
+    INTERRUPTED_EXIT,
+    WORKERS_PER_GPU,
+    RunFailed,
+    SweepWorkersFailed,
+    check_workers,
+    interrupted_message,
+    parse_workers,
+    run_sweep,
+)
 
 
 def _parse_assignments(items: Sequence[str], grid: bool) -> dict[str, Any]:
@@ -438,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"sweep {spec.study}: {wall:.1f} s wall ({display_url(spec.storage)})", file=sys.stderr)
         if report_dir:
             build_report([(spec.storage, spec.study)], report_dir, print_table=True)
-    except cli_errors(SweepWorkersFailed) as e:
+    except cli_errors(SweepWorkersFailed, RunFailed) as e:
         raise SystemExit(cli_message("sweep", e, storage)) from None
     except KeyboardInterrupt:
         if spec is not None:

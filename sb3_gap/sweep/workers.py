@@ -22,6 +22,7 @@ machines). This module adds what a *grid of training runs* needs on top of it:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import multiprocessing as mp
 import os
@@ -30,6 +31,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,22 +43,41 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from sb3_gap.checks import Refused, is_int
+from sb3_gap.files import atomic_write_text
 from sb3_gap.sweep.cell import train_cell
 from sb3_gap.sweep.database import cli_errors, cli_message, is_lock_error, locked_message
-from sb3_gap.sweep.spec import SweepSpec, cell_key, run_name
+from sb3_gap.sweep.spec import SweepSpec, cell_key, run_dir_for, run_name
 from sb3_gap.sweep.storage import cell_states, open_study
 
-IDLE_POLL_S = 2.0  # seconds between storage checks of a worker waiting for others' running cells
+IDLE_POLL_S = 2.0
+#: The file in a run's folder that holds the traceback of a run that failed on a bug.
+TRACEBACK_FILE = "traceback.txt"  # seconds between storage checks of a worker waiting for others' running cells
+
+
+#: ``errno`` of the file-system failures a run reports in one line naming the file (:func:`sb3_gap.files.write_error`).
+_FILE_SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES})
+
+
+def is_refusal(error: BaseException) -> bool:
+    """
+    Whether a run's ``error`` is one the sweep reports in one line: sb3_gap's own refusal (:class:`~sb3_gap.checks.Refused`),
+    Ctrl-C, a storage locked by another process, or a full or read-only disk naming the file. Anything else is a bug or an
+    unexpected failure and keeps its traceback.
+    """
+    if isinstance(error, (Refused, KeyboardInterrupt)) or is_lock_error(error):
+        return True
+    return isinstance(error, OSError) and error.errno in _FILE_SYSTEM_ERRNOS and error.filename is not None
+
+
+class RunFailed(RuntimeError):
+    """A sweep run failed on an error that is not a refusal (a bug): one line naming the run and the file holding its traceback."""
 
 
 class _OneLineTrialErrors(logging.Filter):
-    """
-    Drop the traceback Optuna logs with a trial that failed on an error the command reports in one line (a full disk,
-    a locked storage, a bad value: :func:`~sb3_gap.sweep.database.cli_errors`); other errors (bugs) keep theirs.
-    """
+    """Drop the traceback Optuna logs with a trial that failed on a refusal (:func:`is_refusal`); every other error keeps its own."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], (*cli_errors(), KeyboardInterrupt)):
+        if record.exc_info and record.exc_info[1] is not None and is_refusal(record.exc_info[1]):
             record.exc_info = None
         return True
 
@@ -109,7 +130,17 @@ class _Objective:
         def report(mean: float, step: int) -> None:
             trial.report(mean, step)
 
-        result = train_cell(self.spec, params, on_eval=report, tb_name=f"trial_{trial.number}", progress=self.progress)
+        try:
+            result = train_cell(self.spec, params, on_eval=report, tb_name=f"trial_{trial.number}", progress=self.progress)
+        except Exception as e:
+            if is_refusal(e):
+                raise
+            # A bug: its whole traceback goes to the run's folder (and to Optuna's log); the command says where.
+            path = run_dir_for(self.spec, params) / TRACEBACK_FILE
+            atomic_write_text(path, "".join(traceback.format_exception(e)))
+            trial.set_user_attr("traceback_file", str(path))
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise RunFailed(f"run {run_name(params)} (trial {trial.number}) failed with {type(e).__name__}: {first}; traceback in {path}") from e
         for name, value in result.items():
             if name != "params":
                 trial.set_user_attr(name, value)
@@ -289,7 +320,7 @@ def _worker_entry(spec: SweepSpec, threads: int, wait: bool) -> None:
     """A spawned worker: :func:`run_worker`, its known failures printed in one line (not a traceback) with exit code 1."""
     try:
         run_worker(spec, progress=False, wait=wait, threads=threads)
-    except cli_errors() as e:
+    except cli_errors(RunFailed) as e:
         print(f"{mp.current_process().name}: {cli_message('sweep', e, spec.storage)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal: the main process says what happened
