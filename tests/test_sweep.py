@@ -473,6 +473,16 @@ def test_compare_studies_scores_the_first_study_at_100k(capsys):
     tool.main(["--reps", "50"])
     out = capsys.readouterr().out
     assert "| one stack (study 1) | flatten ×4 | " in out and "[" in out.split("| one stack (study 1) | flatten ×4 | ")[1].split("\n")[0]
+    # the replay-ratio question: study 2's x8 arm (ratio 0.25) beside study 3's (ratio 1), and D = GAP x8 - flatten x8
+    ratios = out.split("### Updates: replay ratio 0.25 vs 1")[1].split("###")[0]
+    for row in (
+        "| deep φ (study 2) | flatten ×8 |",
+        "| deep φ, ratio 1 (study 3) | flatten ×8 |",
+        "| deep φ (study 2) | gap ×8 |",
+        "| deep φ, ratio 1 (study 3) | gap ×8 |",
+    ):
+        assert row in ratios
+    assert "| 0.25 | -3.39 | -1.30 | -5.48 |" in ratios and "\n| 1 | " in ratios
 
 
 # ----------------------------------------------------------------------------- checkpoints: a stopped run resumes

@@ -125,8 +125,8 @@ OVERRIDES: list[Override] = [
     Override(r"^make demo\b", run="make -n demo | grep -qx '.venv/bin/python -m sb3_gap.sweep.demo' && python -m sb3_gap.sweep.demo"),
     # --- long-running by design
     Override(
-        r"^sb3-gap sweep --preset minatar-(scaling|deep)",
-        skip="resumes a committed MinAtar study in results/ (minatar_scaling: 150k steps, minatar_deep: 100k) "
+        r"^sb3-gap sweep --preset minatar-(scaling|deep|rr)",
+        skip="resumes a committed MinAtar study in results/ (minatar_scaling: 150k steps, minatar_deep and minatar_rr: 100k) "
         "(hours; a smaller budget would be refused as a changed study); the demo preset runs the same code",
     ),
     # --- placeholders
