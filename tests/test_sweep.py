@@ -454,6 +454,22 @@ def test_preset_with_another_storage_but_its_own_folders_is_refused(tmp_path, mo
         cli.main(["--preset", "minatar-scaling", "--storage", f"sqlite:///{tmp_path}/mine.db"])
 
 
+@pytest.mark.parametrize("preset", ["minatar-scaling", "minatar-deep", "minatar-rr"])
+def test_new_study_name_with_a_committed_preset_needs_its_own_out(tmp_path, monkeypatch, preset):
+    """--study NEW with a preset whose results are committed would add NEW to the committed database: refused without
+    --out; with --out the new study's database and report go there."""
+    import sb3_gap.sweep.cli as cli
+
+    calls = {}
+    monkeypatch.setattr(cli, "run_sweep", lambda spec, **kw: calls.update(spec=spec))
+    monkeypatch.setattr(cli, "build_report", lambda sources, out, **kw: calls.update(report=str(out)))
+    with pytest.raises(SystemExit, match=rf"--study bigger with --preset {preset}: the new study would be added to the committed .*give --out DIR"):
+        cli.main(["--preset", preset, "--study", "bigger", "--steps", "200000", "--no-progress"])
+    assert not calls
+    cli.main(["--preset", preset, "--study", "bigger", "--out", str(tmp_path / "mine"), "--no-progress"])
+    assert calls["spec"].storage.startswith(f"sqlite:///{tmp_path}/mine/") and calls["report"].startswith(str(tmp_path / "mine"))
+
+
 @pytest.mark.slow
 def test_compare_studies_scores_the_first_study_at_100k(capsys):
     """tools/compare_studies.py: a run's score at 100k is the mean of its evaluations at 80k, 90k, 100k (committed curves)."""

@@ -289,6 +289,9 @@ PAPER_PRESETS: dict[str, dict[str, Any]] = {
 SWEEP_PRESETS.update(PAPER_PRESETS)
 
 #: CLI-only preset keys (not SweepSpec fields).
+#: The folder of the committed studies' results: a preset writing there (its ``out_dir``) takes no new ``--study``
+#: without ``--out``, which would add it to the committed database.
+COMMITTED_RESULTS = "results"
 PRESET_CLI_KEYS = ("workers", "report", "description")
 
 
@@ -352,7 +355,8 @@ def preset_fields(args: argparse.Namespace) -> dict[str, Any]:
     * ``--study NAME`` (or ``--storage`` with ``--out``): the report goes to ``<out>/<NAME>_report``;
     * ``--storage`` alone is refused: the runs would land in the run folders of the preset's own study.
 
-    :raises ValueError: ``--storage`` without ``--out`` for a preset
+    :raises Refused: ``--storage`` without ``--out`` for a preset, or ``--study`` without ``--out`` for a preset
+        whose results are committed (under :data:`COMMITTED_RESULTS`)
     """
     if not args.preset:
         return {}
@@ -368,6 +372,11 @@ def preset_fields(args: argparse.Namespace) -> dict[str, Any]:
         report = str(preset.get("report", ""))
         if report.startswith(f"{old_out}/"):
             fields["report"] = f"{new_out}/{report[len(old_out) + 1 :]}"
+    elif args.storage is None and args.study not in (None, preset["study"]) and old_out == COMMITTED_RESULTS:
+        raise Refused(
+            f"--study {args.study} with --preset {args.preset}: the new study would be added to the committed "
+            f"{display_url(preset['storage'])} and its runs to {old_out}/; give --out DIR too (its database, runs and report go there)"
+        )
     elif args.storage is not None and args.storage != preset["storage"]:
         raise Refused(
             f"--storage {display_url(args.storage)} with --preset {args.preset}: the runs would go to the preset's own folders "
