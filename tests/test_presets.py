@@ -186,6 +186,45 @@ def test_dry_run_counts_complete_cells_times_a_real_probe_and_writes_nothing(tmp
     assert (hashlib.sha256(db.read_bytes()).hexdigest(), sorted(tmp_path.rglob("*"))) == before
 
 
+@pytest.mark.parametrize(
+    "algo, kwargs, expected",
+    [
+        ("rainbow", {"train_freq": 4}, 100_000 // 4 - 20_000 // 4),  # Rainbow's own learning_starts (20,000), not DQN's
+        ("dqn", {"train_freq": 4}, 100_000 // 4 - 100 // 4),
+        ("dqn", {"train_freq": 4, "gradient_steps": -1, "learning_starts": 1_000}, (100_000 // 4 - 1_000 // 4) * 4),
+        ("dqn", {"train_freq": (8, "step"), "learning_starts": 0}, 100_000 // 8),
+        ("dqn", {"train_freq": (1, "episode")}, None),  # depends on episode lengths: not counted
+        ("ppo", {"n_steps": 128, "n_epochs": 4, "batch_size": 256}, (100_000 // 128) * 4),
+    ],
+)
+def test_dry_run_counts_updates_with_each_algorithms_own_defaults(monkeypatch, algo, kwargs, expected):
+    import sb3_gap.sweep.cell as cell
+    from sb3_gap.sweep.dryrun import cell_updates
+
+    monkeypatch.setattr(cell, "resolve_run", lambda spec, params: (None, dict(kwargs), {}, {}))
+    spec = _spec(Path("/nonexistent"), algos=[algo], steps=100_000)
+    assert cell_updates(spec, spec.cells()[0]) == expected
+
+
+@pytest.mark.slow
+def test_dry_run_of_ppo_probes_without_replay_settings(tmp_path, capsys):
+    main(["--envs", "MinAtar/Breakout-v1", "--algos", "ppo", "--encoders", "minatar", "--steps", "1024", "--eval-freq", "1024",
+          "--storage", f"sqlite:///{tmp_path}/s.db", "--out", str(tmp_path / "runs"), "--dry-run"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "ms per env step" in out and "gradient updates:  " in out
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_dry_run_on_a_sqlite_file_that_is_not_a_study_is_one_line(tmp_path, capsys):
+    import sqlite3
+
+    other = tmp_path / "notes.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE notes (x TEXT)")
+    with pytest.raises(SystemExit, match=r"sb3-gap sweep: error: --storage .*notes.db: not an Optuna study database \(no such table: studies\)"):
+        main(["--envs", "MinAtar/Breakout-v1", "--algos", "dqn", "--storage", f"sqlite:///{other}", "--out", str(tmp_path / "runs"), "--dry-run"])
+
+
 def _all_presets() -> list[str]:
     from sb3_gap.sweep.cli import SWEEP_PRESETS
 

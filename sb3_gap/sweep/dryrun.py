@@ -7,12 +7,15 @@ expensive cell on this machine. Nothing is started and nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import math
 import os
 import time
 from typing import Any
 
+from sb3_gap.checks import Refused
 from sb3_gap.sweep.spec import HP_PREFIX, SweepSpec, cell_key
 
 #: GPU measurements of a sweep run's cost that docs/ records, by device name: (seconds per env step, per update).
@@ -29,27 +32,52 @@ def _cell_options(spec: SweepSpec, cell: dict[str, Any]) -> dict[str, Any]:
     return {**spec.fixed, **{k[len(HP_PREFIX) :]: v for k, v in cell.items() if k.startswith(HP_PREFIX)}}
 
 
-def cell_updates(spec: SweepSpec, cell: dict[str, Any]) -> int:
-    """Gradient updates one cell makes in ``spec.steps`` env steps, as SB3 schedules them."""
+def algorithm_arguments(spec: SweepSpec, cell: dict[str, Any]) -> dict[str, Any]:
+    """The cell's algorithm arguments: its resolved settings over the algorithm's own defaults (Rainbow's, DQN's, ...)."""
+    from sb3_gap.algos import get_algo
     from sb3_gap.sweep.cell import resolve_run
 
     _, kwargs, _, _ = resolve_run(spec, cell)
-    if cell["algo"] == "ppo":  # on-policy: epochs x minibatches per rollout
-        rollout = int(kwargs.get("n_steps", 2048)) * spec.n_envs
-        return (spec.steps // rollout) * int(kwargs.get("n_epochs", 10)) * math.ceil(rollout / int(kwargs.get("batch_size", 64)))
-    train_freq = kwargs.get("train_freq", 4)
-    train_freq = int(train_freq[0] if isinstance(train_freq, (tuple, list)) else train_freq)
-    learning_starts = int(kwargs.get("learning_starts", 100))
-    rollouts = max(0, spec.steps - learning_starts) // (train_freq * spec.n_envs)
-    return rollouts * int(kwargs.get("gradient_steps", 1))
+    params = inspect.signature(get_algo(cell["algo"]).__init__).parameters.values()
+    return {**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}, **kwargs}
 
 
-def most_expensive(spec: SweepSpec, updates: dict[str, int]) -> dict[str, Any]:
+def is_on_policy(algo: str) -> bool:
+    """Whether ``algo`` collects rollouts into a rollout buffer (PPO) rather than a replay buffer."""
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+    from sb3_gap.algos import get_algo
+
+    return issubclass(get_algo(algo), OnPolicyAlgorithm)
+
+
+def cell_updates(spec: SweepSpec, cell: dict[str, Any]) -> int | None:
+    """
+    Gradient updates one cell makes in ``spec.steps`` env steps, as SB3 schedules them with the cell's own settings
+    and its algorithm's defaults; ``None`` when they depend on episode lengths (``train_freq=(n, "episode")``).
+    """
+    args = algorithm_arguments(spec, cell)
+    if is_on_policy(cell["algo"]):  # epochs x minibatches per rollout
+        rollout = int(args["n_steps"]) * spec.n_envs
+        return (spec.steps // rollout) * int(args["n_epochs"]) * math.ceil(rollout / int(args["batch_size"]))
+    train_freq = args["train_freq"]
+    if isinstance(train_freq, (tuple, list)):
+        if str(train_freq[1]) == "episode":
+            return None
+        train_freq = train_freq[0]
+    per_rollout = int(train_freq) * spec.n_envs
+    # SB3 trains after each rollout that ends past learning_starts; gradient_steps=-1: one update per env step collected.
+    rollouts = spec.steps // per_rollout - min(spec.steps, int(args["learning_starts"])) // per_rollout
+    gradient_steps = int(args["gradient_steps"])
+    return rollouts * (per_rollout if gradient_steps < 0 else gradient_steps)
+
+
+def most_expensive(spec: SweepSpec, updates: dict[str, int | None]) -> dict[str, Any]:
     """The cell that costs most per env step: most updates, then the biggest φ, ψ and bottleneck."""
 
     def cost(cell: dict[str, Any]) -> tuple[Any, ...]:
         opts = _cell_options(spec, cell)
-        return (updates[cell_key(cell)], opts.get("encoder_scale", 1), opts.get("extra_blocks", 0), cell["width_scale"],
+        return (updates[cell_key(cell)] or 0, opts.get("encoder_scale", 1), opts.get("extra_blocks", 0), cell["width_scale"],
                 opts.get("psi_depth", 0), _BOTTLENECK_COST.get(cell["bottleneck"], 0), opts.get("sparse_scope") == "all")  # fmt: skip
 
     return max(spec.cells(), key=cost)
@@ -65,7 +93,7 @@ def probe(spec: SweepSpec, cell: dict[str, Any], steps: int = PROBE_STEPS, n_upd
     from sb3_gap.sweep.cell import build_model
     from sb3_gap.zoo_config import resolve_section
 
-    small = {"buffer_size": steps + 100, "learning_starts": steps}
+    small = {} if is_on_policy(cell["algo"]) else {"buffer_size": steps + 100, "learning_starts": steps}
     trial = dataclasses.replace(
         spec,
         fixed={**spec.fixed, **small},
@@ -83,7 +111,7 @@ def probe(spec: SweepSpec, cell: dict[str, Any], steps: int = PROBE_STEPS, n_upd
         model.learn(steps)
         per_step = (time.perf_counter() - start) / steps
         train = getattr(model, "train", None)
-        if cell["algo"] == "ppo" or train is None:
+        if is_on_policy(cell["algo"]) or train is None:
             return per_step, 0.0
         batch_size = int(getattr(model, "batch_size", 32))
         train(gradient_steps=1, batch_size=batch_size)  # warm-up (allocations, first-call costs)
@@ -109,15 +137,18 @@ def complete_cells(spec: SweepSpec) -> int | str:
 
     keys = {cell_key(c) for c in spec.cells()}
     uri = f"file:{path.resolve()}?mode=ro"
-    with sqlite3.connect(uri, uri=True) as db:
-        found = db.execute("SELECT study_id FROM studies WHERE study_name = ?", (spec.study,)).fetchone()
-        if found is None:
-            return 0
-        rows = db.execute(
-            "SELECT t.trial_id, p.param_name, p.param_value, p.distribution_json FROM trials t JOIN trial_params p "
-            "ON p.trial_id = t.trial_id WHERE t.study_id = ? AND t.state = 'COMPLETE'",
-            (found[0],),
-        ).fetchall()
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            found = db.execute("SELECT study_id FROM studies WHERE study_name = ?", (spec.study,)).fetchone()
+            if found is None:
+                return 0
+            rows = db.execute(
+                "SELECT t.trial_id, p.param_name, p.param_value, p.distribution_json FROM trials t JOIN trial_params p "
+                "ON p.trial_id = t.trial_id WHERE t.study_id = ? AND t.state = 'COMPLETE'",
+                (found[0],),
+            ).fetchall()
+    except sqlite3.DatabaseError as e:  # not SQLite, or SQLite without Optuna's tables ("no such table: studies")
+        raise Refused(f"--storage {path}: not an Optuna study database ({e}); give the sweep's own database or a new file") from None
     params: dict[int, dict[str, Any]] = {}
     for trial_id, name, value, dist in rows:
         distribution = optuna.distributions.json_to_distribution(dist)
@@ -138,20 +169,21 @@ def dry_run_report(spec: SweepSpec, workers: int | str = 1, timed: bool = True) 
     :param timed: Run the timed probe (else the estimate is left out)
     """
     cells = spec.cells()
-    per_config: dict[str, int] = {}
-    updates: dict[str, int] = {}
+    per_config: dict[str, int | None] = {}
+    updates: dict[str, int | None] = {}
     for cell in cells:
         config = cell_key({k: v for k, v in cell.items() if k != "seed"})
         if config not in per_config:
             per_config[config] = cell_updates(spec, cell)
         updates[cell_key(cell)] = per_config[config]
-    total_updates = sum(updates.values())
+    per_episode = sum(n is None for n in updates.values())
+    total_updates = sum(n for n in updates.values() if n is not None)
     done = complete_cells(spec)
     lines = [
         f"sweep {spec.study} ({len(spec.envs)} envs x {len(cells) // max(1, len(spec.envs))} runs each)",
         f"  runs:              {len(cells):,}",
         f"  env steps:         {len(cells) * spec.steps:,} ({spec.steps:,} per run)",
-        f"  gradient updates:  {total_updates:,}",
+        f"  gradient updates:  {total_updates:,}" + (f" (+ {per_episode:,} runs that train per episode: not counted)" if per_episode else ""),
         f"  complete already:  {done}" + (f" of {len(cells):,}" if isinstance(done, int) else ""),
     ]
     if timed:
