@@ -7,14 +7,18 @@ STAMP  := $(VENV)/.sb3_gap-installed
 .PHONY: demo test test-fast check install clean
 
 # envpool's Procgen needs the system Qt5 runtime (docs/environments.md); CI runs as root on Debian.
-# tests/test_postgres.py starts its own PostgreSQL server from Debian's package (docs/sweeps.md, "Tested in the suite");
-# the createcluster.d line stops the package from creating and starting a default cluster on port 5432.
+# tests/test_postgres.py starts its own PostgreSQL server from Debian's package (docs/sweeps.md, "Tested in the suite").
+# A createcluster.d file stops the package from creating and starting a default cluster on port 5432 while it installs;
+# it is removed again afterwards (also when the install fails), so no setting of ours stays in /etc.
+CREATECLUSTER := /etc/postgresql-common/createcluster.d/sb3-gap-install.conf
 $(STAMP): setup.py
 	@missing="$$(for p in libqt5gui5 postgresql; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
 	if [ -n "$$missing" ]; then \
-		mkdir -p /etc/postgresql-common/createcluster.d && \
-		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/sb3-gap.conf && \
-		apt-get update && apt-get install -y $$missing; fi
+		made_dir=0; [ -d $(dir $(CREATECLUSTER)) ] || made_dir=1; \
+		mkdir -p $(dir $(CREATECLUSTER)) && echo "create_main_cluster = false" > $(CREATECLUSTER); \
+		apt-get update && apt-get install -y $$missing; status=$$?; \
+		rm -f $(CREATECLUSTER); [ $$made_dir = 0 ] || rmdir $(dir $(CREATECLUSTER)) 2>/dev/null || true; \
+		[ $$status = 0 ] || exit $$status; fi
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
@@ -35,7 +39,7 @@ check: $(STAMP)
 test: check
 	$(PY) -m pytest -q -n auto tests
 
-# The inner loop while developing: the same checks and every test not marked slow (<= 2 minutes here). CI runs `make test`.
+# The inner loop while developing: the same checks and every test not marked slow or postgres. CI runs `make test`.
 test-fast: check
 	$(PY) -m pytest -q -n auto -m "not slow and not postgres" tests
 

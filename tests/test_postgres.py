@@ -137,7 +137,7 @@ def assert_no_password(password: str, texts: list[str], folder: Path) -> int:
 @pytest.mark.slow
 def test_two_workers_start_together_on_an_empty_database_and_share_the_grid(pg_server, pg_url, tmp_path):
     """Two `sb3-gap sweep` processes ("machines": own --out each) start at the same instant on an empty database:
-    both get through the race to create Optuna's tables, both train, and every cell runs exactly once. The
+    both get through the race to create Optuna's tables and exit cleanly, and every cell runs exactly once. The
     password is in no output, log, settings.json or summary.md."""
     fields = spec_fields(pg_url)
     barrier = tmp_path / "barrier"
