@@ -403,10 +403,10 @@ class FrameReplayBuffer(ReplayBuffer):
         :param env: VecNormalize to normalize observations and rewards, if any
         :return: A ``ReplayBufferSamples`` batch (``discounts`` set when ``n_steps > 1``)
         """
+        if not self.can_sample():
+            raise Refused(f"{type(self).__name__} is empty: add() a transition before sampling")
         lost = self.frame_stack - 1 if self.full else 0
         upper = (self.buffer_size if self.full else self.pos) - lost
-        if upper < 1:
-            raise Refused(f"{type(self).__name__} is empty: add() a transition before sampling")
         if lost:  # the oldest stored step is at self.pos
             batch_inds = (np.random.randint(0, upper, size=batch_size) + self.pos + lost) % self.buffer_size
         else:

@@ -162,6 +162,19 @@ def test_sampling_leaves_out_overwritten_history() -> None:
         FrameReplayBuffer(20, venv.observation_space, venv.action_space, "cpu", frame_stack=4).sample(4)
 
 
+def test_can_sample_is_true_exactly_when_a_step_can_be_drawn() -> None:
+    """can_sample() is the rule sample() refuses by: false while no stored step keeps its stack, true from the first."""
+    venv = make_venv(1, 4)
+    ours = FrameReplayBuffer(20, venv.observation_space, venv.action_space, "cpu", frame_stack=4)
+    assert not ours.can_sample()
+    with pytest.raises(ValueError, match="empty"):
+        ours.sample(4)
+    for steps in range(1, 34):
+        feed(venv, [ours], 1)
+        assert ours.can_sample() == (len(sampleable(ours)) >= 1), steps
+        ours.sample(4)  # never raises once can_sample() says so
+
+
 def test_shares_the_frame_store_with_rainbow(monkeypatch) -> None:
     """RainbowReplayBuffer is a FrameReplayBuffer: same storage after the same adds, same window arithmetic."""
     venv = make_venv(2, 4)
