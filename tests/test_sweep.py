@@ -561,6 +561,19 @@ def test_run_stopped_between_checkpoints_resumes_bit_for_bit(tmp_path, monkeypat
 
 
 @pytest.mark.slow
+def test_result_names_the_run_folder_as_the_sweep_does_without_this_machines_path(tmp_path, monkeypatch):
+    """A committed result.json under a relative --out holds the relative run folder, not the absolute path of the machine."""
+    from sb3_gap.sweep.cell import train_cell
+
+    monkeypatch.chdir(tmp_path)
+    spec = tiny_spec(tmp_path, algos=["dqn"], bottlenecks=["gap"], seeds=1, steps=100, eval_freq=100, out_dir="runs")
+    result = train_cell(spec, dict(spec.cells()[0]))
+    saved = json.loads((tmp_path / result["run_dir"] / "result.json").read_text())
+    assert saved["run_dir"] == result["run_dir"] == str(run_dir_for(spec, spec.cells()[0])) and saved["run_dir"].startswith("runs/")
+    assert str(tmp_path) not in json.dumps(saved)
+
+
+@pytest.mark.slow
 def test_checkpoint_of_other_settings_is_set_aside_and_the_run_starts_over(tmp_path, caplog):
     from sb3_gap.sweep.cell import run_settings, train_cell
     from sb3_gap.sweep.checkpoint import CHECKPOINT_NAME, UNUSABLE_NAME

@@ -371,7 +371,7 @@ def train_cell(
         fps=model.num_timesteps / wall,
         resumed_from=start_steps if resumed is not None else None,  # env steps of the checkpoint the run resumed from
         n_evals=len(means),
-        run_dir=str(run_dir.resolve()),
+        run_dir=str(run_dir),  # as the sweep names it: under a relative --out, relative to where it ran (no machine's path)
         host=socket.gethostname(),
         device=str(model.device),
         settings=settings,
