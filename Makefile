@@ -30,11 +30,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m sb3_gap.sweep.demo
 
-# Lint, format check and type check first (seconds), then the suite on every core (pytest-xdist; CONTRIBUTING.md).
+# Lint, format check, type check and the import layers (pyproject.toml: no circle) first (seconds), then the suite on
+# every core (pytest-xdist; CONTRIBUTING.md).
 check: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 test: check
 	$(PY) -m pytest -q -n auto tests

@@ -93,7 +93,16 @@ setup(
     extras_require={
         # the checks `make test` runs (CONTRIBUTING.md); pinned so that a new release cannot fail CI overnight
         # (psycopg: tests/test_postgres.py runs sweeps on a real PostgreSQL server)
-        "test": ["pytest>=8", "pytest-timeout", "pytest-xdist>=3.5", "ruff==0.14.14", "mypy==1.18.2", "types-PyYAML", "psycopg[binary]>=3.1"],
+        "test": [
+            "pytest>=8",
+            "pytest-timeout",
+            "pytest-xdist>=3.5",
+            "ruff==0.14.14",
+            "mypy==1.18.2",
+            "types-PyYAML",
+            "import-linter==2.17",
+            "psycopg[binary]>=3.1",
+        ],
         # database drivers for sweeps shared across machines (docs/sweeps.md): postgresql://, mysql+pymysql://
         "postgres": ["psycopg[binary]>=3.1"],
         "mysql": ["pymysql>=1.0"],

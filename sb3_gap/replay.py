@@ -607,6 +607,11 @@ def load_replay_buffer(model: OffPolicyAlgorithm, path: str | pathlib.Path | io.
         raise
 
 
+#: Class attribute of an algorithm that gives its replay buffer its own ``gamma`` (Rainbow), which
+#: :func:`with_algorithm_gamma` then leaves alone.
+PASSES_GAMMA_TO_REPLAY = "passes_gamma_to_replay"
+
+
 def _default_gamma(algo_class: type) -> Any:
     """The default ``gamma`` of ``algo_class``'s constructor (None when it has none)."""
     for klass in algo_class.__mro__:
@@ -622,7 +627,8 @@ def with_algorithm_gamma(algo_class: type, hyperparams: dict[str, Any]) -> dict[
     ``hyperparams`` whose :class:`FrameReplayBuffer` (``replay_buffer_class``) gets the algorithm's ``gamma`` (that of
     ``hyperparams``, else ``algo_class``'s default) in ``replay_buffer_kwargs`` when its ``n_steps > 1``: SB3 passes
     a custom buffer neither (``OffPolicyAlgorithm._setup_model``). Used by the rl_zoo3 hook and the sweep; Rainbow
-    passes its own and is left alone, as are other buffers and 1-step ones (which do not discount).
+    passes its own (:data:`PASSES_GAMMA_TO_REPLAY`) and is left alone, as are other buffers and 1-step ones (which do
+    not discount).
 
     :param algo_class: The algorithm class (DQN, QRDQN...)
     :param hyperparams: Its keyword arguments, ``replay_buffer_class`` a class (not a string)
@@ -632,9 +638,7 @@ def with_algorithm_gamma(algo_class: type, hyperparams: dict[str, Any]) -> dict[
     buffer_class = hyperparams.get("replay_buffer_class")
     if not (isinstance(buffer_class, type) and issubclass(buffer_class, FrameReplayBuffer)):
         return hyperparams
-    from sb3_gap.rainbow.rainbow import Rainbow  # here: sb3_gap.rainbow imports this module
-
-    if issubclass(algo_class, Rainbow):
+    if getattr(algo_class, PASSES_GAMMA_TO_REPLAY, False):
         return hyperparams
     gamma = hyperparams.get("gamma", _default_gamma(algo_class))
     buffer_kwargs = dict(hyperparams.get("replay_buffer_kwargs") or {})

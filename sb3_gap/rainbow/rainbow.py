@@ -124,6 +124,8 @@ class Rainbow(OffPolicyAlgorithm):
     """
 
     ARCHITECTURE_ARGS: ClassVar[tuple[str, ...]] = ARCHITECTURE_ARGS
+    #: Rainbow builds its replay with its own ``gamma`` (:data:`sb3_gap.replay.PASSES_GAMMA_TO_REPLAY`).
+    passes_gamma_to_replay: ClassVar[bool] = True
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
