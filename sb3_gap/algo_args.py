@@ -5,22 +5,30 @@ SB3 takes a NaN learning rate, a negative ``max_grad_norm`` (``clip_grad_norm_``
 ``batch_size=0``, ``train_freq=0`` or ``gradient_steps=0`` (nothing ever trains) and runs on, silently wrong; so
 does kron-torch with ``b1=nan``. :func:`check_algo_args` refuses each in one line naming the argument, the value and
 the valid range. It is called by :class:`~sb3_gap.rainbow.Rainbow`'s constructor, by the rl_zoo3 hook for every
-``--algo`` of ``rl_zoo3.train`` (DQN, QR-DQN, PPO, Rainbow; :mod:`sb3_gap.zoo`), by sweeps for ``--set``,
+``--algo`` of ``rl_zoo3.train`` (Rainbow in full, SB3's and sb3-contrib's as below; :mod:`sb3_gap.zoo`), by sweeps for ``--set``,
 ``--hyperparams`` and presets before any trial starts (:mod:`sb3_gap.sweep.spec`); :func:`check_kron_args` by
 :class:`~sb3_gap.optim.Kron` and ``policy_kwargs(optimizer="kron", optimizer_kwargs=...)``. ``DQN(...)`` built
 directly in Python is SB3's own constructor, which sb3_gap does not wrap.
 
-Names not in the tables are left to the algorithm. Arguments that take a schedule (``learning_rate``,
-``clip_range``, ``priority_beta``) accept a callable, and rl_zoo3's ``lin_<x>`` strings are checked on ``x``.
+Names not in the tables are left to the algorithm (a NaN is refused whatever the name). Arguments that take a
+schedule (``learning_rate``, ``clip_range``, ``priority_beta``) accept a callable, SB3's and rl_zoo3's schedule objects
+are checked on their initial value, and rl_zoo3's ``lin_<x>`` strings on ``x``.
+
+An algorithm sb3_gap does not own (SB3's and sb3-contrib's, in the rl_zoo3 hook: ``check_algo_args(kwargs,
+host=True)``) is checked only where it would silently misuse a value: a bound marked ``misuse=False`` is sb3_gap's
+own stricter range (``learning_starts >= 0``, ``target_update_interval >= 1``, ``ent_coef >= 0``: SB3 takes
+``ent_coef='auto'`` for SAC/TQC and uses a negative coefficient as written), applied to Rainbow and the sweeps only;
+for the host's algorithms such a value passes unless it is NaN.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sb3_gap.checks import Refused, check_choice, check_int, check_range, is_int
+from sb3_gap.checks import Refused, check_choice, check_int, check_range, is_int, is_number
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,8 @@ class Bound:
     :param schedule_ok: A callable of the progress remaining is valid
     :param also: Other valid values (``gradient_steps=-1``: as many as env steps)
     :param example: Valid values to show in the error
+    :param misuse: A value outside the range is one SB3's algorithms would silently misuse (checked for every algorithm);
+        False: sb3_gap's own stricter range, checked only for algorithms sb3_gap owns (see the module docstring)
     """
 
     low: float | None = None
@@ -48,10 +58,16 @@ class Bound:
     schedule_ok: bool = False
     also: tuple[Any, ...] = ()
     example: str = ""
+    misuse: bool = True
 
     def check(self, name: str, value: Any) -> None:
         """Raise a one-line ``ValueError`` unless ``value`` is valid for argument ``name``."""
-        if (value is None and self.none_ok) or (self.schedule_ok and callable(value)) or (value in self.also and is_int(value)):
+        if self.schedule_ok and callable(value):
+            start = schedule_start(value)
+            if start is None:  # a user's own callable: SB3 calls it, sb3_gap does not guess its values
+                return
+            value = start
+        if (value is None and self.none_ok) or (value in self.also and is_int(value)):
             return
         if self.schedule_ok and isinstance(value, str) and value.startswith("lin_"):  # rl_zoo3's linear schedule
             try:
@@ -69,6 +85,21 @@ class Bound:
             check_range(name, value, self.low, self.high, self.low_open, self.high_open, example=f"{self.example}{also}{none}")
 
 
+#: Modules whose schedule classes are unwrapped to their initial value (``ConstantSchedule``, ``LinearSchedule``,
+#: ``FloatSchedule``, rl_zoo3's ``SimpleLinearSchedule``): pure functions of the progress, safe to call here.
+_SCHEDULE_MODULES = ("stable_baselines3.common.utils", "rl_zoo3.utils")
+
+
+def schedule_start(value: Any) -> Any:
+    """The value an SB3 or rl_zoo3 schedule object starts from (progress remaining 1), None for any other callable."""
+    if type(value).__module__ not in _SCHEDULE_MODULES:
+        return None
+    try:
+        return value(1.0)
+    except Exception:  # a schedule that cannot be evaluated is the algorithm's to report
+        return None
+
+
 _PROBABILITY = Bound(0.0, 1.0, example="0.01")
 
 #: Algorithm constructor arguments (DQN, QR-DQN, PPO, Rainbow) and their valid values. Bounds follow what the
@@ -80,9 +111,9 @@ ALGO_ARG_BOUNDS: dict[str, Bound] = {
     "max_grad_norm": Bound(0.0, low_open=True, none_ok=True, example="10"),
     "batch_size": Bound(1, integer=True, example="32"),
     "buffer_size": Bound(1, integer=True, example="1000000"),
-    "learning_starts": Bound(0, integer=True, example="20000"),
+    "learning_starts": Bound(0, integer=True, example="20000", misuse=False),  # SB3: a negative one starts at once
     "gradient_steps": Bound(1, integer=True, also=(-1,), example="1"),
-    "target_update_interval": Bound(1, integer=True, example="8000"),
+    "target_update_interval": Bound(1, integer=True, example="8000", misuse=False),  # DQN: 0 -> every step
     "n_steps": Bound(1, integer=True, example="3"),
     "exploration_fraction": Bound(0.0, 1.0, low_open=True, none_ok=True, example="0.1"),
     "exploration_initial_eps": _PROBABILITY,
@@ -95,7 +126,7 @@ ALGO_ARG_BOUNDS: dict[str, Bound] = {
     "gae_lambda": Bound(0.0, 1.0, example="0.95"),
     "clip_range": Bound(0.0, low_open=True, schedule_ok=True, example="0.1"),
     "clip_range_vf": Bound(0.0, low_open=True, none_ok=True, schedule_ok=True, example="0.1"),
-    "ent_coef": Bound(0.0, example="0.01"),
+    "ent_coef": Bound(0.0, example="0.01", misuse=False),  # SAC/TQC: also "auto", "auto_0.1" (learned)
     "vf_coef": Bound(0.0, example="0.5"),
     "target_kl": Bound(0.0, low_open=True, none_ok=True, example="0.02"),
     # Rainbow: noisy nets and prioritized replay (Hessel et al. 2018, Table 1; Dopamine's 1e-10 for priority_eps)
@@ -121,18 +152,24 @@ def check_train_freq(value: Any) -> None:
         check_int("train_freq", value, example="4, (4, 'step')")
 
 
-def check_algo_args(kwargs: Mapping[str, Any]) -> None:
+def check_algo_args(kwargs: Mapping[str, Any], host: bool = False) -> None:
     """
-    Check the arguments of :data:`ALGO_ARG_BOUNDS` (and ``train_freq``) found in ``kwargs``; others are left alone.
+    Check the arguments of :data:`ALGO_ARG_BOUNDS` (and ``train_freq``) found in ``kwargs``; others are refused only
+    when NaN (no algorithm means anything by a NaN).
 
     :param kwargs: An algorithm's keyword arguments (a Zoo section, a sweep cell, Rainbow's own)
+    :param host: The algorithm is SB3's or sb3-contrib's, not sb3_gap's: bounds with ``misuse=False`` are not applied
+        (what the host takes and uses as written is never refused)
     :raises ValueError: One line naming the argument, the bad value and the valid range
     """
     for name, value in kwargs.items():
+        bound = ALGO_ARG_BOUNDS.get(name)
         if name == "train_freq":
             check_train_freq(value)
-        elif name in ALGO_ARG_BOUNDS:
-            ALGO_ARG_BOUNDS[name].check(name, value)
+        elif bound is not None and (bound.misuse or not host):
+            bound.check(name, value)
+        elif is_number(value) and math.isnan(value):
+            raise Refused(f"{name} must be a number, got {value!r}")
 
 
 #: kron-torch's ``Kron`` options (``kron_torch/kron.py``) and their valid values.
@@ -186,4 +223,13 @@ def check_kron_args(kwargs: Mapping[str, Any]) -> None:
             check_range("Kron preconditioner_update_probability", value, 0.0, 1.0, low_open=True, example="1.0; or None")
 
 
-__all__ = ["ALGO_ARG_BOUNDS", "KRON_ARG_BOUNDS", "Bound", "check_algo_args", "check_kron_args", "check_train_freq", "is_kron_schedule"]
+__all__ = [
+    "ALGO_ARG_BOUNDS",
+    "KRON_ARG_BOUNDS",
+    "Bound",
+    "check_algo_args",
+    "check_kron_args",
+    "check_train_freq",
+    "is_kron_schedule",
+    "schedule_start",
+]

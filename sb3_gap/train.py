@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> None:
 
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     """
-    from sb3_gap.zoo import HyperparameterError, register_with_zoo
+    from sb3_gap.checks import Refused
+    from sb3_gap.zoo import register_with_zoo
 
     register_with_zoo()
     from rl_zoo3.train import train
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv = [sys.argv[0], *argv]
     try:
         train()
-    except HyperparameterError as e:  # refused before anything was built: one line, no traceback
+    except Refused as e:  # sb3_gap refused a value (the hook's HyperparameterError, Rainbow's own checks): one line
         raise SystemExit(f"sb3-gap train: error: {e}") from None
 
 

@@ -22,22 +22,29 @@
    ``zoo_configs``' MinAtar sections (``use_minimal_action_set: false``, 6 actions) the evaluation env had the
    minimal set (3 for Breakout) and ``--eval-freq`` crashed with ``IndexError`` in ``minatar/gym.py``;
 7. turns a ``replay_ratio`` in the YAML or ``--hyperparams`` (gradient updates per env step) into SB3's ``train_freq``
-   and ``gradient_steps`` for the run's ``n_envs`` (:func:`sb3_gap.zoo_config.replay_ratio_schedule`), replacing
-   the section's own ``train_freq``/``gradient_steps``;
+   and ``gradient_steps`` for the run's ``n_envs`` (:func:`sb3_gap.zoo_config.replay_ratio_schedule`) by the sweep's
+   rules (:func:`sb3_gap.zoo_config.apply_replay_ratio`): ``--hyperparams``' ratio replaces the section's own
+   ``train_freq``/``gradient_steps``; a ratio given with either in the same place, a ratio that is not a positive p/q
+   up to :data:`sb3_gap.zoo_config.MAX_REPLAY_RATIO`, or one for an on-policy algorithm (PPO, A2C) is refused;
 8. gives an n-step ``FrameReplayBuffer`` the algorithm's ``gamma`` (SB3 passes a custom buffer neither ``n_steps`` nor
    ``gamma``) and refuses a different one in ``replay_buffer_kwargs`` (:func:`sb3_gap.replay.with_algorithm_gamma`);
 9. makes ``--trained-agent`` refuse the ``replay_buffer.pkl`` next to the model when it is a ``FrameReplayBuffer`` whose
    ``n_steps``/``gamma`` differ from the model's (:func:`sb3_gap.replay.check_loaded_replay`), as
    ``Rainbow.load_replay_buffer`` does: rl_zoo3's ``_load_pretrained_agent`` loads it with SB3's unchecked
    ``load_replay_buffer``, and training would silently use the buffer's settings;
-10. checks every numeric hyperparameter against its range (:func:`sb3_gap.algo_args.check_algo_args`) for every
-    algorithm, DQN, QR-DQN and PPO included;
+10. checks the hyperparameters as written (YAML, ``--hyperparams``), before rl_zoo3 turns ``learning_rate`` and
+    ``clip_range`` into schedule objects (:func:`sb3_gap.algo_args.check_algo_args`): Rainbow's against sb3_gap's whole
+    range table; an SB3/sb3-contrib algorithm's only where it would silently misuse the value (NaN, a non-positive or
+    ``lin_-1`` learning rate, ``clip_range: 0``, a negative ``max_grad_norm``, ``train_freq: 0``...), so that every
+    config rl_zoo3 ships (SAC's ``ent_coef: auto``...) runs as it does without sb3_gap; sb3_gap's own networks
+    (``ConvExtractor``, in ``policy_kwargs(...)`` or dict form) and buffers are checked for any algorithm;
 11. refuses ``--device cuda`` (or ``cuda:N``, ``mps``) where torch sees no such device
     (:func:`sb3_gap.checks.check_device`) instead of SB3's silent fall-back to the CPU.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from typing import Any
@@ -51,7 +58,7 @@ from sb3_gap.envs.atari import is_sb3_gap_atari
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
 from sb3_gap.optim import Kron
 from sb3_gap.replay import FrameReplayBuffer, check_loaded_replay, with_algorithm_gamma
-from sb3_gap.zoo_config import REPLAY_RATIO, replay_ratio_schedule
+from sb3_gap.zoo_config import REPLAY_RATIO, apply_replay_ratio, check_takes_replay_ratio
 
 # Names usable inside string hyperparameters that rl_zoo3 eval()s (policy_kwargs, replay_buffer_class, replay_buffer_kwargs).
 YAML_NAMES: dict[str, Any] = {
@@ -112,25 +119,53 @@ def _is_atari_or_sb3_gap_atari(original: Any) -> Any:
     return staticmethod(is_atari)
 
 
-def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
-    """Wrap ``ExperimentManager._preprocess_hyperparams``: see items 6, 7 and 8 of the module docstring."""
+def owned_by_sb3_gap(algo_class: Any) -> bool:
+    """Whether sb3_gap wrote the algorithm (Rainbow), so that its whole range table applies (:func:`check_algo_args`);
+    SB3's and sb3-contrib's algorithms are the host's: only what they would silently misuse is refused."""
+    return isinstance(algo_class, type) and algo_class.__module__.split(".")[0] == "sb3_gap"
 
-    def _preprocess_hyperparams(self: Any, *args: Any, **kwargs: Any) -> Any:
-        out = original(self, *args, **kwargs)
+
+def _with_replay_ratio(manager: Any, hyperparams: dict[str, Any], algo_class: Any) -> dict[str, Any]:
+    """
+    ``hyperparams`` (YAML section, Optuna trial and ``--hyperparams`` merged by rl_zoo3's ``read_hyperparameters``) with
+    ``replay_ratio`` turned into ``train_freq``/``gradient_steps`` by the sweep's rules (:func:`apply_replay_ratio`): the
+    two layers are the section and ``--hyperparams``, each refused where it gives the ratio with what it sets, the later
+    one winning key by key; refused for algorithms without ``train_freq``/``gradient_steps`` (on-policy).
+    """
+    custom = dict(manager.custom_hyperparams or {})
+    if REPLAY_RATIO not in hyperparams:
+        return hyperparams
+    zoo_algos = importlib.import_module("rl_zoo3.utils").ALGOS
+    check_takes_replay_ratio(manager.algo, algo_class, zoo_algos)
+    section = {k: v for k, v in hyperparams.items() if k not in custom}
+    given = {k: hyperparams[k] for k in custom if k in hyperparams}
+    n_envs = hyperparams.get("n_envs", 1)
+    return apply_replay_ratio(section, given, n_envs=n_envs, names=(f"the section of {manager.config}", "--hyperparams"))
+
+
+def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
+    """Wrap ``ExperimentManager._preprocess_hyperparams``: see items 6, 7, 8 and 10 of the module docstring."""
+
+    @functools.wraps(original)  # __wrapped__: rl_zoo3's own, as the tests run it
+    def _preprocess_hyperparams(self: Any, hyperparams: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        algo_class = importlib.import_module("rl_zoo3.utils").ALGOS.get(self.algo)
+        try:  # sb3_gap's refusals are one line (HyperparameterError); the host's own errors stay as they are
+            # Before rl_zoo3 turns numbers and lin_<x> strings into schedule objects, and replay_ratio into what it sets.
+            hyperparams = _with_replay_ratio(self, hyperparams, algo_class)  # item 7
+            check_algo_args(hyperparams, host=not owned_by_sb3_gap(algo_class))  # item 10
+            check_device(self.device, "--device")  # item 11: SB3 would run --device cuda on the CPU without a word
+            out = original(self, hyperparams, *args, **kwargs)  # eval()s policy_kwargs: sb3_gap.policy_kwargs(...) checks
+            processed = out[0]
+            network = processed.get("policy_kwargs")
+            extractor = network.get("features_extractor_class") if isinstance(network, dict) else None
+            if isinstance(extractor, type) and issubclass(extractor, ConvExtractor):  # sb3_gap's network, in any form
+                ConvExtractor.validate(**(network.get("features_extractor_kwargs") or {}))
+            if algo_class is not None:  # replay_buffer_class is a class by now (rl_zoo3 eval()s it above)
+                processed.update(with_algorithm_gamma(algo_class, processed))  # item 8
+        except Refused as e:
+            raise HyperparameterError(str(e)) from None
         if self._eval_env_kwargs_args is None:  # no --eval-env-kwargs: evaluate on the training env's kwargs
             self.eval_env_kwargs = self.env_kwargs
-        hyperparams = out[0]
-        if REPLAY_RATIO in hyperparams:  # YAML and --hyperparams are merged by now: the ratio wins over train_freq
-            train_freq, gradient_steps = replay_ratio_schedule(hyperparams.pop(REPLAY_RATIO), self.n_envs)
-            hyperparams.update(train_freq=train_freq, gradient_steps=gradient_steps)
-        try:
-            check_algo_args(hyperparams)  # item 10: a NaN, a negative max_grad_norm, train_freq 0 ... never train
-            check_device(self.device, "--device")  # item 11: SB3 would run --device cuda on the CPU without a word
-            algo_class = importlib.import_module("rl_zoo3.utils").ALGOS.get(self.algo)
-            if algo_class is not None:  # replay_buffer_class is a class by now (rl_zoo3 eval()s it above)
-                hyperparams.update(with_algorithm_gamma(algo_class, hyperparams))  # item 8
-        except ValueError as e:
-            raise HyperparameterError(str(e)) from None
         return out
 
     _preprocess_hyperparams._sb3_gap = True  # type: ignore[attr-defined]

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import argparse
+import copy
+import importlib.util
 import os
 import re
 import subprocess
 import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -407,3 +411,169 @@ def test_extractor_cost_updates_only_its_section_of_benchmarks_md() -> None:
     assert new.startswith("# Benchmarks\n\n" + SECTION_HEADING + "\n\nNEW TABLE\n\n## Other benchmarks")
     assert replace_section(new, SECTION_HEADING, "NEW TABLE") == new
     assert replace_section("", SECTION_HEADING, "T") == f"# Benchmarks\n\n{SECTION_HEADING}\n\nT\n"
+
+
+# --------------------------------------------------------------------------- the hook never breaks rl_zoo3
+
+#: rl_zoo3's own hyperparameter files (found without importing rl_zoo3 at collection).
+RL_ZOO3_CONFIGS = sorted((Path(importlib.util.find_spec("rl_zoo3").origin).parent / "hyperparams").glob("*.yml"))  # type: ignore[arg-type, union-attr]
+
+
+def _zoo_manager(tmp_path: Path, algo: str, section: dict, env_id: str = "CartPole-v1", **kwargs):
+    """An rl_zoo3 ExperimentManager whose YAML is ``{env_id: section}``, sb3_gap's hook registered."""
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_gap.zoo import register_with_zoo
+
+    register_with_zoo()
+    config = tmp_path / f"{algo}.yml"
+    config.write_text(yaml.safe_dump({env_id: {"policy": "MlpPolicy", "n_timesteps": 100, **section}}))
+    return ExperimentManager(argparse.Namespace(), algo, env_id, str(tmp_path / "logs"), device="cpu", verbose=0, config=str(config), **kwargs)
+
+
+def _preprocess(manager):
+    return manager._preprocess_hyperparams(manager.read_hyperparameters()[0])[0]
+
+
+@pytest.mark.parametrize("config", RL_ZOO3_CONFIGS, ids=lambda p: p.stem)
+def test_hook_accepts_every_bundled_rl_zoo3_config(config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every entry of rl_zoo3's own files (registered env ids; `atari` on an Atari id) goes through rl_zoo3's
+    read_hyperparameters and _preprocess_hyperparams with the hook on, and none is refused by sb3_gap: SAC/TQC's
+    ent_coef 'auto', lin_<x> schedules, (n, 'episode') train_freq... An entry rl_zoo3 itself cannot preprocess (a
+    wrapper module not installed here) fails the same way without the hook. Nothing is built, no env is stepped."""
+    from rl_zoo3.exp_manager import ExperimentManager
+    from rl_zoo3.utils import ALGOS
+
+    from sb3_gap.checks import Refused
+    from sb3_gap.zoo import register_with_zoo
+
+    register_with_zoo()
+    if config.stem not in ALGOS:
+        pytest.skip(f"{config.name} is no rl_zoo3 algorithm's (her.yml is kept as a reference only)")
+    # libyaml once per file, handed to rl_zoo3 as a config module (its `--conf-file package.module` form): the
+    # pure-Python YAML parser would take most of the test's time re-reading the file for every entry.
+    sections = yaml.load(config.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    module = types.ModuleType("rl_zoo3_bundled_config")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    refused, checked = [], 0
+    for key, section in sections.items():
+        env_id = "Dopamine/Pong-v5" if key == "atari" else key
+        if env_id not in gym.envs.registry:
+            continue
+        module.hyperparams = {key: copy.deepcopy(section)}
+        manager = ExperimentManager(argparse.Namespace(), config.stem, env_id, str(tmp_path), config=module.__name__, verbose=0)
+        hyperparams = manager.read_hyperparameters()[0]
+        try:
+            manager._preprocess_hyperparams(copy.deepcopy(hyperparams))
+        except Refused as e:
+            refused.append(f"{config.stem} {key}: {e}")
+        except Exception as e:  # rl_zoo3's own failure: the same without the hook (__wrapped__: rl_zoo3's method)
+            with pytest.raises(type(e)):
+                ExperimentManager._preprocess_hyperparams.__wrapped__(manager, copy.deepcopy(hyperparams))
+        checked += 1
+    assert not refused, refused
+    assert checked > 0 or config.stem in ("ars",), f"no entry of {config.name} has a registered env id"
+
+
+def test_hook_checks_sb3_algorithms_only_for_values_they_misuse() -> None:
+    """For SB3/sb3-contrib algorithms every form they take passes (auto ent_coef, a negative one, schedules objects,
+    (n, 'episode')); NaN anywhere, a negative max_grad_norm, train_freq 0 are refused; Rainbow keeps the whole table."""
+    from rl_zoo3.utils import SimpleLinearSchedule
+    from stable_baselines3.common.utils import ConstantSchedule
+
+    from sb3_gap.algo_args import check_algo_args
+
+    host = dict(ent_coef="auto_0.1", learning_rate=SimpleLinearSchedule(3e-4), clip_range="lin_0.2", train_freq=(1, "episode"),
+                learning_starts=-1, target_update_interval=0, gradient_steps=-1, target_entropy="auto", use_sde=True)  # fmt: skip
+    check_algo_args(host, host=True)
+    check_algo_args({"ent_coef": -0.01}, host=True)  # used as written by PPO: not sb3_gap's to refuse
+    for bad, name in ((dict(max_grad_norm=-1.0), "max_grad_norm"), (dict(train_freq=0), "train_freq"), (dict(tau=float("nan")), "tau"),
+                      (dict(ent_coef=float("nan")), "ent_coef"), (dict(target_noise_clip=float("nan")), "target_noise_clip"),
+                      (dict(learning_rate=ConstantSchedule(float("nan"))), "learning_rate"),
+                      (dict(learning_rate=SimpleLinearSchedule(-1)), "learning_rate")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            check_algo_args(bad, host=True)
+    with pytest.raises(ValueError, match=r"^learning_starts must be"):
+        check_algo_args({"learning_starts": -1})  # Rainbow and the sweeps: sb3_gap's own range
+
+
+@pytest.mark.parametrize(
+    ("section", "words"),
+    [
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number > 0"),
+        ({"learning_rate": 0}, "learning_rate must be a finite number > 0"),
+        ({"learning_rate": "lin_-1"}, "learning_rate must be a finite number > 0"),
+        ({"learning_rate": "abc"}, "learning_rate must be a finite number > 0 (e.g. 6.25e-5), got 'abc'"),
+        ({"clip_range": 0}, "clip_range must be a finite number > 0"),
+        ({"clip_range": "lin_-1"}, "clip_range must be a finite number > 0"),
+    ],
+    ids=["nan", "zero", "lin_-1", "abc", "clip_range_0", "clip_range_lin_-1"],
+)
+def test_hook_refuses_schedule_values_before_rl_zoo3_makes_schedules(tmp_path: Path, section: dict, words: str) -> None:
+    """learning_rate / clip_range are checked as written in the YAML, before rl_zoo3 turns them into schedule objects
+    (which any value passed as a callable): NaN, 0 and lin_-1 are one line, not torch's traceback or a silent run."""
+    from sb3_gap.zoo import HyperparameterError
+
+    with pytest.raises(HyperparameterError) as info:
+        _preprocess(_zoo_manager(tmp_path, "ppo", section))
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_sb3_gap_train_prints_a_nan_learning_rate_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`sb3-gap train` with a YAML `learning_rate: .nan`: one line (it was torch's `Invalid learning rate: nan` traceback)."""
+    from sb3_gap.train import main
+
+    (tmp_path / "ppo.yml").write_text("CartPole-v1:\n  policy: MlpPolicy\n  n_timesteps: 64\n  learning_rate: .nan\n")
+    argv = ["--algo", "ppo", "--env", "CartPole-v1", "--conf-file", str(tmp_path / "ppo.yml"), "-f", str(tmp_path), "--device", "cpu"]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert str(info.value.code).startswith("sb3-gap train: error: learning_rate must be a finite number > 0") and "nan" in str(info.value.code)
+    assert "Traceback" not in capsys.readouterr().err and not any(tmp_path.rglob("*.zip"))
+
+
+@pytest.mark.parametrize(
+    ("algo", "section", "custom", "words"),
+    [
+        ("dqn", {"replay_ratio": 2, "train_freq": 4}, None, ["replay_ratio=2 and ['train_freq'] both given", "one or the other"]),
+        ("dqn", {}, {"replay_ratio": 1, "gradient_steps": 2}, ["['gradient_steps'] both given in --hyperparams"]),
+        ("dqn", {"replay_ratio": "abc"}, None, ["replay_ratio='abc'", "positive number"]),
+        ("dqn", {"replay_ratio": 0}, None, ["replay_ratio=0", "positive number"]),
+        ("ppo", {"replay_ratio": 1}, None, ["which 'ppo' does not take", "'dqn'", "'rainbow'"]),
+    ],
+    ids=["with-train_freq", "with-gradient_steps-in-hyperparams", "abc", "zero", "on-policy"],
+)
+def test_hook_replay_ratio_follows_the_sweeps_rules(tmp_path: Path, algo: str, section: dict, custom: dict | None, words: list[str]) -> None:
+    """replay_ratio in a YAML or --hyperparams is refused in one line where the sweep refuses it: given with what it sets
+    in the same place, not a positive p/q, or for an on-policy algorithm (PPO's TypeError before)."""
+    from sb3_gap.zoo import HyperparameterError
+
+    with pytest.raises(HyperparameterError) as info:
+        _preprocess(_zoo_manager(tmp_path, algo, {"buffer_size": 100, **section}, hyperparams=custom))
+    message = str(info.value)
+    assert all(w in message for w in words) and "\n" not in message, message
+    # --hyperparams' ratio replaces the section's own train_freq (a later layer wins), as the sweep's --set does.
+    hyperparams = _preprocess(_zoo_manager(tmp_path, "dqn", {"train_freq": 4, "gradient_steps": 1}, hyperparams={"replay_ratio": 2}))
+    assert "replay_ratio" not in hyperparams and (hyperparams["train_freq"], hyperparams["gradient_steps"]) == (1, 2)
+
+
+def test_one_replay_ratio_bound_for_the_hook_the_sweep_and_rainbow(tmp_path: Path) -> None:
+    """replay_ratio=1e9 (a run that hangs: 1e9 updates per env step) is refused by the sweep's --set, the hook and
+    Rainbow's gradient_steps/train_freq alike, with the one bound of sb3_gap.zoo_config; the bound itself is taken."""
+    from sb3_gap.rainbow import Rainbow
+    from sb3_gap.sweep.cli import main as sweep_main
+    from sb3_gap.zoo import HyperparameterError
+    from sb3_gap.zoo_config import MAX_REPLAY_RATIO, replay_ratio_schedule
+
+    bound = f"more than sb3_gap takes ({MAX_REPLAY_RATIO}"
+    with pytest.raises(SystemExit) as info:
+        sweep_main(["--envs", "MinAtar/Breakout-v1", "--storage", f"sqlite:///{tmp_path}/x.db", "--out", str(tmp_path), "--set", "replay_ratio=1e9"])
+    assert bound in str(info.value.code) and "\n" not in str(info.value.code) and not (tmp_path / "x.db").exists()
+    with pytest.raises(HyperparameterError, match=re.escape(bound)):
+        _preprocess(_zoo_manager(tmp_path, "dqn", {"buffer_size": 100, "replay_ratio": 1e9}))
+    with pytest.raises(ValueError, match=re.escape(bound)):
+        Rainbow("MlpPolicy", "CartPole-v1", buffer_size=64, batch_size=8, train_freq=1, gradient_steps=10**9)
+    assert replay_ratio_schedule(MAX_REPLAY_RATIO) == (1, MAX_REPLAY_RATIO)
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env("CartPole-v1", n_envs=2)
+    Rainbow("MlpPolicy", env, buffer_size=64, batch_size=8, train_freq=1, gradient_steps=2 * MAX_REPLAY_RATIO)  # per env step: the bound

@@ -25,6 +25,7 @@ from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_ar
 from sb3_gap.rainbow.loss import per_sample_loss
 from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy, _greedy_actions
 from sb3_gap.replay import replay_mismatch_error, replay_mismatches
+from sb3_gap.zoo_config import check_updates_per_env_step
 
 SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
 
@@ -228,6 +229,8 @@ class Rainbow(OffPolicyAlgorithm):
             stats_window_size=stats_window_size, tensorboard_log=tensorboard_log, verbose=verbose, device=device, seed=seed,
             sde_support=False, supported_action_spaces=(spaces.Discrete,), support_multi_env=True,
         )  # fmt: skip
+        if env is not None:  # updates per env step within the one bound every replay ratio has (n_envs known now)
+            check_updates_per_env_step(gradient_steps, train_freq, self.n_envs)
         # The head switches stay attributes (model.n_atoms, ...), as saved models have them.
         self.distributional, self.n_atoms, self.v_min, self.v_max = head.distributional, head.n_atoms, head.v_min, head.v_max
         self.dueling, self.noisy, self.sigma0, self.head_init = head.dueling, head.noisy, head.sigma0, head.head_init

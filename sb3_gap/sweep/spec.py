@@ -27,7 +27,16 @@ from sb3_gap.envs.protocols import register_ale_ids
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS
 from sb3_gap.sweep.database import check_storage_url
-from sb3_gap.zoo_config import REPLAY_RATIO, REPLAY_RATIO_SETS, SCHEDULE_KEYS, apply_replay_ratio, materialize, replay_ratio_schedule, resolve_section
+from sb3_gap.zoo_config import (
+    REPLAY_RATIO,
+    SCHEDULE_KEYS,
+    apply_replay_ratio,
+    check_replay_ratio_alone,
+    check_takes_replay_ratio,
+    materialize,
+    replay_ratio_schedule,
+    resolve_section,
+)
 
 HP_PREFIX = "hp:"  # grid parameters named "hp:<name>" are hyperparameters
 # ConvExtractor arguments go to policy_kwargs; every other hyperparameter goes to the algorithm.
@@ -206,11 +215,7 @@ class SweepSpec:
         check_storage_url(self.storage)
         check_device(self.device, "--device")
         names = list(self.hyperparams) + list(self.fixed)
-        if REPLAY_RATIO in names and set(REPLAY_RATIO_SETS) & set(names):
-            raise Refused(
-                f"{REPLAY_RATIO} and {sorted(set(REPLAY_RATIO_SETS) & set(names))} both given: {REPLAY_RATIO} sets "
-                f"{list(REPLAY_RATIO_SETS)}; give one or the other"
-            )
+        check_replay_ratio_alone(names, "the sweep's --set/--hyperparams")
         overlap = sorted(set(self.hyperparams) & set(self.fixed))
         if overlap:
             raise Refused(f"Hyperparameter(s) {overlap} are both a grid axis and fixed; choose one")
@@ -223,9 +228,7 @@ class SweepSpec:
             for algo in self.algos:
                 accepted = constructor_args(get_algo(algo))
                 if name == REPLAY_RATIO:
-                    if not set(REPLAY_RATIO_SETS) <= accepted:
-                        takers = sorted(a for a in ALGOS if set(REPLAY_RATIO_SETS) <= constructor_args(get_algo(a)))
-                        raise Refused(f"{REPLAY_RATIO} sets {list(REPLAY_RATIO_SETS)}, which {algo!r} does not take; algorithms that do: {takers}")
+                    check_takes_replay_ratio(algo, get_algo(algo), {a: get_algo(a) for a in ALGOS})
                     continue
                 if name not in accepted:
                     raise Refused(
