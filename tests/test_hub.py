@@ -633,3 +633,295 @@ def test_pull_rainbow_then_zoo_enjoy(hub, tmp_path):
         env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------
+# downloads are data: what pull writes is the checked data, re-serialized; sizes are capped before download
+# ------------------------------------------------------------------------------------------------
+
+# rl_zoo3's enjoy evals config.yml's `normalize`; this expression, if ever evaluated, creates the marker file.
+MARKER_EXPR = "__import__('pathlib').Path({marker!r}).touch() or dict(norm_obs=False, norm_reward=False)"
+
+
+def publish(hub, repo_id: str, files: dict[str, bytes]) -> None:
+    """A repository holding exactly ``files`` (bytes as given), on the fake Hub."""
+    api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+    api.create_repo(repo_id, exist_ok=True)
+    api.create_commit(repo_id, operations=[CommitOperationAdd(name, data) for name, data in files.items()], commit_message="publish")
+
+
+@pytest.fixture
+def pushed_files(hub_env, zoo_run):
+    """The files of a small agent pushed from a Zoo run (config.yml, args.yml, env_kwargs.yml as the Zoo writes them)."""
+    logs, _ = zoo_run
+    if "alice/dqn-gap-breakout" not in hub_env.repos:  # pushed once per module
+        push_cli(logs, "alice/dqn-gap-breakout")
+    return dict(hub_env.repos["alice/dqn-gap-breakout"].files)
+
+
+def hidden_ordereddict(key: str, hidden: dict, visible: list | None = None) -> bytes:
+    """A mapping-form OrderedDict whose `args` hold harmless pairs and whose `key` (kwds, dictitems, state, listitems)
+    holds ``hidden``: yaml.UnsafeLoader applies it, a reader of `args` alone never sees it."""
+    visible = visible if visible is not None else [["policy", "CnnPolicy"]]
+    payload: object = list(hidden.items()) if key == "listitems" else hidden
+    return yaml.dump({"args": [visible], key: payload}).replace("args:", "!!python/object/apply:collections.OrderedDict\nargs:", 1).encode()
+
+
+def enjoy(folder: Path, n: int = 10) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rl_zoo3.enjoy",
+            "--algo",
+            "dqn",
+            "--env",
+            ENV_ID,
+            "-f",
+            str(folder),
+            "-n",
+            str(n),
+            "--no-render",
+            "--gym-packages",
+            "sb3_gap",
+            "--device",
+            "cpu",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
+    )
+
+
+HIDDEN_KEYS = ["dictitems", "kwds", "state", "listitems"]
+
+
+@pytest.mark.parametrize("file", ["config.yml", "args.yml", "env_kwargs.yml"])
+@pytest.mark.parametrize("key", HIDDEN_KEYS)
+def test_pull_refuses_hidden_ordereddict_keys(hub, pushed_files, tmp_path, key, file):
+    """An OrderedDict whose `args` look harmless and whose kwds / dictitems / state / listitems hide a payload (config.yml:
+    a `normalize` expression enjoy would eval, creating a marker; args.yml / env_kwargs.yml: env_kwargs that reach the env
+    constructor unchecked) is refused with one line naming the file and the key; enjoy never creates the marker."""
+    marker = tmp_path / "marker"
+    if file == "config.yml":
+        crafted = hidden_ordereddict(key, {"normalize": MARKER_EXPR.format(marker=str(marker))})
+    elif file == "args.yml":
+        visible = [["algo", "dqn"], ["env", ENV_ID], ["env_kwargs", None], ["seed", 0]]
+        crafted = hidden_ordereddict(key, {"env_kwargs": {"video_folder": str(marker)}}, visible)
+    else:
+        crafted = hidden_ordereddict(key, {"video_folder": str(marker)}, [])
+    repo_id = f"mallory/hidden-{key}-{file.replace('.', '-')}"
+    publish(hub, repo_id, {**pushed_files, file: crafted})
+    downloads = tmp_path / "dl"
+    try:
+        pull_from_hub(repo_id, downloads, cache_dir=tmp_path / "c")
+    except HubError as e:
+        message = str(e)
+        assert "\n" not in message and file in message and repr(key) in message
+    else:  # not refused: enjoy reads the file written, which must not carry the payload
+        enjoy(downloads)
+        written = (downloads / "dqn" / f"{ENV_NAME}_1" / ENV_NAME / file).read_text()
+        assert key not in written and str(marker) not in written
+    finally:
+        assert not marker.exists()
+
+
+def same_data(a, b) -> bool:
+    """Equal, with the same types all the way down and the same key order (NaN equals NaN)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same_data(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_data(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and a != a:
+        return b != b
+    return a == b
+
+
+RICH_CONFIG = b"""!!python/object/apply:collections.OrderedDict
+- - - batch_size
+    - 8
+  - - env_kwargs
+    - use_minimal_action_set: false
+  - - frame_stack
+    - 4
+  - - learning_rate
+    - 1.0e-4
+  - - n_timesteps
+    - 1e6
+  - - policy
+    - CnnPolicy
+  - - policy_kwargs
+    - "dict(features_extractor_class=ConvExtractor, net_arch=[])"
+  - - train_freq
+    - !!python/tuple [4, step]
+  - - nested
+    - !!python/object/apply:collections.OrderedDict
+      args: [[[a, yes], [b, .nan], [c, ~], [1, '1'], [d, 2001-12-14]]]
+"""
+
+
+def test_pulled_yaml_is_what_was_checked(hub, pushed_files, tmp_path):
+    """Every YAML file pull writes is sb3_gap's serialization of what it checked: yaml.UnsafeLoader (rl_zoo3) reads from
+    it exactly sb3_gap's parse of the download (types, key order, tuples, OrderedDicts, NaN), and never its bytes."""
+    from sb3_gap.hub import zoo_yaml
+
+    args = yaml.dump(OrderedDict([("algo", "dqn"), ("env", ENV_ID), ("env_kwargs", {"use_minimal_action_set": False}), ("seed", 0)]))
+    env_kwargs = b"use_minimal_action_set: false\n"
+    publish(hub, "erin/rich-yaml", {**pushed_files, "config.yml": RICH_CONFIG, "args.yml": args.encode(), "env_kwargs.yml": env_kwargs})
+    info = pull_from_hub("erin/rich-yaml", tmp_path / "dl", cache_dir=tmp_path / "c")
+    params = Path(info.log_path) / ENV_NAME
+    for name in ("config.yml", "args.yml", "env_kwargs.yml"):
+        checked = zoo_yaml.load_zoo_yaml(info.files[name])
+        with open(params / name) as f:
+            as_the_zoo_reads_it = yaml.load(f, Loader=yaml.UnsafeLoader)  # noqa: S506 - what rl_zoo3 does
+        assert same_data(as_the_zoo_reads_it, checked), name
+        assert same_data(zoo_yaml.load_zoo_yaml(params / name), checked), name
+    assert (params / "config.yml").read_bytes() != RICH_CONFIG  # re-written, not copied
+    assert isinstance(zoo_yaml.load_zoo_yaml(params / "config.yml"), OrderedDict)
+
+
+@pytest.mark.parametrize("file", ["config.yml", "args.yml", "env_kwargs.yml"])
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("!!python/object/apply:collections.OrderedDict\nargs: [[[policy, CnnPolicy]]]\nkwds: {normalize: 'True'}\n", "'kwds'"),
+        ("!!python/object/apply:collections.OrderedDict\nargs: [[[policy, CnnPolicy]]]\ndictitems: {normalize: 'True'}\n", "'dictitems'"),
+        ("!!python/object/apply:collections.OrderedDict\nargs: [[[policy, CnnPolicy]]]\nstate: {normalize: 'True'}\n", "'state'"),
+        ("!!python/object/apply:collections.OrderedDict\nargs: [[[policy, CnnPolicy]]]\nlistitems: [[normalize, 'True']]\n", "'listitems'"),
+        ("!!python/object/apply:collections.OrderedDict\n- [[policy, CnnPolicy]]\n- [[normalize, 'True']]\n", "args"),
+        ("!!python/object/apply:collections.OrderedDict\n- [policy, ab]\n", "args"),
+        ("a: !!python/object/apply:collections.OrderedDict\n  args: [[[x, 1]]]\n  kwds: {y: 2}\n", "'kwds'"),
+        ("!!python/object/apply:builtins.dict\nargs: [[[policy, CnnPolicy]]]\n", "python/object/apply:builtins.dict"),
+        ("!!python/object/new:collections.OrderedDict\nargs: [[[policy, CnnPolicy]]]\n", "python/object/new:collections.OrderedDict"),
+        ("policy: !!python/name:os.system\n", "python/name:os.system"),
+        ("policy: !!python/str CnnPolicy\n", "python/str"),
+    ],
+    ids=["kwds", "dictitems", "state", "listitems", "two-args", "string-pair", "nested-kwds", "apply-dict", "object-new", "name", "python-str"],
+)
+def test_zoo_yaml_refuses_what_unsafe_loader_reads_otherwise(tmp_path, file, text, named):
+    """Each form yaml.UnsafeLoader reads differently from (or beyond) plain data plus the Zoo's OrderedDict `args` pairs and
+    tuples is refused, in any of the Zoo's files, with one line naming the file and the key or tag."""
+    from sb3_gap.hub import zoo_yaml
+
+    path = tmp_path / file
+    path.write_text(text)
+    with pytest.raises(ValueError) as e:
+        zoo_yaml.load_zoo_yaml(path)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(file) and named in message
+
+
+def cached_files(cache: Path, name: str) -> list[Path]:
+    return [p for p in cache.rglob(name)] if cache.exists() else []
+
+
+@pytest.mark.parametrize("file", ["config.yml", "sb3_gap.json", "train_eval_metrics.zip"])
+def test_pull_refuses_oversized_files_before_downloading(hub, pushed_files, tmp_path, monkeypatch, file):
+    """A file the Hub lists as larger than its cap (Zoo YAML, sb3_gap.json, the metrics zip) is refused from the
+    repository's file listing: never fetched, nothing of it in the cache, no run folder."""
+    from sb3_gap.hub import common, zoo_yaml
+
+    if file == "train_eval_metrics.zip":
+        monkeypatch.setattr(common, "MAX_METRICS_BYTES", len(pushed_files[file]) - 1)  # the cap is read when pulling
+        data = pushed_files[file]
+    else:
+        cap = zoo_yaml.MAX_YAML_BYTES if file == "config.yml" else safe.MAX_CONFIG_BYTES
+        data = b"#" * (cap + 1)
+    repo_id = f"mallory/oversized-{file.replace('.', '-').replace('_', '-')}"
+    publish(hub, repo_id, {**pushed_files, file: data})
+    n_requests = len(hub.requests)
+    with pytest.raises(HubError, match=rf"{file} has {len(data):,} bytes, more than the .* refused before downloading it"):
+        pull_from_hub(repo_id, tmp_path / "dl", cache_dir=tmp_path / "c")
+    fetched = [path for method, path in hub.requests[n_requests:] if method == "GET" and path.endswith(f"/{file}")]
+    assert fetched == [] and cached_files(tmp_path / "c", file) == []
+    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
+
+
+def test_refused_download_leaves_the_cache(hub, pushed_files, tmp_path):
+    """A file that is downloaded and then refused (here a config.yml hiding dictitems) is removed from the cache."""
+    publish(hub, "mallory/refused-cache", {**pushed_files, "config.yml": hidden_ordereddict("dictitems", {"normalize": "True"})})
+    with pytest.raises(HubError, match="dictitems"):
+        pull_from_hub("mallory/refused-cache", tmp_path / "dl", cache_dir=tmp_path / "c")
+    assert cached_files(tmp_path / "c", "config.yml") == [] and cached_files(tmp_path / "c", "sb3_gap.json") == []
+
+
+def test_read_config_refuses_oversized_file_unread(tmp_path):
+    """sb3_gap.json above safe.MAX_CONFIG_BYTES is refused from its size, before it is read."""
+    path = tmp_path / safe.CONFIG_FILE
+    path.write_bytes(b" " * safe.MAX_CONFIG_BYTES + b"{}")
+    with pytest.raises(ValueError, match="MAX_CONFIG_BYTES"):
+        safe.read_config(path)
+
+
+@pytest.mark.parametrize(
+    "wrapper, kwargs, named",
+    [
+        ("stable_baselines3.common.atari_wrappers.NoopResetEnv", {"noop_max": 10**9}, "noop_max"),
+        ("stable_baselines3.common.atari_wrappers.AtariWrapper", {"frame_skip": 10**6}, "frame_skip"),
+        ("gymnasium.wrappers.AtariPreprocessing", {"screen_size": 100_000}, "screen_size"),
+        ("gymnasium.wrappers.ResizeObservation", {"shape": [100_000, 100_000]}, "shape"),
+        ("rl_zoo3.wrappers.YAMLCompatResizeObservation", {"shape": [100_000, 100_000]}, "shape"),
+        ("stable_baselines3.common.atari_wrappers.WarpFrame", {"width": 100_000}, "width"),
+        ("rl_zoo3.wrappers.HistoryWrapper", {"horizon": 10**7}, "horizon"),
+        ("gymnasium.wrappers.DelayObservation", {"delay": 10**7}, "delay"),
+        ("gymnasium.wrappers.MaxAndSkipObservation", {"skip": 10**6}, "skip"),
+        ("gymnasium.wrappers.DiscretizeObservation", {"bins": 10**6}, "not an allowed class"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and "." not in v else None,
+)
+def test_zoo_config_bounds_wrapper_arguments_that_size_allocations(wrapper, kwargs, named):
+    """Allow-listed wrappers' arguments that size an allocation or a loop are bounded (one line naming the argument);
+    their usual values pass."""
+    from sb3_gap.hub import zoo_yaml
+
+    with pytest.raises(ValueError, match=named) as e:
+        zoo_yaml.check_zoo_config({"env_wrapper": [{wrapper: kwargs}]})
+    assert "\n" not in str(e.value)
+    zoo_yaml.check_zoo_config({"env_wrapper": [{"stable_baselines3.common.atari_wrappers.AtariWrapper": {"noop_max": 30, "screen_size": 84}}]})
+    zoo_yaml.check_zoo_config({"env_wrapper": [{"gymnasium.wrappers.ResizeObservation": {"shape": [84, 84]}}, "sb3_gap.envs.minatar.MinAtarImage"]})
+    for table in (zoo_yaml.WRAPPER_ARG_BOUNDS, zoo_yaml.WRAPPER_IMAGE_ARGS):  # every bounded class is allow-listed
+        assert set(table) <= set(zoo_yaml.allowed_classes("env_wrapper"))
+
+
+@pytest.mark.parametrize("attr, value", [("eval_epsilon", 5), ("exploration_rate", 7), ("priority_eps", 0.0), ("gamma", -1.0)])
+def test_load_from_hub_refuses_out_of_range_hyperparameters(hub, tmp_path, attr, value):
+    """Values read from a downloaded sb3_gap.json pass the constructor's checks: an eval_epsilon or exploration_rate that
+    is not a probability, or a priority_eps of 0, is refused in one line naming it."""
+    model = Rainbow("CnnPolicy", ENV_ID, buffer_size=64, batch_size=8, policy_kwargs=sb3_gap.policy_kwargs(encoder="minatar", bottleneck="gap"))
+    safe.save_safe(model, tmp_path, env_id=ENV_ID)
+    config = json.loads((tmp_path / safe.CONFIG_FILE).read_text())
+    load_from_hub_ok = dict(config)
+    publish(
+        hub,
+        "erin/rainbow-ok",
+        {safe.CONFIG_FILE: json.dumps(load_from_hub_ok).encode(), safe.WEIGHTS_FILE: (tmp_path / safe.WEIGHTS_FILE).read_bytes()},
+    )
+    assert type(load_from_hub("erin/rainbow-ok", cache_dir=tmp_path / "c")) is Rainbow
+    config["model_attrs"][attr] = value
+    repo_id = f"mallory/rainbow-{attr.replace('_', '-')}"
+    publish(hub, repo_id, {safe.CONFIG_FILE: json.dumps(config).encode(), safe.WEIGHTS_FILE: (tmp_path / safe.WEIGHTS_FILE).read_bytes()})
+    with pytest.raises(ValueError, match=rf"{attr} must be") as e:
+        load_from_hub(repo_id, cache_dir=tmp_path / "c")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=rf"{attr} must be"):
+        load_from_hub("erin/rainbow-ok", cache_dir=tmp_path / "c", **{attr: value})  # the same bound for an override
+
+
+def test_rainbow_load_checks_overrides_like_the_constructor(tmp_path):
+    """Rainbow.load refuses the overrides its constructor refuses (eval_epsilon=7.0, priority_eps=0.0, an exploration_rate
+    above 1) and keeps accepting the ones the Zoo's enjoy passes (buffer_size=1)."""
+    model = Rainbow("CnnPolicy", ENV_ID, buffer_size=64, batch_size=8, policy_kwargs=sb3_gap.policy_kwargs(encoder="minatar", bottleneck="gap"))
+    model.save(tmp_path / "rainbow")
+    for kwargs, name in (
+        ({"eval_epsilon": 7.0}, "eval_epsilon"),
+        ({"priority_eps": 0.0}, "priority_eps"),
+        ({"exploration_rate": 7}, "exploration_rate"),
+    ):
+        with pytest.raises(ValueError, match=rf"{name} must be"):
+            Rainbow.load(tmp_path / "rainbow.zip", **kwargs)
+    with pytest.raises(ValueError, match="eval_epsilon must be"):
+        Rainbow("CnnPolicy", ENV_ID, eval_epsilon=7.0)  # the constructor's own refusal, for comparison
+    assert Rainbow.load(tmp_path / "rainbow.zip", buffer_size=1, eval_epsilon=0.001).eval_epsilon == 0.001

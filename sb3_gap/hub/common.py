@@ -51,6 +51,10 @@ METRICS_ZIP, VIDEO, README = "train_eval_metrics.zip", "replay.mp4", "README.md"
 MAX_METRICS_BYTES = 2**26
 #: Most bytes a model zip pulled with ``allow_pickle`` may unpack to (SB3 reads every member into memory on load).
 MAX_MODEL_ZIP_BYTES = 2**31
+#: Largest ``results.json`` or ``README.md`` downloaded (a few kB).
+MAX_TEXT_BYTES = 2**20
+#: Largest ``vec_normalize.pkl`` downloaded (running means and variances of the observations: ~0.5 MB for 4x84x84).
+MAX_VEC_NORMALIZE_BYTES = 2**26
 #: Largest unpacked / packed ratio of an archive above 1 MiB unpacked (SB3 stores its members uncompressed, ratio ~1;
 #: a zip bomb reaches ~1000).
 MAX_ARCHIVE_RATIO = 100

@@ -10,10 +10,12 @@ it into place in one ``os.replace``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,11 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.checks import Refused, check_env_id_form, check_int
 from sb3_gap.files import write_error
-from sb3_gap.hub import safe
+from sb3_gap.hub import common, safe, zoo_yaml
 from sb3_gap.hub.common import (
     ARGS_YML,
     CONFIG_YML,
     ENV_KWARGS_YML,
-    MAX_METRICS_BYTES,
-    MAX_MODEL_ZIP_BYTES,
     METRICS_ZIP,
     README,
     RESULTS_JSON,
@@ -40,13 +40,17 @@ from sb3_gap.hub.common import (
     VEC_NORMALIZE_LOCAL,
     HubError,
     check_archive,
+    check_nesting,
     check_repo_id,
     hub_errors,
     logger,
     model_file_name,
+    read_text,
     resolve_endpoint,
 )
-from sb3_gap.hub.zoo_yaml import check_env_kwargs, check_zoo_config, load_zoo_yaml
+from sb3_gap.hub.zoo_yaml import check_env_kwargs, check_zoo_config, load_zoo_yaml, write_zoo_yaml
+
+_ZOO_YAML_FILES = (CONFIG_YML, ARGS_YML, ENV_KWARGS_YML)
 
 
 @dataclass(frozen=True)
@@ -71,25 +75,94 @@ class LoadInfo:
     log_path: str | None = None
 
 
+def max_download_bytes(name: str) -> int:
+    """
+    The most bytes a pull or load downloads for the file ``name`` of a repository: each file's own cap, the one its
+    reader checks again on disk (:data:`sb3_gap.hub.safe.MAX_CONFIG_BYTES`, :data:`sb3_gap.hub.zoo_yaml.MAX_YAML_BYTES`,
+    :data:`~sb3_gap.hub.common.MAX_METRICS_BYTES`, :data:`~sb3_gap.hub.common.MAX_MODEL_ZIP_BYTES`...).
+    """
+    if name == safe.CONFIG_FILE:
+        return safe.MAX_CONFIG_BYTES
+    if name == safe.WEIGHTS_FILE:
+        return safe.MAX_WEIGHTS_BYTES
+    if name in _ZOO_YAML_FILES:
+        return zoo_yaml.MAX_YAML_BYTES
+    if name == METRICS_ZIP:
+        return common.MAX_METRICS_BYTES
+    if name in (RESULTS_JSON, README):
+        return common.MAX_TEXT_BYTES
+    if name == VEC_NORMALIZE_HUB:
+        return common.MAX_VEC_NORMALIZE_BYTES
+    if name.endswith(".zip"):
+        return common.MAX_MODEL_ZIP_BYTES
+    raise Refused(f"{name!r} is not a file sb3_gap downloads")
+
+
 class _Download:
-    """The files of one commit of a repo, downloaded through huggingface_hub's cache on demand."""
+    """
+    The files of one commit of a repo, downloaded through huggingface_hub's cache on demand: each file's size, from
+    the repository's file listing, is checked against :func:`max_download_bytes` before it is fetched, and again on
+    disk after; :meth:`discard_on_refusal` removes from the cache what a refused pull or load downloaded.
+    """
 
     def __init__(self, repo_id: str, revision: str | None, token: str | None, endpoint: str | None, cache_dir: str | Path | None) -> None:
         check_repo_id(repo_id)
         self.repo_id, self.token, self.cache_dir = repo_id, token, cache_dir
         self.endpoint = resolve_endpoint(endpoint)
         self.api = HfApi(endpoint=self.endpoint, token=token)
+        self.downloaded: list[str] = []
         with self._errors("reading the repository"):
             info = self.api.model_info(repo_id, revision=revision)
             self.revision: str = info.sha or (revision or "main")
             self.files = {sibling.rfilename for sibling in info.siblings or []}
+            # The sizes, from the listing of this very commit (huggingface_hub's RepoFile: an LFS file's size is its object's).
+            self.sizes: dict[str, int] = {}
+            for entry in self.api.list_repo_tree(repo_id, revision=self.revision):
+                size = getattr(entry, "size", None)
+                lfs = getattr(entry, "lfs", None)
+                if lfs is not None and getattr(lfs, "size", None) is not None:
+                    size = lfs.size
+                if isinstance(size, int):
+                    self.sizes[entry.path] = size
 
     def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
         return hub_errors(action, self.repo_id, self.endpoint, self.token)
 
     def get(self, name: str) -> str:
+        """The local path of ``name``, downloaded unless cached, refused before the download if the Hub lists it larger
+        than :func:`max_download_bytes` (or without a size), and removed again if the file on disk is larger."""
+        cap = max_download_bytes(name)
+        size = self.sizes.get(name)
+        if size is None:
+            raise HubError(f"{self.repo_id!r} lists no size for {name!r}: refused before downloading it")
+        if size > cap:
+            raise HubError(f"{self.repo_id!r}: {name} has {size:,} bytes, more than the {cap:,} it may have; refused before downloading it")
         with self._errors(f"downloading {name!r}"):
-            return str(self.api.hf_hub_download(self.repo_id, name, revision=self.revision, cache_dir=self.cache_dir))
+            path = str(self.api.hf_hub_download(self.repo_id, name, revision=self.revision, cache_dir=self.cache_dir))
+        self.downloaded.append(path)
+        on_disk = os.path.getsize(path)
+        if on_disk > cap:  # the listing understated it
+            self.discard()
+            raise HubError(f"{self.repo_id!r}: {name} has {on_disk:,} bytes, more than the {cap:,} it may have; refused and removed")
+        return path
+
+    def discard(self) -> None:
+        """Remove the files downloaded so far from huggingface_hub's cache (the blob and the snapshot's link to it)."""
+        for path in self.downloaded:
+            blob = os.path.realpath(path)
+            for item in {path, blob}:
+                with contextlib.suppress(OSError):
+                    os.remove(item)
+        self.downloaded.clear()
+
+    @contextlib.contextmanager
+    def discard_on_refusal(self) -> Iterator[None]:
+        """Remove what was downloaded when a check refuses it: nothing refused stays in the cache."""
+        try:
+            yield
+        except Refused:
+            self.discard()
+            raise
 
 
 def _safe_info(dl: _Download) -> dict[str, Any] | None:
@@ -103,12 +176,11 @@ def _check_downloaded_yaml(repo_id: str, files: dict[str, str]) -> dict[str, Any
     Read the downloaded Zoo YAML files as plain data (:func:`load_zoo_yaml`) and refuse what the Zoo would
     execute or write from them (:func:`check_zoo_config`); path-like ``env_kwargs`` are refused too.
 
-    :return: The ``config.yml`` content (``{}`` when there is none)
-    :raises ValueError: A file holds YAML that is not plain data
-    :raises HubError: Naming the repository, the file and the value at fault
+    :return: The checked content of each file, by name: what the pull writes (:func:`write_zoo_yaml`)
+    :raises HubError: Naming the repository, the file and the value or key at fault
     """
-    loaded = {name: load_zoo_yaml(files[name]) for name in (CONFIG_YML, ARGS_YML, ENV_KWARGS_YML) if name in files}
     try:
+        loaded = {name: load_zoo_yaml(files[name]) for name in _ZOO_YAML_FILES if name in files}
         hyperparams = loaded.get(CONFIG_YML) or {}
         check_zoo_config(hyperparams, CONFIG_YML)
         env_kwargs = [(CONFIG_YML, hyperparams.get("env_kwargs")), (ENV_KWARGS_YML, loaded.get(ENV_KWARGS_YML))]
@@ -118,7 +190,21 @@ def _check_downloaded_yaml(repo_id: str, files: dict[str, str]) -> dict[str, Any
             check_env_kwargs(kwargs, name)
     except ValueError as e:
         raise HubError(f"{repo_id!r}: {e}") from None
-    return dict(hyperparams)
+    return loaded
+
+
+def _rewrite_json(source: str, target: Path) -> None:
+    """Write ``source``'s JSON (UTF-8, at most :data:`~sb3_gap.hub.common.MAX_NESTING` deep), parsed and serialized
+    again: never the downloaded bytes."""
+    name = Path(source).name
+    try:
+        data = json.loads(read_text(source))
+    except json.JSONDecodeError as e:
+        raise Refused(f"{name} is not JSON ({e.msg} at line {e.lineno} column {e.colno}): a corrupt download or another kind of file") from None
+    except RecursionError:
+        raise common.nesting_error(name) from None
+    check_nesting(data, name)
+    target.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
 def _refuse_pickle(repo_id: str) -> HubError:
@@ -178,35 +264,36 @@ def load_from_hub(
     if env_id is not None:
         check_env_id_form(env_id)
     dl = _Download(repo_id, revision, token, endpoint, cache_dir)
-    config = _safe_info(dl)
-    if config is not None:
-        weights = dl.get(safe.WEIGHTS_FILE)
-        model = safe.build_from_config(config, weights, device=device, **overrides)
-        info = LoadInfo(repo_id, dl.revision, "safetensors", config["algo"], config.get("env_id"), {safe.WEIGHTS_FILE: weights})
-        if VEC_NORMALIZE_HUB in dl.files:
-            logger.warning(
-                "%s was trained with VecNormalize: its statistics (%s) are published only pickled and were NOT loaded; "
-                "wrap your env in VecNormalize with the right statistics, or pull with --allow-pickle if you trust the author",
-                repo_id,
-                VEC_NORMALIZE_HUB,
+    with dl.discard_on_refusal():  # nothing refused stays in the cache
+        config = _safe_info(dl)
+        if config is not None:
+            weights = dl.get(safe.WEIGHTS_FILE)
+            model = safe.build_from_config(config, weights, device=device, **overrides)
+            info = LoadInfo(repo_id, dl.revision, "safetensors", config["algo"], config.get("env_id"), {safe.WEIGHTS_FILE: weights})
+            if VEC_NORMALIZE_HUB in dl.files:
+                logger.warning(
+                    "%s was trained with VecNormalize: its statistics (%s) are published only pickled and were NOT loaded; "
+                    "wrap your env in VecNormalize with the right statistics, or pull with --allow-pickle if you trust the author",
+                    repo_id,
+                    VEC_NORMALIZE_HUB,
+                )
+            logger.info(
+                "Loaded %s from %s@%s via the pickle-free path (safetensors + %s)", type(model).__name__, repo_id, dl.revision[:8], safe.CONFIG_FILE
             )
-        logger.info(
-            "Loaded %s from %s@%s via the pickle-free path (safetensors + %s)", type(model).__name__, repo_id, dl.revision[:8], safe.CONFIG_FILE
-        )
-    else:
-        if not allow_pickle:
-            raise _refuse_pickle(repo_id)
-        if algo is None:
-            raise Refused(f"algo is required to load a zip-only repository; valid choices: {sorted(ALGOS)}")
-        cls = get_algo(algo)
-        name = _zip_name(dl, algo.lower(), env_id)
-        path = dl.get(name)
-        check_archive(path, name, MAX_MODEL_ZIP_BYTES)
-        kwargs: dict[str, Any] = {"buffer_size": safe.INFERENCE_BUFFER_SIZE} if issubclass(cls, OffPolicyAlgorithm) else {}
-        kwargs.update(overrides)
-        model = cls.load(path, device=device, **kwargs)
-        info = LoadInfo(repo_id, dl.revision, "pickle", algo.lower(), env_id, {name: path})
-        logger.warning("Loaded %s from %s@%s by UNPICKLING %s (allow_pickle=True)", type(model).__name__, repo_id, dl.revision[:8], name)
+        else:
+            if not allow_pickle:
+                raise _refuse_pickle(repo_id)
+            if algo is None:
+                raise Refused(f"algo is required to load a zip-only repository; valid choices: {sorted(ALGOS)}")
+            cls = get_algo(algo)
+            name = _zip_name(dl, algo.lower(), env_id)
+            path = dl.get(name)
+            check_archive(path, name, common.MAX_MODEL_ZIP_BYTES)
+            kwargs: dict[str, Any] = {"buffer_size": safe.INFERENCE_BUFFER_SIZE} if issubclass(cls, OffPolicyAlgorithm) else {}
+            kwargs.update(overrides)
+            model = cls.load(path, device=device, **kwargs)
+            info = LoadInfo(repo_id, dl.revision, "pickle", algo.lower(), env_id, {name: path})
+            logger.warning("Loaded %s from %s@%s by UNPICKLING %s (allow_pickle=True)", type(model).__name__, repo_id, dl.revision[:8], name)
     return (model, info) if return_info else model
 
 
@@ -225,7 +312,7 @@ def _next_run_folder(folder: Path, algo: str, env_name: str, exp_id: int) -> Pat
 def _extract_metrics(archive: str, out: Path) -> None:
     """Unpack ``train_eval_metrics.zip``: only flat ``.npz`` / ``.csv`` members (no paths out of ``out``), at most
     :data:`~sb3_gap.hub.common.MAX_METRICS_BYTES` in all (:func:`~sb3_gap.hub.common.check_archive`)."""
-    members = check_archive(archive, METRICS_ZIP, MAX_METRICS_BYTES)
+    members = check_archive(archive, METRICS_ZIP, common.MAX_METRICS_BYTES)
     with zipfile.ZipFile(archive) as z:
         for member in members:
             name = member.filename
@@ -273,6 +360,18 @@ def pull_from_hub(
     if env_id is not None:
         check_env_id_form(env_id)  # it names the run folder: never a path
     dl = _Download(repo_id, revision, token, endpoint, cache_dir)
+    with dl.discard_on_refusal():  # nothing refused stays in the cache
+        path, algo, env_id, target, files = _pull(dl, Path(folder), algo, env_id, exp_id, allow_pickle)
+    how = "pickle-free path (rebuilt from safetensors)" if path == "safetensors" else "pickle path (model zip copied as published)"
+    (logger.info if path == "safetensors" else logger.warning)("Pulled %s@%s into %s via the %s", repo_id, dl.revision[:8], target, how)
+    return LoadInfo(repo_id, dl.revision, path, algo, env_id, files, str(target))
+
+
+def _pull(
+    dl: _Download, folder: Path, algo: str | None, env_id: str | None, exp_id: int, allow_pickle: bool
+) -> tuple[str, str, str, Path, dict[str, str]]:
+    """:func:`pull_from_hub` once the repository is found: (path taken, algo, env id, run folder, downloaded files)."""
+    repo_id = dl.repo_id
     config = _safe_info(dl)
     if config is not None:
         if config.get("env_id") is not None:
@@ -288,21 +387,19 @@ def pull_from_hub(
     algo = algo.lower()
     get_algo(algo)
     env_name = EnvironmentName(env_id)
-    folder = Path(folder)
     target = _next_run_folder(folder, algo, env_name, exp_id)
 
-    files: dict[str, str] = {}
-    for name in (CONFIG_YML, ARGS_YML, ENV_KWARGS_YML, RESULTS_JSON, README, METRICS_ZIP, VEC_NORMALIZE_HUB):
-        if name in dl.files:
-            files[name] = dl.get(name)
-
     # Pickle-free whenever the repository allows it; allow_pickle only permits the pickled model zip (and the
-    # pickled VecNormalize statistics). The YAML files are checked on every path: what the Zoo's enjoy would
-    # evaluate or import from them must pass the same allow-list whatever the flag.
+    # pickled VecNormalize statistics). The YAML files are checked on every path, first: what the Zoo's enjoy would
+    # evaluate or import from them must pass the same allow-list whatever the flag, and it reads what is checked here,
+    # written again by write_zoo_yaml (never the downloaded bytes, which yaml.UnsafeLoader may read otherwise).
+    files = {name: dl.get(name) for name in _ZOO_YAML_FILES if name in dl.files}
+    checked_yaml = _check_downloaded_yaml(repo_id, files)
+    hyperparams = checked_yaml.get(CONFIG_YML) or {}
+    files.update({name: dl.get(name) for name in (RESULTS_JSON, README, METRICS_ZIP, VEC_NORMALIZE_HUB) if name in dl.files})
     path = "safetensors" if config is not None else "pickle"
-    hyperparams = _check_downloaded_yaml(repo_id, files)
     if METRICS_ZIP in files:
-        check_archive(files[METRICS_ZIP], METRICS_ZIP, MAX_METRICS_BYTES)  # before anything is staged
+        check_archive(files[METRICS_ZIP], METRICS_ZIP, common.MAX_METRICS_BYTES)  # before anything is staged
     if path == "safetensors" and hyperparams.get("normalize"):
         if not allow_pickle:
             raise HubError(
@@ -334,15 +431,14 @@ def pull_from_hub(
         else:
             name = _zip_name(dl, algo, env_id)
             files[name] = dl.get(name)
-            check_archive(files[name], name, MAX_MODEL_ZIP_BYTES, verify=True)  # copied as published: it must be whole
+            check_archive(files[name], name, common.MAX_MODEL_ZIP_BYTES, verify=True)  # copied as published: it must be whole
             shutil.copyfile(files[name], zip_out)
             if VEC_NORMALIZE_HUB in files:
                 shutil.copyfile(files[VEC_NORMALIZE_HUB], params / VEC_NORMALIZE_LOCAL)
-        for name in (CONFIG_YML, ARGS_YML, ENV_KWARGS_YML):
-            if name in files:
-                shutil.copyfile(files[name], params / name)
+        for name, data in checked_yaml.items():
+            write_zoo_yaml(data, params / name)
         if RESULTS_JSON in files:
-            shutil.copyfile(files[RESULTS_JSON], tmp / RESULTS_JSON)
+            _rewrite_json(files[RESULTS_JSON], tmp / RESULTS_JSON)
         if METRICS_ZIP in files:
             _extract_metrics(files[METRICS_ZIP], tmp)
         os.replace(tmp, target)  # the run folder appears complete or not at all
@@ -351,6 +447,4 @@ def pull_from_hub(
         if isinstance(e, OSError) and e.filename is None:  # a full disk: name the run folder that could not be written
             raise write_error(target, e) from None
         raise
-    how = "pickle-free path (rebuilt from safetensors)" if path == "safetensors" else "pickle path (model zip copied as published)"
-    (logger.info if path == "safetensors" else logger.warning)("Pulled %s@%s into %s via the %s", repo_id, dl.revision[:8], target, how)
-    return LoadInfo(repo_id, dl.revision, path, algo, env_id, files, str(target))
+    return path, algo, env_id, target, files

@@ -30,8 +30,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 import sb3_gap
+from sb3_gap.algo_args import ALGO_ARG_BOUNDS, check_algo_args
 from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.checks import Refused
+from sb3_gap.extractor import MAX_PARAMETERS
 from sb3_gap.hub.common import check_nesting, nesting_error, read_text
 from sb3_gap.hub.plain import NotPlainData, decode_plain, encode_plain, space_from_plain, space_to_plain
 
@@ -48,6 +50,12 @@ WEIGHTS_FILE = "model.safetensors"
 MAX_OBS_ELEMENTS = 2**20
 #: Most elements the rebuilt model's replay or rollout buffer may hold (observations × slots × envs; 2**28 float32 is 1 GiB).
 MAX_BUFFER_ELEMENTS = 2**28
+#: Largest ``sb3_gap.json`` read (a few kB in practice): checked from the Hub's file list before it is downloaded, and
+#: on disk before it is read.
+MAX_CONFIG_BYTES = 2**20
+#: Largest ``model.safetensors`` downloaded: float32 tensors of up to four networks of
+#: :data:`sb3_gap.extractor.MAX_PARAMETERS` parameters each (online and target, actor and critic), plus the header.
+MAX_WEIGHTS_BYTES = 4 * 4 * MAX_PARAMETERS + 2**20
 #: Most parallel envs a downloaded config may declare (the replay is allocated per env); pass ``n_envs=`` to override.
 MAX_N_ENVS = 64
 
@@ -160,10 +168,15 @@ def read_config(path: str | Path) -> dict[str, Any]:
     """
     Read and check ``sb3_gap.json`` (plain JSON; nothing is evaluated).
 
-    :raises ValueError: Naming the file when it is not UTF-8 JSON, nests deeper than
+    :raises ValueError: Naming the file when it has more than :data:`MAX_CONFIG_BYTES`, is not UTF-8 JSON, nests deeper than
         :data:`~sb3_gap.hub.common.MAX_NESTING` or is not an sb3_gap Hub config
     """
     name = Path(path).name
+    size = Path(path).stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise Refused(
+            f"{name} has {size:,} bytes, more than the {MAX_CONFIG_BYTES:,} it may have (sb3_gap.hub.safe.MAX_CONFIG_BYTES); refused unread"
+        )
     try:
         config = json.loads(read_text(path))
     except json.JSONDecodeError as e:
@@ -211,6 +224,24 @@ def weight_shapes(weights: str | Path) -> dict[str, tuple[int, ...]]:
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (and OSError) for bad files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise Refused(f"{Path(weights).name} is not a valid safetensors file ({first}): corrupt or truncated download") from None
+
+
+def check_model_attrs(attrs: dict[str, Any], where: str) -> None:
+    """
+    Refuse hyperparameters the algorithm's constructor would refuse, by the bounds of
+    :data:`sb3_gap.algo_args.ALGO_ARG_BOUNDS` (``eval_epsilon: 5``, ``priority_eps: 0``, a negative ``gamma``...), and
+    an ``exploration_rate`` that is not a probability (the bound of ``exploration_initial_eps``).
+
+    :param attrs: The attributes to set (``model_attrs`` of ``sb3_gap.json``, with the caller's overrides)
+    :param where: Where they come from, for the message
+    :raises ValueError: One line naming the attribute, the value and the valid range
+    """
+    try:
+        check_algo_args(attrs)
+        if "exploration_rate" in attrs:
+            ALGO_ARG_BOUNDS["exploration_initial_eps"].check("exploration_rate", attrs["exploration_rate"])
+    except ValueError as e:
+        raise Refused(f"{where}: {e}") from None
 
 
 def _space_elements(data: Any, where: str) -> int:
@@ -379,6 +410,7 @@ def build_from_config(config: dict[str, Any], weights: str | Path, device: th.de
     if isinstance(attrs.get("train_freq"), list):
         attrs["train_freq"] = tuple(attrs["train_freq"])  # SB3 only converts tuples to TrainFreq
     attrs.update(overrides)
+    check_model_attrs(attrs, CONFIG_FILE if not overrides else f"{CONFIG_FILE} or the overrides")
     for key, value in attrs.items():
         setattr(model, key, value)
     model.observation_space = space_from_plain(config["observation_space"])

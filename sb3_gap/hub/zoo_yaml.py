@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from sb3_gap.checks import Refused, check_int
+from sb3_gap.algo_args import Bound
+from sb3_gap.checks import Refused, check_int, is_int
 from sb3_gap.hub.common import check_nesting, nesting_error, read_text
 
 
@@ -27,23 +28,76 @@ class ZooYamlLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` plus the two Python tags the RL Zoo writes: ``OrderedDict`` and ``tuple``."""
 
 
+#: The tag under which the Zoo (``yaml.dump`` of an ``OrderedDict``) writes its ``config.yml`` / ``args.yml``.
+ORDERED_DICT_TAG = "tag:yaml.org,2002:python/object/apply:collections.OrderedDict"
+_TUPLE_TAG = "tag:yaml.org,2002:python/tuple"
+_PAIRS = "an OrderedDict is read from 'args' only, holding one list of [key, value] pairs"
+
+
+def _refuse_node(node: yaml.Node, problem: str) -> yaml.constructor.ConstructorError:
+    return yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+
+
 def _construct_ordered_dict(loader: ZooYamlLoader, node: yaml.Node) -> OrderedDict:
+    """
+    The Zoo's ``OrderedDict`` from its ``args`` only: ``[[[key, value], ...]]`` (the form ``yaml.dump`` writes) or a
+    mapping whose one key is ``args``. Any other key (``kwds``, ``dictitems``, ``state``, ``listitems``) is refused:
+    ``yaml.UnsafeLoader``, which rl_zoo3 uses, applies them too, so they could hide keys, or override the ones checked.
+    """
     if isinstance(node, yaml.SequenceNode):
         args = loader.construct_sequence(node, deep=True)
     elif isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else key_node.tag
+            if key != "args":
+                raise _refuse_node(node, f"an OrderedDict with the key {key!r} (refused: {_PAIRS}; rl_zoo3's yaml.UnsafeLoader would apply it)")
         args = loader.construct_mapping(node, deep=True).get("args", [])
     else:
-        raise yaml.constructor.ConstructorError(None, None, "bad OrderedDict node", node.start_mark)
+        raise _refuse_node(node, f"an OrderedDict that is a scalar (refused: {_PAIRS})")
+    if not isinstance(args, list) or len(args) > 1:
+        raise _refuse_node(node, f"an OrderedDict with args {args!r} (refused: {_PAIRS})")
     pairs = args[0] if args else []
-    return OrderedDict((k, v) for k, v in pairs)
+    if not isinstance(pairs, list) or not all(isinstance(pair, list) and len(pair) == 2 for pair in pairs):
+        raise _refuse_node(node, f"an OrderedDict with args {args!r} (refused: {_PAIRS})")
+    try:
+        return OrderedDict((key, value) for key, value in pairs)
+    except TypeError:  # an unhashable key
+        raise _refuse_node(node, f"an OrderedDict with an unhashable key in {pairs!r}") from None
 
 
-def _construct_tuple(loader: ZooYamlLoader, node: yaml.SequenceNode) -> tuple:
+def _construct_tuple(loader: ZooYamlLoader, node: yaml.Node) -> tuple:
+    if not isinstance(node, yaml.SequenceNode):
+        raise _refuse_node(node, "a python/tuple that is not a sequence")
     return tuple(loader.construct_sequence(node, deep=True))
 
 
-ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _construct_ordered_dict)
-ZooYamlLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
+ZooYamlLoader.add_constructor(ORDERED_DICT_TAG, _construct_ordered_dict)
+ZooYamlLoader.add_constructor(_TUPLE_TAG, _construct_tuple)
+
+
+class ZooYamlDumper(yaml.SafeDumper):
+    """
+    ``yaml.SafeDumper`` writing ``OrderedDict`` and ``tuple`` with the tags the Zoo's ``yaml.dump`` uses, never an anchor
+    or alias: what :func:`write_zoo_yaml` writes, ``yaml.UnsafeLoader`` (rl_zoo3) and :class:`ZooYamlLoader` read alike.
+    """
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+ZooYamlDumper.add_representer(OrderedDict, yaml.representer.Representer.represent_ordered_dict)
+ZooYamlDumper.add_representer(tuple, yaml.representer.Representer.represent_tuple)
+
+
+def write_zoo_yaml(data: Any, path: str | Path) -> None:
+    """
+    Write ``data``, as read by :func:`load_zoo_yaml` and checked, in the Zoo's format: what a pull hands the RL Zoo is
+    this serialization of the checked data, never the downloaded bytes (which another YAML loader may read otherwise).
+
+    :param data: Plain data (mappings, lists, scalars, ``OrderedDict``, ``tuple``)
+    :param path: The file to write
+    """
+    Path(path).write_text(yaml.dump(data, Dumper=ZooYamlDumper, sort_keys=False), encoding="utf-8")
 
 
 class NoAliasZooYamlLoader(ZooYamlLoader):
@@ -132,6 +186,38 @@ CALLBACKS = (
 MAX_FRAME_STACK = 256
 # Wrapper arguments that multiply what a wrapper allocates per observation: bounded like frame_stack.
 _STACK_ARGS = ("frame_stack", "stack_size", "n_stack", "num_stack", "n_frames")
+#: Most environment steps one call of an allow-listed wrapper may take (``noop_max`` no-ops at each reset, ``frame_skip``
+#: / ``skip`` / ``num_repeats`` steps per step): a downloaded ``noop_max: 1000000000`` would make enjoy hang at reset.
+MAX_WRAPPER_STEPS = 1000
+_NOOPS = Bound(0, MAX_WRAPPER_STEPS, integer=True, example="30")
+_REPEATS = Bound(1, MAX_WRAPPER_STEPS, integer=True, example="4")
+_HISTORY = Bound(0, MAX_FRAME_STACK, integer=True, example="2")
+#: Arguments of allow-listed wrappers that size a loop or an allocation, with their bounds (by the class's dotted name).
+WRAPPER_ARG_BOUNDS: dict[str, dict[str, Bound]] = {
+    "gymnasium.wrappers.AtariPreprocessing": {"noop_max": _NOOPS, "frame_skip": _REPEATS},
+    "stable_baselines3.common.atari_wrappers.AtariWrapper": {"noop_max": _NOOPS, "frame_skip": _REPEATS},
+    "stable_baselines3.common.atari_wrappers.NoopResetEnv": {"noop_max": _NOOPS},
+    "stable_baselines3.common.atari_wrappers.MaxAndSkipEnv": {"skip": _REPEATS},
+    "gymnasium.wrappers.MaxAndSkipObservation": {"skip": _REPEATS},
+    "gymnasium.wrappers.RepeatAction": {"num_repeats": _REPEATS},
+    "rl_zoo3.wrappers.FrameSkip": {"skip": _REPEATS},
+    "gymnasium.wrappers.DelayObservation": {"delay": _HISTORY},
+    "rl_zoo3.wrappers.HistoryWrapper": {"horizon": _HISTORY},
+    "rl_zoo3.wrappers.HistoryWrapperObsDict": {"horizon": _HISTORY},
+}
+#: Arguments of allow-listed wrappers that give the size of the observations they make, with the number of image sides
+#: an integer stands for (``screen_size: 84`` is 84x84): together at most :data:`sb3_gap.hub.safe.MAX_OBS_ELEMENTS`.
+WRAPPER_IMAGE_ARGS: dict[str, dict[str, int]] = {
+    "gymnasium.wrappers.AtariPreprocessing": {"screen_size": 2},
+    "stable_baselines3.common.atari_wrappers.AtariWrapper": {"screen_size": 2},
+    "stable_baselines3.common.atari_wrappers.WarpFrame": {"width": 1, "height": 1},
+    "gymnasium.wrappers.ResizeObservation": {"shape": 1},
+    "gymnasium.wrappers.ReshapeObservation": {"shape": 1},
+    "rl_zoo3.wrappers.YAMLCompatResizeObservation": {"shape": 1},
+}
+#: Allow-listed modules' wrappers whose arguments size an allocation in a way not bounded here (``bins`` per dimension):
+#: left out of the allow-list.
+UNBOUNDED_WRAPPERS = frozenset({"gymnasium.wrappers.DiscretizeAction", "gymnasium.wrappers.DiscretizeObservation"})
 # Argument names that hold a path (video_folder, log_dir, filename, save_path, best_model_save_path...).
 _PATH_ARG = re.compile(r"(?i)(folder|dir|path|file|prefix)")
 REFUSED = "refused for downloaded configs (--allow-pickle does not lift this)"
@@ -221,7 +307,7 @@ def _classes_in(modules: tuple[str, ...], base: type) -> dict[str, type]:
             if attr.startswith("_") or not inspect.isclass(cls) or not issubclass(cls, base) or inspect.isabstract(cls):
                 continue
             names = {f"{module_name}.{attr}", f"{cls.__module__}.{cls.__name__}"}
-            if names & FILE_WRITING_WRAPPERS:  # the class itself, under whichever name
+            if names & (FILE_WRITING_WRAPPERS | UNBOUNDED_WRAPPERS):  # the class itself, under whichever name
                 continue
             found.update((dotted, cls) for dotted in names if not any(part.startswith("_") for part in dotted.split(".")))
     return found
@@ -240,7 +326,8 @@ def allowed_classes(key: str) -> dict[str, type]:
     * ``callback``: :data:`CALLBACKS`;
     * ``policy``: the policy classes of :data:`sb3_gap.algos.ALGOS` (their ``policy_aliases``).
 
-    File-writing classes (:data:`FILE_WRITING_WRAPPERS`) are never in it.
+    File-writing classes (:data:`FILE_WRITING_WRAPPERS`) and wrappers whose sizes are not bounded
+    (:data:`UNBOUNDED_WRAPPERS`) are never in it.
 
     :param key: ``"env_wrapper"``, ``"vec_env_wrapper"``, ``"callback"`` or ``"policy"``
     :raises ValueError: For another key
@@ -289,13 +376,56 @@ def _check_stack(value: Any, where: str) -> None:
     check_int(where, value, 0, MAX_FRAME_STACK, example="4")
 
 
+def _same_class(key: str, wrapper: str, table: dict[str, Any]) -> Any:
+    """The entry of ``table`` for the class ``wrapper`` names (under whichever allow-listed name), else None."""
+    allowed = allowed_classes(key)
+    cls = allowed.get(wrapper)
+    return next((entry for dotted, entry in table.items() if cls is not None and allowed.get(dotted) is cls), None)
+
+
+def _check_wrapper_sizes(key: str, wrapper: str, kwargs: Any, where: str) -> None:
+    """Refuse arguments of an allow-listed wrapper that would make it loop or allocate without bound: those of
+    :data:`WRAPPER_ARG_BOUNDS` outside their bounds, and observation sizes (:data:`WRAPPER_IMAGE_ARGS`, defaults
+    included) above :data:`sb3_gap.hub.safe.MAX_OBS_ELEMENTS`."""
+    import inspect
+    import math
+
+    from sb3_gap.hub.safe import MAX_OBS_ELEMENTS
+
+    given = kwargs if isinstance(kwargs, dict) else {}
+    for arg, bound in (_same_class(key, wrapper, WRAPPER_ARG_BOUNDS) or {}).items():
+        if arg in given:
+            bound.check(f"{where}: {key} {wrapper} {arg}", given[arg])
+    image = _same_class(key, wrapper, WRAPPER_IMAGE_ARGS)
+    if not image:
+        return
+    defaults = inspect.signature(allowed_classes(key)[wrapper].__init__).parameters
+    sides: list[int] = []
+    for arg, sides_of_int in image.items():
+        value = given.get(arg, defaults[arg].default if arg in defaults else inspect.Parameter.empty)
+        if value is inspect.Parameter.empty:
+            continue  # a required argument not given: the wrapper refuses it
+        dims = [value] * sides_of_int if is_int(value) else value
+        if not isinstance(dims, (list, tuple)) or not dims or not all(is_int(d) and d >= 1 for d in dims):
+            raise Refused(f"{where}: {key} {wrapper} {arg} must be a positive integer or a list of them, got {value!r}; {REFUSED}")
+        sides.extend(int(d) for d in dims)
+    elements = math.prod(sides)
+    if elements > MAX_OBS_ELEMENTS:
+        shown = ", ".join(f"{arg}={given[arg]!r}" for arg in image if arg in given)
+        raise Refused(
+            f"{where}: {key} {wrapper} with {shown} makes observations of {elements:,} elements per channel, more than the "
+            f"{MAX_OBS_ELEMENTS:,} a downloaded config may ask for (sb3_gap.hub.safe.MAX_OBS_ELEMENTS); {REFUSED}"
+        )
+
+
 def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
     """
     Refuse a downloaded ``config.yml`` whose strings the Zoo would ``eval`` (:func:`check_expression`) or whose
     class names it would import unless they are in the explicit allow-list (:func:`allowed_classes`: gymnasium /
     SB3 / rl_zoo3 / sb3_gap env wrappers, a few callbacks, registered policies), and wrappers / callbacks that write
-    files (:data:`FILE_WRITING_WRAPPERS`, or any with a path-like argument such as ``video_folder``), whatever
-    ``--allow-pickle`` says: that flag only accepts a pickled *model*.
+    files (:data:`FILE_WRITING_WRAPPERS`, or any with a path-like argument such as ``video_folder``), and wrapper
+    arguments that size a loop or an allocation beyond their bounds (:data:`WRAPPER_ARG_BOUNDS`,
+    :data:`WRAPPER_IMAGE_ARGS`), whatever ``--allow-pickle`` says: that flag only accepts a pickled *model*.
 
     :param hyperparams: The loaded YAML
     :param name: File name for the messages
@@ -319,6 +449,7 @@ def check_zoo_config(hyperparams: Any, name: str = "config.yml") -> None:
             for arg in _STACK_ARGS:
                 if isinstance(kwargs, dict) and arg in kwargs:
                     _check_stack(kwargs[arg], f"{name}: {key} {wrapper} {arg}")
+            _check_wrapper_sizes(key, wrapper, kwargs, name)
             if looks_like_path(kwargs):
                 raise Refused(f"{name}: {key} {wrapper!r} with arguments {kwargs!r} writes or reads files on this machine; {REFUSED}")
 

@@ -18,6 +18,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 
+from sb3_gap.algo_args import ALGO_ARG_BOUNDS, check_algo_args
 from sb3_gap.checks import Refused, check, check_choice, check_device, check_range
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
 from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, rainbow_replay_mismatches
@@ -575,8 +576,13 @@ class Rainbow(OffPolicyAlgorithm):
         SB3's ``load``, refusing overrides of the arguments that shape the network (:data:`ARCHITECTURE_ARGS`):
         the saved weights fix them, and ``load(path, n_atoms=21)`` on a 51-atom model would otherwise set
         ``model.n_atoms = 21`` while the network keeps 51 atoms. Other overrides (``buffer_size``,
-        ``learning_rate``, ``exploration_rate``...) work as in SB3.
+        ``learning_rate``, ``exploration_rate``...) work as in SB3, within the bounds the constructor checks
+        (:data:`sb3_gap.algo_args.ALGO_ARG_BOUNDS`: ``eval_epsilon=7.0`` or ``priority_eps=0.0`` are refused; an
+        ``exploration_rate`` must be a probability).
         """
+        check_algo_args(kwargs)
+        if "exploration_rate" in kwargs:
+            ALGO_ARG_BOUNDS["exploration_initial_eps"].check("exploration_rate", kwargs["exploration_rate"])
         fixed = sorted(set(kwargs) & set(cls.ARCHITECTURE_ARGS)) + sorted(set(custom_objects or {}) & set(cls.ARCHITECTURE_ARGS))
         if fixed:
             raise Refused(
