@@ -25,7 +25,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_gap
 from sb3_gap.encoders import ENCODERS, ImpalaEncoder
-from sb3_gap.zoo_config import replay_ratio_schedule
+from sb3_gap.replay_ratio import replay_ratio_schedule
 
 # Extra candidates (ImpalaEncoder arguments) beside the registered encoders.
 CANDIDATES = {

@@ -172,6 +172,19 @@ def check_algo_args(kwargs: Mapping[str, Any], host: bool = False) -> None:
             raise Refused(f"{name} must be a number, got {value!r}")
 
 
+def check_model_attributes(attrs: Mapping[str, Any]) -> None:
+    """
+    Attributes set on a built or loaded model (``load(..., **kwargs)``, a downloaded ``sb3_gap.json``'s ``model_attrs``):
+    the constructor's bounds (:func:`check_algo_args`), and ``exploration_rate`` (the current ε, which only a model has)
+    within the bound of ``exploration_initial_eps``.
+
+    :raises Refused: One line naming the attribute, the bad value and the valid range
+    """
+    check_algo_args(attrs)
+    if "exploration_rate" in attrs:
+        ALGO_ARG_BOUNDS["exploration_initial_eps"].check("exploration_rate", attrs["exploration_rate"])
+
+
 #: kron-torch's ``Kron`` options (``kron_torch/kron.py``) and their valid values.
 KRON_ARG_BOUNDS: dict[str, Bound] = {
     "lr": Bound(0.0, low_open=True, example="1e-4"),
@@ -228,6 +241,7 @@ __all__ = [
     "KRON_ARG_BOUNDS",
     "Bound",
     "check_algo_args",
+    "check_model_attributes",
     "check_kron_args",
     "check_train_freq",
     "is_kron_schedule",

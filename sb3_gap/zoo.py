@@ -22,10 +22,10 @@
    ``zoo_configs``' MinAtar sections (``use_minimal_action_set: false``, 6 actions) the evaluation env had the
    minimal set (3 for Breakout) and ``--eval-freq`` crashed with ``IndexError`` in ``minatar/gym.py``;
 7. turns a ``replay_ratio`` in the YAML or ``--hyperparams`` (gradient updates per env step) into SB3's ``train_freq``
-   and ``gradient_steps`` for the run's ``n_envs`` (:func:`sb3_gap.zoo_config.replay_ratio_schedule`) by the sweep's
-   rules (:func:`sb3_gap.zoo_config.apply_replay_ratio`): ``--hyperparams``' ratio replaces the section's own
+   and ``gradient_steps`` for the run's ``n_envs`` (:func:`sb3_gap.replay_ratio.replay_ratio_schedule`) by the sweep's
+   rules (:func:`sb3_gap.replay_ratio.apply_replay_ratio`): ``--hyperparams``' ratio replaces the section's own
    ``train_freq``/``gradient_steps``; a ratio given with either in the same place, a ratio that is not a positive p/q
-   up to :data:`sb3_gap.zoo_config.MAX_REPLAY_RATIO`, or one for an on-policy algorithm (PPO, A2C) is refused;
+   up to :data:`sb3_gap.replay_ratio.MAX_REPLAY_RATIO`, or one for an on-policy algorithm (PPO, A2C) is refused;
 8. gives an n-step ``FrameReplayBuffer`` the algorithm's ``gamma`` (SB3 passes a custom buffer neither ``n_steps`` nor
    ``gamma``) and refuses a different one in ``replay_buffer_kwargs`` (:func:`sb3_gap.replay.with_algorithm_gamma`);
 9. makes ``--trained-agent`` refuse the ``replay_buffer.pkl`` next to the model when it is a ``FrameReplayBuffer`` whose
@@ -58,7 +58,7 @@ from sb3_gap.envs.atari import is_sb3_gap_atari
 from sb3_gap.extractor import ConvExtractor, policy_kwargs
 from sb3_gap.optim import Kron
 from sb3_gap.replay import FrameReplayBuffer, check_loaded_replay, with_algorithm_gamma
-from sb3_gap.zoo_config import REPLAY_RATIO, apply_replay_ratio, check_takes_replay_ratio
+from sb3_gap.replay_ratio import REPLAY_RATIO, apply_replay_ratio, check_takes_replay_ratio
 
 # Names usable inside string hyperparameters that rl_zoo3 eval()s (policy_kwargs, replay_buffer_class, replay_buffer_kwargs).
 YAML_NAMES: dict[str, Any] = {

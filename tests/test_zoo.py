@@ -560,9 +560,9 @@ def test_one_replay_ratio_bound_for_the_hook_the_sweep_and_rainbow(tmp_path: Pat
     """replay_ratio=1e9 (a run that hangs: 1e9 updates per env step) is refused by the sweep's --set, the hook and
     Rainbow's gradient_steps/train_freq alike, with the one bound of sb3_gap.zoo_config; the bound itself is taken."""
     from sb3_gap.rainbow import Rainbow
+    from sb3_gap.replay_ratio import MAX_REPLAY_RATIO, replay_ratio_schedule
     from sb3_gap.sweep.cli import main as sweep_main
     from sb3_gap.zoo import HyperparameterError
-    from sb3_gap.zoo_config import MAX_REPLAY_RATIO, replay_ratio_schedule
 
     bound = f"more than sb3_gap takes ({MAX_REPLAY_RATIO}"
     with pytest.raises(SystemExit) as info:

@@ -30,7 +30,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 import sb3_gap
-from sb3_gap.algo_args import ALGO_ARG_BOUNDS, check_algo_args
+from sb3_gap.algo_args import check_model_attributes
 from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.checks import Refused
 from sb3_gap.extractor import MAX_PARAMETERS
@@ -237,9 +237,7 @@ def check_model_attrs(attrs: dict[str, Any], where: str) -> None:
     :raises ValueError: One line naming the attribute, the value and the valid range
     """
     try:
-        check_algo_args(attrs)
-        if "exploration_rate" in attrs:
-            ALGO_ARG_BOUNDS["exploration_initial_eps"].check("exploration_rate", attrs["exploration_rate"])
+        check_model_attributes(attrs)
     except ValueError as e:
         raise Refused(f"{where}: {e}") from None
 

@@ -11,6 +11,8 @@ they are in an explicit allow-list (:func:`allowed_classes`), and wrappers that 
 from __future__ import annotations
 
 import ast
+import inspect
+import math
 import os
 import re
 from collections import OrderedDict
@@ -22,6 +24,7 @@ import yaml
 from sb3_gap.algo_args import Bound
 from sb3_gap.checks import Refused, check_int, is_int
 from sb3_gap.hub.common import check_nesting, nesting_error, read_text
+from sb3_gap.hub.safe import MAX_OBS_ELEMENTS
 
 
 class ZooYamlLoader(yaml.SafeLoader):
@@ -85,8 +88,17 @@ class ZooYamlDumper(yaml.SafeDumper):
         return True
 
 
-ZooYamlDumper.add_representer(OrderedDict, yaml.representer.Representer.represent_ordered_dict)
-ZooYamlDumper.add_representer(tuple, yaml.representer.Representer.represent_tuple)
+def _represent_ordered_dict(dumper: ZooYamlDumper, data: OrderedDict) -> yaml.Node:
+    """As PyYAML's ``Representer.represent_ordered_dict`` (the Zoo's form): the tag, then one list of [key, value] pairs."""
+    return dumper.represent_sequence(ORDERED_DICT_TAG, [[[key, value] for key, value in data.items()]])
+
+
+def _represent_tuple(dumper: ZooYamlDumper, data: tuple) -> yaml.Node:
+    return dumper.represent_sequence(_TUPLE_TAG, list(data))
+
+
+ZooYamlDumper.add_representer(OrderedDict, _represent_ordered_dict)
+ZooYamlDumper.add_representer(tuple, _represent_tuple)
 
 
 def write_zoo_yaml(data: Any, path: str | Path) -> None:
@@ -387,11 +399,6 @@ def _check_wrapper_sizes(key: str, wrapper: str, kwargs: Any, where: str) -> Non
     """Refuse arguments of an allow-listed wrapper that would make it loop or allocate without bound: those of
     :data:`WRAPPER_ARG_BOUNDS` outside their bounds, and observation sizes (:data:`WRAPPER_IMAGE_ARGS`, defaults
     included) above :data:`sb3_gap.hub.safe.MAX_OBS_ELEMENTS`."""
-    import inspect
-    import math
-
-    from sb3_gap.hub.safe import MAX_OBS_ELEMENTS
-
     given = kwargs if isinstance(kwargs, dict) else {}
     for arg, bound in (_same_class(key, wrapper, WRAPPER_ARG_BOUNDS) or {}).items():
         if arg in given:
@@ -399,7 +406,7 @@ def _check_wrapper_sizes(key: str, wrapper: str, kwargs: Any, where: str) -> Non
     image = _same_class(key, wrapper, WRAPPER_IMAGE_ARGS)
     if not image:
         return
-    defaults = inspect.signature(allowed_classes(key)[wrapper].__init__).parameters
+    defaults = inspect.signature(allowed_classes(key)[wrapper]).parameters
     sides: list[int] = []
     for arg, sides_of_int in image.items():
         value = given.get(arg, defaults[arg].default if arg in defaults else inspect.Parameter.empty)

@@ -18,7 +18,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 
-from sb3_gap.algo_args import ALGO_ARG_BOUNDS, check_algo_args
+from sb3_gap.algo_args import check_model_attributes
 from sb3_gap.checks import Refused, check, check_choice, check_device, check_range
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
 from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, rainbow_replay_mismatches
@@ -26,7 +26,7 @@ from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_ar
 from sb3_gap.rainbow.loss import per_sample_loss
 from sb3_gap.rainbow.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, RainbowNetwork, RainbowPolicy, _greedy_actions
 from sb3_gap.replay import replay_mismatch_error, replay_mismatches
-from sb3_gap.zoo_config import check_updates_per_env_step
+from sb3_gap.replay_ratio import check_updates_per_env_step
 
 SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
 
@@ -580,9 +580,7 @@ class Rainbow(OffPolicyAlgorithm):
         (:data:`sb3_gap.algo_args.ALGO_ARG_BOUNDS`: ``eval_epsilon=7.0`` or ``priority_eps=0.0`` are refused; an
         ``exploration_rate`` must be a probability).
         """
-        check_algo_args(kwargs)
-        if "exploration_rate" in kwargs:
-            ALGO_ARG_BOUNDS["exploration_initial_eps"].check("exploration_rate", kwargs["exploration_rate"])
+        check_model_attributes(kwargs)
         fixed = sorted(set(kwargs) & set(cls.ARCHITECTURE_ARGS)) + sorted(set(custom_objects or {}) & set(cls.ARCHITECTURE_ARGS))
         if fixed:
             raise Refused(

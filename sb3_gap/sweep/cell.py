@@ -28,9 +28,10 @@ from sb3_gap.files import atomic_write_bytes, atomic_write_json
 from sb3_gap.optim import OPTIMIZER_ARGS, optimizer_policy_kwargs
 from sb3_gap.params import parameter_report
 from sb3_gap.replay import with_algorithm_gamma
+from sb3_gap.replay_ratio import apply_replay_ratio
 from sb3_gap.sweep.checkpoint import CHECKPOINT_NAME, RunCheckpoint, load_run_state, set_global_rng_state
 from sb3_gap.sweep.spec import EXTRACTOR_ARGS, HP_PREFIX, SweepSpec, constructor_args, run_dir_for, run_name
-from sb3_gap.zoo_config import ZooSettings, apply_replay_ratio, materialize, resolve_section
+from sb3_gap.zoo_config import ZooSettings, materialize, resolve_section
 
 EVAL_SEED_OFFSET = 10_000  # evaluation envs never share a seed with training envs
 #: Dormancy thresholds recorded at each evaluation: the paper's appendix (0.001) and ReDo's (Sokar et al. 2023: 0.1).

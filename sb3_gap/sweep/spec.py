@@ -26,17 +26,9 @@ from sb3_gap.checks import Refused, check_choice, check_device, check_env_id_for
 from sb3_gap.envs.protocols import register_ale_ids
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS
+from sb3_gap.replay_ratio import REPLAY_RATIO, apply_replay_ratio, check_replay_ratio_alone, check_takes_replay_ratio, replay_ratio_schedule
 from sb3_gap.sweep.database import check_storage_url
-from sb3_gap.zoo_config import (
-    REPLAY_RATIO,
-    SCHEDULE_KEYS,
-    apply_replay_ratio,
-    check_replay_ratio_alone,
-    check_takes_replay_ratio,
-    materialize,
-    replay_ratio_schedule,
-    resolve_section,
-)
+from sb3_gap.zoo_config import SCHEDULE_KEYS, materialize, resolve_section
 
 HP_PREFIX = "hp:"  # grid parameters named "hp:<name>" are hyperparameters
 # ConvExtractor arguments go to policy_kwargs; every other hyperparameter goes to the algorithm.
