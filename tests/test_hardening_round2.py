@@ -316,8 +316,11 @@ def test_issue23_item13_disk_full_in_a_pull_is_one_line(hub_env, dqn_files, tmp_
     def copyfile(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+    import sb3_gap.hub.pull as pull_module
+
     with monkeypatch.context() as m:
-        m.setattr(shutil, "copyfile", copyfile)  # writing the run folder
+        m.setattr(shutil, "copyfile", copyfile)  # writing the run folder: copied files ...
+        m.setattr(pull_module, "write_zoo_yaml", copyfile)  # ... and the checked YAML, written again
         line = one_line_error(capsys, ["pull", "--repo-id", "alice/full-disk", "-f", str(downloads)], "pull")
     assert "No space left on device" in line and str(downloads / "dqn" / f"{ENV_NAME}_1") in line, line
     assert empty_or_missing(downloads / "dqn")
