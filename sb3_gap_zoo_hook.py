@@ -45,13 +45,16 @@ def _register() -> None:
 class _RegisteringLoader:
     """Runs the real loader of ``rl_zoo3``, then registers sb3_gap."""
 
-    def __init__(self, loader: Loader) -> None:
+    def __init__(self, loader: Loader, finder: ZooHookFinder) -> None:
         self._loader = loader
+        self._finder = finder
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self._loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
+        if self._finder in sys.meta_path:  # rl_zoo3 is imported now: the finder's work is done
+            sys.meta_path.remove(self._finder)
         self._loader.exec_module(module)
         _register()
 
@@ -60,19 +63,26 @@ class _RegisteringLoader:
 
 
 class ZooHookFinder:
-    """One-shot finder: wraps the loader of ``rl_zoo3`` and removes itself."""
+    """
+    Finder that wraps the loader of ``rl_zoo3``; it leaves ``sys.meta_path`` when ``rl_zoo3`` is imported, not on a
+    mere look-up (``importlib.util.find_spec("rl_zoo3")`` imports nothing, and the import that follows must still register).
+    """
+
+    _looking = False
 
     def find_spec(self, fullname: str, path: Any = None, target: ModuleType | None = None) -> ModuleSpec | None:
-        if fullname != _TARGET:
+        if fullname != _TARGET or self._looking:
             return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
         import importlib.util
 
-        spec = importlib.util.find_spec(fullname)
+        self._looking = True  # the look-up below asks every finder, this one too
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._looking = False
         if spec is None or spec.loader is None:
             return None
-        spec.loader = _RegisteringLoader(spec.loader)  # type: ignore[assignment]  # a Loader wrapper, typed as its base
+        spec.loader = _RegisteringLoader(spec.loader, self)  # type: ignore[assignment]  # a Loader wrapper, typed as its base
         return spec
 
 

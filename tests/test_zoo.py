@@ -56,6 +56,9 @@ def test_startup_hook_is_lazy() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True).stdout.split()
     assert out[:2] == ["True", "sb3_gap.rainbow.rainbow"], HOOK_HINT
     assert out[2] == sb3_gap.__file__  # the checkout's sb3_gap, not another install
+    # a look-up that imports nothing (importlib.util.find_spec) leaves the hook in place for the import that follows
+    code = "import importlib.util; importlib.util.find_spec('rl_zoo3'); import rl_zoo3.utils as u; print('rainbow' in u.ALGOS)"
+    assert subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True).stdout.split() == ["True"]
     off = subprocess.run(
         [sys.executable, "-c", "import rl_zoo3.utils as u; print('rainbow' in u.ALGOS)"],
         env=_env(SB3_GAP_NO_ZOO_HOOK="1"),
