@@ -1,5 +1,5 @@
 """
-Rainbow's end-to-end env steps/s as a share of the zero-overhead ceiling (issue 15, target 2), both measured in one
+Rainbow's end-to-end env steps/s as a share of the zero-overhead ceiling (docs/benchmarks_speed.md), both measured in one
 process and interleaved, so that machine noise hits both alike (separate runs of ``rainbow_throughput.py`` and
 ``throughput_floor.py`` differ by up to ±20 % on a shared 2-core VM).
 

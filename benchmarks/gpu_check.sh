@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU readiness check of sb3_gap, under 5 minutes on one GPU (issue 15). Run from the repository root:
+# GPU readiness check of sb3_gap, under 5 minutes on one GPU. Run from the repository root:
 #
 #   bash benchmarks/gpu_check.sh             # on a CUDA machine: fails loudly without a CUDA device
 #   bash benchmarks/gpu_check.sh --dry-run   # anywhere: the same steps on CPU, shortened (checks the script itself)

@@ -1,4 +1,4 @@
-"""Pilot for the MinAtar scaling study's encoder (issue 11, docs/results.md): a few minutes per candidate.
+"""Pilot for the MinAtar scaling study's encoder (results/minatar_scaling/README.md): a few minutes per candidate.
 
 For each candidate encoder φ, train Rainbow with Dopamine's MinAtar settings (zoo_configs/rainbow.yml,
 ``minatar`` section) and the study's budget override (ε decay over 25k steps) at ψ ×4 with a flatten

@@ -1,4 +1,4 @@
-"""Training speed of candidate MinAtar encoders for the scaling study (issue 11): Rainbow with Dopamine's
+"""Training speed of candidate MinAtar encoders for the MinAtar studies: Rainbow with Dopamine's
 MinAtar settings on Breakout (full action set), one torch thread, 2,000 warm-up steps (1,000 random),
 then 3,000 timed steps (one update every 4 steps, or ``--replay-ratio``'s updates per step); also the time
 of 100 bare gradient updates.
@@ -32,7 +32,7 @@ CANDIDATES = {
     "stack16_nopool": dict(channels=(16,), pool=(False,)),  # 16x10x10, 2 residual blocks, receptive field 11
     "stack16_pool_2blocks": dict(channels=(16,), pool=(True,)),  # 16x5x5, 2 residual blocks, receptive field 21
     "stack32_pool_2blocks": dict(channels=(32,), pool=(True,)),  # 32x5x5, 2 residual blocks
-    # The second study's pilot (issue 27, results/minatar_deep/README.md): the paper's three Impala stacks
+    # The second study's pilot (results/minatar_deep/README.md): the paper's three Impala stacks
     # (15 convolutions), pooling only in the first, so φ keeps 5x5 positions; the paper's channels or 16 everywhere.
     "deep_16_32_32": dict(channels=(16, 32, 32), pool=(True, False, False)),  # 32x5x5
     "deep_16_16_16": dict(channels=(16, 16, 16), pool=(True, False, False)),  # 16x5x5

@@ -43,7 +43,7 @@ NETWORKS: dict[str, dict[str, Any]] = {
     "minatar_impala-x4-gap": dict(encoder="minatar_impala", bottleneck="gap", width_scale=4),  # the MinAtar study's ×4 GAP
     "minatar-x4-gap": dict(encoder="minatar", bottleneck="gap", width_scale=4),  # Dopamine's MinAtar torso
 }
-#: (env, network) pairs measured by default: issue 15's MinAtar and Pong configurations.
+#: (env, network) pairs measured by default: the MinAtar and Pong configurations of docs/benchmarks_speed.md.
 DEFAULT_CASES = [
     "minatar-breakout:impala-x4-gap",
     "minatar-breakout:minatar_impala-x4-gap",

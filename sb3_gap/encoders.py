@@ -208,7 +208,7 @@ class MinAtarImpalaEncoder(ImpalaEncoder):
 
 class MinAtarDeepEncoder(ImpalaEncoder):
     """
-    The second MinAtar study's encoder (``results/minatar_deep/``, issue 27): the paper's φ, Impala's three
+    The second MinAtar study's encoder (``results/minatar_deep/``): the paper's φ, Impala's three
     stacks with two residual blocks each (15 convolutions) and its channels 16-32-32, fitted to a 10×10 map by
     max-pooling in the first stack only. A 10×10 map gives 32×5×5 features, so ``flatten``'s connection has 25×
     the weights of ``gap``'s (800·dim(ψ) vs 32·dim(ψ)), as in the first study, and the receptive field (45×45)

@@ -151,9 +151,9 @@ def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
         algo_class = importlib.import_module("rl_zoo3.utils").ALGOS.get(self.algo)
         try:  # sb3_gap's refusals are one line (HyperparameterError); the host's own errors stay as they are
             # Before rl_zoo3 turns numbers and lin_<x> strings into schedule objects, and replay_ratio into what it sets.
-            hyperparams = _with_replay_ratio(self, hyperparams, algo_class)  # item 7
-            check_algo_args(hyperparams, host=not owned_by_sb3_gap(algo_class))  # item 10
-            check_device(self.device, "--device")  # item 11: SB3 would run --device cuda on the CPU without a word
+            hyperparams = _with_replay_ratio(self, hyperparams, algo_class)  # step 7 of the module docstring
+            check_algo_args(hyperparams, host=not owned_by_sb3_gap(algo_class))  # step 10
+            check_device(self.device, "--device")  # step 11: SB3 would run --device cuda on the CPU without a word
             out = original(self, hyperparams, *args, **kwargs)  # eval()s policy_kwargs: sb3_gap.policy_kwargs(...) checks
             processed = out[0]
             network = processed.get("policy_kwargs")
@@ -161,7 +161,7 @@ def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
             if isinstance(extractor, type) and issubclass(extractor, ConvExtractor):  # sb3_gap's network, in any form
                 ConvExtractor.validate(**(network.get("features_extractor_kwargs") or {}))
             if algo_class is not None:  # replay_buffer_class is a class by now (rl_zoo3 eval()s it above)
-                processed.update(with_algorithm_gamma(algo_class, processed))  # item 8
+                processed.update(with_algorithm_gamma(algo_class, processed))  # step 8
         except Refused as e:
             raise HyperparameterError(str(e)) from None
         if self._eval_env_kwargs_args is None:  # no --eval-env-kwargs: evaluate on the training env's kwargs
@@ -173,7 +173,7 @@ def _eval_env_gets_yaml_env_kwargs(original: Any) -> Any:
 
 
 def _trained_agent_replay_is_checked(original: Any) -> Any:
-    """Wrap ``ExperimentManager._load_pretrained_agent``: see item 9 of the module docstring."""
+    """Wrap ``ExperimentManager._load_pretrained_agent``: see step 9 of the module docstring."""
 
     def _load_pretrained_agent(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:  # Rainbow.load / load_replay_buffer refuse what they cannot honour with a one-line ValueError
