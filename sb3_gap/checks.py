@@ -1,9 +1,11 @@
 """
-Argument checks shared by every module: one wording for every bad value.
+Argument checks shared by every module, and the exception every refusal raises: one wording for every bad value.
 
-Each check raises :class:`Refused` (a ``ValueError``) with one line that names the argument, the bad value and
-what is valid, which the CLIs print as is (never a traceback). Use these instead of writing the ``if ...: raise``
-again.
+The contract (docs/checks.md): each check raises :class:`Refused` (a ``ValueError``), or one of its kinds below, with
+one line that names the argument, the bad value and what is valid. The command lines print a ``Refused`` as that line
+and nothing else; any other exception is a bug and keeps its full traceback (inside a sweep run, in the run's
+``traceback.txt``). A bound lives in one module (the range table in :mod:`sb3_gap.algo_args`, :data:`MAX_FRAME_STACK`
+here, ...) and every entry point calls its check instead of writing the ``if ...: raise`` again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,27 @@ class Refused(ValueError):
     exception is a bug or an unexpected failure and keeps its full traceback. A ``ValueError``, so code and tests
     that expect SB3's and Python's ``ValueError`` for bad arguments keep working.
     """
+
+
+class MissingFile(FileNotFoundError, Refused):
+    """A file or folder the user named (or that a named folder must hold) does not exist: one line naming it."""
+
+
+class CannotWrite(OSError, Refused):
+    """
+    The system refused to write a file (disk full, quota, read-only file system, no permission): one line naming the
+    file and the ``errno`` (:func:`sb3_gap.files.write_error` raises it). An ``OSError`` with its ``errno``.
+    """
+
+
+class MissingPackage(ImportError, Refused):
+    """An optional package or system library a feature needs is not installed: one line saying what to install."""
+
+
+#: The most frames any stack may hold: ``FrameReplayBuffer(frame_stack=...)``, the Atari envs' ``frame_stack``, and a
+#: downloaded Zoo config's ``frame_stack`` and stacking wrappers (the paper stacks 4). Each stacked frame is allocated
+#: per env and per stored transition, so the bound is checked before anything is built.
+MAX_FRAME_STACK = 256
 
 
 def is_int(value: Any) -> bool:

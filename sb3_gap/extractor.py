@@ -54,15 +54,15 @@ def _option_names() -> list[str]:
     return names
 
 
-def _dict_space_error(observation_space: spaces.Dict) -> ValueError:
+def _dict_space_error(observation_space: spaces.Dict) -> Refused:
     images = [k for k, sub in observation_space.spaces.items() if isinstance(sub, spaces.Box) and len(sub.shape) == 3]
     if not images:
-        return ValueError(
+        return Refused(
             f"ConvExtractor needs an image observation space, got a Dict with no 3-D Box {observation_space!r}; "
             "use MultiInputPolicy without sb3_gap for such observations"
         )
     key = images[0]
-    return ValueError(
+    return Refused(
         f"ConvExtractor takes one image, got a Dict observation space with image key(s) {images}: keep only the image with "
         f"gymnasium.wrappers.TransformObservation(env, lambda obs: obs[{key!r}], env.observation_space[{key!r}]) and use "
         "CnnPolicy with sb3_gap.policy_kwargs(...), or keep the Dict with MultiInputPolicy and SB3's CombinedExtractor (no sb3_gap bottleneck)"

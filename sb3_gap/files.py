@@ -7,24 +7,32 @@ names the file that could not be written.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from sb3_gap.checks import CannotWrite
+
+#: ``errno`` of the failures with which the system refuses a write (disk full, quota, read-only, permission).
+FILE_SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES})
+
 
 def write_error(path: str | os.PathLike[str], error: OSError) -> OSError:
     """
     ``error`` as an ``OSError`` of the same kind that names ``path``: ``[Errno 28] No space left on device: '<path>'``
-    (a failed ``write`` or ``fsync`` names no file).
+    (a failed ``write`` or ``fsync`` names no file). The system's refusals (:data:`FILE_SYSTEM_ERRNOS`) become
+    :class:`~sb3_gap.checks.CannotWrite`, which the command lines print in one line; any other error keeps its kind.
 
     :param path: The file (or folder) that could not be written
     :param error: The error raised while writing it
     """
     if error.errno is None:
         return OSError(f"{error}: {os.fspath(path)!r}" if str(error) else f"cannot write {os.fspath(path)!r}")
-    return OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(path))
+    kind = CannotWrite if error.errno in FILE_SYSTEM_ERRNOS else OSError
+    return kind(error.errno, error.strerror or os.strerror(error.errno), os.fspath(path))
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -44,7 +44,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack, VecNormalize, VecTransposeImage
 
-from sb3_gap.checks import Refused
+from sb3_gap.checks import MAX_FRAME_STACK, Refused, check_int
 
 
 def infer_frame_stack(env: VecEnv | None) -> int:
@@ -153,8 +153,7 @@ class FrameReplayBuffer(ReplayBuffer):
             raise Refused(f"n_steps must be an integer >= 1, got {n_steps!r}")
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0):
             raise Refused(f"gamma must be in [0, 1], got {gamma!r}")
-        if isinstance(frame_stack, bool) or not isinstance(frame_stack, (int, np.integer)) or not 1 <= frame_stack <= 256:
-            raise Refused(f"frame_stack must be an integer in [1, 256], got {frame_stack!r}")
+        frame_stack = check_int("frame_stack", frame_stack, 1, MAX_FRAME_STACK, example="4")
         if n_envs < 1:
             raise Refused(f"n_envs must be >= 1, got {n_envs}")
         # ReplayBuffer.__init__ would allocate full obs and next_obs arrays: only set up the base.
@@ -579,9 +578,9 @@ def check_loaded_replay(model: OffPolicyAlgorithm, source: str = "The loaded rep
         raise replay_mismatch_error(source, problems)
 
 
-def replay_mismatch_error(source: str, problems: list[str]) -> ValueError:
+def replay_mismatch_error(source: str, problems: list[str]) -> Refused:
     """The one-line error for a loaded replay buffer saved with other settings (:func:`replay_mismatches`)."""
-    return ValueError(
+    return Refused(
         f"{source} was saved with other settings ({'; '.join(problems)}): training would use the buffer's; "
         "load it into a model with the buffer's settings, or start a new buffer"
     )

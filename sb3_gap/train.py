@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         train()
     except Refused as e:  # sb3_gap refused a value (the hook's HyperparameterError, Rainbow's own checks): one line
-        raise SystemExit(f"sb3-gap train: error: {e}") from None
+        raise SystemExit(f"sb3-gap train: error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from rliable import library as rly
 from rliable import metrics
 
+from sb3_gap.checks import Refused
 from sb3_gap.sweep import SweepSpec, open_study, run_sweep, run_worker
 from sb3_gap.sweep.cli import main
 from sb3_gap.sweep.report import build_report, compute_aggregates, load_runs, score_matrices
@@ -345,9 +346,10 @@ def test_storage_creation_race_is_retried(monkeypatch):
 
     calls.clear()
     monkeypatch.setattr(sweep_module, "RDBStorage", DownStorage)
-    with pytest.raises(sqlalchemy.exc.OperationalError):
-        sweep_module.rdb_storage("postgresql://u:p@127.0.0.1:9/db", attempts=3)
-    assert len(calls) == 3
+    with pytest.raises(Refused, match=r"^Cannot open the storage postgresql://u:\*+@127.0.0.1:9/db: .*connection refused") as info:
+        sweep_module.rdb_storage("postgresql://u:secret@127.0.0.1:9/db", attempts=3)
+    assert len(calls) == 3 and "secret" not in str(info.value)
+    assert isinstance(info.value.__cause__, sqlalchemy.exc.OperationalError)  # the driver's error stays in the traceback chain
 
 
 # ----------------------------------------------------------------------------- diagnostics per evaluation (issue 27)

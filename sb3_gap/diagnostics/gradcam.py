@@ -187,24 +187,6 @@ def saved_algos(model_path: str | os.PathLike) -> tuple[list[str], str] | None:
     return (held, f"{module}.{name}") if held else None
 
 
-def _check_env_id(env_id: str) -> None:
-    """Raise ``ValueError`` naming an unknown env id and the closest registered ones."""
-    import difflib
-
-    import gymnasium as gym
-
-    from sb3_gap.checks import check_env_id_form
-    from sb3_gap.envs.protocols import register_ale_ids
-
-    check_env_id_form(env_id)
-    register_ale_ids()
-    try:
-        gym.spec(env_id)
-    except gym.error.Error as e:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
-        raise Refused(f"Unknown env id {env_id!r} ({e}); close registered ids: {close}") from None
-
-
 def _observation_from_env(model: object, env_id: str, steps: int, seed: int, env_kwargs: dict | None = None) -> np.ndarray:
     """Play ``steps`` greedy steps in ``env_id`` and return the last observation, shaped like the model's.
 
@@ -212,11 +194,11 @@ def _observation_from_env(model: object, env_id: str, steps: int, seed: int, env
     """
     from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
 
-    from sb3_gap.envs.protocols import protocol_for  # the evaluation env of each id's protocol, as the sweeps use
+    from sb3_gap.envs.protocols import check_env_registered, protocol_for  # the evaluation env of each id's protocol, as the sweeps use
 
     space = model.observation_space  # type: ignore[attr-defined]
     actions = model.action_space  # type: ignore[attr-defined]
-    _check_env_id(env_id)
+    check_env_registered(env_id)
     kwargs = {"env_kwargs": env_kwargs} if env_kwargs else {}
     venv = protocol_for(env_id).make_env(env_id, 1, seed, False, **kwargs)
     try:
@@ -241,8 +223,6 @@ def _observation_from_env(model: object, env_id: str, steps: int, seed: int, env
 
 def main(argv: list[str] | None = None) -> None:
     """``sb3-gap gradcam``: write a Grad-CAM PNG for a saved model."""
-    import gymnasium as gym
-
     from sb3_gap.algos import ALGOS
 
     parser = argparse.ArgumentParser(prog="sb3-gap gradcam", description=main.__doc__)
@@ -262,17 +242,18 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--steps must be >= 0, got {args.steps}")
     try:
         _run(args)
-    except (ValueError, OSError, ImportError, gym.error.Error) as e:
+    except Refused as e:
         text = str(e).strip() or type(e).__name__
         raise SystemExit(f"sb3-gap gradcam: error: {text.splitlines()[0]}") from None
 
 
 def _run(args: argparse.Namespace) -> None:
-    """The body of :func:`main`, raising ``ValueError`` / ``OSError`` for what the user can fix."""
+    """The body of :func:`main`, raising :class:`~sb3_gap.checks.Refused` for what the user can fix."""
     import zipfile
 
     from sb3_gap.algos import get_algo
     from sb3_gap.checks import check_env_id_form
+    from sb3_gap.envs.protocols import check_env_registered
     from sb3_gap.params import find_extractor
 
     if args.env is not None:
@@ -288,7 +269,7 @@ def _run(args: argparse.Namespace) -> None:
             raise Refused(f"pass --env <id> or --obs <file.npy>: {path.name}'s folder records no env")
         args.env = env_id
     if args.env:
-        _check_env_id(args.env)
+        check_env_registered(args.env)
     check_device(args.device, "--device")
     held = saved_algos(path)
     if held is not None and args.algo not in held[0]:
@@ -303,7 +284,10 @@ def _run(args: argparse.Namespace) -> None:
     if args.env:
         obs = _observation_from_env(model, args.env, args.steps, args.seed, env_kwargs if args.env == env_id else None)
     else:
-        obs = np.load(args.obs)
+        try:
+            obs = np.load(args.obs)  # allow_pickle=False: a pickled file is refused
+        except (OSError, ValueError) as e:
+            raise Refused(f"--obs {args.obs}: cannot read a .npy array ({e})") from None
         if obs.shape == model.observation_space.shape:
             pass
         elif obs.shape[1:] == model.observation_space.shape:

@@ -41,7 +41,7 @@ from stable_baselines3.common.atari_wrappers import ClipRewardEnv, EpisodicLifeE
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
-from sb3_gap.checks import Refused
+from sb3_gap.checks import MAX_FRAME_STACK, MissingPackage, Refused, check_int
 
 # Frames per agent step (AtariPreprocessing's frame_skip) and the per-episode frame cap.
 FRAME_SKIP = 4
@@ -126,7 +126,7 @@ def _check_game(game: str) -> str:
     rom = ATARI_GAMES.get(game, game)
     if rom not in ATARI_GAMES.values():
         if not ATARI_GAMES:
-            raise ImportError("No Atari ROMs found: install ale-py>=0.9 (ROMs included): pip install 'ale-py>=0.9'")
+            raise MissingPackage("No Atari ROMs found: install ale-py>=0.9 (ROMs included): pip install 'ale-py>=0.9'")
         raise Refused(f"Unknown Atari game {game!r}; valid games: {sorted(ATARI_GAMES)}")
     return rom
 
@@ -156,8 +156,7 @@ def make_atari(
     """
     spec = _check_protocol(protocol)
     rom = _check_game(game)
-    if isinstance(frame_stack, bool) or not isinstance(frame_stack, int) or frame_stack < 1:
-        raise Refused(f"frame_stack must be a positive integer (1, or 4 without VecFrameStack), got {frame_stack!r}")
+    frame_stack = check_int("frame_stack", frame_stack, 1, MAX_FRAME_STACK, example="1, or 4 without VecFrameStack")
     import ale_py
 
     gym.register_envs(ale_py)

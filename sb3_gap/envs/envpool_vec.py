@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from sb3_gap.checks import Refused
+from sb3_gap.checks import MissingPackage, Refused
 
 QT_FIX = "apt-get update && apt-get install -y libqt5gui5"
 
@@ -45,12 +45,12 @@ def envpool_make(task_id: str, **kwargs: Any) -> Any:
     try:
         import envpool
     except ImportError as e:
-        raise ImportError("envpool is not installed: pip install 'envpool>=1.2,<2' (Linux x86-64/aarch64 wheels)") from e
+        raise MissingPackage("envpool is not installed: pip install 'envpool>=1.2,<2' (Linux x86-64/aarch64 wheels)") from e
     try:
         return envpool.make(task_id, env_type="gymnasium", **kwargs)
     except ImportError as e:
         if _is_qt_error(e):
-            raise ImportError(
+            raise MissingPackage(
                 f"envpool's {task_id} needs the system Qt5 runtime (libQt5Core.so.5, libQt5Gui.so.5), which is "
                 f"not installed. Fix (Debian/Ubuntu, as root): {QT_FIX}"
             ) from e

@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_gap.checks import Refused
+from sb3_gap.checks import MissingPackage, Refused
 
 MINATAR_GAMES = {"Asterix": "asterix", "Breakout": "breakout", "Freeway": "freeway", "Seaquest": "seaquest", "SpaceInvaders": "space_invaders"}
 
@@ -48,7 +48,7 @@ def make_minatar(game: str, use_minimal_action_set: bool = True, **kwargs: Any) 
     try:
         from minatar.gym import BaseEnv
     except ImportError as e:  # pragma: no cover - minatar is an install requirement
-        raise ImportError("MinAtar is not installed: pip install minatar") from e
+        raise MissingPackage("MinAtar is not installed: pip install minatar") from e
     return MinAtarImage(BaseEnv(name, use_minimal_action_set=use_minimal_action_set, **kwargs))
 
 

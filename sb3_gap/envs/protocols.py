@@ -23,7 +23,7 @@ import numpy as np
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack
 
-from sb3_gap.checks import Refused
+from sb3_gap.checks import Refused, check_env_id_form
 from sb3_gap.envs.atari import is_sb3_gap_atari, make_atari_vec_env
 from sb3_gap.envs.scores import ATARI_HUMAN, ATARI_RANDOM, PROCGEN_MIN_MAX
 
@@ -125,6 +125,28 @@ def register_ale_ids() -> None:
     if not any(key.startswith("ALE/") for key in gym.registry):  # imported before the registry lost them
         register_v0_v4_envs()
         register_v5_envs()
+
+
+def check_env_registered(env_id: Any) -> str:
+    """
+    Check that ``env_id`` has an env id's form (:func:`~sb3_gap.checks.check_env_id_form`: it may name a folder) and
+    is registered with Gymnasium (ale-py's ids included); return it.
+
+    :param env_id: The env id, e.g. ``MinAtar/Breakout-v1``
+    :raises Refused: ``"Unknown env id 'X' (...); close registered ids: [...]"``
+    """
+    import difflib
+
+    import gymnasium as gym
+
+    check_env_id_form(env_id)
+    register_ale_ids()
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as e:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
+        raise Refused(f"Unknown env id {env_id!r} ({e}); close registered ids: {close}") from None
+    return env_id
 
 
 def make_atari_protocol_env(env_id: str, n_envs: int, seed: int, training: bool) -> VecEnv:

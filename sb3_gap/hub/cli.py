@@ -7,26 +7,17 @@ import logging
 import sys
 
 from sb3_gap.algos import ALGOS
+from sb3_gap.checks import MissingPackage, Refused
+from sb3_gap.envs.protocols import check_env_registered
 
 
 def _setup(verbose: int) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
 
 
-def _errors() -> tuple[type[BaseException], ...]:
-    """What the CLIs report in one line: Hub errors, bad input and bad files, missing packages."""
-    import gymnasium as gym
-
-    from sb3_gap.hub import HubError
-
-    return (HubError, ValueError, OSError, ImportError, gym.error.Error)
-
-
 def _fail(command: str, e: BaseException) -> None:
     """Print ``sb3-gap <command>: error: <first line>`` (never a traceback) and exit 1."""
     text = str(e).strip() or type(e).__name__
-    if isinstance(e, FileNotFoundError) and e.filename and str(e.filename) not in text:
-        text = f"{text}: {e.filename}"
     print(f"sb3-gap {command}: error: {text.splitlines()[0]}", file=sys.stderr)
     raise SystemExit(1)
 
@@ -57,7 +48,11 @@ def push_main(argv: list[str] | None = None) -> None:
 
     try:
         for module in args.gym_packages:
-            importlib.import_module(module)
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise MissingPackage(f"--gym-packages {module}: cannot import it ({e})") from None
+        check_env_registered(args.env)  # the evaluation and the video make it
         info = push_to_hub(
             args.folder,
             args.repo_id,
@@ -73,7 +68,7 @@ def push_main(argv: list[str] | None = None) -> None:
             commit_message=args.commit_message,
             private=True if args.private else None,
         )
-    except _errors() as e:
+    except Refused as e:  # sb3_gap's refusals (HubError included); anything else is a bug: its traceback
         _fail("push", e)
     print(f"Pushed {len(info.files)} files to {info.repo_id} (mean_reward {info.mean_reward:.2f} +/- {info.std_reward:.2f}): {info.commit_url}")
 
@@ -107,7 +102,7 @@ def pull_main(argv: list[str] | None = None) -> None:
             allow_pickle=args.allow_pickle,
             revision=args.revision,
         )
-    except _errors() as e:
+    except Refused as e:  # sb3_gap's refusals (HubError included); anything else is a bug: its traceback
         _fail("pull", e)
     print(f"Saved {info.repo_id}@{info.revision[:8]} to {info.log_path} ({info.path} path)")
     print(f"Run it: python -m rl_zoo3.enjoy --algo {info.algo} --env {info.env_id} -f {args.folder} --gym-packages sb3_gap")

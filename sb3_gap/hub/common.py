@@ -150,9 +150,9 @@ def read_text(path: str | os.PathLike[str]) -> str:
         ) from None
 
 
-def nesting_error(name: str) -> ValueError:
+def nesting_error(name: str) -> Refused:
     """The error for a file nested deeper than :data:`MAX_NESTING` (or than the parser's recursion allows)."""
-    return ValueError(f"{name} holds data nested deeper than {MAX_NESTING} levels (sb3_gap.hub.common.MAX_NESTING): refused")
+    return Refused(f"{name} holds data nested deeper than {MAX_NESTING} levels (sb3_gap.hub.common.MAX_NESTING): refused")
 
 
 def check_nesting(value: Any, name: str) -> None:

@@ -36,7 +36,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecVideoRecorder
 
 from sb3_gap.algos import ALGOS, get_algo
-from sb3_gap.checks import Refused, check_env_id_form, check_int
+from sb3_gap.checks import MissingFile, Refused, check_env_id_form, check_int
 from sb3_gap.files import write_error
 from sb3_gap.hub import safe
 from sb3_gap.hub.card import build_card
@@ -169,7 +169,7 @@ def _zoo_source(folder: str | Path, algo: str, env_id: str, exp_id: int, load_be
     try:
         _, model_path, log_path = get_model_path(exp_id, str(folder), algo, env_name, load_best)
     except (AssertionError, ValueError) as e:
-        raise FileNotFoundError(
+        raise MissingFile(
             f"No Zoo run for --algo {algo} --env {env_id} (exp id {exp_id or 'latest'}) under {folder}: {e}. "
             f"Expected {folder}/{algo}/{env_name}_<N>/{env_name}.zip"
         ) from None

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from sb3_gap.algo_args import Bound
-from sb3_gap.checks import Refused, check_int, is_int
+from sb3_gap.checks import MAX_FRAME_STACK, Refused, check_int, is_int
 from sb3_gap.hub.common import check_nesting, nesting_error, read_text
 from sb3_gap.hub.safe import MAX_OBS_ELEMENTS
 
@@ -193,9 +193,6 @@ CALLBACKS = (
     "stable_baselines3.common.callbacks.StopTrainingOnMaxEpisodes",
     "rl_zoo3.callbacks.RawStatisticsCallback",
 )
-#: Largest ``frame_stack`` a downloaded config may ask for (the Zoo stacks that many observations per env; the same
-#: bound as :class:`sb3_gap.replay.FrameReplayBuffer`'s): checked before any env is built.
-MAX_FRAME_STACK = 256
 # Wrapper arguments that multiply what a wrapper allocates per observation: bounded like frame_stack.
 _STACK_ARGS = ("frame_stack", "stack_size", "n_stack", "num_stack", "n_frames")
 #: Most environment steps one call of an allow-listed wrapper may take (``noop_max`` no-ops at each reset, ``frame_skip``

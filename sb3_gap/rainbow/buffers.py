@@ -28,7 +28,8 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_gap.checks import Refused, check_choice, check_range
+from sb3_gap.algo_args import ALGO_ARG_BOUNDS
+from sb3_gap.checks import Refused, check_choice
 from sb3_gap.rainbow.sum_tree import SumTree
 from sb3_gap.replay import FrameReplayBuffer, infer_frame_stack, replay_mismatches
 
@@ -131,9 +132,9 @@ class RainbowReplayBuffer(FrameReplayBuffer):
         priority_eps: float = 1e-6,
         per_sampling: str = "stratified",
     ) -> None:
-        # Rainbow checked its own priority_alpha already; these are for direct users of the buffer.
-        check_range("alpha", alpha, low=0.0)
-        check_range("priority_eps", priority_eps, low=0.0)
+        # Rainbow checked its own priority_alpha already; these are for direct users of the buffer, with Rainbow's bounds.
+        ALGO_ARG_BOUNDS["priority_alpha"].check("alpha", alpha)
+        ALGO_ARG_BOUNDS["priority_eps"].check("priority_eps", priority_eps)
         self.per_sampling = check_choice("per_sampling", per_sampling, PER_SAMPLING)
         self.prioritized = bool(prioritized)
         self.alpha = float(alpha)

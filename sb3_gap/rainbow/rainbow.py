@@ -18,8 +18,8 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 
-from sb3_gap.algo_args import check_model_attributes
-from sb3_gap.checks import Refused, check, check_choice, check_device, check_range
+from sb3_gap.algo_args import ALGO_ARG_BOUNDS, check_model_attributes
+from sb3_gap.checks import Refused, check, check_choice, check_device
 from sb3_gap.compile import check_compile_mode, compiler_problem, uses_cuda_graphs
 from sb3_gap.rainbow.buffers import PER_SAMPLING, REPLAY_SETTINGS, RainbowReplayBuffer, infer_frame_stack, rainbow_replay_mismatches
 from sb3_gap.rainbow.config import LOSSES, PRESETS, HeadConfig, check_rainbow_args, rainbow_optimizer, rainbow_preset
@@ -39,9 +39,8 @@ _ADDED_LATER: dict[str, Any] = {"per_sampling": "stratified", "eval_epsilon": No
 
 
 def check_epsilon(name: str, epsilon: Any) -> None:
-    """None or a probability; raise a one-line ``ValueError`` naming the bad value."""
-    if epsilon is not None:
-        check_range(name, epsilon, 0.0, 1.0, example="0.001, Dopamine's epsilon_eval; or None")
+    """None or a probability (:data:`sb3_gap.algo_args.ALGO_ARG_BOUNDS`' ``eval_epsilon``); one line naming the bad value."""
+    ALGO_ARG_BOUNDS["eval_epsilon"].check(name, epsilon)
 
 
 class Rainbow(OffPolicyAlgorithm):

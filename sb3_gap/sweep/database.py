@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import optuna
 from optuna.storages import RDBStorage
 
-from sb3_gap.checks import Refused
+from sb3_gap.checks import MissingPackage, Refused
 
 STORAGE_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
 STORAGE_EXAMPLES = "sqlite:///runs/sweep.db, postgresql://user:password@host/db, mysql+pymysql://user:password@host/db"
@@ -117,6 +116,26 @@ def locked_message(url: str, during: str) -> str:
     return f"SQLite storage {path if path is not None else display_url(url)} is locked{holders} {during}"
 
 
+def storage_refusal(url: str, error: Exception) -> Refused:
+    """
+    The one-line refusal for a storage that cannot be opened: its driver is missing or unknown (``ImportError``,
+    SQLAlchemy's ``NoSuchModuleError``), or the database refused the connection (a ``DBAPIError``: wrong password, no
+    server). The URL's password is masked; the driver's error stays the refusal's cause, in the traceback chain.
+
+    :param url: The storage URL
+    :param error: What opening it raised
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import NoSuchModuleError
+
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if isinstance(error, (ImportError, NoSuchModuleError)):
+        backend = make_url(url).get_backend_name()
+        hint = DB_DRIVERS.get(backend, f"install the SQLAlchemy driver for {backend!r}")
+        return MissingPackage(scrub_secrets(f"No database driver for the storage {display_url(url)}: {hint} ({first})", url))
+    return Refused(scrub_secrets(f"Cannot open the storage {display_url(url)}: {first}", url))
+
+
 def rdb_storage(url: str, attempts: int = 4, storage_class: type[RDBStorage] | None = None, **kwargs: Any) -> RDBStorage:
     """
     ``optuna.storages.RDBStorage(url, **kwargs)``, with a clear error when the database driver is missing,
@@ -128,21 +147,19 @@ def rdb_storage(url: str, attempts: int = 4, storage_class: type[RDBStorage] | N
     :param storage_class: A subclass of ``RDBStorage`` to build (the sweeps' :class:`~sb3_gap.sweep.storage.SweepStorage`;
         default ``RDBStorage``)
     :param kwargs: Passed to ``RDBStorage``
+    :raises Refused: The storage cannot be opened after ``attempts`` tries, or its driver is missing (:func:`storage_refusal`)
     """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
     for attempt in range(attempts):
         try:
             return (storage_class or RDBStorage)(url, **kwargs)
-        except ImportError as e:
-            backend = make_url(url).get_backend_name()
-            hint = DB_DRIVERS.get(backend, f"install the SQLAlchemy driver for {backend!r}")
-            raise ImportError(f"No database driver for the storage {display_url(url)}: {hint} ({e})") from None
-        except DBAPIError:
+        except DBAPIError as e:
             if attempt == attempts - 1:
-                raise
+                raise storage_refusal(url, e) from e
             time.sleep(0.5 * (attempt + 1) + random.random())
+        except (ImportError, NoSuchModuleError) as e:
+            raise storage_refusal(url, e) from None
     raise AssertionError("unreachable")
 
 
@@ -301,11 +318,17 @@ def check_holds_optuna_studies(url: str) -> None:
     :raises ValueError: Naming the database and the tables it has instead
     """
     from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
-    engine = create_engine(url)
+    try:
+        engine = create_engine(url)
+    except (ImportError, NoSuchModuleError) as e:
+        raise storage_refusal(url, e) from None
     try:
         with engine.connect() as conn:
             tables = sorted(inspect(conn).get_table_names())
+    except DBAPIError as e:
+        raise storage_refusal(url, e) from e
     finally:
         engine.dispose()
     missing = [t for t in OPTUNA_TABLES if t not in tables]
@@ -317,15 +340,13 @@ def check_holds_optuna_studies(url: str) -> None:
         )
 
 
-def cli_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
+def is_refusal(error: BaseException) -> bool:
     """
-    Failures the CLIs report in one line (bad input, files, databases, drivers) instead of a traceback.
-
-    :param extra: More exception types the calling command reports in one line
+    Whether a sweep or report prints ``error`` in one line: sb3_gap's refusal (:class:`~sb3_gap.checks.Refused`) or
+    SQLite's "database is locked" raised inside Optuna (another process holds the file; :func:`locked_message` says who).
+    Anything else is a bug or an unexpected failure and keeps its traceback.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    return (ValueError, ImportError, OSError, SQLAlchemyError, optuna.exceptions.OptunaError, *extra)
+    return isinstance(error, Refused) or is_lock_error(error)
 
 
 def cli_message(command: str, error: BaseException, storage: str | Sequence[str] | None = None) -> str:

@@ -47,9 +47,9 @@ from sb3_gap.sweep.database import (  # noqa: E402
     check_holds_optuna_studies,
     check_sqlite_storage,
     check_storage_url,
-    cli_errors,
     cli_message,
     display_url,
+    is_refusal,
     rdb_storage,
 )
 from sb3_gap.sweep.spec import HP_PREFIX, cell_key  # noqa: E402
@@ -662,7 +662,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gamma", type=float, default=1.0, help="optimality-gap threshold")
     args = p.parse_args(argv)
-    storage = None
     try:
         if len(args.storage) not in (1, len(args.study)):
             raise Refused(f"Give one --storage or one per --study ({len(args.study)}), got {len(args.storage)}")
@@ -678,8 +677,10 @@ def main(argv: list[str] | None = None) -> None:
         except OSError as e:
             raise Refused(f"--out {args.out}: cannot create the report folder ({e.strerror or e})") from None
         build_report(list(zip(storages, args.study)), args.out, reference, args.reps, args.seed, args.gamma, print_table=True)
-    except cli_errors() as e:
-        raise SystemExit(cli_message("report", e, storage)) from None
+    except Exception as e:
+        if not is_refusal(e):
+            raise  # a bug: its traceback
+        raise SystemExit(cli_message("report", e, args.storage)) from None
 
 
 if __name__ == "__main__":

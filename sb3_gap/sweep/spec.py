@@ -6,7 +6,6 @@ folder of each grid cell, and the checks that refuse a bad grid before any trial
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import json
 import os
@@ -15,15 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 import sb3_gap  # noqa: F401  (registers MinAtar/* ids)
 from sb3_gap.algo_args import check_algo_args
 from sb3_gap.algos import ALGOS, get_algo
 from sb3_gap.bottlenecks import BOTTLENECKS
-from sb3_gap.checks import Refused, check_choice, check_device, check_env_id_form, check_int
-from sb3_gap.envs.protocols import register_ale_ids
+from sb3_gap.checks import Refused, check_choice, check_device, check_int
+from sb3_gap.envs.protocols import check_env_registered
 from sb3_gap.extractor import ENCODERS, ConvExtractor, policy_kwargs
 from sb3_gap.optim import OPTIMIZER_ARGS
 from sb3_gap.replay_ratio import REPLAY_RATIO, apply_replay_ratio, check_replay_ratio_alone, check_takes_replay_ratio, replay_ratio_schedule
@@ -49,16 +47,6 @@ def parse_value(text: str) -> Any:
         except ValueError:
             pass
     return text
-
-
-def _check_env_id(env_id: str) -> None:
-    check_env_id_form(env_id)  # a run folder is named after it: never "..", never a path
-    register_ale_ids()  # ALE/Pong-v5, PongNoFrameskip-v4: registered by importing ale_py, which gymnasium 1.x does not do
-    try:
-        gym.spec(env_id)
-    except gym.error.Error as e:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
-        raise Refused(f"Unknown env id {env_id!r} ({e}); close registered ids: {close}") from None
 
 
 def cell_key(params: dict[str, Any]) -> str:
@@ -194,7 +182,7 @@ class SweepSpec:
         for seed in self.seeds:  # type: ignore[union-attr]
             check_int("seed", seed, minimum=0)
         for env_id in self.envs:
-            _check_env_id(env_id)
+            check_env_registered(env_id)
             for algo in self.algos:
                 section = resolve_section(algo, env_id, self.conf_dir)  # every run has its Zoo section
                 apply_replay_ratio(section.algo_kwargs, n_envs=1, names=(section.source,))  # its replay_ratio, if any

@@ -22,7 +22,6 @@ machines). This module adds what a *grid of training runs* needs on top of it:
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 import multiprocessing as mp
 import os
@@ -45,28 +44,13 @@ from tqdm import tqdm
 from sb3_gap.checks import Refused, is_int
 from sb3_gap.files import atomic_write_text
 from sb3_gap.sweep.cell import train_cell
-from sb3_gap.sweep.database import cli_errors, cli_message, is_lock_error, locked_message
+from sb3_gap.sweep.database import cli_message, is_lock_error, is_refusal, locked_message
 from sb3_gap.sweep.spec import SweepSpec, cell_key, run_dir_for, run_name
 from sb3_gap.sweep.storage import cell_states, open_study
 
 IDLE_POLL_S = 2.0
 #: The file in a run's folder that holds the traceback of a run that failed on a bug.
 TRACEBACK_FILE = "traceback.txt"  # seconds between storage checks of a worker waiting for others' running cells
-
-
-#: ``errno`` of the file-system failures a run reports in one line naming the file (:func:`sb3_gap.files.write_error`).
-_FILE_SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES})
-
-
-def is_refusal(error: BaseException) -> bool:
-    """
-    Whether a run's ``error`` is one the sweep reports in one line: sb3_gap's own refusal (:class:`~sb3_gap.checks.Refused`),
-    Ctrl-C, a storage locked by another process, or a full or read-only disk naming the file. Anything else is a bug or an
-    unexpected failure and keeps its traceback.
-    """
-    if isinstance(error, (Refused, KeyboardInterrupt)) or is_lock_error(error):
-        return True
-    return isinstance(error, OSError) and error.errno in _FILE_SYSTEM_ERRNOS and error.filename is not None
 
 
 class RunFailed(RuntimeError):
@@ -77,7 +61,11 @@ class _OneLineTrialErrors(logging.Filter):
     """Drop the traceback Optuna logs with a trial that failed on a refusal (:func:`is_refusal`); every other error keeps its own."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None and is_refusal(record.exc_info[1]):
+        if (
+            record.exc_info
+            and record.exc_info[1] is not None
+            and (is_refusal(record.exc_info[1]) or isinstance(record.exc_info[1], KeyboardInterrupt))
+        ):
             record.exc_info = None
         return True
 
@@ -320,7 +308,9 @@ def _worker_entry(spec: SweepSpec, threads: int, wait: bool) -> None:
     """A spawned worker: :func:`run_worker`, its known failures printed in one line (not a traceback) with exit code 1."""
     try:
         run_worker(spec, progress=False, wait=wait, threads=threads)
-    except cli_errors(RunFailed) as e:
+    except Exception as e:
+        if not (is_refusal(e) or isinstance(e, RunFailed)):
+            raise  # a bug: its traceback
         print(f"{mp.current_process().name}: {cli_message('sweep', e, spec.storage)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal: the main process says what happened
