@@ -657,3 +657,21 @@ def test_a_bug_inside_a_run_keeps_its_traceback_in_the_runs_folder(tmp_path, mon
     assert saved.startswith("Traceback (most recent call last):") and "in broken_step" in saved and saved.rstrip().endswith("(4,)")
     (trial,) = optuna.load_study(study_name=spec.study, storage=spec.storage).get_trials()
     assert trial.state == TrialState.FAIL and trial.user_attrs["traceback_file"] == str(path)  # retried on the next run
+
+
+def test_workers_start_no_cell_of_the_next_seed_before_the_current_seeds_cells():
+    """Two workers, the study of results/minatar_rr: when one seed-0 cell is left, both workers' next cell is it, never a
+    seed-1 cell; while a seed has two cells left either may start (workers starting together rarely collide)."""
+    import random
+
+    from sb3_gap.sweep.cli import SWEEP_PRESETS
+    from sb3_gap.sweep.workers import next_cell
+
+    preset = SWEEP_PRESETS["minatar-rr"]
+    spec = SweepSpec(**{k: v for k, v in preset.items() if k not in ("workers", "report", "description")})
+    cells = {cell_key(c): c for c in spec.cells()}
+    order = list(cells)
+    last_of_seed_0 = order[3:]
+    picks = {next_cell(last_of_seed_0, cells, random.Random(i)) for i in range(50)}
+    assert picks == {order[3]} and cells[order[3]]["seed"] == 0
+    assert {next_cell(order, cells, random.Random(i)) for i in range(50)} == {order[0], order[1]}

@@ -144,6 +144,24 @@ def _n_complete(study: optuna.Study, keys: set[str]) -> int:
     return sum(states.get(k) == TrialState.COMPLETE for k in keys)
 
 
+def next_cell(todo: list[str], cells: dict[str, dict[str, Any]], rng: random.Random) -> str:
+    """
+    The cell a worker starts next: the first not yet started in the order of :meth:`SweepSpec.cells`, or the second
+    when it has the same width scale and seed (picked at random, so that workers starting together rarely collide).
+    A cell of the next seed never starts before the current seed's cells have all started, so a study cut off early
+    holds whole seeds.
+
+    :param todo: Keys of the cells not started, in start order
+    :param cells: Every cell by key
+    :param rng: The worker's random generator
+    """
+
+    def group(key: str) -> tuple[Any, Any]:
+        return cells[key]["width_scale"], cells[key]["seed"]
+
+    return rng.choice([key for key in todo[:2] if group(key) == group(todo[0])])
+
+
 def run_worker(
     spec: SweepSpec,
     progress: bool = True,
@@ -199,8 +217,8 @@ def run_worker(
             if not waiting:
                 # Queue the next cell explicitly, in the order of SweepSpec.cells (GridSampler would pick at
                 # random, counts failed/pruned cells as visited and does not know cells of an extended grid
-                # are done). One of the first two, at random, so that workers starting together rarely collide.
-                study.enqueue_trial(cells[rng.choice(todo[:2])])
+                # are done).
+                study.enqueue_trial(cells[next_cell(todo, cells, rng)])
             study.optimize(objective, n_trials=1)
             ran += 1
         bar.update(_n_complete(study, set(cells)) - bar.n)
