@@ -248,3 +248,11 @@ def test_minatar_still_registered() -> None:
     env = gym.make("MinAtar/Breakout-v1")
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4, 10, 10) and obs.dtype == np.uint8
+
+
+@pytest.mark.parametrize("n_envs", [0, -1, 1.5, True])
+def test_make_atari_vec_env_refuses_n_envs_that_is_not_a_positive_integer(n_envs):
+    from sb3_gap.envs import make_atari_vec_env
+
+    with pytest.raises(ValueError, match=rf"n_envs must be a positive integer .* got {n_envs!r}"):
+        make_atari_vec_env("Pong", n_envs=n_envs)
