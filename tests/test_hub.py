@@ -142,6 +142,20 @@ def push_cli(logs: Path, repo_id: str, *extra: str) -> None:
     cli_main(["push", "--algo", "dqn", "--env", ENV_ID, "-f", str(logs), "--repo-id", repo_id, "--n-eval-episodes", "2", "--no-video", *extra])
 
 
+def enjoy(folder: Path, n: int = 10, algo: str = "dqn", exp_id: int = 0) -> subprocess.CompletedProcess:
+    """Run rl_zoo3's own enjoy for ``n`` steps on the Zoo run folder ``folder`` (run ``exp_id``; 0: the latest), with this
+    checkout's sb3_gap importable."""
+    argv = [sys.executable, "-m", "rl_zoo3.enjoy", "--algo", algo, "--env", ENV_ID, "-f", str(folder), "--exp-id", str(exp_id),
+            "-n", str(n), "--no-render", "--gym-packages", "sb3_gap", "--device", "cpu"]  # fmt: skip
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # push: file set, one commit, card metadata
 # ------------------------------------------------------------------------------------------------
@@ -435,32 +449,7 @@ def test_pull_builds_zoo_run_that_rl_zoo3_loads(hub, zoo_run, tmp_path, capsys):
     assert tree_hash(run) == first
 
     # The Zoo's own enjoy runs on the pulled folder.
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rl_zoo3.enjoy",
-            "--algo",
-            "dqn",
-            "--env",
-            ENV_ID,
-            "-f",
-            str(downloads),
-            "--exp-id",
-            "1",
-            "-n",
-            "30",
-            "--no-render",
-            "--gym-packages",
-            "sb3_gap",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
-    )
+    proc = enjoy(downloads, n=30, exp_id=1)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -615,30 +604,7 @@ def test_pull_rainbow_then_zoo_enjoy(hub, tmp_path):
     cli_main(["pull", "--repo-id", "dave/rainbow-gap", "-f", str(downloads)])
     run = downloads / "rainbow" / f"{ENV_NAME}_1"
     assert_same_policy(model, Rainbow.load(run / f"{ENV_NAME}.zip"))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rl_zoo3.enjoy",
-            "--algo",
-            "rainbow",
-            "--env",
-            ENV_ID,
-            "-f",
-            str(downloads),
-            "-n",
-            "20",
-            "--no-render",
-            "--gym-packages",
-            "sb3_gap",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
-    )
+    proc = enjoy(downloads, n=20, algo="rainbow")
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -665,33 +631,6 @@ def hidden_ordereddict(key: str, hidden: dict, visible: list | None = None) -> b
     visible = visible if visible is not None else [["policy", "CnnPolicy"]]
     payload: object = list(hidden.items()) if key == "listitems" else hidden
     return yaml.dump({"args": [visible], key: payload}).replace("args:", "!!python/object/apply:collections.OrderedDict\nargs:", 1).encode()
-
-
-def enjoy(folder: Path, n: int = 10) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rl_zoo3.enjoy",
-            "--algo",
-            "dqn",
-            "--env",
-            ENV_ID,
-            "-f",
-            str(folder),
-            "-n",
-            str(n),
-            "--no-render",
-            "--gym-packages",
-            "sb3_gap",
-            "--device",
-            "cpu",
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
-    )
 
 
 HIDDEN_KEYS = ["dictitems", "kwds", "state", "listitems"]
