@@ -23,7 +23,7 @@ def _ale(env: gym.Env):
 # --------------------------------------------------------------------------- Atari, both protocols
 
 
-# Dopamine's Atari-100k has no no-op starts (issue 11).
+# Episodes start without no-ops in both protocols (Dopamine's Atari-100k has no no-op starts); only Dopamine's has sticky actions.
 @pytest.mark.parametrize("protocol, sticky, noops", [("Dopamine", 0.25, 0), ("Atari100k", 0.0, 0)])
 def test_atari_protocol_settings(protocol: str, sticky: float, noops: int) -> None:
     env = gym.make(f"{protocol}/Pong-v5")

@@ -344,9 +344,9 @@ def test_kron_options_are_checked_at_construction():
         if name != "lr":  # (the learning rate comes from the algorithm) policy_kwargs refuses it before any model is built
             with pytest.raises(ValueError, match=rf"Kron {name}"):
                 policy_kwargs(encoder="nature", optimizer="kron", optimizer_kwargs=bad)
-    # item 13: a callable other than kron-torch's schedule could not be saved with the model: refused when built
+    # a callable other than kron-torch's schedule could not be saved with the model: refused when built
     with pytest.raises(ValueError, match=r"callable other than kron-torch's schedule"):
         Kron(params, preconditioner_update_probability=lambda n: 0.5)
-    # kron_torch's exported schedule is dist_kron's ProbScheduler: accepted, and its state dict saves (it raised before)
+    # kron_torch's exported schedule is dist_kron's ProbScheduler: accepted, and the optimizer's state dict saves with it
     assert Kron(params, preconditioner_update_probability=precond_update_prob_schedule(min_prob=0.1)).state_dict()["kron"]
     Kron(params, preconditioner_update_probability=0.5, b1=0.0)

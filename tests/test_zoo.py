@@ -209,10 +209,10 @@ def test_zoo_rainbow_minatar_train_and_enjoy(tmp_path: Path) -> None:
 
 
 def test_zoo_eval_env_gets_the_yaml_env_kwargs(tmp_path: Path) -> None:
-    """rl_zoo3's evaluation env gets the YAML's env_kwargs when --eval-env-kwargs is not given (sb3_gap.zoo, item 6).
+    """rl_zoo3's evaluation env gets the YAML's env_kwargs when --eval-env-kwargs is not given (sb3_gap.zoo).
 
-    rl_zoo3 alone builds it without them: on MinAtar (YAML: full 6-action set) it had Breakout's 3 minimal
-    actions and `--eval-freq` crashed with IndexError in minatar/gym.py whenever the greedy action was >= 3.
+    rl_zoo3 alone builds it without them: on MinAtar (YAML: full 6-action set) it has Breakout's 3 minimal
+    actions, and `--eval-freq` crashes with IndexError in minatar/gym.py whenever the greedy action is >= 3.
     """
     import argparse
 
