@@ -61,7 +61,7 @@ def _loopback_only():
         pytest.fail(f"looked up names off the machine: {_off_machine_lookups[before:]}; tests talk to loopback only (127.0.0.1)")
 
 
-# --- the loopback fake Hugging Face Hub (tests/fake_hub.py), shared by test_hub.py and test_hardening.py ---
+# --- the loopback fake Hugging Face Hub (tests/fake_hub.py), shared by test_hub.py and test_checks.py ---
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,44 @@ def hub_env(hub, monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     return hub
+
+
+@pytest.fixture(scope="module")
+def dqn_files(tmp_path_factory):
+    """An untrained DQN and its pickle-free files as sb3_gap pushes them (``helpers.safe_files``), built once per module."""
+    from helpers import safe_files, tiny_dqn
+
+    model = tiny_dqn()
+    return model, safe_files(model, tmp_path_factory.mktemp("safe"))
+
+
+# --- environments and allocations ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_registry():
+    """The registry of a fresh process: gymnasium 1.x registers ALE ids only when ale_py is imported."""
+    import gymnasium as gym
+
+    saved = dict(gym.registry)
+    for key in [k for k, s in gym.registry.items() if str(s.entry_point).startswith("ale_py")]:
+        del gym.registry[key]
+    try:
+        yield
+    finally:
+        gym.registry.clear()
+        gym.registry.update(saved)
+
+
+@pytest.fixture
+def no_big_layers(monkeypatch):
+    """Fail the test if a real (not meta-device) linear or conv layer with more than 10**7 weights is built."""
+    for cls in (th.nn.Linear, th.nn.Conv2d):
+        original = cls.__init__
+
+        def guarded(self, a, b, *args, __original=original, **kwargs):
+            if not th.empty(0).is_meta and a * b > 10**7:
+                pytest.fail(f"a {a}x{b} layer was allocated")
+            __original(self, a, b, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", guarded)

@@ -1,15 +1,19 @@
 """Diagnostics: dormant/GraMa hand counts, exact resets, Grad-CAM localisation, callbacks in learn(), errors."""
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from helpers import ENV_ID, disk_full_on, one_line_error, temp_files, tiny_dqn, tiny_rainbow  # tests/ is on sys.path
 from sb3_contrib import QRDQN
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.logger import configure
 
 from sb3_gap import ConvExtractor, policy_kwargs
+from sb3_gap.cli import main as cli_main
 from sb3_gap.diagnostics import (
     DiagnosticsCallback,
     ReDoCallback,
@@ -547,3 +551,74 @@ def test_rainbow_noisy_dueling_head_outgoing_weights():
     last = [layer for layer in neuron_layers(ext, heads) if layer.resettable][-1]
     assert last.name == "bottleneck.psi.1"
     assert {id(s.param) for s in last.outgoing} == {id(h.weight_mu) for h in heads} | {id(h.weight_sigma) for h in heads}
+
+
+# --------------------------------------------------------------------------------------------
+# sb3-gap gradcam: the model, --algo and --env must agree; one-line errors
+# --------------------------------------------------------------------------------------------
+
+
+def test_gradcam_missing_model_and_unknown_env_are_one_line(tmp_path, capsys):
+    line = one_line_error(capsys, ["gradcam", str(tmp_path / "nope.zip"), "--algo", "dqn", "--env", ENV_ID], "gradcam")
+    assert f"model file '{tmp_path / 'nope.zip'}' does not exist" in line and ".zip.zip" not in line
+    tiny_dqn().save(tmp_path / "m.zip")
+    line = one_line_error(capsys, ["gradcam", str(tmp_path / "m.zip"), "--algo", "dqn", "--env", "MinAtar/Breakout-v9"], "gradcam")
+    assert "Unknown env id 'MinAtar/Breakout-v9'" in line and "MinAtar/Breakout-v1" in line
+
+
+def test_gradcam_refuses_an_env_other_than_the_models(tmp_path, capsys):
+    tiny_dqn().save(tmp_path / "breakout.zip")
+    out = tmp_path / "cam.png"
+    line = one_line_error(capsys, ["gradcam", str(tmp_path / "breakout.zip"), "--algo", "dqn", "--env", "MinAtar/Asterix-v1",
+                                   "--steps", "1", "--out", str(out)], "gradcam")  # fmt: skip
+    assert "Discrete(5)" in line and "Discrete(3)" in line and "trained on another env" in line
+    assert not out.exists()
+    # A sweep run folder records its env: --env must agree with it, and defaults to it.
+    run = tmp_path / "run"
+    run.mkdir()
+    tiny_dqn().save(run / "model.zip")
+    (run / "settings.json").write_text(json.dumps({"env": ENV_ID, "env_settings": {}}))
+    line = one_line_error(capsys, ["gradcam", str(run / "model.zip"), "--algo", "dqn", "--env", "MinAtar/Asterix-v1"], "gradcam")
+    assert f"was trained on '{ENV_ID}'" in line and "settings.json" in line
+    cli_main(["gradcam", str(run / "model.zip"), "--algo", "dqn", "--steps", "1", "--out", str(out)])
+    assert out.stat().st_size > 1000
+
+
+def test_gradcam_algo_must_match_the_models(tmp_path, capsys):
+    tiny_rainbow().save(tmp_path / "rainbow.zip")
+    tiny_dqn().save(tmp_path / "dqn.zip")
+    out = tmp_path / "cam.png"
+    for path, given, held in ((tmp_path / "rainbow.zip", "dqn", "rainbow"), (tmp_path / "dqn.zip", "rainbow", "dqn")):
+        line = one_line_error(capsys, ["gradcam", str(path), "--algo", given, "--env", ENV_ID, "--steps", "1", "--out", str(out)], "gradcam")
+        assert f"holds a {held} model" in line and f"--algo {given}" in line and f"--algo {held}" in line, line
+    assert not out.exists()
+    cli_main(["gradcam", str(tmp_path / "rainbow.zip"), "--algo", "rainbow", "--env", ENV_ID, "--steps", "1", "--out", str(out)])
+    assert out.stat().st_size > 1000
+
+
+def test_gradcam_accepts_ale_ids_before_ale_py_is_imported(fresh_registry, tmp_path):
+    from sb3_contrib import QRDQN
+
+    from sb3_gap.envs.protocols import protocol_for
+
+    venv = protocol_for("ALE/Pong-v5").make_env("ALE/Pong-v5", 1, 0, False)
+    QRDQN("CnnPolicy", venv, buffer_size=64, batch_size=8, policy_kwargs=policy_kwargs(encoder="nature", bottleneck="gap"), seed=0).save(
+        tmp_path / "m.zip"
+    )
+    venv.close()
+    for key in [k for k, s in dict(gym.registry).items() if str(s.entry_point).startswith("ale_py")]:
+        del gym.registry[key]  # building the model registered them: back to a fresh process's registry for the CLI
+    out = tmp_path / "cam.png"
+    cli_main(["gradcam", str(tmp_path / "m.zip"), "--algo", "qrdqn", "--env", "ALE/Pong-v5", "--steps", "2", "--out", str(out)])
+    assert out.stat().st_size > 1000
+
+
+def test_gradcam_on_a_full_disk_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    tiny_dqn().save(tmp_path / "m.zip")
+    out = tmp_path / "cam.png"
+    disk_full_on(monkeypatch, "cam.png")
+    line = one_line_error(
+        capsys, ["gradcam", str(tmp_path / "m.zip"), "--algo", "dqn", "--env", ENV_ID, "--steps", "1", "--out", str(out)], "gradcam"
+    )
+    assert "No space left on device" in line and str(out) in line, line
+    assert not out.exists() and temp_files(tmp_path) == [] and not list(tmp_path.glob("*.png"))

@@ -222,3 +222,12 @@ def test_env_ids_in_docs_are_registered():
         except gym.error.Error as e:
             bad.append(f"{where}: {env_id}: {e}")
     assert not bad, "env ids in the docs that gymnasium does not know:\n" + "\n".join(bad)
+
+
+def test_zoo_md_shows_the_rl_zoo3_progress_flag():
+    """rl_zoo3 shows no progress unless asked (`-P`/`--progress`): docs/zoo.md says so, and the flag is rl_zoo3's."""
+    import rl_zoo3.train
+
+    zoo_md = (Path(__file__).resolve().parents[1] / "docs" / "zoo.md").read_text(encoding="utf-8")
+    assert re.search(r"python -m rl_zoo3\.train [^\n]*-P\b", zoo_md), "docs/zoo.md shows no rl_zoo3.train command with -P"
+    assert '"--progress"' in Path(rl_zoo3.train.__file__).read_text() and '"-P"' in Path(rl_zoo3.train.__file__).read_text()

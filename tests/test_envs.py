@@ -23,7 +23,7 @@ def _ale(env: gym.Env):
 # --------------------------------------------------------------------------- Atari, both protocols
 
 
-# Dopamine's Atari-100k has no no-op starts (issue 11).
+# Episodes start without no-ops in both protocols (Dopamine's Atari-100k has no no-op starts); only Dopamine's has sticky actions.
 @pytest.mark.parametrize("protocol, sticky, noops", [("Dopamine", 0.25, 0), ("Atari100k", 0.0, 0)])
 def test_atari_protocol_settings(protocol: str, sticky: float, noops: int) -> None:
     env = gym.make(f"{protocol}/Pong-v5")
@@ -248,3 +248,11 @@ def test_minatar_still_registered() -> None:
     env = gym.make("MinAtar/Breakout-v1")
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4, 10, 10) and obs.dtype == np.uint8
+
+
+@pytest.mark.parametrize("n_envs", [0, -1, 1.5, True])
+def test_make_atari_vec_env_refuses_n_envs_that_is_not_a_positive_integer(n_envs):
+    from sb3_gap.envs import make_atari_vec_env
+
+    with pytest.raises(ValueError, match=rf"n_envs must be a positive integer .* got {n_envs!r}"):
+        make_atari_vec_env("Pong", n_envs=n_envs)

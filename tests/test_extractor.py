@@ -1,9 +1,14 @@
 """ConvExtractor: every encoder × bottleneck with DQN / QR-DQN / PPO, Fig. 1 counts, save/load, errors."""
 
+import re
+import time
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
+from helpers import ENV_ID  # tests/ is on sys.path (pytest's rootdir-relative import)
 from sb3_contrib import QRDQN
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.envs import FakeImageEnv
@@ -11,6 +16,8 @@ from stable_baselines3.common.torch_layers import NatureCNN
 
 import sb3_gap
 from sb3_gap import BOTTLENECKS, ENCODERS, ConvExtractor, parameter_report, policy_kwargs
+from sb3_gap.rainbow import Rainbow
+from sb3_gap.sweep import SweepSpec
 
 ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 
@@ -195,3 +202,62 @@ def test_minatar_env_is_an_sb3_image_env():
     assert ConvExtractor(env.observation_space).encoder_out_shape == (32, 2, 2)
     with pytest.raises(ValueError, match=r"Unknown MinAtar game 'Pong'; valid games: \["):
         sb3_gap.envs.make_minatar("Pong")
+
+
+def test_width_scale_above_the_bound_is_refused_before_allocating(monkeypatch):
+    from sb3_gap.extractor import MAX_WIDTH_SCALE
+
+    monkeypatch.setattr(th.nn.Linear, "__init__", lambda *a, **k: pytest.fail("a layer was allocated"))
+    for call in (lambda: policy_kwargs(width_scale=MAX_WIDTH_SCALE + 1),
+                 lambda: ConvExtractor(spaces.Box(0, 255, (4, 10, 10), np.uint8), width_scale=10**6)):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"width_scale must be a positive integer and at most {MAX_WIDTH_SCALE}"):
+            call()
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(psi_depth=20_000), "psi_depth must be an integer >= 0 and at most 64"),
+        (dict(extra_blocks=100_000), "extra_blocks must be an integer >= 0 and at most 32"),
+        (dict(encoder="minatar_deep", extra_blocks=5_000), "extra_blocks must be an integer >= 0 and at most 32"),
+    ],
+)
+def test_depths_are_bounded_in_policy_kwargs_and_the_sweep_spec(tmp_path, kwargs, words):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=re.escape(words)):
+        policy_kwargs(**kwargs)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        SweepSpec(envs=[ENV_ID], encoders=[kwargs.get("encoder", "impala")], fixed={k: v for k, v in kwargs.items() if k != "encoder"},
+                  storage=f"sqlite:///{tmp_path}/s.db").validate()  # fmt: skip
+    assert time.perf_counter() - start < 10
+
+
+def test_parameter_count_is_estimated_and_bounded_before_allocating(no_big_layers):
+    from sb3_gap.extractor import MAX_PARAMETERS, estimate_parameters
+
+    space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    assert estimate_parameters(space, encoder="impala", bottleneck="gap") == sum(p.numel() for p in ConvExtractor(space).parameters())
+    big = dict(encoder="impala", bottleneck="flatten", width_scale=64, psi_depth=8)  # every size within its own bound
+    policy_kwargs(**big)
+    for call in (lambda: estimate_parameters(space, **big), lambda: ConvExtractor(space, **big)):
+        with pytest.raises(ValueError, match=rf"would have [0-9,]+ parameters, more than {MAX_PARAMETERS:,}"):
+            call()
+
+
+def test_dict_observation_error_says_how_to_use_the_image_key():
+    space = spaces.Dict({"pixels": spaces.Box(0, 255, (3, 64, 64), np.uint8), "state": spaces.Box(-1, 1, (3,))})
+    with pytest.raises(ValueError, match=r"image key\(s\) \['pixels'\].*TransformObservation.*obs\['pixels'\].*MultiInputPolicy"):
+        ConvExtractor(space)
+    with pytest.raises(ValueError, match=r"image key\(s\) \['pixels'\]"):
+        Rainbow("MultiInputPolicy", FakeDictEnv(), buffer_size=100, n_steps=1, prioritized_replay=False, policy_kwargs=policy_kwargs())
+
+
+class FakeDictEnv(gym.Env):
+    observation_space = spaces.Dict({"pixels": spaces.Box(0, 255, (3, 40, 40), np.uint8), "state": spaces.Box(-1, 1, (3,))})
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}

@@ -1,4 +1,4 @@
-"""Issue 11: sweeps train with the Zoo config's settings, and each Dopamine behaviour the presets and
+"""Sweeps train with the Zoo config's settings, and each Dopamine behaviour the presets and
 protocols copy is pinned here (google/dopamine: jax/agents/full_rainbow/full_rainbow_agent.py,
 jax/networks.py, labs/atari_100k/configs/DER.gin, labs/environments/minatar/*)."""
 
@@ -90,7 +90,7 @@ def test_study_preset_lists_its_budget_overrides():
     [("minatar-width", dict(width_scales=[8])), ("minatar-deep", dict(encoders=["minatar_deep"], width_scales=[1, 8], steps=100_000))],
 )
 def test_later_minatar_studies_change_only_what_they_test(name, changed):
-    """Issue 27: the second study (deep phi, x1/x8, 100k steps: pre-registered) and the width study (x8) keep every
+    """The second study (deep phi, x1/x8, 100k steps: pre-registered) and the width study (x8) keep every
     other setting of the first study; only where results go differs besides."""
     first, later = SWEEP_PRESETS["minatar-scaling"], SWEEP_PRESETS[name]
     where = {"description", "storage", "study", "report"}
@@ -308,7 +308,7 @@ def test_minatar_encoder_is_dopamines_network_torso():
     assert th.count_nonzero(conv.bias) == 0  # flax's zero bias init
 
 
-# ----------------------------------------------------------------------------- init="dopamine" (issue 26)
+# ----------------------------------------------------------------------------- init="dopamine": Dopamine's initializers
 # Dopamine's formulas written out (jax.nn.initializers.variance_scaling), independent of sb3_gap.initializers:
 # (bound, variance) of xavier_uniform, lecun_normal (flax's default: normal truncated at ±2σ) and RainbowNetwork's
 # variance_scaling(1/√3, fan_in, uniform).
@@ -406,7 +406,7 @@ def test_init_is_reachable_from_the_sweep_and_the_zoo_yaml(tmp_path):
     assert pk["features_extractor_kwargs"]["init"] == "dopamine"
 
 
-# ----------------------------------------------------------------------------- evaluation ε (issue 26)
+# ----------------------------------------------------------------------------- evaluation ε
 def test_evaluate_policy_acts_with_the_models_eval_epsilon(monkeypatch):
     env = make_vec_env("CartPole-v1", n_envs=1)
     model = Rainbow("MlpPolicy", env, buffer_size=100, seed=0)

@@ -2,7 +2,8 @@
 ``OffPolicyAlgorithm._store_transition`` passes, from real ``VecFrameStack`` envs), it returns the same
 batches as ``ReplayBuffer`` (n_steps=1) and ``NStepReplayBuffer`` (n_steps > 1) for the same indices,
 including episode ends, truncations, frame stacks padded at resets, wrap-around and several envs;
-then in SB3's DQN and sb3-contrib's QR-DQN, through save/load, and at Atari scale."""
+then in SB3's DQN and sb3-contrib's QR-DQN, through save/load, and at Atari scale. An n-step buffer discounts
+with the algorithm's gamma, and a loaded buffer with other n-step settings is refused."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from helpers import frame_dqn  # tests/ is on sys.path (pytest's rootdir-relative import)
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTransposeImage
 
@@ -318,3 +320,40 @@ def test_atari_scale_storage_fits_in_7_5_gb() -> None:
         buffer = FrameReplayBuffer(1_000_000, obs_space, spaces.Discrete(18), "cpu", frame_stack=4, n_steps=3, gamma=0.99)
     assert buffer.frames.nbytes == 1_000_000 * 84 * 84
     assert buffer.storage_nbytes() <= 7.5e9 and buffer.storage_nbytes() - buffer.frames.nbytes < 0.05e9
+
+
+# ----------------------------------------------------------------------------- n-step settings: the algorithm's gamma, loaded buffers
+
+
+def test_n_step_buffer_without_gamma_is_refused_when_fed():
+    """Direct use: an n-step FrameReplayBuffer discounts with the algorithm's gamma, which it must be given; built
+    without it, it is refused when fed (a default would discount with a gamma the algorithm does not use)."""
+    box, disc = spaces.Box(0, 255, (4, 6, 7), np.uint8), spaces.Discrete(2)
+    no_gamma = FrameReplayBuffer(100, box, disc, n_steps=3)  # built (a model saved that way still loads to act) ...
+    with pytest.raises(ValueError, match=r"FrameReplayBuffer\(n_steps=3\) needs gamma") as info:  # ... refused when fed
+        no_gamma.add(*[np.zeros((1, *box.shape), np.uint8)] * 2, np.zeros((1, 1)), np.zeros(1), np.zeros(1), [{}])
+    assert "\n" not in str(info.value) and no_gamma.pos == 0
+    assert FrameReplayBuffer(100, box, disc, n_steps=3, gamma=0.5).gamma == 0.5
+    one_step = FrameReplayBuffer(100, box, disc)  # 1-step: no discount inside the buffer, gamma not needed
+    assert one_step.n_steps == 1 and one_step.gamma is None
+
+
+def test_load_replay_buffer_refuses_other_n_steps_or_gamma_and_keeps_the_models_buffer(tmp_path):
+    """Python API: sb3_gap.replay.load_replay_buffer refuses the buffer and keeps the model's own, as Rainbow does."""
+    from sb3_gap.replay import load_replay_buffer
+
+    source = frame_dqn(0.9, dict(n_steps=3, gamma=0.9))
+    source.learn(30)
+    source.save_replay_buffer(tmp_path / "rb")
+    for model, words in (
+        (frame_dqn(0.9), "n_steps: model 1, buffer 3"),
+        (frame_dqn(0.5, dict(n_steps=3, gamma=0.5)), "gamma: model 0.5, buffer 0.9"),
+    ):
+        own = model.replay_buffer
+        with pytest.raises(ValueError) as info:
+            load_replay_buffer(model, tmp_path / "rb")
+        assert words in str(info.value) and "\n" not in str(info.value)
+        assert model.replay_buffer is own  # the model keeps its own buffer
+    same = frame_dqn(0.9, dict(n_steps=3, gamma=0.9))
+    load_replay_buffer(same, tmp_path / "rb")
+    assert same.replay_buffer.pos == source.replay_buffer.pos > 0 and same.replay_buffer.gamma == 0.9

@@ -328,3 +328,25 @@ def test_report_draws_method_comparison_and_effective_psi(tmp_path):
                                                   user_attrs=dict(params_effective_total=700, params_phi=200)))  # fmt: skip
     assert load_runs([(old.storage, "old")])["params_effective_psi"].tolist() == [500]
     assert not math.isnan(load_runs([(spec.storage, "methods")])["params_effective_psi"].iloc[0])
+
+
+def test_kron_options_are_checked_at_construction():
+    from kron_torch import precond_update_prob_schedule
+
+    from sb3_gap.optim import Kron
+
+    params = [th.nn.Parameter(th.zeros(3, 3))]
+    for bad, name in ((dict(b1=float("nan")), "b1"), (dict(b1=1.0), "b1"), (dict(lr=-1.0), "lr"), (dict(precond_lr=0.0), "precond_lr"),
+                      (dict(max_size_triangular=0), "max_size_triangular"), (dict(memory_save_mode="some"), "memory_save_mode"),
+                      (dict(preconditioner_update_probability=1.5), "preconditioner_update_probability")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^(Unknown )?Kron {name}"):
+            Kron(params, **bad)
+        if name != "lr":  # (the learning rate comes from the algorithm) policy_kwargs refuses it before any model is built
+            with pytest.raises(ValueError, match=rf"Kron {name}"):
+                policy_kwargs(encoder="nature", optimizer="kron", optimizer_kwargs=bad)
+    # a callable other than kron-torch's schedule could not be saved with the model: refused when built
+    with pytest.raises(ValueError, match=r"callable other than kron-torch's schedule"):
+        Kron(params, preconditioner_update_probability=lambda n: 0.5)
+    # kron_torch's exported schedule is dist_kron's ProbScheduler: accepted, and the optimizer's state dict saves with it
+    assert Kron(params, preconditioner_update_probability=precond_update_prob_schedule(min_prob=0.1)).state_dict()["kron"]
+    Kron(params, preconditioner_update_probability=0.5, b1=0.0)

@@ -1,4 +1,4 @@
-"""Sweeps across machines on a real PostgreSQL server (issue 25): ``sb3-gap sweep`` worker processes sharing one
+"""Sweeps across machines on a real PostgreSQL server: ``sb3-gap sweep`` worker processes sharing one
 study, one of them SIGKILLed, workers racing to create Optuna's tables, passwords kept out of every output, and
 one-line errors for a wrong password, an unreachable server and a missing driver.
 

@@ -1,13 +1,17 @@
-"""Rainbow: C51 projection, DQN equivalence, learning on CartPole, noise, switches, save/load, errors."""
+"""Rainbow: C51 projection, DQN equivalence, learning on CartPole, noise, switches, save/load, errors, and updates
+skipped until a complete n-step transition exists."""
 
 from __future__ import annotations
 
 import inspect
+import re
+import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from helpers import TINY_MLP, one_line_error, tiny_rainbow, tiny_sweep_args  # tests/ is on sys.path (pytest's rootdir-relative import)
 from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBufferSamples
 from stable_baselines3.common.envs import FakeImageEnv
@@ -19,6 +23,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
 import sb3_gap
 from sb3_gap import Rainbow, policy_kwargs
+from sb3_gap.hub import safe
 from sb3_gap.rainbow import PRESETS, NoisyLinear, categorical_projection, rainbow_preset
 from sb3_gap.rainbow.buffers import RainbowReplayBuffer, RainbowSamples
 
@@ -431,3 +436,152 @@ def test_uint8_batches_reordered_channels_last_give_the_same_values(channel_firs
         extractor = plain.q_net.features_extractor
         sb3 = BasePolicy.extract_features(plain.q_net, obs, extractor)
         assert th.equal(plain.q_net.extract_features(obs, extractor), sb3) and th.equal(obs, before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad arguments: out-of-range numbers, buffers and architectures that do not fit
+
+
+BAD_NUMBERS = [
+    (dict(learning_rate=float("nan")), "learning_rate"),
+    (dict(learning_rate=float("inf")), "learning_rate"),
+    (dict(tau=0.0), "tau"),
+    (dict(tau=2.0), "tau"),
+    (dict(max_grad_norm=-1.0), "max_grad_norm"),  # clip_grad_norm_ with a negative norm flips the gradient
+    (dict(gamma=float("nan")), "gamma"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(train_freq=0), "train_freq"),
+    (dict(train_freq=(0, "step")), "train_freq"),
+    (dict(train_freq=(4, "epoch")), "train_freq unit"),
+    (dict(gradient_steps=0), "gradient_steps"),
+    (dict(gradient_steps=-3), "gradient_steps"),
+    (dict(exploration_fraction=-0.1), "exploration_fraction"),
+    (dict(target_update_interval=0), "target_update_interval"),
+    (dict(sigma0=float("nan")), "sigma0"),
+    (dict(priority_alpha=float("nan")), "priority_alpha"),
+    (dict(priority_eps=-1.0), "priority_eps"),
+    (dict(learning_starts=-5), "learning_starts"),
+]
+
+
+@pytest.mark.parametrize("kwargs, name", BAD_NUMBERS, ids=lambda x: repr(x) if isinstance(x, dict) else None)
+def test_rainbow_refuses_out_of_range_numbers_in_one_line(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^(Unknown )?{re.escape(name)}( must be .*got |.*valid choices)") as info:
+        Rainbow("MlpPolicy", "CartPole-v1", **{"buffer_size": 64, "batch_size": 8, **kwargs})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("v_min, v_max", [(-np.inf, 10.0), (-10.0, float("inf")), (float("nan"), 1.0)])
+def test_non_finite_support_is_refused_at_construction(v_min, v_max):
+    with pytest.raises(ValueError, match="v_min and v_max must be finite numbers"):
+        Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, v_min=v_min, v_max=v_max)
+
+
+SMALL = dict(buffer_size=500, learning_starts=10_000, batch_size=16, policy_kwargs=dict(net_arch=[8]), seed=0)
+
+
+def test_buffer_smaller_than_a_batch_is_refused_at_construction_learn_and_in_a_sweep(tmp_path, capsys):
+    """Refused at construction and in a sweep; a loaded model may act with a smaller buffer (rl_zoo3's enjoy loads
+    with buffer_size=1) but not learn."""
+    with pytest.raises(ValueError, match=r"buffer_size must be an integer >= batch_size .* buffer_size=10, batch_size=32"):
+        Rainbow("MlpPolicy", "CartPole-v1", buffer_size=10, batch_size=32)
+    model = Rainbow("MlpPolicy", "CartPole-v1", **SMALL)
+    model.save(tmp_path / "m")
+    loaded = Rainbow.load(tmp_path / "m", buffer_size=8, env=gym.make("CartPole-v1"))  # fine to act (the Zoo's enjoy does this)
+    with pytest.raises(ValueError, match=r"buffer_size=8 is smaller than batch_size=16"):
+        loaded.learn(10)
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--set", "buffer_size=10", "batch_size=32",
+                                                  "--storage", f"sqlite:///{tmp_path}/s.db"), "sweep")  # fmt: skip
+    assert "buffer_size=10 is smaller than batch_size=32" in line and not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.filterwarnings("ignore:RainbowReplayBuffer. an observation does not continue")
+def test_load_replay_buffer_refuses_other_n_steps_gamma_or_prioritization(tmp_path):
+    source = Rainbow("MlpPolicy", "CartPole-v1", n_steps=3, gamma=0.99, prioritized_replay=True, **SMALL)
+    source.learn(60)
+    source.save_replay_buffer(tmp_path / "rb")
+    other = Rainbow("MlpPolicy", "CartPole-v1", n_steps=1, gamma=0.5, prioritized_replay=False, **SMALL)
+    own = other.replay_buffer
+    with pytest.raises(ValueError) as info:
+        other.load_replay_buffer(tmp_path / "rb")
+    for words in ("n_steps: model 1, buffer 3", "gamma: model 0.5, buffer 0.99", "prioritized_replay: model False, buffer True"):
+        assert words in str(info.value)
+    assert other.replay_buffer is own  # the model keeps its own buffer
+    same = Rainbow("MlpPolicy", "CartPole-v1", n_steps=3, gamma=0.99, prioritized_replay=True, **SMALL)
+    same.load_replay_buffer(tmp_path / "rb")
+    assert same.replay_buffer.pos == source.replay_buffer.pos == 60
+
+
+def test_load_refuses_overrides_of_the_network_shape(tmp_path):
+    model = Rainbow("MlpPolicy", "CartPole-v1", n_atoms=51, **SMALL)
+    model.save(tmp_path / "m")
+    for override in (dict(n_atoms=21), dict(v_max=5.0), dict(dueling=True), dict(custom_objects={"noisy": True})):
+        with pytest.raises(ValueError, match=r"Rainbow.load cannot override \['(n_atoms|v_max|dueling|noisy)'\]"):
+            Rainbow.load(tmp_path / "m", **override)
+    loaded = Rainbow.load(tmp_path / "m", buffer_size=100, learning_rate=1e-3)  # other overrides work as in SB3
+    assert loaded.n_atoms == loaded.q_net.n_atoms == 51 and loaded.buffer_size == 100
+    config, _ = safe.model_to_plain(model)
+    safe.save_safe(model, tmp_path)
+    with pytest.raises(ValueError, match=r"\['n_atoms'\] shape Rainbow's network"):
+        safe.build_from_config(config, tmp_path / safe.WEIGHTS_FILE, device="cpu", n_atoms=21)
+
+
+def test_set_parameters_with_another_atom_count_names_both_and_changes_nothing(tmp_path):
+    model, other = tiny_rainbow(n_atoms=5), tiny_rainbow(n_atoms=7)
+    other.save(tmp_path / "seven.zip")
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    for source in (str(tmp_path / "seven.zip"), other.get_parameters()):
+        with pytest.raises(ValueError) as info:
+            model.set_parameters(source)
+        message = str(info.value)
+        assert "\n" not in message and "n_atoms=7" in message and "n_atoms=5" in message, message
+        after = model.policy.state_dict()
+        assert all(th.equal(before[k], after[k]) for k in before)  # nothing was half-loaded
+    model.set_parameters(tiny_rainbow(n_atoms=5).get_parameters())  # the same atom count still loads
+
+
+# ---------------------------------------------------------------------------------------------
+# Updates are skipped until a complete n-step transition exists
+
+
+def cartpole_rainbow(**kwargs) -> Rainbow:
+    base = dict(buffer_size=1000, batch_size=4, target_update_interval=100, **TINY_MLP)
+    return Rainbow("MlpPolicy", "CartPole-v1", **{**base, **kwargs})
+
+
+def test_updates_are_skipped_until_an_n_step_transition_exists():
+    """learning_starts=1, train_freq=1, n_steps=10: the first 10 updates have nothing to sample; they are skipped."""
+    model = cartpole_rainbow(n_steps=10, learning_starts=1, train_freq=1)
+    model.learn(50)
+    # A transition gets its complete 10-step window when its 11th step is added (or its episode ends first).
+    assert 0 < model._n_updates < 49
+    assert model._n_updates + model._n_skipped_updates == 49  # one train() call per step after learning_starts
+
+
+def test_der_preset_with_learning_starts_below_n_steps_trains():
+    kwargs = {**rainbow_preset("der"), "learning_starts": 2}
+    model = cartpole_rainbow(**kwargs)
+    assert model.n_steps == 10 and model.train_freq.frequency == 1
+    model.learn(40)
+    assert model._n_updates > 0 and model._n_skipped_updates > 0
+
+
+def test_model_resumed_without_its_replay_buffer_trains(tmp_path):
+    """A loaded model resumed without its replay: num_timesteps > learning_starts but the buffer starts empty."""
+    model = cartpole_rainbow(n_steps=3, learning_starts=10, train_freq=1)
+    model.learn(30)
+    model.save(tmp_path / "m")
+    loaded = Rainbow.load(tmp_path / "m", env=gym.make("CartPole-v1"), device="cpu")
+    assert loaded.num_timesteps == 30 and loaded.replay_buffer.size() == 0
+    before = loaded._n_updates
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded.learn(20, reset_num_timesteps=False)
+    assert loaded._n_updates > before and loaded._n_skipped_updates > 0
+
+
+def test_no_update_is_skipped_when_learning_starts_covers_n_steps():
+    """learning_starts >= n_steps (every preset, every study): no update is skipped, the counts are SB3's."""
+    model = cartpole_rainbow(n_steps=3, learning_starts=20, train_freq=1)
+    model.learn(40)
+    assert model._n_skipped_updates == 0 and model._n_updates == 20

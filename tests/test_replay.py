@@ -249,7 +249,7 @@ def test_sampling_frequencies_follow_priority_alpha() -> None:
 
 @pytest.mark.parametrize("per_sampling", ["iid", "stratified"])
 def test_per_sampling_draws_in_proportion_to_priority(per_sampling: str) -> None:
-    """Issue 26: on a fixed tree both samplers draw transition i with probability p_i / Σp (chi-square over all
+    """On a fixed tree both samplers draw transition i with probability p_i / Σp (chi-square over all
     draws); "iid" (Dopamine 4.1.2's JAX sampler) draws a batch's members independently, with replacement (per-batch
     counts vary as a multinomial's), "stratified" one per segment (counts within 2 of batch_size * p_i)."""
     np.random.seed(2)

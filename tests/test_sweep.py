@@ -1,4 +1,8 @@
-"""Sweeps (Optuna grid, workers, crash recovery) and their reports, on tiny MinAtar budgets."""
+"""Sweeps (Optuna grid, workers, crash recovery) and their reports, on tiny MinAtar budgets.
+
+Bad input is one line before any study or run folder exists; storage passwords never reach an error or the report;
+missing, locked, corrupt and foreign SQLite storages, and a full disk, are one line and lose nothing trained.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,17 +18,24 @@ from dataclasses import asdict
 from pathlib import Path
 
 import cloudpickle
+import gymnasium as gym
 import numpy as np
 import optuna
 import pytest
 import scipy.stats
+import yaml
+from helpers import ENV_ID, ENV_NAME, disk_full_on, one_line_error, temp_files, tiny_sweep_args  # tests/ is on sys.path
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 from rliable import library as rly
 from rliable import metrics
 
 from sb3_gap.checks import Refused
+from sb3_gap.cli import main as cli_main
 from sb3_gap.sweep import SweepSpec, open_study, run_sweep, run_worker
+from sb3_gap.sweep import database as sweep_database
+from sb3_gap.sweep import spec as sweep_spec
+from sb3_gap.sweep import workers as sweep_workers
 from sb3_gap.sweep.cli import main
 from sb3_gap.sweep.report import build_report, compute_aggregates, load_runs, score_matrices
 from sb3_gap.sweep.spec import cell_key, run_dir_for
@@ -352,7 +364,7 @@ def test_storage_creation_race_is_retried(monkeypatch):
     assert isinstance(info.value.__cause__, sqlalchemy.exc.OperationalError)  # the driver's error stays in the traceback chain
 
 
-# ----------------------------------------------------------------------------- diagnostics per evaluation (issue 27)
+# ----------------------------------------------------------------------------- diagnostics per evaluation
 DIAG_KEYS = ("dormant_psi", "dormant_psi@0.1", "dormant_phi", "feature_norm_phi", "feature_norm_out")
 
 
@@ -423,7 +435,7 @@ def test_report_plots_and_tabulates_dormancy(tmp_path):
     assert cells[2] == f"{expected:.3f}" and cells[3] == "0.400" and cells[5] == "4" and cells[7] == "1.00%"
 
 
-# ----------------------------------------------------------------------------- presets never write into their committed folders (issue 23, item 5)
+# ----------------------------------------------------------------------------- presets never write into their committed folders
 @pytest.mark.parametrize(
     "preset, argv, storage, report",
     [
@@ -657,6 +669,487 @@ def test_a_bug_inside_a_run_keeps_its_traceback_in_the_runs_folder(tmp_path, mon
     assert saved.startswith("Traceback (most recent call last):") and "in broken_step" in saved and saved.rstrip().endswith("(4,)")
     (trial,) = optuna.load_study(study_name=spec.study, storage=spec.storage).get_trials()
     assert trial.state == TrialState.FAIL and trial.user_attrs["traceback_file"] == str(path)  # retried on the next run
+
+
+# ----------------------------------------------------------------------------- storage URLs: a password never reaches an error, a log line or the report
+
+
+SECRET = "hunter2secret"
+
+
+SECRET_URLS = [
+    f"postgresql://sweeper:{SECRET}@127.0.0.1:9/sweeps",
+    f"postgresql://sweeper:p@{SECRET}@127.0.0.1:9/sweeps",  # '@' inside the password, not escaped
+    f"postgresql://sweeper:p%40{SECRET}@127.0.0.1:9/sweeps",
+    f"postgresql://127.0.0.1:9/sweeps?password={SECRET}",
+    f"mysql+pymysql://u@127.0.0.1:9/db?ssl=1&sslpassword={SECRET}",
+    f"sqlite:///runs/x.db?password={SECRET}",
+    f"postgresql://sweeper:{SECRET}@127.0.0.1:notaport/sweeps",  # does not parse
+    f"postgres:/sweeper:{SECRET}@127.0.0.1:9/sweeps",  # does not parse
+    f"sweeper:{SECRET}@127.0.0.1",  # does not parse
+]
+
+
+@pytest.mark.parametrize("url", SECRET_URLS)
+def test_display_url_and_scrub_secrets_mask_every_form_of_password(url):
+    from sb3_gap.sweep.database import display_url, scrub_secrets
+
+    shown = display_url(url)
+    assert SECRET not in shown and "***" in shown
+    assert SECRET not in scrub_secrets(f"could not open {url} (connection refused)", url)
+    assert scrub_secrets(f"password 'x{SECRET}' rejected", f"postgresql://u:x{SECRET}@127.0.0.1:9/db") == "password '***' rejected"
+
+
+@pytest.mark.parametrize("url", [SECRET_URLS[1], SECRET_URLS[3], SECRET_URLS[6], SECRET_URLS[7]])
+def test_sweep_and_report_errors_never_show_the_storage_password(tmp_path, capsys, url):
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--storage", url), "sweep")
+    assert SECRET not in line
+    line = one_line_error(capsys, ["report", "--storage", url, "--study", "s", "--out", str(tmp_path / "r")], "report")
+    assert SECRET not in line
+
+
+@pytest.mark.parametrize("password", ["Qol:Sl/x9q", "pQ@sZ@wrd42", "50%offQZ!", "itQ's:mZn/oKk", "Zab/cdQ:efW@ghX%ijY'klV"])
+def test_storage_url_errors_never_quote_any_part_of_the_password(tmp_path, capsys, password):
+    """A password holding raw @ : / % ' is refused (or masked) without any piece of it in the message."""
+    url = f"postgresql://sweeper:{password}@127.0.0.1:9/sweeps"
+    pieces = [piece for piece in re.split(r"[@:/%']", password) if len(piece) >= 2 and piece.lower() != piece]  # distinctive ones
+    for argv, command in ((tiny_sweep_args(tmp_path, "--storage", url), "sweep"),
+                          (["report", "--storage", url, "--study", "s", "--out", str(tmp_path / "r")], "report")):  # fmt: skip
+        line = one_line_error(capsys, argv, command)
+        assert not [piece for piece in pieces if piece in line], line
+
+
+def test_report_summary_masks_storage_passwords():
+    import pandas as pd
+
+    from sb3_gap.sweep.report import METRICS, markdown_summary
+
+    df = pd.DataFrame([dict(env=ENV_ID, seed=0, state="COMPLETE", score=1.0, normalization="raw return", config="c", settings=None)])
+    agg = pd.DataFrame([dict(config="c", runs_per_task=1, tasks=1, complete=1, cells=1, wall_h=0.1, params_bottleneck=1, params_effective_psi=1, missing="",
+                             **{k: v for m in METRICS for k, v in ((m, 1.0), (f"{m} low", 0.5), (f"{m} high", 1.5))})])  # fmt: skip
+    text = markdown_summary(df, agg, [(url, "s") for url in SECRET_URLS], [])
+    assert SECRET not in text and "***" in text
+
+
+# ----------------------------------------------------------------------------- SQLite storages: missing, locked, corrupt, truncated, foreign; locked mid-run
+
+
+def make_sqlite(path: Path, rows: int = 0) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * rows)
+    conn.commit()
+    conn.close()
+
+
+def test_report_never_creates_a_missing_sqlite_file(tmp_path, capsys):
+    missing = tmp_path / "typo.db"
+    line = one_line_error(capsys, ["report", "--storage", f"sqlite:///{missing}", "--study", "s", "--out", str(tmp_path / "r")], "report")
+    assert f"SQLite storage {missing} does not exist" in line
+    assert not missing.exists()
+    from sb3_gap.sweep.report import build_report
+
+    with pytest.raises(ValueError, match="does not exist"):
+        build_report([(f"sqlite:///{missing}", "s")], tmp_path / "r")
+    assert not missing.exists()
+
+
+def test_sweep_on_a_locked_sqlite_storage_retries_then_names_the_holder(tmp_path, capsys, monkeypatch):
+    db = tmp_path / "locked.db"
+    make_sqlite(db)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "c.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(120)\n", str(db)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(sweep_database, "SQLITE_PROBE_TIMEOUT_S", 0.5)
+        monkeypatch.setattr(sweep_database, "SQLITE_LOCK_WAIT_S", 1.5)
+        start = time.perf_counter()
+        with pytest.raises(SystemExit) as info:
+            cli_main(tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{db}"))
+        elapsed = time.perf_counter() - start
+        err = capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    message = str(info.value.code)
+    assert message.startswith("sb3-gap sweep: error: SQLite storage") and "is locked by" in message
+    assert f"PID {holder.pid}" in message and "gave up after" in message
+    assert "retry 1" in err and f"PID {holder.pid}" in err  # retried visibly
+    assert elapsed < 30
+
+
+def _corrupt(path: Path) -> None:
+    path.write_bytes(b"this is not a database" * 100)
+
+
+def _truncated(path: Path) -> None:
+    make_sqlite(path, rows=200)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("damage, words", [(_corrupt, "not an SQLite database"), (_truncated, "truncated")])
+@pytest.mark.parametrize("command", ["sweep", "report"])
+def test_corrupt_or_truncated_sqlite_storage_is_one_line_and_left_unchanged(tmp_path, capsys, damage, words, command):
+    db = tmp_path / "bad.db"
+    damage(db)
+    before = db.read_bytes()
+    if command == "sweep":
+        argv = tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{db}")
+    else:
+        argv = ["report", "--storage", f"sqlite:///{db}", "--study", "s", "--out", str(tmp_path / "r")]
+    line = one_line_error(capsys, argv, command)
+    assert str(db) in line and words in line
+    assert db.read_bytes() == before
+
+
+def test_report_never_writes_into_a_database_without_an_optuna_study(tmp_path, capsys):
+    db = tmp_path / "foreign.db"
+    make_sqlite(db, rows=3)
+    before = db.read_bytes()
+    line = one_line_error(capsys, ["report", "--storage", f"sqlite:///{db}", "--study", "s", "--out", str(tmp_path / "r")], "report")
+    assert "holds no Optuna study" in line and "['t']" in line and "nothing was written" in line
+    assert db.read_bytes() == before
+    conn = sqlite3.connect(db)
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["t"]
+    conn.close()
+
+
+def test_report_on_a_study_not_made_by_sweep_is_one_line(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/other.db"
+    study = optuna.create_study(storage=url, study_name="tuned")
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)}, value=1.0))
+    line = one_line_error(capsys, ["report", "--storage", url, "--study", "tuned", "--out", str(tmp_path / "r")], "report")
+    assert "Study 'tuned'" in line and "was not made by `sb3-gap sweep`" in line and "['x']" in line
+
+
+LOCK_HOLDER = """import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute('BEGIN EXCLUSIVE')
+print('locked', flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def locked_mid_run(tmp_path, monkeypatch):
+    """Shrink the lock waits to fractions of a second, and replace training by a stand-in that has another process
+    lock the storage for ``hold`` seconds while the trial runs (the trial returns after ``train`` seconds)."""
+    import subprocess
+    import sys
+    import threading
+
+    from sb3_gap.sweep import database as sweep_database
+    from sb3_gap.sweep import storage as sweep_storage
+    from sb3_gap.sweep import workers as sweep_workers
+
+    monkeypatch.setattr(sweep_database, "SQLITE_BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(sweep_storage, "LOCK_BACKOFF_S", 0.2)
+    thread_errors: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+    holders: list[subprocess.Popen] = []
+    plan = {"hold": 0.0, "train": 0.0}
+
+    def train_cell(spec, params, **kwargs):
+        if plan["hold"]:
+            db = spec.storage.removeprefix("sqlite:///")
+            holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, db, str(plan["hold"])], stdout=subprocess.PIPE, text=True)
+            holders.append(holder)
+            assert holder.stdout.readline().strip() == "locked"
+        import time
+
+        time.sleep(plan["train"])
+        return {"params": params, "final_score": 1.0}
+
+    monkeypatch.setattr(sweep_workers, "train_cell", train_cell)
+
+    def release() -> None:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+
+    yield plan, thread_errors, release
+    release()
+
+
+def test_heartbeat_outlasts_a_storage_lock_mid_run(tmp_path, locked_mid_run, capsys):
+    import optuna
+
+    plan, thread_errors, _ = locked_mid_run
+    plan.update(hold=3.0, train=4.0)  # the lock is gone before the trial's result is recorded
+    storage = f"sqlite:///{tmp_path}/s.db"
+    cli_main(tiny_sweep_args(tmp_path, "--storage", storage, "--study", "hb", "--heartbeat-interval", "1"))
+    err = capsys.readouterr().err
+    assert thread_errors == []  # Optuna's heartbeat thread did not die
+    assert f"SQLite storage {tmp_path / 's.db'} is locked by PID" in err and "the next heartbeat tries again" in err, err
+    assert "Traceback" not in err
+    (trial,) = optuna.load_study(study_name="hb", storage=storage).get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+
+
+@pytest.mark.slow
+def test_result_outlasts_a_short_storage_lock_and_a_long_one_is_one_line(tmp_path, locked_mid_run, capsys):
+    import optuna
+
+    plan, thread_errors, release = locked_mid_run
+    storage = f"sqlite:///{tmp_path}/s.db"
+
+    def args(study: str) -> list[str]:
+        return tiny_sweep_args(tmp_path, "--storage", storage, "--study", study, "--heartbeat-interval", "1", "--grace-period", "2")
+
+    plan.update(hold=1.2, train=0.0)  # locked while the result is recorded, for less than the tries wait
+    cli_main(args("short"))
+    err = capsys.readouterr().err
+    assert "while recording trial id 1's" in err and "try 2 of 3" in err and "Traceback" not in err, err
+    assert optuna.load_study(study_name="short", storage=storage).get_trials()[0].state == optuna.trial.TrialState.COMPLETE
+
+    plan.update(hold=60.0)  # locked past every try of the result
+    line = one_line_error(capsys, args("long"), "sweep")
+    assert f"SQLite storage {tmp_path / 's.db'} is locked by PID" in line and "retried by the next run of the same command" in line, line
+    assert thread_errors == []
+    release()
+    plan.update(hold=0.0)
+    cli_main(args("long"))  # the same command: the unfinished trial goes stale, fails and is trained again
+    states = [t.state.name for t in optuna.load_study(study_name="long", storage=storage).get_trials()]
+    assert states == ["FAIL", "COMPLETE"], states
+
+
+# ----------------------------------------------------------------------------- bad sweep input: one line before any study or run folder exists
+
+
+@pytest.mark.parametrize("study", ["../../x", "..", "a/b", "/abs", "a\\b"])
+def test_sweep_refuses_study_names_that_leave_out_before_writing(tmp_path, capsys, study):
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--study", study, "--storage", f"sqlite:///{tmp_path}/s.db"), "sweep")
+    assert repr(study) in line and "plain folder name" in line
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "runs").exists()
+
+
+def test_sweep_spec_refuses_grid_values_that_make_run_folders_leave_out(tmp_path):
+    spec = SweepSpec(envs=[ENV_ID], algos=["rainbow"], bottlenecks=["gap"], hyperparams={"loss": ["huber", "../../../evil"]},
+                     storage=f"sqlite:///{tmp_path}/s.db", out_dir=str(tmp_path / "runs"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"Run folder .*evil.* would not be a folder of"):
+        spec.validate()
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--workers", "0"], ["--workers", "'0'", "positive integer", "'auto'"]),
+        (["--storage", f"postgresql://u:{SECRET}@127.0.0.1:1/db"], ["No database driver", "pip install"]),
+        (["--envs", "MinAtar/Breakout-v9"], ["Unknown env id 'MinAtar/Breakout-v9'", "MinAtar/Breakout-v1"]),
+        (["--set", "learning_rate=abc"], ["learning_rate='abc'", "lin_<float>"]),
+        (["--set", "target_update_interval=2.5"], ["target_update_interval=2.5", "must be an integer"]),
+    ],
+)
+def test_sweep_cli_bad_input_is_one_line(tmp_path, capsys, monkeypatch, extra, words):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` fails, as without the driver (the test extra installs it)
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    args = tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{tmp_path}/s.db", "--study", "t")
+    line = one_line_error(capsys, args + extra, "sweep")
+    for word in words:
+        assert word in line, line
+    assert SECRET not in line
+
+
+def test_sweep_and_report_with_an_unwritable_out_are_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    line = one_line_error(capsys, [*tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{tmp_path}/s.db"), "--out", str(blocker)], "sweep")
+    assert f"--out {blocker}" in line and "cannot write run folders" in line
+    line = one_line_error(capsys, ["report", "--storage", f"sqlite:///{tmp_path}/s.db", "--study", "t", "--out", str(blocker / "r")], "report")
+    assert "does not exist" in line or str(blocker) in line
+
+
+def test_sweep_refuses_bad_fixed_values_before_the_study_exists(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{db}", "--set", "learning_rate=abc"), "sweep")
+    assert "learning_rate='abc'" in line
+    assert not db.exists() and not (tmp_path / "runs").exists()
+    for fixed in ({"learning_rate": float("nan")}, {"batch_size": None}, {"optimize_memory_usage": "yes"}, {"gamma": "0.9x"}):
+        with pytest.raises(ValueError, match=list(fixed)[0]):
+            SweepSpec(envs=[ENV_ID], fixed=fixed, storage=f"sqlite:///{db}").validate()
+    spec = SweepSpec(envs=[ENV_ID], fixed={"buffer_size": 1e4, "learning_rate": "lin_1e-4"}, storage=f"sqlite:///{db}")
+    spec.validate()
+    assert spec.fixed["buffer_size"] == 10_000 and isinstance(spec.fixed["buffer_size"], int)
+
+
+@pytest.mark.parametrize("setting, name", [("max_grad_norm=-1", "max_grad_norm"), ("tau=2", "tau"), ("batch_size=0", "batch_size"),
+                                           ("train_freq=0", "train_freq"), ("gradient_steps=0", "gradient_steps")])  # fmt: skip
+def test_sweep_set_out_of_range_is_one_line_before_the_study(tmp_path, capsys, setting, name):
+    db = tmp_path / "s.db"
+    line = one_line_error(capsys, tiny_sweep_args(tmp_path, "--storage", f"sqlite:///{db}", "--set", setting), "sweep")
+    assert name in line and "must be" in line
+    assert not db.exists() and not (tmp_path / "runs").exists()
+
+
+def test_study_settings_can_be_replaced_until_a_trial_completes(tmp_path, capsys):
+    """A study whose settings completed no trial (e.g. a value that made every trial fail) takes corrected settings,
+    with a warning; once a trial completed, other settings are refused."""
+
+    def spec(**fixed):
+        return SweepSpec(envs=[ENV_ID], fixed=fixed, storage=f"sqlite:///{tmp_path}/s.db", study="t", out_dir=str(tmp_path / "runs"))
+
+    study = open_study(spec(learning_starts=5))  # e.g. a value that made every trial fail
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    corrected = open_study(spec(learning_starts=7))
+    assert corrected.user_attrs["training_config"]["fixed"] == {"learning_starts": 7}
+    assert "replaced by the given ones" in capsys.readouterr().err
+    corrected.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=1.0))
+    with pytest.raises(ValueError, match="other training settings"):  # a study with results stays protected
+        open_study(spec(learning_starts=9))
+
+
+@pytest.mark.slow
+def test_sweep_on_a_full_disk_is_one_line_and_the_cell_is_retried(tmp_path, monkeypatch, capsys):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    args = tiny_sweep_args(tmp_path, "--storage", storage, "--study", "full")
+    failed = disk_full_on(monkeypatch, "result.json")
+    line = one_line_error(capsys, args, "sweep")
+    assert failed and "No space left on device" in line and "result.json" in line, line
+    assert str(Path(failed[0]).parent) in line, line
+    assert temp_files(tmp_path / "runs") == []
+    (trial,) = optuna.load_study(study_name="full", storage=storage).get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL
+    monkeypatch.undo()  # the disk has room again: the same command trains the cell again
+    cli_main(args)
+    trials = optuna.load_study(study_name="full", storage=storage).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert list((tmp_path / "runs").rglob("result.json")) and temp_files(tmp_path / "runs") == []
+
+
+# ----------------------------------------------------------------------------- ALE ids, run folder names, idle workers, the replay's gamma
+
+
+def test_sweep_accepts_ale_ids_before_ale_py_is_imported(fresh_registry, tmp_path):
+    with pytest.raises(gym.error.Error):
+        gym.spec("ALE/Pong-v5")  # the fixture bites
+    spec = SweepSpec(envs=["ALE/Pong-v5", "PongNoFrameskip-v4"], algos=["rainbow", "qrdqn"], storage=f"sqlite:///{tmp_path}/s.db")
+    spec.validate()
+
+
+def test_sweep_run_folders_use_the_zoo_env_slug(tmp_path):
+    """Sweep run folders are named like rl_zoo3's (logs/<algo>/MinAtar-Breakout-v1_1, tests/test_hub.py's zoo_run);
+    a study folder that already holds the underscore slug of older sweeps (MinAtar_Breakout-v1) keeps it."""
+    spec = SweepSpec(envs=[ENV_ID, "ALE/Pong-v5"], algos=["dqn"], bottlenecks=["gap"], storage=f"sqlite:///{tmp_path}/s.db",
+                     out_dir=str(tmp_path / "runs"), study="st")  # fmt: skip
+    spec.validate()
+    dirs = {c["env"]: sweep_spec.run_dir_for(spec, c) for c in spec.cells()}
+    assert dirs[ENV_ID].parent == tmp_path / "runs" / "st" / ENV_NAME == tmp_path / "runs" / "st" / "MinAtar-Breakout-v1"
+    assert dirs["ALE/Pong-v5"].parent.name == "ALE-Pong-v5"
+    legacy = tmp_path / "runs" / "st" / "MinAtar_Breakout-v1"
+    legacy.mkdir(parents=True)
+    spec.validate()
+    assert sweep_spec.run_dir_for(spec, spec.cells()[0] if spec.cells()[0]["env"] == ENV_ID else spec.cells()[1]).parent == legacy
+
+
+def test_idle_worker_leaves_a_finished_grid_within_seconds(tmp_path, monkeypatch):
+    """A worker with nothing left to start polls every IDLE_POLL_S (not every 30 s heartbeat) and exits once the
+    last running cell, another worker's, completes."""
+    spec = SweepSpec(envs=[ENV_ID], algos=["dqn"], bottlenecks=["gap"], storage=f"sqlite:///{tmp_path}/s.db", study="idle",
+                     out_dir=str(tmp_path / "runs"))  # fmt: skip
+    assert spec.heartbeat_interval == 30
+    study = open_study(spec)
+    (cell,) = spec.cells()
+    study.enqueue_trial(cell)
+    other = study.ask()  # another worker's running trial
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        study.tell(other, 1.0)  # the other worker finishes while this one waits
+
+    monkeypatch.setattr(sweep_workers.time, "sleep", sleep)
+    assert sweep_workers.run_worker(spec, progress=False, wait=True) == 0  # trained nothing, left the finished grid
+    assert slept == [sweep_workers.IDLE_POLL_S] and sweep_workers.IDLE_POLL_S <= 2
+
+
+def test_sweep_gives_frame_replay_buffer_the_sections_gamma(tmp_path):
+    """The sweep builds the Zoo section's FrameReplayBuffer with the section's gamma."""
+    from sb3_gap.sweep import SweepSpec
+    from sb3_gap.sweep.cell import resolve_run
+
+    section = dict(policy="CnnPolicy", buffer_size=200, learning_starts=100, gamma=0.5, replay_buffer_class="FrameReplayBuffer",
+                   replay_buffer_kwargs="dict(n_steps=3)")  # fmt: skip
+    (tmp_path / "dqn.yml").write_text(yaml.safe_dump({"MinAtar/Breakout-v1": section}))
+    spec = SweepSpec(envs=["MinAtar/Breakout-v1"], algos=["dqn"], bottlenecks=["gap"], seeds=1, steps=200, eval_freq=100,
+                     storage=f"sqlite:///{tmp_path / 's.db'}", study="t", out_dir=str(tmp_path / "runs"), conf_dir=str(tmp_path))  # fmt: skip
+    _, kwargs, _, _ = resolve_run(spec, spec.cells()[0])
+    assert kwargs["replay_buffer_kwargs"] == {"n_steps": 3, "gamma": 0.5}
+
+
+# ----------------------------------------------------------------------------- report arguments: --reference, --gamma, --reps; a full disk
+
+
+@pytest.fixture
+def finished_study(tmp_path):
+    """A sweep study whose one cell has a COMPLETE trial (recorded directly, nothing trained)."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = SweepSpec(envs=[ENV_ID], algos=["dqn"], bottlenecks=["gap"], storage=url, study="s", out_dir=str(tmp_path / "runs"))
+    study = open_study(spec)
+    for cell in spec.cells():
+        distributions = {k: optuna.distributions.CategoricalDistribution([v]) for k, v in cell.items()}
+        study.add_trial(optuna.trial.create_trial(params=cell, distributions=distributions, value=2.0, user_attrs={"wall_s": 60.0}))
+    return url
+
+
+@pytest.mark.parametrize("content, words", [(b"{not json", "is not JSON"), (b"[1, 2]", "another shape"), (None, "does not exist")])
+def test_report_reference_that_is_not_json_names_the_file(tmp_path, capsys, content, words):
+    db = tmp_path / "s.db"
+    open_study(SweepSpec(envs=[ENV_ID], storage=f"sqlite:///{db}", study="s", out_dir=str(tmp_path / "runs")))
+    ref = tmp_path / "ref.json"
+    if content is not None:
+        ref.write_bytes(content)
+    line = one_line_error(capsys, ["report", "--storage", f"sqlite:///{db}", "--study", "s", "--out", str(tmp_path / "r"),
+                                   "--reference", str(ref)], "report")  # fmt: skip
+    assert f"--reference {ref}" in line and words in line
+
+
+@pytest.mark.parametrize("pair", ["[NaN, 10]", "[0, Infinity]", "[true, 10]"])
+def test_report_reference_scores_must_be_two_finite_numbers(finished_study, tmp_path, capsys, pair):
+    ref = tmp_path / "ref.json"
+    ref.write_text(f'{{"{ENV_ID}": {pair}}}')
+    line = one_line_error(capsys, ["report", "--storage", finished_study, "--study", "s", "--out", str(tmp_path / "r"), "--reference", str(ref)],
+                          "report")  # fmt: skip
+    assert str(ref) in line and "two finite numbers" in line and ENV_ID in line
+    assert not (tmp_path / "r" / "summary.md").exists()
+
+
+@pytest.mark.parametrize("gamma", ["nan", "inf"])
+def test_report_gamma_must_be_finite(finished_study, tmp_path, capsys, gamma):
+    line = one_line_error(capsys, ["report", "--storage", finished_study, "--study", "s", "--out", str(tmp_path / "r"), "--gamma", gamma], "report")
+    assert "--gamma" in line and "finite number" in line and gamma in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_summary_names_the_gamma_used(finished_study, tmp_path):
+    from sb3_gap.sweep.report import build_report
+
+    summary = build_report([(finished_study, "s")], tmp_path / "r", gamma=0.5, reps=20).read_text()
+    assert "below γ = 0.5," in summary and "γ = 1," not in summary
+
+
+@pytest.mark.parametrize("reps", ["0", "-5"])
+def test_report_reps_must_be_positive(finished_study, tmp_path, capsys, reps):  # noqa: F811 - the fixture
+    line = one_line_error(capsys, ["report", "--storage", finished_study, "--study", "s", "--out", str(tmp_path / "r"), "--reps", reps], "report")
+    assert "--reps" in line and "positive integer" in line and reps in line
+    assert not (tmp_path / "r" / "summary.md").exists()
+    from sb3_gap.sweep.report import build_report
+
+    with pytest.raises(ValueError, match=r"reps .*must be a positive integer .*got 0"):
+        build_report([(finished_study, "s")], tmp_path / "r2", reps=0)
+
+
+def test_report_on_a_full_disk_is_one_line_and_writes_nothing(finished_study, tmp_path, monkeypatch, capsys):  # noqa: F811 - the fixture
+    out = tmp_path / "r"
+    disk_full_on(monkeypatch, "summary.md")
+    line = one_line_error(capsys, ["report", "--storage", finished_study, "--study", "s", "--out", str(out), "--reps", "20"], "report")
+    assert "No space left on device" in line and str(out / "summary.md") in line, line
+    assert not (out / "summary.md").exists() and temp_files(out) == []
 
 
 def test_workers_start_no_cell_of_the_next_seed_before_the_current_seeds_cells():

@@ -1,4 +1,4 @@
-"""RL Zoo integration: the startup hook, YAML names, the Rainbow sampler, and the literal
+"""RL Zoo integration: the startup hook (its checks, the replay's gamma), YAML names, the Rainbow sampler, and the literal
 ``python -m rl_zoo3.train`` / ``rl_zoo3.enjoy`` commands with tiny budgets (subprocesses)."""
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
+from helpers import frame_dqn, one_line_error  # tests/ is on sys.path (pytest's rootdir-relative import)
 
 import sb3_gap
 from sb3_gap.extractor import ConvExtractor
+from sb3_gap.replay import FrameReplayBuffer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "zoo_configs").glob("*.yml"))
@@ -207,10 +209,10 @@ def test_zoo_rainbow_minatar_train_and_enjoy(tmp_path: Path) -> None:
 
 
 def test_zoo_eval_env_gets_the_yaml_env_kwargs(tmp_path: Path) -> None:
-    """rl_zoo3's evaluation env gets the YAML's env_kwargs when --eval-env-kwargs is not given (sb3_gap.zoo, item 6).
+    """rl_zoo3's evaluation env gets the YAML's env_kwargs when --eval-env-kwargs is not given (sb3_gap.zoo).
 
-    rl_zoo3 alone builds it without them: on MinAtar (YAML: full 6-action set) it had Breakout's 3 minimal
-    actions and `--eval-freq` crashed with IndexError in minatar/gym.py whenever the greedy action was >= 3.
+    rl_zoo3 alone builds it without them: on MinAtar (YAML: full 6-action set) it has Breakout's 3 minimal
+    actions, and `--eval-freq` crashes with IndexError in minatar/gym.py whenever the greedy action is >= 3.
     """
     import argparse
 
@@ -580,3 +582,64 @@ def test_one_replay_ratio_bound_for_the_hook_the_sweep_and_rainbow(tmp_path: Pat
 
     env = make_vec_env("CartPole-v1", n_envs=2)
     Rainbow("MlpPolicy", env, buffer_size=64, batch_size=8, train_freq=1, gradient_steps=2 * MAX_REPLAY_RATIO)  # per env step: the bound
+
+
+# --------------------------------------------------------------------------- sb3-gap train: out-of-range numbers; FrameReplayBuffer gets the algorithm's gamma
+
+
+@pytest.mark.parametrize("algo", ["dqn", "qrdqn", "ppo"])
+def test_train_refuses_out_of_range_numbers_for_every_algo(tmp_path, capsys, algo):
+    line = one_line_error(capsys, ["train", "--algo", algo, "--env", "CartPole-v1", "-n", "64", "-f", str(tmp_path),
+                                   "--hyperparams", "max_grad_norm:-1.0"], "train")  # fmt: skip
+    assert "max_grad_norm must be a finite number > 0" in line and "-1.0" in line
+    assert not any(tmp_path.rglob("*.zip"))
+
+
+def _cartpole_manager(tmp_path: Path, section: dict, trained_agent: str = "", algo: str = "dqn"):
+    """An rl_zoo3 ExperimentManager for CartPole-v1 with ``section`` as its YAML, sb3_gap's hook registered."""
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_gap.zoo import register_with_zoo
+
+    register_with_zoo()
+    config = tmp_path / f"{algo}.yml"
+    base = dict(policy="MlpPolicy", n_timesteps=100, buffer_size=200, learning_starts=10_000, policy_kwargs="dict(net_arch=[8])")
+    config.write_text(yaml.safe_dump({"CartPole-v1": {**base, **section}}))
+    return ExperimentManager(argparse.Namespace(), algo, "CartPole-v1", str(tmp_path / "logs"), eval_freq=-1, device="cpu",
+                             verbose=0, seed=0, config=str(config), trained_agent=trained_agent)  # fmt: skip
+
+
+def test_hook_gives_frame_replay_buffer_the_algorithms_gamma(tmp_path):
+    """rl_zoo3 + sb3_gap hook: the YAML's gamma (0.5) reaches an n-step FrameReplayBuffer; without one, the algorithm's
+    default does."""
+    section = dict(gamma=0.5, replay_buffer_class="FrameReplayBuffer", replay_buffer_kwargs="dict(n_steps=3)")
+    model, _ = _cartpole_manager(tmp_path, section).setup_experiment()
+    assert isinstance(model.replay_buffer, FrameReplayBuffer)
+    assert model.replay_buffer.n_steps == 3 and model.replay_buffer.gamma == 0.5
+    # No gamma in the YAML: the algorithm's default (DQN: 0.99)
+    section = dict(replay_buffer_class="FrameReplayBuffer", replay_buffer_kwargs="dict(n_steps=3)")
+    model, _ = _cartpole_manager(tmp_path, section).setup_experiment()
+    assert model.replay_buffer.gamma == model.gamma == 0.99
+
+
+def test_hook_refuses_a_buffer_gamma_other_than_the_algorithms(tmp_path):
+    section = dict(gamma=0.5, replay_buffer_class="FrameReplayBuffer", replay_buffer_kwargs="dict(n_steps=3, gamma=0.99)")
+    with pytest.raises(ValueError, match=r"replay_buffer_kwargs gamma=0.99 differs from the algorithm's gamma=0.5") as info:
+        _cartpole_manager(tmp_path, section).setup_experiment()
+    assert "\n" not in str(info.value)
+
+
+def test_trained_agent_replay_buffer_with_another_gamma_is_refused(tmp_path):
+    """rl_zoo3 --trained-agent loads replay_buffer.pkl next to the model: one saved with another gamma is refused."""
+    source = frame_dqn(0.9, dict(n_steps=3, gamma=0.9))
+    source.learn(30)
+    (tmp_path / "agent").mkdir()
+    source.save(tmp_path / "agent" / "CartPole-v1.zip")
+    source.save_replay_buffer(tmp_path / "agent" / "replay_buffer.pkl")
+    agent = str(tmp_path / "agent" / "CartPole-v1.zip")
+    section = dict(gamma=0.5, replay_buffer_class="FrameReplayBuffer", replay_buffer_kwargs="dict(n_steps=3)")
+    with pytest.raises(ValueError, match=r"gamma: model 0.5, buffer 0.9"):
+        _cartpole_manager(tmp_path, section, trained_agent=agent).setup_experiment()
+    section = dict(gamma=0.9, replay_buffer_class="FrameReplayBuffer", replay_buffer_kwargs="dict(n_steps=3)")
+    model, _ = _cartpole_manager(tmp_path, section, trained_agent=agent).setup_experiment()
+    assert model.replay_buffer.pos == source.replay_buffer.pos > 0 and model.replay_buffer.gamma == 0.9
