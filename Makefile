@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sb3_gap-installed
 
-.PHONY: demo test test-fast check install clean
+.PHONY: demo test test-fast check docs install clean
 
 # envpool's Procgen needs the system Qt5 runtime (docs/environments.md); CI runs as root on Debian.
 # tests/test_postgres.py starts its own PostgreSQL server from Debian's package (docs/sweeps.md, "Tested in the suite").
@@ -22,7 +22,7 @@ $(STAMP): setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,5 +45,10 @@ test: check
 test-fast: check
 	$(PY) -m pytest -q -n auto -m "not slow and not postgres" tests
 
+# The documentation site (docs/conf.py): the Markdown of docs/ and results/ and the API reference from the docstrings,
+# warnings as errors (broken references included, -n), nothing fetched. tests/test_docs_site.py builds the same in `make test`.
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -n -b html -c docs -d docs/_build/doctrees . docs/_build/html
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build

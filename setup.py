@@ -103,6 +103,8 @@ setup(
             "import-linter==2.17",
             "psycopg[binary]>=3.1",
         ],
+        # the documentation site (`make docs`, tests/test_docs_site.py): Sphinx, Markdown pages through MyST, Furo theme
+        "docs": ["sphinx>=7", "myst-parser>=2", "furo>=2024.1"],
         # database drivers for sweeps shared across machines (docs/sweeps.md): postgresql://, mysql+pymysql://
         "postgres": ["psycopg[binary]>=3.1"],
         "mysql": ["pymysql>=1.0"],

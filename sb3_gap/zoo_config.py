@@ -46,7 +46,7 @@ ENV_KEYS = frozenset(
 NETWORK_KEYS = frozenset({"features_extractor_class", "features_extractor_kwargs", "net_arch"})
 #: Hyperparameters rl_zoo3 turns from ``lin_<x>`` strings into linear schedules.
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf", "delta_std")
-#: ``replay_buffer_class`` strings our YAML files use (rl_zoo3 ``eval``s them with sb3_gap.zoo.YAML_NAMES in
+#: ``replay_buffer_class`` strings our YAML files use (rl_zoo3 evaluates them with ``eval``, sb3_gap.zoo.YAML_NAMES in
 #: scope); this reader looks them up here instead.
 REPLAY_BUFFER_CLASS_NAMES = ("FrameReplayBuffer", "sb3_gap.replay.FrameReplayBuffer")
 

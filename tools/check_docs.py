@@ -214,7 +214,10 @@ class Runner:
                     (path / name).symlink_to(REPO / name)
             for name in COPIED:
                 src = REPO / name
-                (shutil.copytree if src.is_dir() else shutil.copy2)(src, path / name)
+                if src.is_dir():
+                    shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("_build"))  # not a site `make docs` built
+                else:
+                    shutil.copy2(src, path / name)
             (path / "_logs").mkdir()
         return path
 

@@ -103,6 +103,7 @@ OVERRIDES: list[Override] = [
     # --- installation and the environment itself
     Override(r"^make test\b", skip="the whole test suite (CI runs it through .ci/run); the docs check runs single tests"),
     Override(r"^make install\b", skip=SKIP_INSTALL),
+    Override(r"^make docs\b", skip="builds the documentation site from the whole repository; tests/test_docs_site.py builds it in the test suite"),
     Override(r"^python -m venv \.venv", skip=SKIP_INSTALL, parse=False),
     Override(r"^pip install", skip=SKIP_INSTALL, parse=False),
     Override(r"^apt-get", skip=SKIP_INSTALL, parse=False),

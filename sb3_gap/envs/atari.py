@@ -65,6 +65,7 @@ class AtariProtocol:
     clip_reward: bool
 
 
+#: The two Atari protocols by name: ``"Dopamine"`` (``Dopamine/<Game>-v5``) and ``"Atari100k"`` (``Atari100k/<Game>-v5``).
 ATARI_PROTOCOLS: dict[str, AtariProtocol] = {
     # Paper Table 1, "Rainbow" column: sticky actions True, reward clipping True; 200M frames.
     "Dopamine": AtariProtocol(0.25, 0, False, True),
@@ -73,7 +74,7 @@ ATARI_PROTOCOLS: dict[str, AtariProtocol] = {
     "Atari100k": AtariProtocol(0.0, 0, True, True),
 }
 
-# The 26 games of the Atari-100k benchmark (paper appendix A).
+#: The 26 games of the Atari-100k benchmark (paper appendix A).
 ATARI_100K_GAMES = (
     "Alien Amidar Assault Asterix BankHeist BattleZone Boxing Breakout ChopperCommand CrazyClimber "
     "DemonAttack Freeway Frostbite Gopher Hero Jamesbond Kangaroo Krull KungFuMaster MsPacman Pong "
@@ -112,6 +113,7 @@ def _game_name(rom_id: str) -> str:
     return rom_id.title().replace("_", "")
 
 
+#: Every game the installed ale-py ships, by name (``"SpaceInvaders"``) -> ROM id (``"space_invaders"``).
 ATARI_GAMES: dict[str, str] = {_game_name(r): r for r in _rom_ids()}
 
 

@@ -16,6 +16,7 @@ from gymnasium import spaces
 
 from sb3_gap.checks import MissingPackage, Refused
 
+#: The five MinAtar games by name (``MinAtar/<Game>-v1``) -> MinAtar's environment name.
 MINATAR_GAMES = {"Asterix": "asterix", "Breakout": "breakout", "Freeway": "freeway", "Seaquest": "seaquest", "SpaceInvaders": "space_invaders"}
 
 

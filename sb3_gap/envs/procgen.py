@@ -25,7 +25,7 @@ import numpy as np
 from sb3_gap.checks import Refused
 from sb3_gap.envs.envpool_vec import EnvPoolVecEnv, envpool_make
 
-# Game name -> envpool's name stem ("Bigfish" -> "BigfishEasy-v0" / "BigfishHard-v0").
+#: The 16 Procgen games; each name is also envpool's task stem ("Bigfish" -> "BigfishEasy-v0" / "BigfishHard-v0").
 PROCGEN_GAMES = (
     "Bigfish Bossfight Caveflyer Chaser Climber Coinrun Dodgeball Fruitbot Heist Jumper Leaper Maze Miner Ninja Plunder Starpilot"
 ).split()

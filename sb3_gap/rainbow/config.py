@@ -22,7 +22,7 @@ DOPAMINE_ADAM_EPS = 1.5e-4
 #: Losses of the scalar head (``distributional=False``).
 LOSSES = ("huber", "mse")
 
-# Ready-made hyperparameters, as plain kwargs dicts (usable from Python and from RL Zoo YAML files).
+#: Ready-made hyperparameters, as plain kwargs dicts (usable from Python and from RL Zoo YAML files).
 PRESETS: dict[str, dict[str, Any]] = {
     # Dopamine's Rainbow as used by Sokar & Castro 2025 (their Table 1): the class defaults.
     "dopamine": {},

@@ -43,7 +43,7 @@ def _parse_assignments(items: Sequence[str], grid: bool) -> dict[str, Any]:
 
 # Presets list every change from the Zoo configs explicitly (``fixed``); nothing is rescaled silently.
 # ``workers`` and ``report`` are CLI defaults, not part of the SweepSpec.
-# The MinAtar scaling study (results/minatar_scaling/, README "Results"): Rainbow with Dopamine's
+# The MinAtar scaling study (results/minatar_scaling/, docs/results.md): Rainbow with Dopamine's
 # MinAtar settings (zoo_configs/rainbow.yml, minatar section), the study encoder, flatten vs GAP at ψ x1 and
 # x4, 2 games x 3 seeds x 150k steps. Budget override: ε decays over 25k steps instead of Dopamine's 250k
 # (which would never finish within 150k steps). Committed runs resume with the same command.
@@ -431,6 +431,10 @@ def list_presets() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """
+    ``sb3-gap sweep``: train the sweep ``argv`` describes (default: ``sys.argv[1:]``), then write its report when
+    ``--report`` or a preset names one; ``--dry-run`` and ``--list-presets`` only print.
+    """
     args = build_parser().parse_args(argv)
     if args.list_presets:
         print(list_presets())
