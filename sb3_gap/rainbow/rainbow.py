@@ -31,6 +31,21 @@ from sb3_gap.replay_ratio import check_updates_per_env_step
 SelfRainbow = TypeVar("SelfRainbow", bound="Rainbow")
 
 
+def check_backend(compile: Any, compile_mode: Any, device: th.device | str, per_sampling: Any) -> None:
+    """
+    Check how a Rainbow runs before anything is built: ``compile`` a bool, ``compile_mode`` a ``torch.compile`` mode,
+    ``device`` one that exists here (SB3 would run a missing GPU's share on the CPU without a word), and
+    ``per_sampling`` one of :data:`~sb3_gap.rainbow.buffers.PER_SAMPLING`.
+
+    :raises ValueError: One line naming the bad value and the valid choices
+    """
+    check(isinstance(compile, (bool, np.bool_)), f"compile must be True or False, got {compile!r}")
+    if device != "auto":
+        check_device(device)
+    check_choice("per_sampling", per_sampling, PER_SAMPLING)
+    check_compile_mode(compile_mode)
+
+
 class Rainbow(RainbowActing, RainbowTraining, RainbowSaving):
     """
     Rainbow: Combining Improvements in Deep Reinforcement Learning (Hessel et al. 2018).
@@ -170,39 +185,19 @@ class Rainbow(RainbowActing, RainbowTraining, RainbowSaving):
         compile_mode: str | None = None,
         _init_setup_model: bool = True,
     ) -> None:
-        check(isinstance(compile, (bool, np.bool_)), f"compile must be True or False, got {compile!r}")
-        if device != "auto":
-            check_device(device)  # SB3 would run a missing GPU's share on the CPU without a word
-        check_choice("per_sampling", per_sampling, PER_SAMPLING)
-        check_compile_mode(compile_mode)
+        check_backend(compile, compile_mode, device, per_sampling)
         head = HeadConfig(distributional=distributional, n_atoms=n_atoms, v_min=v_min, v_max=v_max, dueling=dueling,
                           noisy=noisy, sigma0=sigma0, head_init=head_init)  # fmt: skip
         check_rainbow_args(
-            learning_rate=learning_rate,
-            tau=tau,
-            gamma=gamma,
-            learning_starts=learning_starts,
-            train_freq=train_freq,
-            gradient_steps=gradient_steps,
-            max_grad_norm=max_grad_norm,
-            sigma0=sigma0,
-            priority_eps=priority_eps,
-            eval_epsilon=eval_epsilon,
-            stats_window_size=stats_window_size,
-            n_steps=n_steps,
-            loss=loss,
-            priority_alpha=priority_alpha,
-            priority_beta=priority_beta,
-            exploration_steps=exploration_steps,
-            exploration_fraction=exploration_fraction,
-            exploration_initial_eps=exploration_initial_eps,
-            exploration_final_eps=exploration_final_eps,
-            target_update_interval=target_update_interval,
-            replay_buffer_class=replay_buffer_class,
-            optimize_memory_usage=optimize_memory_usage,
-            buffer_size=buffer_size,
+            learning_rate=learning_rate, tau=tau, gamma=gamma, learning_starts=learning_starts, train_freq=train_freq,
+            gradient_steps=gradient_steps, max_grad_norm=max_grad_norm, sigma0=sigma0, priority_eps=priority_eps,
+            eval_epsilon=eval_epsilon, stats_window_size=stats_window_size, n_steps=n_steps, loss=loss,
+            priority_alpha=priority_alpha, priority_beta=priority_beta, exploration_steps=exploration_steps,
+            exploration_fraction=exploration_fraction, exploration_initial_eps=exploration_initial_eps,
+            exploration_final_eps=exploration_final_eps, target_update_interval=target_update_interval,
+            replay_buffer_class=replay_buffer_class, optimize_memory_usage=optimize_memory_usage, buffer_size=buffer_size,
             batch_size=batch_size,
-        )
+        )  # fmt: skip
         super().__init__(
             policy, env, learning_rate, buffer_size, learning_starts, batch_size, tau, gamma, train_freq, gradient_steps,
             action_noise=None, replay_buffer_class=replay_buffer_class, replay_buffer_kwargs=replay_buffer_kwargs,
@@ -212,39 +207,61 @@ class Rainbow(RainbowActing, RainbowTraining, RainbowSaving):
         )  # fmt: skip
         if env is not None:  # updates per env step within the one bound every replay ratio has (n_envs known now)
             check_updates_per_env_step(gradient_steps, train_freq, self.n_envs)
-        # The head switches stay attributes (model.n_atoms, ...), as saved models have them.
+        self._set_update(head, loss=loss, double_q=double_q, target_update_interval=target_update_interval, max_grad_norm=max_grad_norm)
+        self._set_replay(prioritized_replay, priority_alpha, priority_beta, priority_eps, per_sampling)
+        self._set_exploration(exploration_steps, exploration_fraction, exploration_initial_eps, exploration_final_eps, eval_epsilon)
+        self._set_compile(compile, compile_mode)
+        self._set_network_kwargs(head)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _set_update(self, head: HeadConfig, loss: str, double_q: bool, target_update_interval: int, max_grad_norm: float | None) -> None:
+        """Keep the head's switches and the update's settings as attributes (``model.n_atoms``...), as saved models have them."""
         self.distributional, self.n_atoms, self.v_min, self.v_max = head.distributional, head.n_atoms, head.v_min, head.v_max
         self.dueling, self.noisy, self.sigma0, self.head_init = head.dueling, head.noisy, head.sigma0, head.head_init
         self.loss = loss
+        self.double_q = double_q
+        self.target_update_interval = target_update_interval
+        self.max_grad_norm = max_grad_norm
+
+    def _set_replay(self, prioritized_replay: bool, priority_alpha: float, priority_beta: float | Schedule, priority_eps: float,
+                    per_sampling: str) -> None:  # fmt: skip
+        """Keep the settings of prioritized replay, which :meth:`_make_replay_buffer` passes on."""
         self.prioritized_replay = prioritized_replay
         self.priority_alpha = priority_alpha
         self.priority_beta = priority_beta
         self.priority_eps = priority_eps
         self.per_sampling = per_sampling
-        self.eval_epsilon = eval_epsilon
-        self.double_q = double_q
-        self.target_update_interval = target_update_interval
+        self.frame_stack = 1  # the stack of the env, found by _setup_model
+
+    def _set_exploration(self, exploration_steps: int, exploration_fraction: float | None, exploration_initial_eps: float,
+                         exploration_final_eps: float, eval_epsilon: float | None) -> None:  # fmt: skip
+        """Keep the ε schedule of training and the evaluation ε, and start at the schedule's first ε (0 with noisy nets)."""
         self.exploration_steps = exploration_steps
         self.exploration_fraction = exploration_fraction
         self.exploration_initial_eps = exploration_initial_eps
         self.exploration_final_eps = exploration_final_eps
-        self.max_grad_norm = max_grad_norm
+        self.eval_epsilon = eval_epsilon
+        self._n_calls = 0
+        # "epsilon" of the epsilon-greedy exploration
+        self.exploration_rate = 0.0 if self.noisy else exploration_initial_eps
+
+    def _set_compile(self, compile: bool, compile_mode: str | None) -> None:
+        """Keep the compile settings, refusing ``compile=True`` where this device cannot compile (:mod:`sb3_gap.compile`)."""
         self.compile = bool(compile)
         self.compile_mode = compile_mode
-        #: Seconds spent compiling, per compiled function (``"update"``, ``"act"``), once each has run
-        self.compile_times: dict[str, float] = {}
-        self._compiled_update: Any = None
+        self.compile_times = {}
+        self._compiled_update = None
         if self.compile:
             check_compile_mode(compile_mode, self.device)
             problem = compiler_problem(self.device)
             check(problem is None, f"compile=True: {problem}; valid choices here: compile=False")
-        self._n_calls = 0
-        # "epsilon" of the epsilon-greedy exploration
-        self.exploration_rate = 0.0 if noisy else exploration_initial_eps
-        self.frame_stack = 1
 
-        # The network switches live in the policy kwargs (so that the policy alone can be rebuilt);
-        # a copy, so that the caller's dict is never changed.
+    def _set_network_kwargs(self, head: HeadConfig) -> None:
+        """
+        Put the head's switches in a copy of ``policy_kwargs`` (so that the policy alone can be rebuilt, and the
+        caller's dict is never changed), refusing one that sets them otherwise, and Dopamine's Adam ε unless set.
+        """
         self.policy_kwargs = dict(self.policy_kwargs)
         network_kwargs = head.kwargs()
         for key, value in network_kwargs.items():
@@ -254,9 +271,6 @@ class Rainbow(RainbowActing, RainbowTraining, RainbowSaving):
                 )
         self.policy_kwargs.update(network_kwargs)
         rainbow_optimizer(self.policy_kwargs, self.device)
-
-        if _init_setup_model:
-            self._setup_model()
 
     def _make_replay_buffer(self) -> ReplayBuffer:
         """The replay of this model: a :class:`RainbowReplayBuffer` (or ``replay_buffer_class``) with Rainbow's n-step,
