@@ -40,26 +40,21 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
     """
     One row per grid cell of the given studies, finished or not.
 
-    :param sources: ``(storage_url, study_name)`` pairs; configurations shared between studies are merged
+    :param sources: ``(storage_url, study_name)`` pairs; configurations shared between studies are merged (a cell
+        that finished in an earlier-listed study is kept), refused when the studies fix other settings
     :param reference: ``{env_id: (low, high)}`` overriding the protocols' normalization
     :return: Columns: grid parameters, ``study``, ``state`` (``COMPLETE``, ``RUNNING``, ``FAIL``, ...,
         ``missing``), ``score``, ``normalized``, ``normalization``, ``wall_h``, parameter counts, ``curve``
     """
     reference = reference or {}
     rows: dict[str, dict[str, Any]] = {}
+    first_study: dict[str, tuple[str, dict[str, Any]]] = {}  # cell key -> the first study holding it, and its fixed settings
     for storage, name in sources:
-        check_storage_url(storage)
-        check_sqlite_storage(storage, must_exist=True, write=False)  # a mistyped path is an error, never a new empty database
-        check_holds_optuna_studies(storage)  # never create Optuna's tables in another program's database
-        rdb = rdb_storage(storage)
-        try:
-            study = optuna.load_study(study_name=name, storage=rdb)
-        except KeyError:
-            names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
-            raise Refused(f"No study {name!r} in {display_url(storage)}; studies there: {names}") from None
+        study = _load_study(storage, name)
         trials = study.get_trials(deepcopy=False)
         best = best_trials([t for t in trials if t.params])  # queued trials without params: cells still "missing"
-        steps = study.user_attrs.get("training_config", {}).get("steps")
+        training = study.user_attrs.get("training_config", {})
+        fixed = training.get("fixed") or {}
         cells = _grid_cells(study, trials)
         foreign = [sorted(c) for c in cells if "env" not in c or "seed" not in c]
         if foreign:
@@ -69,25 +64,13 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
             )
         for params in cells:
             key = cell_key(params)
+            if key in first_study:
+                check_same_fixed(params, *first_study[key], name, fixed)
+            else:
+                first_study[key] = (name, fixed)
             if key in rows and rows[key]["state"] == "COMPLETE":
                 continue  # the same cell finished in an earlier-listed study
-            t = best.get(key)
-            row: dict[str, Any] = dict(params, study=name, steps=steps, state="missing" if t is None else t.state.name)
-            if t is not None and t.state == TrialState.COMPLETE:
-                attrs = t.user_attrs
-                row.update(
-                    score=t.value,
-                    wall_h=attrs.get("wall_s", np.nan) / 3600,
-                    params_total=attrs.get("params_total"),
-                    params_bottleneck=(attrs.get("params_connection") or 0) + (attrs.get("params_psi") or 0),
-                    params_connection=attrs.get("params_connection"),
-                    params_effective_psi=_effective_psi(attrs),
-                    curve=dict(sorted(t.intermediate_values.items())),
-                    settings=attrs.get("settings"),
-                    diagnostics=attrs.get("diagnostics"),  # per evaluation; None for runs that recorded none
-                    diag_overhead=attrs.get("diagnostics_s", np.nan) / attrs["wall_s"] if attrs.get("wall_s") else np.nan,
-                )
-            rows[key] = row
+            rows[key] = _cell_row(params, name, training.get("steps"), best.get(key))
     df = pd.DataFrame(list(rows.values()))
     if df.empty:
         return df
@@ -107,6 +90,65 @@ def load_runs(sources: Sequence[tuple[str, str]], reference: dict[str, tuple[flo
     df["normalization"] = notes
     df["config"] = [config_label(r) for r in df.to_dict("records")]
     return df.sort_values(config_columns(df) + ["env", "seed"], kind="stable", ignore_index=True)
+
+
+def _load_study(storage: str, name: str) -> optuna.Study:
+    """Study ``name`` of an existing ``storage``, read only; refused in one line naming the studies there when absent."""
+    check_storage_url(storage)
+    check_sqlite_storage(storage, must_exist=True, write=False)  # a mistyped path is an error, never a new empty database
+    check_holds_optuna_studies(storage)  # never create Optuna's tables in another program's database
+    rdb = rdb_storage(storage)
+    try:
+        return optuna.load_study(study_name=name, storage=rdb)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
+        raise Refused(f"No study {name!r} in {display_url(storage)}; studies there: {names}") from None
+
+
+def check_same_fixed(params: dict[str, Any], study_a: str, fixed_a: dict[str, Any], study_b: str, fixed_b: dict[str, Any]) -> None:
+    """
+    Refuse to merge a cell that two studies hold when they fix other settings: the same grid parameters would then
+    stand for two configurations, and the report would keep one of them under a label that names neither setting.
+
+    :param params: The cell's grid parameters
+    :param study_a: The first study holding it, and its fixed settings (``SweepSpec.fixed``)
+    :param fixed_a: The first study's fixed settings
+    :param study_b: The other study, and its fixed settings
+    :param fixed_b: The other study's fixed settings
+    :raises ValueError: One line naming both studies and each setting they fix differently
+    """
+    differing = sorted(k for k in set(fixed_a) | set(fixed_b) if k not in fixed_a or k not in fixed_b or fixed_a[k] != fixed_b[k])
+    if differing:
+
+        def value(fixed: dict[str, Any], k: str) -> str:
+            return repr(fixed[k]) if k in fixed else "unset"
+
+        settings = ", ".join(f"{k} ({value(fixed_a, k)} in {study_a!r}, {value(fixed_b, k)} in {study_b!r})" for k in differing)
+        raise Refused(
+            f"Cannot merge studies {study_a!r} and {study_b!r}: both hold the cell {cell_key(params)} but fix other settings: "
+            f"{settings}; make such a setting a grid axis of the studies (--hyperparams) so that their cells differ, or "
+            "report them separately"
+        )
+
+
+def _cell_row(params: dict[str, Any], study: str, steps: int | None, trial: optuna.trial.FrozenTrial | None) -> dict[str, Any]:
+    """A cell's row: its grid parameters, study, budget and state, and for a complete trial its score and records."""
+    row: dict[str, Any] = dict(params, study=study, steps=steps, state="missing" if trial is None else trial.state.name)
+    if trial is not None and trial.state == TrialState.COMPLETE:
+        attrs = trial.user_attrs
+        row.update(
+            score=trial.value,
+            wall_h=attrs.get("wall_s", np.nan) / 3600,
+            params_total=attrs.get("params_total"),
+            params_bottleneck=(attrs.get("params_connection") or 0) + (attrs.get("params_psi") or 0),
+            params_connection=attrs.get("params_connection"),
+            params_effective_psi=_effective_psi(attrs),
+            curve=dict(sorted(trial.intermediate_values.items())),
+            settings=attrs.get("settings"),
+            diagnostics=attrs.get("diagnostics"),  # per evaluation; None for runs that recorded none
+            diag_overhead=attrs.get("diagnostics_s", np.nan) / attrs["wall_s"] if attrs.get("wall_s") else np.nan,
+        )
+    return row
 
 
 def _effective_psi(attrs: dict[str, Any]) -> float | None:
