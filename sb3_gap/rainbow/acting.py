@@ -8,14 +8,13 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from sb3_gap.checks import check_range
+from sb3_gap.algo_args import ALGO_ARG_BOUNDS
 from sb3_gap.rainbow.policies import RainbowPolicy
 
 
 def check_epsilon(name: str, epsilon: Any) -> None:
-    """None or a probability; raise a one-line ``ValueError`` naming the bad value."""
-    if epsilon is not None:
-        check_range(name, epsilon, 0.0, 1.0, example="0.001, Dopamine's epsilon_eval; or None")
+    """None or a probability, the bound of Rainbow's ``eval_epsilon``; raise a one-line ``ValueError`` naming the bad value."""
+    ALGO_ARG_BOUNDS["eval_epsilon"].check(name, epsilon)
 
 
 def dopamine_epsilon(num_timesteps: int, learning_starts: int, exploration_steps: int, initial_eps: float, final_eps: float) -> float:
@@ -37,7 +36,12 @@ def dopamine_epsilon(num_timesteps: int, learning_starts: int, exploration_steps
 class RainbowActing(OffPolicyAlgorithm):
     """
     The acting half of :class:`~sb3_gap.rainbow.Rainbow` (which documents the arguments): ε-greedy :meth:`predict`,
-    the training ε schedule and the evaluation ε.
+    the training ε schedule and the evaluation ε, checked whenever it is set.
+
+    Evaluation (``deterministic=True``) draws its ε coin and random actions from its own generator, seeded from the
+    model's seed by :meth:`set_random_seed`; training draws from numpy's global stream and the action space, as SB3's
+    DQN does. So evaluating, with any ε, never changes what training samples: a run that evaluates with ε > 0 trains
+    exactly as one that evaluates greedily or not at all.
     """
 
     policy: RainbowPolicy
@@ -46,8 +50,35 @@ class RainbowActing(OffPolicyAlgorithm):
     exploration_initial_eps: float
     exploration_final_eps: float
     exploration_schedule: Any
-    eval_epsilon: float | None
     exploration_rate: float
+
+    @property
+    def eval_epsilon(self) -> float | None:
+        """ε of greedy (``deterministic=True``) actions, None for none; a probability, checked when set."""
+        # Kept in the instance dict under its own name, where SB3's save, the Hub's pickle-free files and
+        # models saved before this was a property keep it; absent (None) in models older than the attribute.
+        return self.__dict__.get("eval_epsilon")
+
+    @eval_epsilon.setter
+    def eval_epsilon(self, epsilon: float | None) -> None:
+        check_epsilon("eval_epsilon", epsilon)
+        self.__dict__["eval_epsilon"] = epsilon
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """
+        SB3's ``set_random_seed`` (numpy, torch, Python, the action space), and a new evaluation generator seeded
+        with ``seed`` (from the OS's entropy when None).
+
+        :param seed: The seed
+        """
+        super().set_random_seed(seed)
+        self._eval_rng = np.random.default_rng(seed)
+
+    def _evaluation_rng(self) -> np.random.Generator:
+        """The generator of evaluation's ε draws; a model unpickled whole from before it existed gets one from its seed."""
+        if "_eval_rng" not in self.__dict__:
+            self._eval_rng = np.random.default_rng(self.seed)
+        return self._eval_rng
 
     def _exploration_eps(self) -> float:
         """Training's ε at the current step."""
@@ -86,6 +117,7 @@ class RainbowActing(OffPolicyAlgorithm):
         ``model.eval_epsilon = 0.001`` makes them evaluate as Dopamine does (``epsilon_eval``; Dopamine's eval mode
         also turns the noise of noisy nets off, as ``deterministic`` does here).
         With noisy nets the greedy action uses the current noise unless ``deterministic`` (then μ only).
+        ``deterministic`` actions draw from the evaluation generator, the others from numpy's global stream.
 
         :param observation: the input observation
         :param state: The last hidden states (unused)
@@ -95,20 +127,30 @@ class RainbowActing(OffPolicyAlgorithm):
         :return: the model's action and the next hidden state (unused)
         """
         if epsilon is None:
-            eval_epsilon = getattr(self, "eval_epsilon", None)
-            epsilon = (eval_epsilon or 0.0) if deterministic else self.exploration_rate
+            epsilon = (self.eval_epsilon or 0.0) if deterministic else self.exploration_rate
         else:
             check_epsilon("epsilon", epsilon)
-        # Training (not deterministic) draws one number per call as before, even at ε = 0: the same random stream.
-        if (not deterministic or epsilon > 0) and np.random.rand() < epsilon:
-            if self.policy.is_vectorized_observation(observation):
-                if isinstance(observation, dict):
-                    n_batch = observation[next(iter(observation.keys()))].shape[0]
-                else:
-                    n_batch = observation.shape[0]
-                action = np.array([self.action_space.sample() for _ in range(n_batch)])
-            else:
-                action = np.array(self.action_space.sample())
-        else:
-            action, state = self.policy.predict(observation, state, episode_start, deterministic)
-        return action, state
+        if deterministic:
+            # No draw at ε = 0: greedy evaluation leaves the evaluation stream where it was.
+            if epsilon > 0 and self._evaluation_rng().random() < epsilon:
+                return self._random_actions(observation, self._evaluation_rng()), state
+        # Training draws one number per call, even at ε = 0, as SB3's DQN: the same random stream.
+        elif np.random.rand() < epsilon:
+            return self._random_actions(observation, None), state
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+    def _random_actions(self, observation: np.ndarray | dict[str, np.ndarray], rng: np.random.Generator | None) -> np.ndarray:
+        """
+        Uniformly random actions, one per observation of a batch: from ``rng`` (the action space's ``Discrete``
+        range), or from the action space's own generator when None.
+        """
+        n_batch = None
+        if self.policy.is_vectorized_observation(observation):
+            first = observation[next(iter(observation))] if isinstance(observation, dict) else observation
+            n_batch = first.shape[0]
+        if rng is None:
+            if n_batch is None:
+                return np.array(self.action_space.sample())
+            return np.array([self.action_space.sample() for _ in range(n_batch)])
+        space = self.action_space
+        return np.asarray(space.start + rng.integers(space.n, size=n_batch), dtype=space.dtype)  # type: ignore[attr-defined]

@@ -104,7 +104,8 @@ class Rainbow(RainbowActing, RainbowTraining, RainbowSaving):
     :param eval_epsilon: ε of greedy (``deterministic=True``) actions, which is how SB3's ``evaluate_policy`` and
         ``EvalCallback`` and ``rl_zoo3.enjoy --deterministic`` act: None (the default) acts greedily; Dopamine evaluates
         with 0.001 (``epsilon_eval`` in ``jax/agents/rainbow/rainbow_agent.py``). Saved with the model and settable
-        afterwards (``model.eval_epsilon = 0.001``); ``predict(..., epsilon=...)`` overrides it for one call
+        afterwards (``model.eval_epsilon = 0.001``, checked as here); ``predict(..., epsilon=...)`` overrides it for one
+        call. Evaluation draws from its own generator, seeded from ``seed``: training is the same with or without it
     :param max_grad_norm: The maximum value for gradient clipping (None: no clipping, as Dopamine)
     :param replay_buffer_class: A subclass of :class:`~sb3_gap.rainbow.buffers.RainbowReplayBuffer`
         (None: that class); Rainbow always passes it ``n_steps``, ``gamma`` and the priority settings

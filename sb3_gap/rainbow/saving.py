@@ -43,7 +43,7 @@ class RainbowSaving(OffPolicyAlgorithm):
     def _fill_added_later(self) -> None:
         """Give a model saved before an attribute of :data:`ADDED_LATER` existed the behaviour it had then."""
         for name, before in ADDED_LATER.items():
-            if not hasattr(self, name):
+            if name not in self.__dict__:
                 setattr(self, name, before)
 
     def _detect_frame_stack(self) -> int:
@@ -159,8 +159,9 @@ class RainbowSaving(OffPolicyAlgorithm):
         return rainbow_replay_mismatches(loaded, settings, self._detect_frame_stack())
 
     def _excluded_save_params(self) -> list[str]:
-        # compile and compile_mode are saved; the compiled functions and their timings are rebuilt by _setup_model
-        return [*super()._excluded_save_params(), "q_net", "q_net_target", "_compiled_update", "compile_times"]
+        # compile and compile_mode are saved; the compiled functions and their timings are rebuilt by _setup_model, and
+        # the evaluation generator is seeded again from the model's seed, as SB3 seeds the global generators on load.
+        return [*super()._excluded_save_params(), "q_net", "q_net_target", "_compiled_update", "compile_times", "_eval_rng"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer"], []
