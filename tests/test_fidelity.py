@@ -1,4 +1,4 @@
-"""Issue 11: sweeps train with the Zoo config's settings, and each Dopamine behaviour the presets and
+"""Sweeps train with the Zoo config's settings, and each Dopamine behaviour the presets and
 protocols copy is pinned here (google/dopamine: jax/agents/full_rainbow/full_rainbow_agent.py,
 jax/networks.py, labs/atari_100k/configs/DER.gin, labs/environments/minatar/*)."""
 
@@ -93,7 +93,7 @@ def test_study_preset_lists_its_budget_overrides():
     [("minatar-width", dict(width_scales=[8])), ("minatar-deep", dict(encoders=["minatar_deep"], width_scales=[1, 8], steps=100_000))],
 )
 def test_later_minatar_studies_change_only_what_they_test(name, changed):
-    """Issue 27: the second study (deep phi, x1/x8, 100k steps: pre-registered) and the width study (x8) keep every
+    """The second study (deep phi, x1/x8, 100k steps: pre-registered) and the width study (x8) keep every
     other setting of the first study; only where results go differs besides."""
     first, later = SWEEP_PRESETS["minatar-scaling"], SWEEP_PRESETS[name]
     where = {"description", "storage", "study", "report"}
@@ -311,7 +311,7 @@ def test_minatar_encoder_is_dopamines_network_torso():
     assert th.count_nonzero(conv.bias) == 0  # flax's zero bias init
 
 
-# ----------------------------------------------------------------------------- init="dopamine" (issue 26)
+# ----------------------------------------------------------------------------- init="dopamine"
 # Dopamine's formulas written out (jax.nn.initializers.variance_scaling), independent of sb3_gap.initializers:
 # (bound, variance) of xavier_uniform, lecun_normal (flax's default: normal truncated at ±2σ) and RainbowNetwork's
 # variance_scaling(1/√3, fan_in, uniform).
@@ -369,7 +369,7 @@ def test_dopamine_init_layer_statistics_match_dopamines_formulas(encoder, space,
 def test_default_init_is_torchs_and_the_residual_psi_keeps_its_orthogonal_init():
     torch_ext = sb3_gap.ConvExtractor(MINATAR, encoder="minatar_impala", bottleneck="gap")
     assert torch_ext.init == "torch"
-    assert th.count_nonzero(torch_ext.bottleneck.connection.bias) > 0  # nn.Linear's U(±1/√fan_in) bias, as before
+    assert th.count_nonzero(torch_ext.bottleneck.connection.bias) > 0  # nn.Linear's U(±1/√fan_in) bias, PyTorch's default
     th.manual_seed(0)
     residual = sb3_gap.ConvExtractor(MINATAR, encoder="minatar_impala", bottleneck="gap", psi="residual", psi_depth=1, init="dopamine")
     w = residual.bottleneck.connection.weight.detach()
@@ -431,7 +431,7 @@ def test_evaluate_policy_acts_with_the_models_eval_epsilon():
     just_below, just_above = np.nextafter(DOPAMINE_EVAL_EPSILON, 0), np.nextafter(DOPAMINE_EVAL_EPSILON, 1)
     model._eval_rng = draws = _FixedDraws(just_below)  # every draw falls under ε = 0.001
     evaluate_policy(model, env, n_eval_episodes=2)
-    assert draws.random_actions == 0  # default: greedy, as before
+    assert draws.random_actions == 0  # default: greedy
     model.eval_epsilon = DOPAMINE_EVAL_EPSILON
     _, lengths = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
     assert draws.random_actions == sum(lengths)  # ε = 0.001 reached evaluate_policy: every action random

@@ -1,4 +1,4 @@
-"""The paper's experiments as presets, the replay-ratio axis and the dry run (issue 24)."""
+"""The paper's experiments as presets, the replay-ratio axis and the dry run."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _spec(tmp_path: Path, **overrides) -> SweepSpec:
     return SweepSpec(**fields)
 
 
-# ----------------------------------------------------------------------------- replay ratio (item 2)
+# ----------------------------------------------------------------------------- replay ratio
 @pytest.mark.parametrize("algo", ["dqn", "qrdqn", "rainbow"])
 def test_replay_ratio_1_makes_4x_the_updates_of_0_25(tmp_path, algo):
     """replay_ratio sets train_freq/gradient_steps (Dopamine's period 4 = 0.25); the target period stays in env steps."""

@@ -372,7 +372,7 @@ def test_storage_creation_race_is_retried(monkeypatch):
     assert len(calls) == 3
 
 
-# ----------------------------------------------------------------------------- diagnostics per evaluation (issue 27)
+# ----------------------------------------------------------------------------- diagnostics per evaluation
 DIAG_KEYS = ("dormant_psi", "dormant_psi@0.1", "dormant_phi", "feature_norm_phi", "feature_norm_out")
 
 
@@ -443,7 +443,7 @@ def test_report_plots_and_tabulates_dormancy(tmp_path):
     assert cells[2] == f"{expected:.3f}" and cells[3] == "0.400" and cells[5] == "4" and cells[7] == "1.00%"
 
 
-# ----------------------------------------------------------------------------- presets never write into their committed folders (issue 23, item 5)
+# ----------------------------------------------------------------------------- presets never write into their committed folders
 @pytest.mark.parametrize(
     "preset, argv, storage, report",
     [

@@ -43,7 +43,7 @@ def _parse_assignments(items: Sequence[str], grid: bool) -> dict[str, Any]:
 
 # Presets list every change from the Zoo configs explicitly (``fixed``); nothing is rescaled silently.
 # ``workers`` and ``report`` are CLI defaults, not part of the SweepSpec.
-# The MinAtar scaling study (issue 11; results/minatar_scaling/, README "Results"): Rainbow with Dopamine's
+# The MinAtar scaling study (results/minatar_scaling/, README "Results"): Rainbow with Dopamine's
 # MinAtar settings (zoo_configs/rainbow.yml, minatar section), the study encoder, flatten vs GAP at ψ x1 and
 # x4, 2 games x 3 seeds x 150k steps. Budget override: ε decays over 25k steps instead of Dopamine's 250k
 # (which would never finish within 150k steps). Committed runs resume with the same command.
@@ -99,7 +99,7 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
         "study": "minatar_rr",
         "report": "results/minatar_rr",
     },
-    # Issue 27, item 4 (width alone): the first study's encoder and settings (minatar-scaling) at psi x8, so that with
+    # Width alone: the first study's encoder and settings (minatar-scaling) at psi x8, so that with
     # that study's x1 and x4 it answers whether width alone degrades either bottleneck. A study of its own: Optuna fixes
     # an axis' values per study, so x8 cannot join results/minatar_scaling/study.db.
     "minatar-width": {
@@ -134,7 +134,7 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# ----------------------------------------------------------------------------- the paper's experiments (issue 24)
+# ----------------------------------------------------------------------------- the paper's experiments
 # One preset per experiment of Sokar & Castro (2025), named by what it asks; docs/paper.md tabulates them. Each reads
 # its hyperparameters from zoo_configs/ (rainbow.yml: `atari` for Dopamine/* ids = paper Table 1's Rainbow column,
 # `atari100k` for Atari100k/* ids = Table 1's DER column and Dopamine's DER.gin, `procgen`) and lists every change
