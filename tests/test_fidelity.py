@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch as th
 import yaml
+from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.torch_layers import NatureCNN
@@ -20,6 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_gap
 from sb3_gap import Rainbow, parameter_report, policy_kwargs
+from sb3_gap.checks import Refused
 from sb3_gap.envs.protocols import DOPAMINE_EVAL_EPSILON, EpsilonGreedyActions, make_plain_env, protocol_for
 from sb3_gap.rainbow import rainbow_preset
 from sb3_gap.rainbow.policies import NoisyLinear
@@ -366,7 +369,7 @@ def test_dopamine_init_layer_statistics_match_dopamines_formulas(encoder, space,
 def test_default_init_is_torchs_and_the_residual_psi_keeps_its_orthogonal_init():
     torch_ext = sb3_gap.ConvExtractor(MINATAR, encoder="minatar_impala", bottleneck="gap")
     assert torch_ext.init == "torch"
-    assert th.count_nonzero(torch_ext.bottleneck.connection.bias) > 0  # nn.Linear's U(±1/√fan_in) bias, as before
+    assert th.count_nonzero(torch_ext.bottleneck.connection.bias) > 0  # nn.Linear's U(±1/√fan_in) bias, PyTorch's default
     th.manual_seed(0)
     residual = sb3_gap.ConvExtractor(MINATAR, encoder="minatar_impala", bottleneck="gap", psi="residual", psi_depth=1, init="dopamine")
     w = residual.bottleneck.connection.weight.detach()
@@ -407,24 +410,81 @@ def test_init_is_reachable_from_the_sweep_and_the_zoo_yaml(tmp_path):
 
 
 # ----------------------------------------------------------------------------- evaluation ε
-def test_evaluate_policy_acts_with_the_models_eval_epsilon(monkeypatch):
+class _FixedDraws:
+    """Stands in for a model's evaluation generator: every uniform draw is ``u``; counts the random actions drawn."""
+
+    def __init__(self, u: float) -> None:
+        self.u, self.random_actions = u, 0
+
+    def random(self) -> float:
+        return self.u
+
+    def integers(self, high: int, size: int | None = None) -> np.ndarray:
+        self.random_actions += 1 if size is None else size
+        return np.zeros(size, dtype=np.int64) if size is not None else np.int64(0)
+
+
+def test_evaluate_policy_acts_with_the_models_eval_epsilon():
     env = make_vec_env("CartPole-v1", n_envs=1)
     model = Rainbow("MlpPolicy", env, buffer_size=100, seed=0)
     assert model.eval_epsilon is None
-    random_actions = []
-    sample = model.action_space.sample
-    monkeypatch.setattr(model.action_space, "sample", lambda *a: random_actions.append(1) or sample())
     just_below, just_above = np.nextafter(DOPAMINE_EVAL_EPSILON, 0), np.nextafter(DOPAMINE_EVAL_EPSILON, 1)
-    monkeypatch.setattr(np.random, "rand", lambda: just_below)  # every draw falls under ε = 0.001
+    model._eval_rng = draws = _FixedDraws(just_below)  # every draw falls under ε = 0.001
     evaluate_policy(model, env, n_eval_episodes=2)
-    assert random_actions == []  # default: greedy, as before
+    assert draws.random_actions == 0  # default: greedy
     model.eval_epsilon = DOPAMINE_EVAL_EPSILON
     _, lengths = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
-    assert len(random_actions) == sum(lengths)  # ε = 0.001 reached evaluate_policy: every action random
-    random_actions.clear()
-    monkeypatch.setattr(np.random, "rand", lambda: just_above)
+    assert draws.random_actions == sum(lengths)  # ε = 0.001 reached evaluate_policy: every action random
+    model._eval_rng = draws = _FixedDraws(just_above)
     evaluate_policy(model, env, n_eval_episodes=2)
-    assert random_actions == []  # ... and exactly 0.001
+    assert draws.random_actions == 0  # ... and exactly 0.001
+
+
+def test_eval_epsilon_set_on_a_model_is_checked_as_the_constructor_checks_it():
+    model = Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, seed=0)
+    for bad in (1.5, -0.1, "0.1", float("nan")):
+        with pytest.raises(Refused) as built:
+            Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, eval_epsilon=bad)
+        with pytest.raises(Refused) as set_later:
+            model.eval_epsilon = bad
+        assert str(set_later.value) == str(built.value) and "eval_epsilon must be in [0, 1]" in str(built.value)
+    assert model.eval_epsilon is None  # the refused values were not kept
+    model.eval_epsilon = 0.001
+    assert model.eval_epsilon == 0.001
+
+
+def _trained_parameters(eval_epsilon: float | None, evaluate: bool = True) -> dict[str, th.Tensor]:
+    """A small Rainbow's parameters after 600 steps of CartPole, evaluated every 100 steps (when ``evaluate``)."""
+    model = Rainbow("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1, seed=0), buffer_size=1_000, learning_starts=100,
+                    batch_size=16, target_update_interval=100, exploration_steps=300, eval_epsilon=eval_epsilon, seed=0,
+                    policy_kwargs=dict(net_arch=[32]))  # fmt: skip
+    callback = EvalCallback(make_vec_env("CartPole-v1", n_envs=1, seed=1), eval_freq=100, n_eval_episodes=2, verbose=0) if evaluate else None
+    model.learn(600, callback=callback)
+    assert model._n_updates > 0
+    return {name: tensor.clone() for name, tensor in model.policy.state_dict().items()}
+
+
+def test_training_with_evaluation_epsilon_is_bit_identical_to_training_without():
+    """Evaluation draws its ε from its own generator, so evaluating with ε > 0 changes nothing training samples."""
+    with_epsilon = _trained_parameters(eval_epsilon=0.5)
+    for other in (_trained_parameters(eval_epsilon=None), _trained_parameters(eval_epsilon=0.5, evaluate=False)):
+        assert with_epsilon.keys() == other.keys()
+        assert all(th.equal(with_epsilon[name], other[name]) for name in with_epsilon)
+
+
+def test_evaluation_generator_is_seeded_again_on_load_and_made_for_a_model_without_one(tmp_path):
+    """The evaluation generator is not saved: a loaded model draws again from its seed, and a model pickled whole
+    before it existed (a sweep checkpoint) gets one from its seed."""
+    model = Rainbow("MlpPolicy", "CartPole-v1", buffer_size=100, eval_epsilon=1.0, seed=3)
+    obs = np.zeros((64, 4), dtype=np.float32)
+    first = model.predict(obs, deterministic=True)[0]  # ε = 1: every action drawn from the evaluation generator
+    assert len(set(first.tolist())) == 2  # both actions drawn
+    model.save(tmp_path / "m")
+    assert "_eval_rng" not in json.loads(zipfile.ZipFile(tmp_path / "m.zip").read("data"))
+    loaded = Rainbow.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], first)
+    del loaded.__dict__["_eval_rng"]
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], first)
 
 
 def test_predict_epsilon_rate_override_and_errors(tmp_path):

@@ -260,3 +260,23 @@ def test_every_preset_resolves_and_one_cell_trains(tmp_path, name):
     finally:
         env.close()
     assert not (tmp_path / "s.db").exists()
+
+
+def test_fig10_studies_share_no_cell_and_the_layer_norm_runs_are_labelled():
+    """The four Fig. 10 presets' studies merge into one report: no cell (its grid parameters) is in two of them, so
+    none replaces another's, and the LayerNorm runs' configuration says layer_norm=True."""
+    from sb3_gap.sweep.cli import PRESET_CLI_KEYS, SWEEP_PRESETS
+    from sb3_gap.sweep.runs import config_label
+    from sb3_gap.sweep.spec import cell_key
+
+    names = [name for name in SWEEP_PRESETS if name.startswith("atari-methods-")]
+    assert len(names) == 4
+    owner: dict[str, str] = {}
+    labels: dict[str, set[str]] = {}
+    for name in names:
+        spec = SweepSpec(**{k: v for k, v in SWEEP_PRESETS[name].items() if k not in PRESET_CLI_KEYS})
+        for cell in spec.cells():
+            assert owner.setdefault(cell_key(cell), name) == name, f"{name} and {owner[cell_key(cell)]} share the cell {cell}"
+            labels.setdefault(name, set()).add(config_label(cell))
+    assert labels["atari-methods-layer-norm"] == {"rainbow impala flatten ×4 layer_norm=True"}
+    assert "rainbow impala flatten ×4" in labels["atari-methods-architectures"]

@@ -222,6 +222,27 @@ def test_report_renders_partial_merged_studies(tmp_path):
     assert "[" in next(line for line in text.splitlines() if line.startswith("| qrdqn impala gap ×4 |"))  # a CI
 
 
+def test_report_refuses_to_merge_a_cell_of_studies_that_fix_other_settings(tmp_path):
+    """Two studies holding the same cell but fixing other settings (the LayerNorm study next to the architectures
+    study of Fig. 10) are refused in one line naming both studies and the setting, where the merge kept one silently;
+    as a grid axis the setting keeps the two configurations apart, each labelled."""
+    plain = tiny_spec(tmp_path, study="plain", seeds=1, bottlenecks=["flatten"])
+    normed = tiny_spec(tmp_path, study="normed", seeds=1, bottlenecks=["flatten"], fixed={"layer_norm": True})
+    axis = tiny_spec(tmp_path, study="axis", seeds=1, bottlenecks=["flatten"], hyperparams={"layer_norm": [True]})
+    for spec in (plain, normed, axis):
+        study = open_study(spec)
+        for params in spec.cells():
+            _fake_complete(study, spec, params, 1.0)
+    with pytest.raises(Refused) as info:
+        load_runs([(plain.storage, "plain"), (normed.storage, "normed")])
+    message = str(info.value)
+    assert "\n" not in message and "'plain'" in message and "'normed'" in message
+    assert "layer_norm (unset in 'plain', True in 'normed')" in message
+    df = load_runs([(plain.storage, "plain"), (axis.storage, "axis")])
+    assert sorted(df["config"].unique()) == ["qrdqn impala flatten ×1", "qrdqn impala flatten ×1 layer_norm=True"]
+    assert (df["state"] == "COMPLETE").all() and len(df) == 2
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "overrides, words",

@@ -371,70 +371,26 @@ def _pull(
     dl: _Download, folder: Path, algo: str | None, env_id: str | None, exp_id: int, allow_pickle: bool
 ) -> tuple[str, str, str, Path, dict[str, str]]:
     """:func:`pull_from_hub` once the repository is found: (path taken, algo, env id, run folder, downloaded files)."""
-    repo_id = dl.repo_id
     config = _safe_info(dl)
-    if config is not None:
-        if config.get("env_id") is not None:
-            check_env_id_form(config["env_id"], safe.CONFIG_FILE)  # a download never chooses where the pull writes
-        for given, stored, what in ((algo, config["algo"], "algo"), (env_id, config.get("env_id"), "env")):
-            if given is not None and stored is not None and given.lower() != str(stored).lower():
-                raise Refused(f"--{what} {given!r} does not match the repository's {what} {stored!r}")
-        algo, env_id = config["algo"], env_id or config.get("env_id")
-    elif not allow_pickle:
-        raise _refuse_pickle(repo_id)
-    if algo is None or env_id is None:
-        raise Refused("algo and env_id are required for a repository without sb3_gap.json (--algo, --env)")
-    algo = algo.lower()
-    get_algo(algo)
+    algo, env_id = _algo_and_env(dl.repo_id, config, algo, env_id, allow_pickle)
     env_name = EnvironmentName(env_id)
     target = _next_run_folder(folder, algo, env_name, exp_id)
-
     # Pickle-free whenever the repository allows it; allow_pickle only permits the pickled model zip (and the
-    # pickled VecNormalize statistics). The YAML files are checked on every path, first: what the Zoo's enjoy would
-    # evaluate or import from them must pass the same allow-list whatever the flag, and it reads what is checked here,
-    # written again by write_zoo_yaml (never the downloaded bytes, which yaml.UnsafeLoader may read otherwise).
-    files = {name: dl.get(name) for name in _ZOO_YAML_FILES if name in dl.files}
-    checked_yaml = _check_downloaded_yaml(repo_id, files)
-    hyperparams = checked_yaml.get(CONFIG_YML) or {}
-    files.update({name: dl.get(name) for name in (RESULTS_JSON, README, METRICS_ZIP, VEC_NORMALIZE_HUB) if name in dl.files})
+    # pickled VecNormalize statistics).
     path = "safetensors" if config is not None else "pickle"
-    if METRICS_ZIP in files:
-        check_archive(files[METRICS_ZIP], METRICS_ZIP, common.MAX_METRICS_BYTES)  # before anything is staged
-    if path == "safetensors" and hyperparams.get("normalize"):
-        if not allow_pickle:
-            raise HubError(
-                f"{repo_id!r} needs VecNormalize statistics, which are only published pickled ({VEC_NORMALIZE_HUB}): "
-                "pass --allow-pickle if you trust the repository's author."
-            )
-        if VEC_NORMALIZE_HUB not in files:
-            raise HubError(f"{repo_id!r} says normalize: {hyperparams['normalize']!r} but publishes no {VEC_NORMALIZE_HUB}")
-
+    files, checked_yaml = _download_checked_files(dl, path, allow_pickle)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / algo).mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{env_name}-pull-", dir=folder / algo))
     try:
         params = tmp / env_name
         params.mkdir()
-        zip_out = tmp / f"{env_name}.zip"
-        if path == "safetensors":
-            weights = dl.get(safe.WEIGHTS_FILE)
-            files[safe.WEIGHTS_FILE] = weights
-            # The zip the Zoo will unpickle is written here, by this code, from plain data.
-            assert config is not None  # path "safetensors" is chosen only when the repo has sb3_gap.json
-            rebuilt = safe.build_from_config(config, weights, device="cpu")
-            if isinstance(rebuilt, OffPolicyAlgorithm) and "buffer_size" in config["model_attrs"]:
-                rebuilt.buffer_size = config["model_attrs"]["buffer_size"]  # the trained value, not the inference one
-            rebuilt.save(zip_out)
-            if hyperparams.get("normalize"):  # only reached with allow_pickle (checked above)
-                shutil.copyfile(files[VEC_NORMALIZE_HUB], params / VEC_NORMALIZE_LOCAL)
-                logger.warning("Copied %s as published: rl_zoo3 unpickles it (allowed by allow_pickle=True)", VEC_NORMALIZE_HUB)
+        if config is not None:
+            _write_rebuilt_model(
+                dl, config, files, tmp / f"{env_name}.zip", params, normalize=bool((checked_yaml.get(CONFIG_YML) or {}).get("normalize"))
+            )
         else:
-            name = _zip_name(dl, algo, env_id)
-            files[name] = dl.get(name)
-            check_archive(files[name], name, common.MAX_MODEL_ZIP_BYTES, verify=True)  # copied as published: it must be whole
-            shutil.copyfile(files[name], zip_out)
-            if VEC_NORMALIZE_HUB in files:
-                shutil.copyfile(files[VEC_NORMALIZE_HUB], params / VEC_NORMALIZE_LOCAL)
+            _copy_published_model(dl, algo, env_id, files, tmp / f"{env_name}.zip", params)
         for name, data in checked_yaml.items():
             write_zoo_yaml(data, params / name)
         if RESULTS_JSON in files:
@@ -448,3 +404,80 @@ def _pull(
             raise write_error(target, e) from None
         raise
     return path, algo, env_id, target, files
+
+
+def _algo_and_env(repo_id: str, config: dict[str, Any] | None, algo: str | None, env_id: str | None, allow_pickle: bool) -> tuple[str, str]:
+    """
+    The algorithm (lower case, a known one) and env id to pull: those of the repository's ``sb3_gap.json``, which the
+    given ones must match, or the given ones for a repository without it (refused unless ``allow_pickle``).
+
+    :raises ValueError: A given one differs from the repository's, one is missing, or the env id is a path
+    """
+    if config is not None:
+        if config.get("env_id") is not None:
+            check_env_id_form(config["env_id"], safe.CONFIG_FILE)  # a download never chooses where the pull writes
+        for given, stored, what in ((algo, config["algo"], "algo"), (env_id, config.get("env_id"), "env")):
+            if given is not None and stored is not None and given.lower() != str(stored).lower():
+                raise Refused(f"--{what} {given!r} does not match the repository's {what} {stored!r}")
+        algo, env_id = config["algo"], env_id or config.get("env_id")
+    elif not allow_pickle:
+        raise _refuse_pickle(repo_id)
+    if algo is None or env_id is None:
+        raise Refused("algo and env_id are required for a repository without sb3_gap.json (--algo, --env)")
+    get_algo(algo.lower())
+    return algo.lower(), env_id
+
+
+def _download_checked_files(dl: _Download, path: str, allow_pickle: bool) -> tuple[dict[str, str], dict[str, Any]]:
+    """
+    Download the Zoo's YAML files, results, card, metrics and VecNormalize statistics, checking them before anything
+    is staged: the YAML files on every path, first (what the Zoo's enjoy would evaluate or import from them must pass
+    the same allow-list whatever the flag, and it reads what is checked here, written again by ``write_zoo_yaml``,
+    never the downloaded bytes, which ``yaml.UnsafeLoader`` may read otherwise), the metrics archive's size, and
+    pickled VecNormalize statistics (needed by ``normalize``) only with ``allow_pickle``.
+
+    :return: ``{name: local path}`` of the downloaded files, and ``{name: checked data}`` of the YAML files
+    """
+    repo_id = dl.repo_id
+    files = {name: dl.get(name) for name in _ZOO_YAML_FILES if name in dl.files}
+    checked_yaml = _check_downloaded_yaml(repo_id, files)
+    hyperparams = checked_yaml.get(CONFIG_YML) or {}
+    files.update({name: dl.get(name) for name in (RESULTS_JSON, README, METRICS_ZIP, VEC_NORMALIZE_HUB) if name in dl.files})
+    if METRICS_ZIP in files:
+        check_archive(files[METRICS_ZIP], METRICS_ZIP, common.MAX_METRICS_BYTES)  # before anything is staged
+    if path == "safetensors" and hyperparams.get("normalize"):
+        if not allow_pickle:
+            raise HubError(
+                f"{repo_id!r} needs VecNormalize statistics, which are only published pickled ({VEC_NORMALIZE_HUB}): "
+                "pass --allow-pickle if you trust the repository's author."
+            )
+        if VEC_NORMALIZE_HUB not in files:
+            raise HubError(f"{repo_id!r} says normalize: {hyperparams['normalize']!r} but publishes no {VEC_NORMALIZE_HUB}")
+    return files, checked_yaml
+
+
+def _write_rebuilt_model(dl: _Download, config: dict[str, Any], files: dict[str, str], zip_out: Path, params: Path, normalize: bool) -> None:
+    """
+    The pickle-free path: download the weights and write the zip the Zoo will unpickle here, by this code, from plain
+    data (the model rebuilt from ``sb3_gap.json`` + ``model.safetensors``); copy the VecNormalize statistics when
+    ``normalize`` (reached only with ``allow_pickle``, checked by :func:`_download_checked_files`).
+    """
+    weights = dl.get(safe.WEIGHTS_FILE)
+    files[safe.WEIGHTS_FILE] = weights
+    rebuilt = safe.build_from_config(config, weights, device="cpu")
+    if isinstance(rebuilt, OffPolicyAlgorithm) and "buffer_size" in config["model_attrs"]:
+        rebuilt.buffer_size = config["model_attrs"]["buffer_size"]  # the trained value, not the inference one
+    rebuilt.save(zip_out)
+    if normalize:
+        shutil.copyfile(files[VEC_NORMALIZE_HUB], params / VEC_NORMALIZE_LOCAL)
+        logger.warning("Copied %s as published: rl_zoo3 unpickles it (allowed by allow_pickle=True)", VEC_NORMALIZE_HUB)
+
+
+def _copy_published_model(dl: _Download, algo: str, env_id: str, files: dict[str, str], zip_out: Path, params: Path) -> None:
+    """The pickle path: download the model zip, check that it is whole, and copy it and the VecNormalize statistics as published."""
+    name = _zip_name(dl, algo, env_id)
+    files[name] = dl.get(name)
+    check_archive(files[name], name, common.MAX_MODEL_ZIP_BYTES, verify=True)
+    shutil.copyfile(files[name], zip_out)
+    if VEC_NORMALIZE_HUB in files:
+        shutil.copyfile(files[VEC_NORMALIZE_HUB], params / VEC_NORMALIZE_LOCAL)

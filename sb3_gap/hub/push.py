@@ -321,55 +321,108 @@ def push_to_hub(
     :param endpoint: Hub URL (default: ``HF_ENDPOINT`` or https://huggingface.co)
     :param device: Torch device for loading a Zoo run
     """
+    env_id = check_push_args(repo_id, algo, env_id, n_eval_episodes)
+    endpoint = resolve_endpoint(endpoint)
+    token = _write_token(repo_id, token)
+    plain: tuple[dict[str, Any], list[str]] | None = None  # model_to_plain(model), computed once
+    if isinstance(source, BaseAlgorithm):
+        src, plain = _model_source(source, algo, env_id, hyperparams, env_kwargs)
+    else:
+        if algo is None:
+            raise Refused(f"algo is required to push a Zoo folder; valid choices: {sorted(ALGOS)}")
+        check_int("exp_id (--exp-id)", exp_id, 0, example="0 for the latest run, 1, 2")
+        src = _zoo_source(source, algo.lower(), env_id, exp_id, load_best, device)
+    make_env = _test_env_factory(src, seed)
+    results = _evaluate(src.model, eval_env if eval_env is not None else make_env(False), n_eval_episodes, deterministic, seed, env_id)
+    logger.info(
+        "Evaluated %s on %s: mean_reward %.2f +/- %.2f over %d episodes",
+        src.algo, env_id, results["mean_reward"], results["std_reward"], n_eval_episodes,
+    )  # fmt: skip
+
+    # Everything is staged in a temporary folder: the run folder is only read.
+    with tempfile.TemporaryDirectory(prefix="sb3_gap-push-") as tmp, _naming_on_error(tmp):
+        stage = Path(tmp)
+        written = _stage_run_files(stage, src, seed, results, plain)
+        if video:
+            _record_video(src.model, lambda: make_env(True), stage / VIDEO, video_length, deterministic)
+        files = sorted(p.name for p in stage.iterdir()) + [README]
+        card = build_card(
+            src.model, src.algo, env_id, repo_id, results, src.hyperparams, src.env_kwargs, files,
+            written["dropped_attrs"], written["policy_kwargs"],
+        )  # fmt: skip
+        card.save(stage / README)
+        commit_url = _upload(stage, files, repo_id, commit_message, private, endpoint, token)
+    logger.info("Pushed %d files to %s in one commit: %s", len(files), repo_id, commit_url)
+    return PushInfo(repo_id, commit_url, sorted(files), results["mean_reward"], results["std_reward"])
+
+
+def check_push_args(repo_id: str, algo: str | None, env_id: str | None, n_eval_episodes: int) -> str:
+    """
+    Refuse what :func:`push_to_hub` cannot push, before anything is loaded: a bad ``repo_id``, an unknown ``algo``,
+    no ``env_id`` or one that is not an env id (it names the run folder read and the files pushed: never a path).
+
+    :return: ``env_id``
+    :raises ValueError: One line naming the bad value and the valid choices
+    """
     check_repo_id(repo_id)
     check_int("n_eval_episodes", n_eval_episodes)
     if algo is not None and algo.lower() not in ALGOS:
         raise Refused(f"Unknown algorithm {algo!r}; valid choices: {sorted(ALGOS)}")
     if env_id is None:
         raise Refused("env_id is required (the Gymnasium id the agent plays, e.g. 'MinAtar/Breakout-v1')")
-    check_env_id_form(env_id)  # names the run folder read and the files pushed: never a path
-    endpoint = resolve_endpoint(endpoint)
+    check_env_id_form(env_id)
+    return env_id
+
+
+def _write_token(repo_id: str, token: str | None) -> str:
+    """``token``, else the one ``hf auth login`` or ``HF_TOKEN`` gives; a :class:`HubError` saying how to get one when none."""
     token = token or huggingface_hub.get_token()
     if not token:
         raise HubError(
             f"No Hugging Face token found, so nothing can be pushed to {repo_id!r}: run `hf auth login` "
             "(or set the HF_TOKEN environment variable) with a token that has write access."
         )
+    return token
 
-    plain: tuple[dict[str, Any], list[str]] | None = None  # model_to_plain(model), computed once
-    if isinstance(source, BaseAlgorithm):
-        name = safe.algo_name(source)
-        if algo is not None and algo.lower() != name:
-            raise Refused(f"algo={algo!r} does not match the model's class {type(source).__name__} ({name!r})")
-        plain = safe.model_to_plain(source, env_id)
-        src = _Source(
-            model=source,
-            algo=name,
-            env_id=env_id,
-            hyperparams=hyperparams if hyperparams is not None else _hyperparams(plain[0]),
-            raw_config=None,
-            raw_args=None,
-            env_kwargs=dict(env_kwargs or {}),
-            model_zip=None,
-            stats_path=None,
-            log_path=None,
-        )
-    else:
-        if algo is None:
-            raise Refused(f"algo is required to push a Zoo folder; valid choices: {sorted(ALGOS)}")
-        check_int("exp_id (--exp-id)", exp_id, 0, example="0 for the latest run, 1, 2")
-        src = _zoo_source(source, algo.lower(), env_id, exp_id, load_best, device)
 
+def _model_source(
+    model: BaseAlgorithm, algo: str | None, env_id: str, hyperparams: dict[str, Any] | None, env_kwargs: dict[str, Any] | None
+) -> tuple[_Source, tuple[dict[str, Any], list[str]]]:
+    """
+    What to push for a model given in Python: the model, its Zoo name (refused when ``algo`` names another), the
+    hyperparameters (its plain ones unless given) and its plain-data config (:func:`sb3_gap.hub.safe.model_to_plain`).
+    """
+    name = safe.algo_name(model)
+    if algo is not None and algo.lower() != name:
+        raise Refused(f"algo={algo!r} does not match the model's class {type(model).__name__} ({name!r})")
+    plain = safe.model_to_plain(model, env_id)
+    src = _Source(
+        model=model,
+        algo=name,
+        env_id=env_id,
+        hyperparams=hyperparams if hyperparams is not None else _hyperparams(plain[0]),
+        raw_config=None,
+        raw_args=None,
+        env_kwargs=dict(env_kwargs or {}),
+        model_zip=None,
+        stats_path=None,
+        log_path=None,
+    )
+    return src, plain
+
+
+def _test_env_factory(src: _Source, seed: int) -> Callable[[bool], VecEnv]:
+    """A maker of the run's test env, as rl_zoo3's ``enjoy`` builds it (``create_test_env``), rendering when asked."""
     from rl_zoo3.utils import create_test_env
 
-    def make_env(render: bool = False) -> VecEnv:
+    def make_env(render: bool) -> VecEnv:
         kwargs = dict(src.env_kwargs)
         if render:
             kwargs["render_mode"] = "rgb_array"
         hyperparams = deepcopy(src.hyperparams)
         hyperparams.pop("env_kwargs", None)  # in kwargs already (enjoy removes it too)
         return create_test_env(
-            env_id,
+            src.env_id,
             n_envs=1,
             stats_path=src.stats_path,
             seed=seed,
@@ -379,50 +432,45 @@ def push_to_hub(
             env_kwargs=kwargs,
         )
 
-    env = eval_env if eval_env is not None else make_env()
-    results = _evaluate(src.model, env, n_eval_episodes, deterministic, seed, env_id)
-    logger.info(
-        "Evaluated %s on %s: mean_reward %.2f +/- %.2f over %d episodes",
-        src.algo, env_id, results["mean_reward"], results["std_reward"], n_eval_episodes,
-    )  # fmt: skip
+    return make_env
 
-    # Everything is staged in a temporary folder: the run folder is only read.
-    with tempfile.TemporaryDirectory(prefix="sb3_gap-push-") as tmp, _naming_on_error(tmp):
-        stage = Path(tmp)
-        zip_name = model_file_name(src.algo, env_id)
-        if src.model_zip is not None:
-            shutil.copyfile(src.model_zip, stage / zip_name)
-        else:
-            src.model.save(stage / zip_name)
-        written = safe.save_safe(src.model, stage, env_id, plain)
-        if src.raw_config is not None:
-            shutil.copyfile(src.raw_config, stage / CONFIG_YML)
-        else:
-            (stage / CONFIG_YML).write_text(yaml.safe_dump(src.hyperparams), encoding="utf-8")
-        if src.raw_args is not None:
-            shutil.copyfile(src.raw_args, stage / ARGS_YML)
-        else:
-            args = {"algo": src.algo, "env": env_id, "env_kwargs": src.env_kwargs or None, "seed": seed}
-            (stage / ARGS_YML).write_text(yaml.safe_dump(args), encoding="utf-8")
-        (stage / ENV_KWARGS_YML).write_text(yaml.safe_dump(src.env_kwargs), encoding="utf-8")
-        (stage / RESULTS_JSON).write_text(json.dumps(results, indent=2), encoding="utf-8")
-        if src.stats_path and (Path(src.stats_path) / VEC_NORMALIZE_LOCAL).is_file():
-            shutil.copyfile(Path(src.stats_path) / VEC_NORMALIZE_LOCAL, stage / VEC_NORMALIZE_HUB)
-        _metrics_zip(src.log_path, stage / METRICS_ZIP)
-        if video:
-            _record_video(src.model, lambda: make_env(render=True), stage / VIDEO, video_length, deterministic)
-        files = sorted(p.name for p in stage.iterdir()) + [README]
-        card = build_card(
-            src.model, src.algo, env_id, repo_id, results, src.hyperparams, src.env_kwargs, files,
-            written["dropped_attrs"], written["policy_kwargs"],
-        )  # fmt: skip
-        card.save(stage / README)
 
-        api = HfApi(endpoint=endpoint, token=token)
-        with hub_errors(f"creating {repo_id!r}", repo_id, endpoint, token):
-            api.create_repo(repo_id, exist_ok=True, private=private)
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(stage / name)) for name in sorted(files)]
-        with hub_errors(f"uploading to {repo_id!r}", repo_id, endpoint, token):
-            commit = api.create_commit(repo_id, operations=operations, commit_message=commit_message)
-    logger.info("Pushed %d files to %s in one commit: %s", len(files), repo_id, commit.commit_url)
-    return PushInfo(repo_id, commit.commit_url, sorted(files), results["mean_reward"], results["std_reward"])
+def _stage_run_files(stage: Path, src: _Source, seed: int, results: dict[str, Any], plain: tuple[dict[str, Any], list[str]] | None) -> dict[str, Any]:
+    """
+    Write into ``stage`` the model zip, its pickle-free files, the Zoo's config files (the run's own bytes when it has
+    them), ``results.json``, the VecNormalize statistics and the metrics archive.
+
+    :return: What :func:`sb3_gap.hub.safe.save_safe` wrote (its dropped attributes and plain ``policy_kwargs``)
+    """
+    zip_name = model_file_name(src.algo, src.env_id)
+    if src.model_zip is not None:
+        shutil.copyfile(src.model_zip, stage / zip_name)
+    else:
+        src.model.save(stage / zip_name)
+    written = safe.save_safe(src.model, stage, src.env_id, plain)
+    if src.raw_config is not None:
+        shutil.copyfile(src.raw_config, stage / CONFIG_YML)
+    else:
+        (stage / CONFIG_YML).write_text(yaml.safe_dump(src.hyperparams), encoding="utf-8")
+    if src.raw_args is not None:
+        shutil.copyfile(src.raw_args, stage / ARGS_YML)
+    else:
+        args = {"algo": src.algo, "env": src.env_id, "env_kwargs": src.env_kwargs or None, "seed": seed}
+        (stage / ARGS_YML).write_text(yaml.safe_dump(args), encoding="utf-8")
+    (stage / ENV_KWARGS_YML).write_text(yaml.safe_dump(src.env_kwargs), encoding="utf-8")
+    (stage / RESULTS_JSON).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    if src.stats_path and (Path(src.stats_path) / VEC_NORMALIZE_LOCAL).is_file():
+        shutil.copyfile(Path(src.stats_path) / VEC_NORMALIZE_LOCAL, stage / VEC_NORMALIZE_HUB)
+    _metrics_zip(src.log_path, stage / METRICS_ZIP)
+    return written
+
+
+def _upload(stage: Path, files: list[str], repo_id: str, commit_message: str, private: bool | None, endpoint: str, token: str) -> str:
+    """Create ``repo_id`` if needed and upload ``files`` from ``stage`` in one commit; return the commit's URL."""
+    api = HfApi(endpoint=endpoint, token=token)
+    with hub_errors(f"creating {repo_id!r}", repo_id, endpoint, token):
+        api.create_repo(repo_id, exist_ok=True, private=private)
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(stage / name)) for name in sorted(files)]
+    with hub_errors(f"uploading to {repo_id!r}", repo_id, endpoint, token):
+        commit = api.create_commit(repo_id, operations=operations, commit_message=commit_message)
+    return commit.commit_url

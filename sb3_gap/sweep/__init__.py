@@ -5,7 +5,10 @@
 * :mod:`~sb3_gap.sweep.storage`: the Optuna study, its grid sampler, the best trial per cell
 * :mod:`~sb3_gap.sweep.cell`: one run (its settings, model, evaluation callback, :func:`train_cell`)
 * :mod:`~sb3_gap.sweep.workers`: the worker loop and local worker processes (:func:`run_sweep`)
-* :mod:`~sb3_gap.sweep.cli`: ``sb3-gap sweep`` (parser, presets, ``main``); :mod:`~sb3_gap.sweep.report`: reports
+* :mod:`~sb3_gap.sweep.cli`: ``sb3-gap sweep`` (parser, presets, ``main``)
+* :mod:`~sb3_gap.sweep.report`: reports (``sb3-gap report``), from :mod:`~sb3_gap.sweep.runs` (the runs table),
+  :mod:`~sb3_gap.sweep.aggregates` (metrics per configuration), :mod:`~sb3_gap.sweep.plots` and
+  :mod:`~sb3_gap.sweep.summary` (``summary.md``)
 
 Env protocols (how envs are built, evaluated and normalized) are in :mod:`sb3_gap.envs.protocols`.
 """

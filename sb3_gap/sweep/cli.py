@@ -259,7 +259,9 @@ PAPER_PRESETS: dict[str, dict[str, Any]] = {
         "atari-methods-layer-norm",
         "Fig. 10 (4/4): LayerNorm in psi on flatten x4, 20 games x 5 seeds, 100M frames",
         bottlenecks=["flatten"],
-        fixed={"layer_norm": True},
+        # A one-value grid axis, not a fixed setting: its cells then differ from the flatten x4 cells of
+        # atari-methods-architectures, and the merged Fig. 10 report labels them layer_norm=True.
+        hyperparams={"layer_norm": [True]},
         steps=_FRAMES_100M,
         eval_freq=1_250_000,
     ),

@@ -153,7 +153,18 @@ class SweepSpec:
 
     # ----------------------------------------------------------------------------- checks
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad value and the valid choices."""
+        """Raise ``ValueError`` naming the bad value and the valid choices; fixed and grid values become typed."""
+        self._check_axes()
+        self._check_envs()
+        self._check_budget_and_storage()
+        self._check_hyperparameter_names()
+        self._check_hyperparameter_values()
+        _check_replay_sizes(self)
+        self._check_network_arguments()
+        self._check_run_folders()
+
+    def _check_axes(self) -> None:
+        """Every grid axis non-empty, without a value twice, and each value one that exists."""
         axes = dict(
             envs=self.envs,
             algos=self.algos,
@@ -181,11 +192,17 @@ class SweepSpec:
             ConvExtractor.validate(width_scale=scale)
         for seed in self.seeds:  # type: ignore[union-attr]
             check_int("seed", seed, minimum=0)
+
+    def _check_envs(self) -> None:
+        """Every env id registered, and every run's Zoo section found (with a valid ``replay_ratio``, if any)."""
         for env_id in self.envs:
             check_env_registered(env_id)
             for algo in self.algos:
-                section = resolve_section(algo, env_id, self.conf_dir)  # every run has its Zoo section
-                apply_replay_ratio(section.algo_kwargs, n_envs=1, names=(section.source,))  # its replay_ratio, if any
+                section = resolve_section(algo, env_id, self.conf_dir)
+                apply_replay_ratio(section.algo_kwargs, n_envs=1, names=(section.source,))
+
+    def _check_budget_and_storage(self) -> None:
+        """The step, evaluation and heartbeat counts positive integers, the study name, storage URL and device valid."""
         for name, value in (("steps", self.steps), ("eval_freq", self.eval_freq), ("eval_episodes", self.eval_episodes),
                             ("final_evals", self.final_evals), ("n_envs", self.n_envs), ("heartbeat_interval", self.heartbeat_interval)):  # fmt: skip
             check_int(name, value)
@@ -194,6 +211,12 @@ class SweepSpec:
         _check_study_name(self.study)
         check_storage_url(self.storage)
         check_device(self.device, "--device")
+
+    def _check_hyperparameter_names(self) -> None:
+        """
+        Each fixed or grid hyperparameter named once, not one the sweep sets itself, and one every algorithm of the
+        grid takes (or a network argument; ``replay_ratio`` alone and only for algorithms that take it).
+        """
         names = list(self.hyperparams) + list(self.fixed)
         check_replay_ratio_alone(names, "the sweep's --set/--hyperparams")
         overlap = sorted(set(self.hyperparams) & set(self.fixed))
@@ -215,18 +238,24 @@ class SweepSpec:
                         f"Unknown hyperparameter {name!r} for algorithm {algo!r}; valid choices: "
                         f"{sorted(accepted - reserved)} or network arguments {sorted(EXTRACTOR_ARGS - reserved)}"
                     )
+
+    def _check_hyperparameter_values(self) -> None:
+        """
+        Grid values plain (str, int, float, bool or None), and every fixed and grid value one its algorithms take, as
+        the type they take: checked before any trial starts (and before the study records them), so that a typo such
+        as ``learning_rate=abc`` never reaches training nor the stored settings.
+        """
         for name, values in self.hyperparams.items():
             for value in values:
                 if value is not None and not isinstance(value, (str, int, float, bool)):
                     raise Refused(f"Grid values must be str, int, float, bool or None; {name}={value!r}")
-        # Values are checked against what each algorithm takes before any trial starts (and before the study
-        # records them): a typo such as learning_rate=abc never reaches training nor the stored settings.
         for algo in self.algos:
             cls = get_algo(algo)
             self.fixed = {k: _check_hp_value(cls, algo, k, v) for k, v in self.fixed.items()}
             self.hyperparams = {k: [_check_hp_value(cls, algo, k, v) for v in vs] for k, vs in self.hyperparams.items()}
-        _check_replay_sizes(self)
-        # Network arguments are checked together, with the user's call on the stack.
+
+    def _check_network_arguments(self) -> None:
+        """Every network the grid builds accepted by :func:`~sb3_gap.extractor.policy_kwargs`, with the user's call on the stack."""
         for encoder in self.encoders:
             for bottleneck in self.bottlenecks:
                 ext = {k: v for k, v in self.fixed.items() if k in EXTRACTOR_ARGS}
@@ -235,6 +264,9 @@ class SweepSpec:
                         for v in values:
                             policy_kwargs(encoder=encoder, bottleneck=bottleneck, **ext, **{k: v})  # validates
                 policy_kwargs(encoder=encoder, bottleneck=bottleneck, **ext)
+
+    def _check_run_folders(self) -> None:
+        """Every run's folder a folder of ``out_dir/study/<env>``: no grid value holds a path separator."""
         root = os.path.normpath(os.path.join(self.out_dir, self.study))
         for cell in self.cells():
             name = run_name(cell)
