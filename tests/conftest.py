@@ -61,7 +61,7 @@ def _loopback_only():
         pytest.fail(f"looked up names off the machine: {_off_machine_lookups[before:]}; tests talk to loopback only (127.0.0.1)")
 
 
-# --- the loopback fake Hugging Face Hub (tests/fake_hub.py), shared by test_hub.py and test_checks.py ---
+# --- the loopback fake Hugging Face Hub (tests/fake_hub.py), shared by the test_hub*.py modules and test_checks.py ---
 
 
 @pytest.fixture(scope="module")

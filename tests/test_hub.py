@@ -6,25 +6,21 @@ path, the Zoo layout after ``sb3-gap pull`` (and rl_zoo3's enjoy on it), and the
 (no token, no network, missing repo, rejected token, interrupted upload, unsafe downloads) with
 the local run folder byte-for-byte untouched and the token never shown.
 
-Downloads are data: Zoo configs pass an allow-list of classes with bounded sizes (with or without --allow-pickle),
-YAML anchors, deep nesting, non-UTF-8 text, zip bombs and oversized files are refused, and sb3_gap.json is checked
-against model.safetensors before any network is allocated. Each refusal is one line naming the file, and nothing
-is written.
+More refusals of unsafe downloads, by module: test_hub_pull.py (sb3_gap/hub/pull.py), test_hub_safe.py
+(sb3_gap/hub/safe.py) and test_hub_zoo_yaml.py (sb3_gap/hub/zoo_yaml.py). Each test module gets its own fake Hub,
+which answers at most ``max_requests`` requests.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import os
 import pickle
-import re
 import socket
 import subprocess
 import sys
-import time
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -34,18 +30,17 @@ import gymnasium as gym
 import huggingface_hub
 import numpy as np
 import pytest
-import safetensors.torch
 import torch as th
 import yaml
 from fake_hub import TEST_TOKEN  # tests/ is on sys.path (pytest's rootdir-relative import)
-from helpers import ENV_ID, ENV_NAME, empty_or_missing, one_line_error, publish, safe_files, tiny_dqn
+from helpers import ENV_ID, ENV_NAME, one_line_error, publish, tiny_dqn
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, metadata_load
 from sb3_contrib import QRDQN
 from stable_baselines3 import DQN, PPO
 
 import sb3_gap
 from sb3_gap.cli import main as cli_main
-from sb3_gap.hub import HubError, load_from_hub, model_file_name, plain, pull_from_hub, push_to_hub, safe, zoo_yaml
+from sb3_gap.hub import HubError, load_from_hub, model_file_name, plain, pull_from_hub, push_to_hub, safe
 from sb3_gap.rainbow import Rainbow
 
 TOKEN = TEST_TOKEN
@@ -867,250 +862,6 @@ def test_rainbow_load_checks_overrides_like_the_constructor(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# pull: a downloaded config is checked with or without --allow-pickle, and cannot name what it may not run
-# ------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("allow_pickle", [False, True])
-def test_pull_checks_downloaded_configs_with_or_without_allow_pickle(hub_env, dqn_files, tmp_path, allow_pickle):
-    """A config.yml whose `normalize` would run code is refused on the pickle-free path and on the opt-in pickle path
-    alike: --allow-pickle allows unpickling the model zip, never an unchecked config."""
-    model, files = dqn_files
-    marker = tmp_path / "pwned"
-    repo_id = f"mallory/evil-normalize-{int(allow_pickle)}"
-    evil = {"policy": "CnnPolicy", "normalize": f"__import__('os').system('touch {marker}')"}
-    publish(hub_env, repo_id, {**files, "config.yml": yaml.safe_dump(evil).encode()})
-    downloads = tmp_path / "dl"
-    with pytest.raises(HubError, match=r"normalize .* calls something other than dict\(\).*--allow-pickle does not lift this"):
-        pull_from_hub(repo_id, downloads, allow_pickle=allow_pickle)
-    assert not marker.exists() and not (downloads / "dqn").exists()
-
-    # A zip-only repository (the pickle path, opted in) gets the same check on its config.
-    buf = io.BytesIO()
-    model.save(buf)
-    zip_repo = f"mallory/evil-zip-{int(allow_pickle)}"
-    publish(hub_env, zip_repo, {f"dqn-{ENV_NAME}.zip": buf.getvalue(), "config.yml": yaml.safe_dump(evil).encode()})
-    with pytest.raises(HubError, match="refused for downloaded configs"):
-        pull_from_hub(zip_repo, downloads, algo="dqn", env_id=ENV_ID, allow_pickle=True)
-    assert not marker.exists() and not (downloads / "dqn").exists()
-
-
-def test_cli_pull_with_allow_pickle_refuses_an_unlisted_wrapper_in_one_line(hub_env, dqn_files, tmp_path, capsys):
-    _, files = dqn_files
-    publish(hub_env, "mallory/evil-cli", {**files, "config.yml": b"env_wrapper: builtins.exec\n"})
-    line = one_line_error(capsys, ["pull", "--repo-id", "mallory/evil-cli", "-f", str(tmp_path / "dl"), "--allow-pickle"], "pull")
-    assert "builtins.exec" in line and "not an allowed class" in line
-
-
-def test_pull_copies_pickled_vecnormalize_statistics_only_with_allow_pickle(hub_env, dqn_files, tmp_path):
-    """VecNormalize statistics are a pickle: a pickle-free pull of a repository that needs them is refused, and
-    --allow-pickle copies them into the run folder next to the safetensors model."""
-    _, files = dqn_files
-    publish(hub_env, "bob/normalized", {**files, "config.yml": b"normalize: true\npolicy: CnnPolicy\n", "vec_normalize.pkl": b"stats"})
-    with pytest.raises(HubError, match="needs VecNormalize statistics"):
-        pull_from_hub("bob/normalized", tmp_path / "dl")
-    info = pull_from_hub("bob/normalized", tmp_path / "dl", allow_pickle=True)
-    assert info.path == "safetensors" and Path(info.log_path, ENV_NAME, "vecnormalize.pkl").read_bytes() == b"stats"
-
-
-def test_pull_accepts_sb3_gap_policy_kwargs_calls_and_refuses_other_arguments(hub_env, dqn_files, tmp_path):
-    """zoo_configs/*.yml write `policy_kwargs(...)` calls: a pull accepts them with sb3_gap's own arguments, and refuses
-    the allow-listed call with other arguments, or any other call."""
-    model, files = dqn_files
-    ours = {"policy": "CnnPolicy", "policy_kwargs": "dict(policy_kwargs(encoder='impala', bottleneck='gap', width_scale=4), "
-            "optimizer_kwargs=dict(eps=3.125e-4))", "env_wrapper": [{"gymnasium.wrappers.ClipReward": {"min_reward": -1.0, "max_reward": 1.0}}]}  # fmt: skip
-    publish(hub_env, "zoo/ours", {**files, "config.yml": yaml.safe_dump(ours).encode()})
-    info = pull_from_hub("zoo/ours", tmp_path / "dl")
-    assert info.path == "safetensors" and Path(info.log_path, ENV_NAME, "config.yml").is_file()
-    # ...but an allow-listed call with arguments that are not ours is refused, as is any other call.
-    for bad in ("policy_kwargs(encoder='resnet')", "dict(policy_kwargs(width_scale=2), x=getattr(dict, 'mro'))"):
-        publish(hub_env, "zoo/ours-bad", {**files, "config.yml": yaml.safe_dump({"policy_kwargs": bad}).encode()})
-        with pytest.raises(HubError, match="refused for downloaded configs"):
-            pull_from_hub("zoo/ours-bad", tmp_path / "dl2")
-
-
-def test_pull_refuses_a_function_named_as_env_wrapper_in_one_line(hub_env, dqn_files, tmp_path, capsys):
-    _, files = dqn_files
-    publish(hub_env, "mallory/push-as-wrapper", {**files, "config.yml": b"env_wrapper: sb3_gap.hub.push.push_to_hub\n"})
-    line = one_line_error(capsys, ["pull", "--repo-id", "mallory/push-as-wrapper", "-f", str(tmp_path / "dl")], "pull")
-    assert "'sb3_gap.hub.push.push_to_hub', which is not an allowed class" in line and "gymnasium.wrappers.ClipReward" in line
-    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
-
-
-def alias_yaml(levels: int = 4, fan: int = 5) -> bytes:
-    """Nested YAML aliases ("billion laughs"): ``fan ** levels`` strings from a few hundred bytes (small here)."""
-    lines = ["a0: &a0 [lol, lol, lol, lol, lol]"]
-    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fan)}]" for i in range(1, levels)]
-    return ("\n".join(lines) + "\npolicy: CnnPolicy\n").encode()
-
-
-@pytest.mark.parametrize("name", ["config.yml", "env_kwargs.yml", "args.yml"])
-def test_pull_refuses_yaml_anchors_and_aliases_in_one_line(hub_env, dqn_files, tmp_path, capsys, name):
-    _, files = dqn_files
-    repo = f"mallory/laughs-{name.split('.')[0].replace('_', '-')}"
-    publish(hub_env, repo, {**files, name: alias_yaml()})
-    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
-    assert f"{name} holds YAML that is not plain data" in line and "anchors and aliases are refused" in line
-    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
-
-
-# ------------------------------------------------------------------------------------------------
-# pull: damaged, oversized or inconsistent downloads are one line, and nothing is written
-# ------------------------------------------------------------------------------------------------
-
-
-def test_pull_refuses_corrupt_or_mismatched_safetensors_in_one_line(hub_env, dqn_files, tmp_path, capsys):
-    model, files = dqn_files
-    publish(hub_env, "eve/corrupt-weights", {**files, safe.WEIGHTS_FILE: files[safe.WEIGHTS_FILE][:200]})
-    line = one_line_error(capsys, ["pull", "--repo-id", "eve/corrupt-weights", "-f", str(tmp_path / "dl")], "pull")
-    assert "model.safetensors is not a valid safetensors file" in line
-    wide = safe_files(tiny_dqn(width_scale=2), tmp_path / "x2")
-    publish(hub_env, "eve/x2-under-x1", {**files, safe.WEIGHTS_FILE: wide[safe.WEIGHTS_FILE]})  # a x2 checkpoint, a x1 config
-    line = one_line_error(capsys, ["pull", "--repo-id", "eve/x2-under-x1", "-f", str(tmp_path / "dl")], "pull")
-    assert "1024" in line and "512" in line and "belong to different models" in line
-    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
-
-
-def zip_bytes(members: dict[str, bytes], compression: int = 8) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=compression) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
-@pytest.mark.parametrize(
-    "unpacked, words",
-    [
-        (80 * 2**20, "unpacks to 83,886,080 bytes, more than the 67,108,864 allowed"),  # above MAX_METRICS_BYTES
-        (4 * 2**20, "more than x100"),  # within the size cap, but a bomb's ratio
-    ],
-)
-def test_pull_refuses_a_metrics_zip_bomb_before_unpacking(hub_env, dqn_files, tmp_path, capsys, unpacked, words):
-    _, files = dqn_files
-    bomb = zip_bytes({"evaluations.npz": bytes(unpacked)})
-    assert len(bomb) < unpacked / 500
-    repo = f"mallory/metrics-bomb-{unpacked >> 20}"
-    publish(hub_env, repo, {**files, "train_eval_metrics.zip": bomb})
-    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
-    assert "train_eval_metrics.zip" in line and words in line
-    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
-    # A plain metrics zip still unpacks.
-    publish(hub_env, "alice/metrics-ok", {**files, "train_eval_metrics.zip": zip_bytes({"evaluations.npz": b"x" * 1000, "0.monitor.csv": b"r,l\n"})})
-    info = pull_from_hub("alice/metrics-ok", tmp_path / "ok")
-    assert Path(info.log_path, "evaluations.npz").stat().st_size == 1000
-
-
-def test_pull_and_load_refuse_a_pickled_model_zip_bomb(hub_env, tmp_path):
-    bomb = zip_bytes({"data": b"{}", "policy.pth": bytes(8 * 2**20)})
-    publish(hub_env, "mallory/model-bomb", {f"dqn-{ENV_NAME}.zip": bomb})
-    for call in (lambda: pull_from_hub("mallory/model-bomb", tmp_path / "dl", algo="dqn", env_id=ENV_ID, allow_pickle=True),
-                 lambda: load_from_hub("mallory/model-bomb", algo="dqn", env_id=ENV_ID, allow_pickle=True)):  # fmt: skip
-        with pytest.raises(ValueError, match=rf"dqn-{ENV_NAME}.zip unpacks .* more than x100"):
-            call()
-
-
-def test_pull_refuses_a_truncated_or_damaged_pickled_zip_and_saves_nothing(hub_env, tmp_path, capsys):
-    buf = io.BytesIO()
-    tiny_dqn().save(buf)
-    whole = buf.getvalue()
-    publish(hub_env, "alice/truncated-zip", {f"dqn-{ENV_NAME}.zip": whole[: len(whole) // 2]})
-    argv = ["pull", "--repo-id", "alice/truncated-zip", "-f", str(tmp_path / "dl"), "--algo", "dqn", "--env", ENV_ID, "--allow-pickle"]
-    line = one_line_error(capsys, argv, "pull")
-    assert f"dqn-{ENV_NAME}.zip is not a valid zip archive" in line and "truncated" in line
-    assert not list((tmp_path / "dl" / "dqn").glob(f"{ENV_NAME}_*"))
-    # damaged inside (a flipped byte in a member): the CRC check catches it too
-    broken = bytearray(whole)
-    start = whole.index(b"policy.pth") + 200
-    broken[start : start + 64] = bytes(64)
-    publish(hub_env, "alice/damaged-zip", {f"dqn-{ENV_NAME}.zip": bytes(broken)})
-    line = one_line_error(capsys, [*argv[:2], "alice/damaged-zip", *argv[3:]], "pull")
-    assert "is not a valid zip archive" in line
-
-
-def _deep_json(depth: int) -> bytes:
-    return b'{"format": "sb3_gap.hub/1", "x": ' + b"[" * depth + b"]" * depth + b"}"
-
-
-def _deep_yaml(depth: int) -> bytes:
-    return b"policy: CnnPolicy\nx: " + b"[" * depth + b"]" * depth + b"\n"
-
-
-@pytest.mark.parametrize(
-    "name, content, words",
-    [
-        (safe.CONFIG_FILE, _deep_json(100_000), "nested deeper than"),
-        ("config.yml", _deep_yaml(100_000), "nested deeper than"),
-        ("args.yml", _deep_yaml(5_000), "nested deeper than"),
-        (safe.CONFIG_FILE, b'{"format": "sb3_gap.hub/1", "env_id": "\xff\xfe"}', "is not UTF-8 text"),
-        ("config.yml", b"policy: CnnPolicy\nx: \xff\xfe\n", "is not UTF-8 text"),
-        ("env_kwargs.yml", b"\x80\x81", "is not UTF-8 text"),
-    ],
-)
-def test_pull_refuses_deeply_nested_or_non_utf8_files_in_one_line(hub_env, dqn_files, tmp_path, capsys, name, content, words):
-    _, files = dqn_files
-    repo = f"mallory/{name.split('.')[0].replace('_', '-')}-{abs(hash(content)) % 10**6}"
-    publish(hub_env, repo, {**files, name: content})
-    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
-    assert name in line and words in line, line
-    assert empty_or_missing(tmp_path / "dl" / "dqn")
-
-
-def test_pull_refuses_weights_with_a_tensor_the_model_lacks_in_one_line(hub_env, dqn_files, tmp_path, capsys):
-    model, files = dqn_files
-    tensors = safetensors.torch.load(files[safe.WEIGHTS_FILE])
-    tensors["q_net.backdoor.weight"] = th.zeros(3, 3)
-    publish(hub_env, "mallory/extra-tensor", {**files, safe.WEIGHTS_FILE: safetensors.torch.save(tensors, metadata={"format": "pt"})})
-    line = one_line_error(capsys, ["pull", "--repo-id", "mallory/extra-tensor", "-f", str(tmp_path / "dl")], "pull")
-    assert safe.WEIGHTS_FILE in line and "'q_net.backdoor.weight'" in line and "does not build" in line, line
-    assert empty_or_missing(tmp_path / "dl" / "dqn")
-
-
-def test_cli_pull_and_push_refuse_a_negative_exp_id(hub_env, dqn_files, tmp_path, capsys):
-    _, files = dqn_files
-    publish(hub_env, "alice/exp-id", files)
-    line = one_line_error(capsys, ["pull", "--repo-id", "alice/exp-id", "-f", str(tmp_path / "dl"), "--exp-id", "-1"], "pull")
-    assert "--exp-id" in line and "must be an integer >= 0" in line and "got -1" in line
-    assert not (tmp_path / "dl").exists()
-    line = one_line_error(capsys, ["push", "--algo", "dqn", "--env", ENV_ID, "-f", str(tmp_path / "logs"), "--repo-id", "alice/x",
-                                   "--exp-id", "-3", "--no-video"], "push")  # fmt: skip
-    assert "--exp-id" in line and "got -3" in line
-
-
-def test_pull_on_a_full_disk_is_one_line_and_leaves_no_run_folder(hub_env, dqn_files, tmp_path, monkeypatch, capsys):
-    """A full disk while pull writes the run folder (copied files and the checked YAML) or the Hub cache is one line
-    naming where, and leaves no run folder behind."""
-    import shutil
-
-    from huggingface_hub import HfApi
-
-    _, files = dqn_files
-    publish(hub_env, "alice/full-disk", files)
-    downloads = tmp_path / "dl"
-
-    def copyfile(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    import sb3_gap.hub.pull as pull_module
-
-    with monkeypatch.context() as m:
-        m.setattr(shutil, "copyfile", copyfile)  # writing the run folder: copied files ...
-        m.setattr(pull_module, "write_zoo_yaml", copyfile)  # ... and the checked YAML, written again
-        line = one_line_error(capsys, ["pull", "--repo-id", "alice/full-disk", "-f", str(downloads)], "pull")
-    assert "No space left on device" in line and str(downloads / "dqn" / f"{ENV_NAME}_1") in line, line
-    assert empty_or_missing(downloads / "dqn")
-
-    def download(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    with monkeypatch.context() as m:
-        m.setattr(HfApi, "hf_hub_download", download)  # the Hub cache
-        line = one_line_error(capsys, ["pull", "--repo-id", "alice/full-disk", "-f", str(downloads)], "pull")
-    assert "No space left on the local disk" in line and "hf-cache" in line and "connection" not in line, line
-    assert empty_or_missing(downloads / "dqn")
-
-
-# ------------------------------------------------------------------------------------------------
 # push: the run's files are read as data, and a missing run is one line
 # ------------------------------------------------------------------------------------------------
 
@@ -1147,206 +898,3 @@ def test_cli_push_without_a_zoo_run_is_one_line(hub_env, tmp_path, capsys):
         capsys, ["push", "--algo", "dqn", "--env", ENV_ID, "-f", str(tmp_path / "nothing"), "--repo-id", "a/b", "--no-video"], "push"
     )
     assert "No Zoo run" in line
-
-
-# ------------------------------------------------------------------------------------------------
-# sb3_gap.json and model.safetensors: checked against each other before any network is allocated
-# ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def saved_config(tmp_path):
-    model = tiny_dqn()
-    safe.save_safe(model, tmp_path, ENV_ID)
-    return json.loads((tmp_path / safe.CONFIG_FILE).read_text()), tmp_path / safe.WEIGHTS_FILE
-
-
-def test_safe_config_cannot_set_local_or_unlisted_model_attributes(saved_config):
-    config, weights = saved_config
-    assert "tensorboard_log" not in config["model_attrs"]  # what this machine logs to is not published either
-    config["model_attrs"]["tensorboard_log"] = "/tmp/sb3_gap-evil-tensorboard"
-    config["model_attrs"]["verbose"] = 2
-    model = safe.build_from_config(config, weights, device="cpu")
-    assert model.tensorboard_log is None and model.verbose == 0  # the local defaults, not the download's
-    for key, value in (("replay_buffer", {"x": 1}), ("_vec_normalize_env", None), ("lr_schedule", 0.1), ("env", "x")):
-        bad = json.loads(json.dumps(config))
-        bad["model_attrs"][key] = value
-        with pytest.raises(ValueError, match=f"unexpected attribute '{key}'"):
-            safe.build_from_config(bad, weights, device="cpu")
-
-
-def test_safe_config_refuses_a_huge_observation_shape_before_building_the_space(saved_config, monkeypatch):
-    config, weights = saved_config
-    config["observation_space"]["shape"] = [4, 100_000, 100_000]  # 37 GiB of bounds
-    monkeypatch.setattr(safe, "space_from_plain", lambda *a: pytest.fail("a space was built"))
-    start = time.perf_counter()
-    with pytest.raises(ValueError, match=r"40,000,000,000 elements, more than the 1,048,576"):
-        safe.build_from_config(config, weights, device="cpu")
-    assert time.perf_counter() - start < 5
-
-
-@pytest.mark.parametrize(
-    "edit, words",
-    [
-        (lambda c: c["action_space"].update(n=10**9), ["q_net", "[1000000000,", "config and the weights"]),
-        (lambda c: c["observation_space"].update(shape=[7, 10, 10]), [", 7, 3, 3]", ", 4, 3, 3]"]),
-        (lambda c: c["policy_kwargs"]["features_extractor_kwargs"].update(psi_depth=40), ["does not have"]),
-        (lambda c: c["model_attrs"].update(n_envs=10**6), ["n_envs must be an integer in [1, 64]"]),
-    ],
-)
-def test_safe_config_shapes_must_match_the_weights_before_the_model_is_allocated(saved_config, monkeypatch, edit, words):
-    config, weights = saved_config
-    edit(config)
-    monkeypatch.setattr(DQN, "_setup_model", lambda self: pytest.fail("the model was allocated"))
-    with pytest.raises(ValueError) as info:
-        safe.build_from_config(config, weights, device="cpu")
-    for word in words:
-        assert word in str(info.value), str(info.value)
-
-
-def test_safe_config_with_a_huge_depth_is_refused_before_building(saved_config, no_big_layers):
-    config, weights = saved_config
-    config["policy_kwargs"]["features_extractor_kwargs"].update(psi_depth=2_000)
-    start = time.perf_counter()
-    with pytest.raises(ValueError, match=r"psi_depth must be an integer >= 0 and at most 64 .*got 2000"):
-        safe.build_from_config(config, weights, device="cpu")
-    assert time.perf_counter() - start < 10
-
-
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_safe_build_and_pull_refuse_non_finite_weights(hub_env, dqn_files, saved_config, tmp_path, capsys, value):
-    import safetensors.torch
-
-    config, weights = saved_config
-    tensors = safetensors.torch.load_file(str(weights))
-    name = sorted(tensors)[0]
-    tensors[name].view(-1)[0] = value
-    safetensors.torch.save_file(tensors, str(weights), metadata={"format": "pt"})
-    with pytest.raises(ValueError, match=rf"model.safetensors holds NaN or infinite values in '{re.escape(name)}'"):
-        safe.build_from_config(config, weights, device="cpu")
-    _, files = dqn_files
-    repo = f"eve/non-finite-{str(value)}"
-    publish(hub_env, repo, {**files, safe.WEIGHTS_FILE: weights.read_bytes()})
-    line = one_line_error(capsys, ["pull", "--repo-id", repo, "-f", str(tmp_path / "dl")], "pull")
-    assert "NaN or infinite values" in line
-    assert not (tmp_path / "dl" / "dqn").exists() or not list((tmp_path / "dl" / "dqn").iterdir())
-
-
-def test_safe_strict_load_refuses_an_extra_tensor_in_one_line_without_the_meta_check(dqn_files, tmp_path, monkeypatch):
-    """Where the network cannot be built on the meta device (so shapes are not compared first), the strict load of the
-    weights still refuses a tensor the network lacks, in one line."""
-    model, files = dqn_files
-    tensors = safetensors.torch.load(files[safe.WEIGHTS_FILE])
-    tensors["q_net.backdoor.weight"] = th.zeros(3, 3)
-    weights = tmp_path / safe.WEIGHTS_FILE
-    weights.write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))
-    config = json.loads(files[safe.CONFIG_FILE])
-
-    def cannot_build_on_meta(model):
-        raise NotImplementedError("a layer that reads tensor values")
-
-    monkeypatch.setattr(safe, "_meta_shapes", cannot_build_on_meta)  # then only the strict load compares
-    with pytest.raises(ValueError) as info:
-        safe.build_from_config(config, weights, device="cpu")
-    message = str(info.value)
-    assert "\n" not in message and message.startswith(f"{safe.WEIGHTS_FILE} does not fit the network") and "q_net.backdoor.weight" in message
-
-
-# ------------------------------------------------------------------------------------------------
-# Zoo configs: only allow-listed classes, with bounded sizes, no paths; local files keep their anchors
-# ------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "entry",
-    [
-        {"env_wrapper": [{"gymnasium.wrappers.RecordVideo": {"video_folder": "/home/victim/.ssh"}}]},
-        {"env_wrapper": [{"gymnasium.wrappers.RecordEpisodeStatistics": {"buffer_length": 10, "log_dir": "../x"}}]},
-        {"vec_env_wrapper": "stable_baselines3.common.vec_env.VecVideoRecorder"},
-        {"callback": [{"stable_baselines3.common.callbacks.CheckpointCallback": {"save_freq": 1, "save_path": "/etc"}}]},
-        {"policy": "evil_module.Policy"},
-    ],
-)
-def test_zoo_config_refuses_path_arguments_file_writers_and_unlisted_policies(entry):
-    with pytest.raises(ValueError, match="refused for downloaded configs"):
-        zoo_yaml.check_zoo_config(entry)
-
-
-def test_zoo_config_accepts_trusted_wrappers_and_plain_kwargs_strings():
-    zoo_yaml.check_zoo_config({"env_wrapper": [{"gymnasium.wrappers.ClipReward": {"min_reward": -1.0, "max_reward": 1.0}}],
-                           "policy_kwargs": "dict(activation_fn=nn.ReLU, net_arch=[64])", "normalize": "dict(norm_obs=True)"})  # fmt: skip
-
-
-# Callables (not classes) under package prefixes the allow-list trusts: a check of the prefix alone would let them through.
-PREFIX_PROBES = [
-    "sb3_gap.hub.push.push_to_hub",
-    "sb3_gap.sweep.workers.run_sweep",
-    "stable_baselines3.common.save_util.save_to_zip_file",
-    "gymnasium.make",
-    "rl_zoo3.utils.get_latest_run_id",
-]
-
-
-@pytest.mark.parametrize("key", ["env_wrapper", "vec_env_wrapper", "callback", "policy"])
-@pytest.mark.parametrize("name", PREFIX_PROBES)
-def test_zoo_config_refuses_callables_under_trusted_package_prefixes(key, name):
-    with pytest.raises(ValueError, match=rf"{key} names '{re.escape(name)}', which is not an allowed class.*valid choices: \["):
-        zoo_yaml.check_zoo_config({key: [{name: {}}] if key != "policy" else name})
-
-
-@pytest.mark.parametrize(
-    "key, name",
-    [
-        ("vec_env_wrapper", "stable_baselines3.common.vec_env.vec_video_recorder.VecVideoRecorder"),  # a file writer by its module path
-        ("vec_env_wrapper", "stable_baselines3.common.vec_env.vec_monitor.VecMonitor"),
-        ("env_wrapper", "gymnasium.wrappers.rendering.RecordVideo"),
-        ("callback", "rl_zoo3.callbacks.SaveVecNormalizeCallback"),
-        ("env_wrapper", "stable_baselines3.common.vec_env.VecFrameStack"),  # a VecEnvWrapper is no env wrapper
-    ],
-)
-def test_zoo_config_refuses_file_writers_and_wrong_kinds_under_any_module_path(key, name):
-    with pytest.raises(ValueError, match="refused for downloaded configs"):
-        zoo_yaml.check_zoo_config({key: name})
-
-
-def test_zoo_config_accepts_sb3_gap_wrappers_and_the_repositorys_zoo_configs():
-    zoo_yaml.check_zoo_config({"env_wrapper": ["sb3_gap.envs.minatar.MinAtarImage", "rl_zoo3.wrappers.FrameSkip",
-                                               "stable_baselines3.common.atari_wrappers.AtariWrapper", "gymnasium.wrappers.TimeLimit"],
-                               "vec_env_wrapper": "stable_baselines3.common.vec_env.VecTransposeImage",
-                               "callback": "stable_baselines3.common.callbacks.ProgressBarCallback",
-                               "policy": "sb3_gap.rainbow.policies.RainbowPolicy"})  # fmt: skip
-    for path in sorted((Path(__file__).resolve().parents[1] / "zoo_configs").glob("*.yml")):
-        for section in yaml.safe_load(path.read_text()).values():  # local files: their anchors load
-            if isinstance(section, dict):
-                zoo_yaml.check_zoo_config(section, path.name)
-
-
-@pytest.mark.parametrize(
-    "entry, words",
-    [
-        ({"frame_stack": 10**9}, "frame_stack must be an integer >= 0 and at most 256"),
-        ({"frame_stack": "1000000000"}, "frame_stack must be an integer >= 0 and at most 256"),
-        ({"frame_stack": 2.5}, "frame_stack must be an integer"),
-        ({"env_wrapper": [{"gymnasium.wrappers.FrameStackObservation": {"stack_size": 10**9}}]}, "stack_size must be an integer"),
-    ],
-)
-def test_zoo_config_bounds_frame_stack_and_stack_size(entry, words):
-    with pytest.raises(ValueError, match=re.escape(words)):
-        zoo_yaml.check_zoo_config(entry)
-    zoo_yaml.check_zoo_config({"frame_stack": 4, "env_wrapper": [{"gymnasium.wrappers.FrameStackObservation": {"stack_size": 4}}]})
-
-
-def test_load_zoo_yaml_refuses_anchors_unless_allowed_and_caps_the_size(tmp_path):
-    """A downloaded YAML may not hold anchors (nested aliases blow up when read); a local one, such as a run being pushed or
-    zoo_configs/*.yml, is read with allow_aliases=True. Either is refused above MAX_YAML_BYTES."""
-    path = tmp_path / "config.yml"
-    path.write_bytes(b"base: &b {frame_stack: 4}\nMinAtar/Breakout-v1: *b\n")
-    with pytest.raises(ValueError, match=r"config.yml holds YAML that is not plain data \(line 1\): found the anchor &b"):
-        zoo_yaml.load_zoo_yaml(path)
-    assert zoo_yaml.load_zoo_yaml(path, allow_aliases=True)["MinAtar/Breakout-v1"] == {"frame_stack": 4}  # a run being pushed
-    from sb3_gap.zoo_config import load_section  # the repository's zoo_configs/*.yml use &minatar / *minatar
-
-    assert load_section("dqn", "MinAtar/Breakout-v1")[1]
-    path.write_bytes(b"x: " + b"a" * (zoo_yaml.MAX_YAML_BYTES + 1) + b"\n")
-    with pytest.raises(ValueError, match=r"config.yml has 1,048,581 bytes, more than the 1,048,576"):
-        zoo_yaml.load_zoo_yaml(path)
