@@ -146,7 +146,7 @@ def enjoy(folder: Path, n: int = 10, algo: str = "dqn", exp_id: int = 0) -> subp
         argv,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a guard against a hang only: a fresh interpreter importing torch and rl_zoo3 takes minutes on a loaded machine
         env={**os.environ, "PYTHONPATH": str(Path(sb3_gap.__file__).parents[1])},
     )
 
