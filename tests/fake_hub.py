@@ -55,11 +55,11 @@ class FakeHub:
     The fake Hub's state and server.
 
     :param token: The one token accepted for writes (``Authorization: Bearer <token>``)
-    :param max_requests: Requests answered before the server answers 503 to everything (a bound
-        on any retry loop in the client)
+    :param max_requests: Requests answered before the server answers 503 to everything: a bound on any retry loop in
+        the client. It counts every request of the test module sharing the server (test_hub.py's tests alone make ~500)
     """
 
-    def __init__(self, token: str, max_requests: int = 500) -> None:
+    def __init__(self, token: str, max_requests: int = 5000) -> None:
         self.token = token
         self.max_requests = max_requests
         self.repos: dict[str, FakeRepo] = {}
