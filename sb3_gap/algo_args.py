@@ -2,8 +2,8 @@
 The valid range of every numeric algorithm argument sb3_gap owns or passes through, in one table.
 
 SB3 takes a NaN learning rate, a negative ``max_grad_norm`` (``clip_grad_norm_`` then flips the gradient: ascent),
-``batch_size=0``, ``train_freq=0`` or ``gradient_steps=0`` (nothing ever trains) and runs on, silently wrong; so
-does kron-torch with ``b1=nan``. :func:`check_algo_args` refuses each in one line naming the argument, the value and
+``batch_size=0`` (an empty batch: a NaN loss) or ``train_freq=0`` (no env step is ever collected: the run hangs) and
+runs on, silently wrong; so does kron-torch with ``b1=nan``. :func:`check_algo_args` refuses each in one line naming the argument, the value and
 the valid range. It is called by :class:`~sb3_gap.rainbow.Rainbow`'s constructor, by the rl_zoo3 hook for every
 ``--algo`` of ``rl_zoo3.train`` (Rainbow in full, SB3's and sb3-contrib's as below; :mod:`sb3_gap.zoo`), by sweeps for ``--set``,
 ``--hyperparams`` and presets before any trial starts (:mod:`sb3_gap.sweep.spec`); :func:`check_kron_args` by
@@ -16,8 +16,9 @@ are checked on their initial value, and rl_zoo3's ``lin_<x>`` strings on ``x``.
 
 An algorithm sb3_gap does not own (SB3's and sb3-contrib's, in the rl_zoo3 hook: ``check_algo_args(kwargs,
 host=True)``) is checked only where it would silently misuse a value: a bound marked ``misuse=False`` is sb3_gap's
-own stricter range (``learning_starts >= 0``, ``target_update_interval >= 1``, ``ent_coef >= 0``: SB3 takes
-``ent_coef='auto'`` for SAC/TQC and uses a negative coefficient as written), applied to Rainbow and the sweeps only;
+own stricter range (``learning_starts >= 0``, ``target_update_interval >= 1``, ``gradient_steps`` >= 1 or -1: SB3
+skips training at 0 on purpose and reads any negative value as -1, ``ent_coef >= 0``: SB3 takes ``ent_coef='auto'``
+for SAC/TQC and uses a negative coefficient as written), applied to Rainbow and the sweeps only;
 for the host's algorithms such a value passes unless it is NaN.
 """
 
@@ -112,7 +113,8 @@ ALGO_ARG_BOUNDS: dict[str, Bound] = {
     "batch_size": Bound(1, integer=True, example="32"),
     "buffer_size": Bound(1, integer=True, example="1000000"),
     "learning_starts": Bound(0, integer=True, example="20000", misuse=False),  # SB3: a negative one starts at once
-    "gradient_steps": Bound(1, integer=True, also=(-1,), example="1"),
+    # SB3's off_policy_algorithm.learn: 0 skips training on purpose, any negative value means -1
+    "gradient_steps": Bound(1, integer=True, also=(-1,), example="1", misuse=False),
     "target_update_interval": Bound(1, integer=True, example="8000", misuse=False),  # DQN: 0 -> every step
     "n_steps": Bound(1, integer=True, example="3"),
     "exploration_fraction": Bound(0.0, 1.0, low_open=True, none_ok=True, example="0.1"),

@@ -502,6 +502,17 @@ def test_hook_checks_sb3_algorithms_only_for_values_they_misuse() -> None:
         check_algo_args({"learning_starts": -1})  # Rainbow and the sweeps: sb3_gap's own range
 
 
+@pytest.mark.parametrize("steps", [0, -2])
+def test_hook_accepts_gradient_steps_sb3_skips_or_reads_as_minus_one(steps: int) -> None:
+    """SB3 skips training at gradient_steps=0 on purpose and reads any negative value as -1
+    (off_policy_algorithm.learn): the host's DQN takes both; Rainbow keeps sb3_gap's range (>= 1 or -1)."""
+    from sb3_gap.algo_args import check_algo_args
+
+    check_algo_args({"gradient_steps": steps}, host=True)
+    with pytest.raises(ValueError, match=rf"^gradient_steps must be an integer >= 1 .*got {steps}$"):
+        check_algo_args({"gradient_steps": steps})
+
+
 @pytest.mark.parametrize(
     ("section", "words"),
     [
