@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from sb3_gap.checks import Refused, check_int, is_number
+from sb3_gap.checks import Refused, check_int, check_range
 from sb3_gap.envs.protocols import load_reference
 from sb3_gap.files import atomic_write_text
 from sb3_gap.sweep.aggregates import (
@@ -66,9 +65,7 @@ def check_gamma(gamma: Any) -> float:
 
     :raises ValueError: Naming the value (NaN or infinite would make every optimality gap NaN or infinite)
     """
-    if not is_number(gamma) or not math.isfinite(gamma):
-        raise Refused(f"--gamma (the optimality-gap threshold) must be a finite number (e.g. 1 for normalized scores), got {gamma!r}")
-    return float(gamma)
+    return check_range("--gamma (the optimality-gap threshold)", gamma, example="1 for normalized scores")
 
 
 def check_reps(reps: Any) -> int:
@@ -166,6 +163,11 @@ def read_reference(path: str | Path) -> dict[str, tuple[float, float]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """
+    ``sb3-gap report``: build the report of one or more studies (:func:`build_report`).
+
+    :param argv: The command line's arguments (``sys.argv[1:]`` when None)
+    """
     p = argparse.ArgumentParser(prog="sb3-gap report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--storage", required=True, nargs="+", help="Optuna storage URL(s); one, or one per --study")
     p.add_argument("--study", required=True, nargs="+", help="study name(s) to merge")
