@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -487,6 +488,22 @@ def test_preset_with_another_storage_but_its_own_folders_is_refused(tmp_path, mo
     monkeypatch.setattr(cli, "run_sweep", lambda *a, **k: pytest.fail("must not start"))
     with pytest.raises(SystemExit, match=r"--storage sqlite:///.*mine.db with --preset minatar-scaling.*results/minatar_scaling.*give --out DIR"):
         cli.main(["--preset", "minatar-scaling", "--storage", f"sqlite:///{tmp_path}/mine.db"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["minatar-scaling", "minatar-deep"])
+def test_committed_complete_study_resumes_without_training(tmp_path, monkeypatch, preset):
+    """The preset's command on a copy of its committed folder (study.db and run files, no checkpoints) finds every
+    cell complete under today's code: no trial is added, nothing trains, and the report is rebuilt from the runs."""
+    folder = preset.replace("-", "_")
+    shutil.copytree(ROOT / "results" / folder, tmp_path / folder)
+    (tmp_path / folder / "summary.md").unlink()
+    db = tmp_path / folder / "study.db"
+    before = sqlite3.connect(db).execute("select count(*), sum(state = 'COMPLETE') from trials").fetchone()
+    monkeypatch.setattr(_Objective, "__call__", lambda *a, **k: pytest.fail("a complete study must not train"))
+    main(["--preset", preset, "--out", str(tmp_path), "--workers", "1", "--no-progress"])
+    assert sqlite3.connect(db).execute("select count(*), sum(state = 'COMPLETE') from trials").fetchone() == before
+    assert (tmp_path / folder / "summary.md").is_file()
 
 
 @pytest.mark.parametrize("preset", ["minatar-scaling", "minatar-deep", "minatar-rr"])
