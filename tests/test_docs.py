@@ -231,3 +231,26 @@ def test_zoo_md_shows_the_rl_zoo3_progress_flag():
     zoo_md = (Path(__file__).resolve().parents[1] / "docs" / "zoo.md").read_text(encoding="utf-8")
     assert re.search(r"python -m rl_zoo3\.train [^\n]*-P\b", zoo_md), "docs/zoo.md shows no rl_zoo3.train command with -P"
     assert '"--progress"' in Path(rl_zoo3.train.__file__).read_text() and '"-P"' in Path(rl_zoo3.train.__file__).read_text()
+
+
+def _bound_rows() -> list[tuple[str, list[str]]]:
+    """The rows of docs/checks.md's "Each bound lives once" table: (value cell, home modules)."""
+    text = (REPO / "docs" / "checks.md").read_text(encoding="utf-8").split("## Each bound lives once")[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    return [(row[1], [p[:-3].replace("/", ".") for p in re.findall(r"`(sb3_gap/[\w/]+\.py)`", row[2])]) for row in rows[1:]]
+
+
+def test_checks_md_bounds_name_the_constants_and_values_of_their_home():
+    """Every constant the bound table names lives in the module the table gives as its home, with the value it shows
+    (`NAME` = value); `MAX_*` means each home defines at least one."""
+    rows = _bound_rows()
+    assert rows and all(homes for _, homes in rows)
+    for value, homes in rows:
+        modules = [importlib.import_module(home) for home in homes]
+        for name, shown in re.findall(r"`([A-Z][A-Z0-9_]+)`(?: = ([0-9]+))?", value):
+            (home,) = [m for m in modules if hasattr(m, name)] or [None]
+            assert home is not None, f"docs/checks.md: {name} is in none of {homes}"
+            if shown:
+                assert getattr(home, name) == int(shown), f"docs/checks.md: {name} = {shown}, the code has {getattr(home, name)}"
+        if "`MAX_*`" in value:
+            assert all(any(n.startswith("MAX_") for n in vars(m)) for m in modules), (value, homes)
