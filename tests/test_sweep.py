@@ -494,16 +494,19 @@ def test_preset_with_another_storage_but_its_own_folders_is_refused(tmp_path, mo
 @pytest.mark.parametrize("preset", ["minatar-scaling", "minatar-deep"])
 def test_committed_complete_study_resumes_without_training(tmp_path, monkeypatch, preset):
     """The preset's command on a copy of its committed folder (study.db and run files, no checkpoints) finds every
-    cell complete under today's code: no trial is added, nothing trains, and the report is rebuilt from the runs."""
+    cell complete under today's code: no trial is added, nothing trains, and the report is built from that study."""
+    import sb3_gap.sweep.cli as cli
+
     folder = preset.replace("-", "_")
     shutil.copytree(ROOT / "results" / folder, tmp_path / folder)
-    (tmp_path / folder / "summary.md").unlink()
     db = tmp_path / folder / "study.db"
     before = sqlite3.connect(db).execute("select count(*), sum(state = 'COMPLETE') from trials").fetchone()
     monkeypatch.setattr(_Objective, "__call__", lambda *a, **k: pytest.fail("a complete study must not train"))
+    reports = []
+    monkeypatch.setattr(cli, "build_report", lambda sources, out, **kw: reports.append((sources, str(out))))
     main(["--preset", preset, "--out", str(tmp_path), "--workers", "1", "--no-progress"])
     assert sqlite3.connect(db).execute("select count(*), sum(state = 'COMPLETE') from trials").fetchone() == before
-    assert (tmp_path / folder / "summary.md").is_file()
+    assert reports == [([(f"sqlite:///{db}", folder)], str(tmp_path / folder))]
 
 
 @pytest.mark.parametrize("preset", ["minatar-scaling", "minatar-deep", "minatar-rr"])
