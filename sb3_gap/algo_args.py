@@ -3,8 +3,8 @@ The valid range of every numeric algorithm argument sb3_gap owns or passes throu
 
 SB3 takes a NaN learning rate, a negative ``max_grad_norm`` (``clip_grad_norm_`` then flips the gradient: ascent),
 ``batch_size=0`` (an empty batch: a NaN loss) or ``train_freq=0`` (no env step is ever collected: the run hangs) and
-runs on, silently wrong; so does kron-torch with ``b1=nan``. :func:`check_algo_args` refuses each in one line naming the argument, the value and
-the valid range. It is called by :class:`~sb3_gap.rainbow.Rainbow`'s constructor, by the rl_zoo3 hook for every
+runs on, silently wrong; so does kron-torch with ``b1=nan``. :func:`check_algo_args` refuses each in one line naming
+the argument, the value and the valid range. It is called by :class:`~sb3_gap.rainbow.Rainbow`'s constructor, by the rl_zoo3 hook for every
 ``--algo`` of ``rl_zoo3.train`` (Rainbow in full, SB3's and sb3-contrib's as below; :mod:`sb3_gap.zoo`), by sweeps for ``--set``,
 ``--hyperparams`` and presets before any trial starts (:mod:`sb3_gap.sweep.spec`); :func:`check_kron_args` by
 :class:`~sb3_gap.optim.Kron` and ``policy_kwargs(optimizer="kron", optimizer_kwargs=...)``. ``DQN(...)`` built

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
@@ -500,12 +501,17 @@ def test_committed_complete_study_resumes_without_training(tmp_path, monkeypatch
     folder = preset.replace("-", "_")
     shutil.copytree(ROOT / "results" / folder, tmp_path / folder)
     db = tmp_path / folder / "study.db"
-    before = sqlite3.connect(db).execute("select count(*), sum(state = 'COMPLETE') from trials").fetchone()
+
+    def trial_counts() -> tuple[int, int]:
+        with closing(sqlite3.connect(db)) as con:
+            return con.execute("select count(*), sum(state = 'COMPLETE') from trials").fetchone()
+
+    before = trial_counts()
     monkeypatch.setattr(_Objective, "__call__", lambda *a, **k: pytest.fail("a complete study must not train"))
     reports = []
     monkeypatch.setattr(cli, "build_report", lambda sources, out, **kw: reports.append((sources, str(out))))
     main(["--preset", preset, "--out", str(tmp_path), "--workers", "1", "--no-progress"])
-    assert sqlite3.connect(db).execute("select count(*), sum(state = 'COMPLETE') from trials").fetchone() == before
+    assert trial_counts() == before
     assert reports == [([(f"sqlite:///{db}", folder)], str(tmp_path / folder))]
 
 
